@@ -1,0 +1,315 @@
+//! 1x1 convolutions (and the classifier) as a matrix product on NHWC activations.
+//!
+//! In NHWC a 1x1 convolution is `out[pixels][cout] = in[pixels][cin] · W[cin][cout] + bias`, so no data needs moving.
+//! Weights are packed once at load into column panels of [`NR`] outputs, `panel[k][0..NR]`, so the micro-kernel reads them
+//! as one contiguous stream. Activations are read in place (no packing): each micro-tile broadcasts [`MR`] rows of the
+//! input, which stay in L1/L2 because rows are processed in tiles sized to the cache.
+//! Bias, ReLU6 and the residual add are fused into the store, so every output is written exactly once.
+
+use crate::simd::{relu6, Isa};
+
+/// Output columns per micro-tile: two 8-wide AVX registers.
+pub const NR: usize = 16;
+/// Rows per micro-tile: 6 rows x 2 registers = 12 accumulators, leaving 4 of the 16 ymm registers for loads.
+pub const MR: usize = 6;
+
+/// What to apply to each output before the residual add.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Act {
+    None,
+    Relu6,
+}
+
+/// A `[k][n]` weight matrix plus bias, packed into `ceil(n / NR)` panels (zero-padded, so kernels never branch on `n`).
+#[derive(Clone, Debug)]
+pub struct Packed {
+    pub k: usize,
+    pub n: usize,
+    data: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Packed {
+    /// Packs weights given in PyTorch order `w[out][in]` (`n` outputs, `k` inputs) and a bias per output.
+    pub fn from_out_in(w: &[f32], bias: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(w.len(), n * k, "weight length");
+        assert_eq!(bias.len(), n, "bias length");
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0.0; panels * k * NR];
+        let mut padded_bias = vec![0.0; panels * NR];
+        for o in 0..n {
+            let (p, j) = (o / NR, o % NR);
+            for i in 0..k {
+                data[p * k * NR + i * NR + j] = w[o * k + i];
+            }
+            padded_bias[o] = bias[o];
+        }
+        Packed {
+            k,
+            n,
+            data,
+            bias: padded_bias,
+        }
+    }
+
+    fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+}
+
+/// Rows per cache tile: about 64 KiB of input, so a tile is reused from cache across all column panels.
+fn tile_rows(k: usize) -> usize {
+    ((16_384 / k.max(1)) / MR).clamp(1, 64) * MR
+}
+
+/// Where output row `r` is stored: `r + (r / run) * skip` rows into `out`.
+///
+/// A depthwise layer reads its input with zero columns either side of every image row (so its kernel never clips
+/// taps); writing the expand conv's output straight into that layout (`run` = image width, `skip` = padding columns)
+/// avoids a padded copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub run: usize,
+    pub skip: usize,
+}
+
+impl Layout {
+    /// Row `r` at row `r`.
+    pub const DENSE: Layout = Layout {
+        run: usize::MAX,
+        skip: 0,
+    };
+
+    fn stored(self, r: usize) -> usize {
+        r + (r / self.run) * self.skip
+    }
+}
+
+/// `out[r][0..n] = act(a[r][0..k] · W + bias) (+ residual[r][0..n])` for `r < m`.
+///
+/// `a` rows are `lda` apart, `out` and `residual` rows `ldo` apart.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &Packed,
+    act: Act,
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    ldo: usize,
+) {
+    matmul_into(isa, a, lda, m, w, act, residual, out, ldo, Layout::DENSE)
+}
+
+/// [`matmul`] with output row `r` stored at row `layout.stored(r)` (residuals need the dense layout).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_into(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &Packed,
+    act: Act,
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    ldo: usize,
+    layout: Layout,
+) {
+    if m == 0 {
+        return;
+    }
+    assert!(layout.run > 0, "layout run must be positive");
+    assert!(lda >= w.k && ldo >= w.n, "leading dimensions too small");
+    assert!(a.len() >= (m - 1) * lda + w.k, "input too short");
+    assert!(
+        out.len() >= layout.stored(m - 1) * ldo + w.n,
+        "output too short"
+    );
+    if let Some(r) = residual {
+        assert_eq!(layout, Layout::DENSE, "residual needs the dense layout");
+        assert!(r.len() >= (m - 1) * ldo + w.n, "residual too short");
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: Avx2Fma is only ever chosen after run-time detection (or by a caller that checked), and the asserts
+        // above keep every access of the kernel inside the slices.
+        Isa::Avx2Fma => unsafe { avx::matmul(a, lda, m, w, act, residual, out, ldo, layout) },
+        _ => portable(a, lda, m, w, act, residual, out, ldo, layout),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn portable(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &Packed,
+    act: Act,
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    ldo: usize,
+    layout: Layout,
+) {
+    let k = w.k;
+    for p in 0..w.panels() {
+        let panel = &w.data[p * k * NR..(p + 1) * k * NR];
+        let n0 = p * NR;
+        let valid = NR.min(w.n - n0);
+        for r in 0..m {
+            let mut acc = [0.0f32; NR];
+            acc.copy_from_slice(&w.bias[n0..n0 + NR]);
+            let row = &a[r * lda..r * lda + k];
+            for (x, wk) in row.iter().zip(panel.chunks_exact(NR)) {
+                for (s, wv) in acc.iter_mut().zip(wk) {
+                    *s += x * wv;
+                }
+            }
+            let at = layout.stored(r) * ldo + n0;
+            let o = &mut out[at..at + valid];
+            for (j, dst) in o.iter_mut().enumerate() {
+                let mut v = acc[j];
+                if act == Act::Relu6 {
+                    v = relu6(v);
+                }
+                if let Some(res) = residual {
+                    v += res[r * ldo + n0 + j];
+                }
+                *dst = v;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::Rng;
+
+    fn naive(a: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32], n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; m * n];
+        for r in 0..m {
+            for o in 0..n {
+                let mut s = bias[o] as f64;
+                for i in 0..k {
+                    s += a[r * k + i] as f64 * w[o * k + i] as f64;
+                }
+                out[r * n + o] = s as f32;
+            }
+        }
+        out
+    }
+
+    fn check(isa: Isa, m: usize, k: usize, n: usize) {
+        let mut rng = Rng::new((m * 1000 + k * 10 + n) as u64);
+        let a = rng.vec(m * k, 1.0);
+        let w = rng.vec(n * k, 0.5);
+        let bias = rng.vec(n, 1.0);
+        let res = rng.vec(m * n, 1.0);
+        let packed = Packed::from_out_in(&w, &bias, n, k);
+        let want = naive(&a, m, k, &w, &bias, n);
+        let mut out = vec![f32::NAN; m * n];
+        matmul(isa, &a, k, m, &packed, Act::None, None, &mut out, n);
+        for (g, e) in out.iter().zip(&want) {
+            assert!((g - e).abs() < 1e-4, "{isa:?} m{m} k{k} n{n}: {g} vs {e}");
+        }
+        matmul(isa, &a, k, m, &packed, Act::Relu6, Some(&res), &mut out, n);
+        for ((g, e), r) in out.iter().zip(&want).zip(&res) {
+            let e = relu6(*e) + r;
+            assert!(
+                (g - e).abs() < 1e-4,
+                "{isa:?} relu6+res m{m} k{k} n{n}: {g} vs {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn matches_naive_for_awkward_shapes() {
+        for isa in [Isa::Portable, Isa::detect()] {
+            for &(m, k, n) in &[
+                (1, 1, 1),
+                (7, 3, 5),
+                (13, 27, 32),
+                (6, 16, 96),
+                (49, 320, 40),
+                (3000, 8, 24),
+                (100, 40, 8),
+                (50, 30, 3),
+                (37, 144, 40),
+            ] {
+                check(isa, m, k, n);
+            }
+        }
+    }
+
+    #[test]
+    fn strided_rows_leave_gaps_untouched() {
+        let (m, k, n, lda, ldo) = (9, 5, 20, 7, 23);
+        let mut rng = Rng::new(3);
+        let a = rng.vec(m * lda, 1.0);
+        let w = rng.vec(n * k, 1.0);
+        let packed = Packed::from_out_in(&w, &vec![0.0; n], n, k);
+        for isa in [Isa::Portable, Isa::detect()] {
+            let mut out = vec![-7.0; m * ldo];
+            matmul(isa, &a, lda, m, &packed, Act::None, None, &mut out, ldo);
+            for r in 0..m {
+                for o in 0..ldo {
+                    let got = out[r * ldo + o];
+                    if o >= n {
+                        assert_eq!(got, -7.0);
+                        continue;
+                    }
+                    let want: f32 = (0..k).map(|i| a[r * lda + i] * w[o * k + i]).sum();
+                    assert!((got - want).abs() < 1e-4);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn layout_skips_rows_between_runs() {
+        let (m, k, n, run, skip) = (23, 6, 24, 5, 3);
+        let layout = Layout { run, skip };
+        let mut rng = Rng::new(4);
+        let a = rng.vec(m * k, 1.0);
+        let w = rng.vec(n * k, 1.0);
+        let bias = rng.vec(n, 1.0);
+        let packed = Packed::from_out_in(&w, &bias, n, k);
+        let want = naive(&a, m, k, &w, &bias, n);
+        for isa in [Isa::Portable, Isa::detect()] {
+            let stored = layout.stored(m - 1) + 1;
+            let mut out = vec![-7.0; stored * n];
+            matmul_into(
+                isa,
+                &a,
+                k,
+                m,
+                &packed,
+                Act::Relu6,
+                None,
+                &mut out,
+                n,
+                layout,
+            );
+            let mut written = vec![false; stored];
+            for r in 0..m {
+                let at = layout.stored(r);
+                written[at] = true;
+                for o in 0..n {
+                    let e = relu6(want[r * n + o]);
+                    assert!((out[at * n + o] - e).abs() < 1e-4, "{isa:?} row {r}");
+                }
+            }
+            for (row, _) in written.iter().enumerate().filter(|(_, w)| !**w) {
+                assert!(
+                    out[row * n..(row + 1) * n].iter().all(|&v| v == -7.0),
+                    "{isa:?} gap row {row} written"
+                );
+            }
+        }
+    }
+}

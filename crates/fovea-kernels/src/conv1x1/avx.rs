@@ -1,0 +1,249 @@
+//! AVX2/FMA micro-kernels of the 1x1 convolution; only called after run-time feature detection.
+
+use super::{tile_rows, Act, Layout, Packed, MR, NR};
+
+/// Rows per tile of the 8-column kernel: 12 accumulators plus the weight and broadcast registers.
+const MR8: usize = 12;
+use std::arch::x86_64::*;
+
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn matmul(
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &Packed,
+    act: Act,
+    residual: Option<&[f32]>,
+    out: &mut [f32],
+    ldo: usize,
+    layout: Layout,
+) {
+    let k = w.k;
+    let mt = tile_rows(k);
+    let res = residual.map_or(std::ptr::null(), |r| r.as_ptr());
+    let mut m0 = 0;
+    while m0 < m {
+        let m1 = (m0 + mt).min(m);
+        for p in 0..w.panels() {
+            let b = w.data.as_ptr().add(p * k * NR);
+            let bias = w.bias.as_ptr().add(p * NR);
+            let n0 = p * NR;
+            let valid = NR.min(w.n - n0);
+            let mut r = m0;
+            if valid <= 8 {
+                // A half-empty last panel (widths like 24 or 40): 12 x 8 tiles do no wasted FMAs.
+                while r < m1 {
+                    let rows = MR8.min(m1 - r);
+                    let t = Tile {
+                        k,
+                        a: a.as_ptr().add(r * lda),
+                        lda,
+                        b,
+                        bias,
+                        valid,
+                        act,
+                        res: if res.is_null() {
+                            res
+                        } else {
+                            res.add(r * ldo + n0)
+                        },
+                        out: out.as_mut_ptr().add(layout.stored(r) * ldo + n0),
+                        ldo,
+                        col: r % layout.run,
+                        run: layout.run,
+                        gap: layout.skip * ldo,
+                    };
+                    match rows {
+                        12 => tile8::<12>(&t),
+                        11 => tile8::<11>(&t),
+                        10 => tile8::<10>(&t),
+                        9 => tile8::<9>(&t),
+                        8 => tile8::<8>(&t),
+                        7 => tile8::<7>(&t),
+                        6 => tile8::<6>(&t),
+                        5 => tile8::<5>(&t),
+                        4 => tile8::<4>(&t),
+                        3 => tile8::<3>(&t),
+                        2 => tile8::<2>(&t),
+                        _ => tile8::<1>(&t),
+                    }
+                    r += rows;
+                }
+                continue;
+            }
+            while r < m1 {
+                let rows = MR.min(m1 - r);
+                let t = Tile {
+                    k,
+                    a: a.as_ptr().add(r * lda),
+                    lda,
+                    b,
+                    bias,
+                    valid,
+                    act,
+                    res: if res.is_null() {
+                        res
+                    } else {
+                        res.add(r * ldo + n0)
+                    },
+                    out: out.as_mut_ptr().add(layout.stored(r) * ldo + n0),
+                    ldo,
+                    col: r % layout.run,
+                    run: layout.run,
+                    gap: layout.skip * ldo,
+                };
+                match rows {
+                    6 => tile::<6>(&t),
+                    5 => tile::<5>(&t),
+                    4 => tile::<4>(&t),
+                    3 => tile::<3>(&t),
+                    2 => tile::<2>(&t),
+                    _ => tile::<1>(&t),
+                }
+                r += rows;
+            }
+        }
+        m0 = m1;
+    }
+}
+
+struct Tile {
+    k: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    valid: usize,
+    act: Act,
+    res: *const f32,
+    out: *mut f32,
+    ldo: usize,
+    /// Position of the first row within its run of `run` rows; after each run the output skips `gap` floats.
+    col: usize,
+    run: usize,
+    gap: usize,
+}
+
+impl Tile {
+    /// Output address of each row of the tile.
+    #[inline(always)]
+    fn outs<const R: usize>(&self) -> [*mut f32; R] {
+        let mut outs = [self.out; R];
+        let mut o = self.out;
+        let mut col = self.col;
+        for slot in outs.iter_mut() {
+            *slot = o;
+            o = o.wrapping_add(self.ldo);
+            col += 1;
+            if col == self.run {
+                col = 0;
+                o = o.wrapping_add(self.gap);
+            }
+        }
+        outs
+    }
+}
+
+/// One `R x 16` block of the output; `R` is a constant so the accumulators live in registers.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile<const R: usize>(t: &Tile) {
+    let bias0 = _mm256_loadu_ps(t.bias);
+    let bias1 = _mm256_loadu_ps(t.bias.add(8));
+    let mut c0 = [bias0; R];
+    let mut c1 = [bias1; R];
+    let mut b = t.b;
+    for kk in 0..t.k {
+        let w0 = _mm256_loadu_ps(b);
+        let w1 = _mm256_loadu_ps(b.add(8));
+        for r in 0..R {
+            let x = _mm256_broadcast_ss(&*t.a.add(r * t.lda + kk));
+            c0[r] = _mm256_fmadd_ps(x, w0, c0[r]);
+            c1[r] = _mm256_fmadd_ps(x, w1, c1[r]);
+        }
+        b = b.add(NR);
+    }
+    let relu = t.act == Act::Relu6;
+    let zero = _mm256_setzero_ps();
+    let six = _mm256_set1_ps(6.0);
+    let outs = t.outs::<R>();
+    for r in 0..R {
+        let (mut v0, mut v1) = (c0[r], c1[r]);
+        if relu {
+            v0 = _mm256_min_ps(_mm256_max_ps(v0, zero), six);
+            v1 = _mm256_min_ps(_mm256_max_ps(v1, zero), six);
+        }
+        let o = outs[r];
+        let res = if t.res.is_null() {
+            t.res
+        } else {
+            t.res.add(r * t.ldo)
+        };
+        if t.valid == NR {
+            if !res.is_null() {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(res.add(8)));
+            }
+            _mm256_storeu_ps(o, v0);
+            _mm256_storeu_ps(o.add(8), v1);
+        } else {
+            store_partial(o, res, v0, v1, t.valid);
+        }
+    }
+}
+
+/// One `R x 8` block (the first 8 columns of a panel), for panels with at most 8 valid columns.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile8<const R: usize>(t: &Tile) {
+    let mut c0 = [_mm256_loadu_ps(t.bias); R];
+    let mut b = t.b;
+    for kk in 0..t.k {
+        let w0 = _mm256_loadu_ps(b);
+        for (r, acc) in c0.iter_mut().enumerate() {
+            let x = _mm256_broadcast_ss(&*t.a.add(r * t.lda + kk));
+            *acc = _mm256_fmadd_ps(x, w0, *acc);
+        }
+        b = b.add(NR);
+    }
+    let relu = t.act == Act::Relu6;
+    let zero = _mm256_setzero_ps();
+    let six = _mm256_set1_ps(6.0);
+    let outs = t.outs::<R>();
+    for (r, acc) in c0.iter().enumerate() {
+        let mut v0 = *acc;
+        if relu {
+            v0 = _mm256_min_ps(_mm256_max_ps(v0, zero), six);
+        }
+        let o = outs[r];
+        let res = if t.res.is_null() {
+            t.res
+        } else {
+            t.res.add(r * t.ldo)
+        };
+        if t.valid == 8 {
+            if !res.is_null() {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res));
+            }
+            _mm256_storeu_ps(o, v0);
+        } else {
+            store_partial(o, res, v0, zero, t.valid);
+        }
+    }
+}
+
+/// Last panel of an output width that is not a multiple of 16: spill and copy the valid columns. Kept out of line
+/// so the hot tile keeps its accumulators in registers.
+#[cold]
+#[inline(never)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn store_partial(o: *mut f32, res: *const f32, v0: __m256, v1: __m256, valid: usize) {
+    let mut tmp = [0.0f32; NR];
+    _mm256_storeu_ps(tmp.as_mut_ptr(), v0);
+    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), v1);
+    for (j, v) in tmp.iter().enumerate().take(valid) {
+        let add = if res.is_null() { 0.0 } else { *res.add(j) };
+        *o.add(j) = v + add;
+    }
+}

@@ -1,0 +1,351 @@
+//! Depthwise convolution on NHWC activations with TensorFlow "SAME" padding, bias and ReLU6 fused.
+//!
+//! Channels are innermost, so each output pixel is a few contiguous vector FMAs per tap, four pixels at a time so one
+//! weight load feeds four FMAs. Inputs come in two layouts:
+//! - plain `h x w x c` (the stem's output): border pixels clip their taps, through a pointer table;
+//! - padded rows, `h x (w + pad) x c` with zero columns either side, written that way by the expand conv: every
+//!   pixel then takes the unclipped kernel, which matters for 7- and 14-pixel rows where most pixels touch a border.
+//!
+//! Rows may also sit in a ring of `slots` rows (input row `iy` at `iy % slots`), so a fused block keeps only the
+//! expanded rows it still needs. No padded copy of anything is made.
+
+use crate::simd::{relu6, Isa};
+use std::ops::Range;
+
+/// Largest depthwise kernel supported (7x7), so per-row and per-pixel tables live on the stack.
+pub const MAX_K: usize = 7;
+const MAX_TAPS: usize = MAX_K * MAX_K;
+
+/// Output size and leading (top/left) padding of TensorFlow "SAME" padding along one axis.
+///
+/// `out = ceil(n / s)`, `pad = max((out - 1) * s + k - n, 0)`; the odd pixel of padding goes at the end.
+pub fn same(n: usize, k: usize, s: usize) -> (usize, usize) {
+    let out = n.div_ceil(s);
+    let total = ((out - 1) * s + k).saturating_sub(n);
+    (out, total / 2)
+}
+
+/// A depthwise layer with BatchNorm folded in; weights are tap-major, `w[ky * k + kx][c]`.
+#[derive(Clone, Debug)]
+pub struct Depthwise {
+    pub k: usize,
+    pub stride: usize,
+    pub c: usize,
+    w: Vec<f32>,
+    bias: Vec<f32>,
+    /// A row of `c` zeros that clipped taps of plain inputs read instead of branching.
+    zeros: Vec<f32>,
+}
+
+/// Geometry of one output row.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    w: usize,
+    ow: usize,
+    pad_left: usize,
+    /// Stored column of image column 0.
+    col0: usize,
+    /// Whether every tap of every output pixel lands on stored (possibly zero) pixels.
+    padded: bool,
+    /// Tap rows inside the image, and the float offset of each one's stored row.
+    ky: (usize, usize),
+    row_at: [usize; MAX_K],
+}
+
+impl Depthwise {
+    /// From PyTorch's `[c, 1, k, k]` weights (already scaled by BatchNorm) and a bias per channel.
+    pub fn from_oihw(w: &[f32], bias: &[f32], c: usize, k: usize, stride: usize) -> Self {
+        assert_eq!(w.len(), c * k * k, "depthwise weight length");
+        assert_eq!(bias.len(), c, "depthwise bias length");
+        assert!(k <= MAX_K, "depthwise kernel larger than {MAX_K}");
+        let mut packed = vec![0.0; k * k * c];
+        for ch in 0..c {
+            for t in 0..k * k {
+                packed[t * c + ch] = w[ch * k * k + t];
+            }
+        }
+        Depthwise {
+            k,
+            stride,
+            c,
+            w: packed,
+            bias: bias.to_vec(),
+            zeros: vec![0.0; c],
+        }
+    }
+
+    /// Output height and width for an `h x w` input.
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        (
+            same(h, self.k, self.stride).0,
+            same(w, self.k, self.stride).0,
+        )
+    }
+
+    /// Stored row width (pixels) of the padded layout for width `w`, and the column image column 0 is stored at.
+    pub fn padded_row(&self, w: usize) -> (usize, usize) {
+        let (ow, left) = same(w, self.k, self.stride);
+        let total = ((ow - 1) * self.stride + self.k).saturating_sub(w);
+        (w + total, left)
+    }
+
+    /// Output rows `rows` (of the full output) from a plain `h x w x c` input into `out`, which holds exactly those
+    /// rows; ReLU6 applied.
+    pub fn run(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        h: usize,
+        w: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        assert_eq!(input.len(), h * w * self.c, "depthwise input length");
+        self.rows(isa, input, h, h, w, (w, 0, false), rows, out);
+    }
+
+    /// [`Depthwise::run`] for an input in the padded layout of [`Depthwise::padded_row`], whose padding columns are
+    /// zero.
+    pub fn run_padded(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        h: usize,
+        w: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        let (row_px, col0) = self.padded_row(w);
+        assert_eq!(
+            input.len(),
+            h * row_px * self.c,
+            "padded depthwise input length"
+        );
+        self.rows(isa, input, h, h, w, (row_px, col0, true), rows, out);
+    }
+
+    /// Output rows `rows` from a ring of `slots` padded input rows, input row `iy` at ring row `iy % slots`; the rows
+    /// their taps reach must already be there.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_ring(
+        &self,
+        isa: Isa,
+        ring: &[f32],
+        slots: usize,
+        h: usize,
+        w: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        let (row_px, col0) = self.padded_row(w);
+        assert_eq!(ring.len(), slots * row_px * self.c, "ring length");
+        self.rows(isa, ring, slots, h, w, (row_px, col0, true), rows, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rows(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        slots: usize,
+        h: usize,
+        w: usize,
+        (row_px, col0, padded): (usize, usize, bool),
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        let (k, s, c) = (self.k, self.stride, self.c);
+        let (oh, pad_top) = same(h, k, s);
+        let (ow, pad_left) = same(w, k, s);
+        assert!(rows.end <= oh, "row range past the output");
+        assert_eq!(out.len(), rows.len() * ow * c, "depthwise output length");
+        for (i, oy) in rows.enumerate() {
+            let iy0 = (oy * s) as isize - pad_top as isize;
+            let lo = (-iy0).max(0) as usize;
+            let hi = ((h as isize - iy0).min(k as isize).max(0) as usize).max(lo);
+            let mut row_at = [0; MAX_K];
+            for (dy, at) in row_at.iter_mut().enumerate().take(hi).skip(lo) {
+                *at = ((iy0 + dy as isize) as usize % slots) * row_px * c;
+            }
+            // The taps of the last row must lie inside `input`: checked once here so the kernels need not.
+            assert!(
+                row_at[lo..hi]
+                    .iter()
+                    .all(|&a| a + row_px * c <= input.len()),
+                "input rows missing"
+            );
+            let g = Geom {
+                w,
+                ow,
+                pad_left,
+                col0,
+                padded,
+                ky: (lo, hi),
+                row_at,
+            };
+            let out_row = &mut out[i * ow * c..(i + 1) * ow * c];
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: only chosen after run-time detection; every address is a row offset checked above plus a
+                // column inside the stored row (padded layouts are sized so all taps are), times `c`.
+                Isa::Avx2Fma => unsafe { self.row_avx(input, &g, out_row) },
+                _ => self.row_portable(input, &g, out_row),
+            }
+        }
+    }
+
+    /// Tap range inside the image along a row, for output column `ox`.
+    #[inline(always)]
+    fn taps_x(&self, g: &Geom, ox: usize) -> (isize, Range<usize>) {
+        let start = (ox * self.stride) as isize - g.pad_left as isize;
+        let lo = (-start).max(0) as usize;
+        let hi = (g.w as isize - start).min(self.k as isize).max(0) as usize;
+        (start, lo..hi.max(lo))
+    }
+
+    fn row_portable(&self, input: &[f32], g: &Geom, out: &mut [f32]) {
+        let c = self.c;
+        for ox in 0..g.ow {
+            let (ix0, kx) = self.taps_x(g, ox);
+            let acc = &mut out[ox * c..(ox + 1) * c];
+            acc.copy_from_slice(&self.bias);
+            for dy in g.ky.0..g.ky.1 {
+                for dx in kx.clone() {
+                    let at = g.row_at[dy] + (g.col0 as isize + ix0 + dx as isize) as usize * c;
+                    let src = &input[at..at + c];
+                    let wt = &self.w[(dy * self.k + dx) * c..(dy * self.k + dx + 1) * c];
+                    for ((s, x), wv) in acc.iter_mut().zip(src).zip(wt) {
+                        *s += x * wv;
+                    }
+                }
+            }
+            for s in acc.iter_mut() {
+                *s = relu6(*s);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::random::Rng;
+
+    /// Direct NHWC depthwise with explicit zero padding, f64 accumulation.
+    #[allow(clippy::too_many_arguments)]
+    fn naive(
+        x: &[f32],
+        h: usize,
+        w: usize,
+        c: usize,
+        wt: &[f32],
+        bias: &[f32],
+        k: usize,
+        s: usize,
+    ) -> Vec<f32> {
+        let (oh, pt) = same(h, k, s);
+        let (ow, pl) = same(w, k, s);
+        let mut out = vec![0.0; oh * ow * c];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                for ch in 0..c {
+                    let mut acc = bias[ch] as f64;
+                    for dy in 0..k {
+                        for dx in 0..k {
+                            let iy = (oy * s + dy) as isize - pt as isize;
+                            let ix = (ox * s + dx) as isize - pl as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            let v = x[(iy as usize * w + ix as usize) * c + ch] as f64;
+                            acc += v * wt[ch * k * k + dy * k + dx] as f64;
+                        }
+                    }
+                    out[(oy * ow + ox) * c + ch] = acc.clamp(0.0, 6.0) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn same_padding_matches_tensorflow() {
+        assert_eq!(same(224, 3, 2), (112, 0)); // total 1: nothing before, one after
+        assert_eq!(same(225, 3, 2), (113, 1));
+        assert_eq!(same(112, 5, 2), (56, 1)); // total 3: one before, two after
+        assert_eq!(same(7, 5, 1), (7, 2));
+        assert_eq!(same(1, 5, 2), (1, 2));
+    }
+
+    #[test]
+    fn matches_naive_on_odd_sizes() {
+        let mut rng = Rng::new(11);
+        for isa in [Isa::Portable, Isa::detect()] {
+            for &(h, w, c, k, s) in &[
+                (9, 10, 5, 3, 1),
+                (9, 10, 40, 3, 2),
+                (33, 37, 8, 5, 2),
+                (6, 7, 96, 5, 1),
+                (1, 1, 36, 5, 2),
+                (4, 2, 44, 3, 2),
+                (12, 20, 48, 5, 1),
+                (14, 30, 96, 3, 1),
+                (5, 41, 20, 3, 2),
+                (9, 23, 13, 5, 2),
+                (3, 17, 8, 5, 1),
+                (7, 7, 24, 7, 1),
+            ] {
+                let x = rng.vec(h * w * c, 3.0);
+                let wt = rng.vec(c * k * k, 1.0);
+                let bias = rng.vec(c, 1.0);
+                let dw = Depthwise::from_oihw(&wt, &bias, c, k, s);
+                let (oh, ow) = dw.out_size(h, w);
+                let want = naive(&x, h, w, c, &wt, &bias, k, s);
+                let mut out = vec![f32::NAN; oh * ow * c];
+                dw.run(isa, &x, h, w, 0..oh, &mut out);
+                for (i, (g, e)) in out.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() < 1e-4,
+                        "{isa:?} {h}x{w}x{c} k{k} s{s} at {i}: {g} vs {e}"
+                    );
+                }
+                // The padded layout (zero columns either side) and a ring of padded rows give the same values.
+                let (row_px, col0) = dw.padded_row(w);
+                let mut padded = vec![0.0; h * row_px * c];
+                for y in 0..h {
+                    let at = (y * row_px + col0) * c;
+                    padded[at..at + w * c].copy_from_slice(&x[y * w * c..(y + 1) * w * c]);
+                }
+                let mut out2 = vec![f32::NAN; oh * ow * c];
+                dw.run_padded(isa, &padded, h, w, 0..oh, &mut out2);
+                assert!(out2 == out, "{isa:?} padded {h}x{w}x{c} k{k} s{s}");
+                let slots = k + s;
+                for oy in 0..oh {
+                    let mut ring = vec![f32::NAN; slots * row_px * c];
+                    let top = (oy * s) as isize - same(h, k, s).1 as isize;
+                    for iy in top.max(0) as usize..((top + k as isize) as usize).min(h) {
+                        let slot = iy % slots;
+                        ring[slot * row_px * c..(slot + 1) * row_px * c]
+                            .copy_from_slice(&padded[iy * row_px * c..(iy + 1) * row_px * c]);
+                    }
+                    let mut row = vec![f32::NAN; ow * c];
+                    dw.run_ring(isa, &ring, slots, h, w, oy..oy + 1, &mut row);
+                    assert_eq!(
+                        row,
+                        out[oy * ow * c..(oy + 1) * ow * c],
+                        "{isa:?} ring row {oy}"
+                    );
+                }
+                // A later slice of rows alone gives the same values as the full run.
+                if oh > 1 {
+                    let mut part = vec![f32::NAN; (oh - 1) * ow * c];
+                    dw.run(isa, &x, h, w, 1..oh, &mut part);
+                    assert_eq!(&part[..], &out[ow * c..]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! [`FastLite`]: the whole forward pass, its buffers and its threads.
+//!
+//! Work is split two ways. With at least as many images as threads, each thread runs whole images on its own buffers
+//! (no synchronisation, each thread's activations stay in its own cache), and runs the back of the network (7x7 maps,
+//! most of the weights) on groups of up to eight images so each weight is read once per group. Leftover images (all of
+//! them at batch 1) run one at a time with every layer split by output rows across the threads; rayon makes those
+//! per-layer joins cost microseconds.
+
+use crate::conv1x1::{matmul, Act, MR};
+use crate::simd::Isa;
+use crate::weights::{load, Block, Net, Tensor};
+use crate::{Error, Result};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Images per group in the back of the network: each of its weights is read once per group (a few MiB of weights
+/// against about 2 MiB of activations for eight 7x7 Lite0 feature maps).
+const GROUP: usize = 8;
+
+/// Build options for [`FastLite`].
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// Worker threads; 0 means one per available core.
+    pub threads: usize,
+    /// Use the portable kernels even where AVX2/FMA exist (for comparison and tests).
+    pub portable: bool,
+    /// Which blocks run fused (expand → depthwise → project per band of rows).
+    pub fusion: Fusion,
+}
+
+/// When to fuse a block's three convolutions (see `block.rs`); the results are the same either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Fusion {
+    /// Fuse blocks whose expanded tensor would not stay in cache (measured best).
+    #[default]
+    Auto,
+    /// Fuse every block that has an expand conv.
+    Always,
+    /// Run every block layer by layer.
+    Never,
+}
+
+/// EfficientNet-Lite inference on the CPU. Immutable after build; `Send + Sync`, so one instance can serve many callers.
+pub struct FastLite {
+    pub(crate) net: Net,
+    isa: Isa,
+    fusion: Fusion,
+    threads: usize,
+    pool: Option<rayon::ThreadPool>,
+    /// Activation buffers kept between calls: fresh multi-MiB buffers would page-fault on every image.
+    scratch: Mutex<Vec<Scratch>>,
+}
+
+/// The four activation buffers one image needs: block input, expanded, depthwise output, block output.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    e: Vec<f32>,
+    d: Vec<f32>,
+    y: Vec<f32>,
+    /// Per-worker ring buffers of fused blocks (one per row chunk).
+    tmp: Vec<Vec<f32>>,
+    /// The front's outputs of a group of images, stacked for the back of the network.
+    group: Vec<f32>,
+}
+
+/// How a layer's output rows are shared out.
+#[derive(Clone, Copy)]
+enum Split {
+    /// Run on the calling thread.
+    Serial,
+    /// Split across this many rayon workers (the caller is inside the pool).
+    Rows(usize),
+}
+
+impl Split {
+    /// Calls `f(rows, out_rows)` over `0..n` rows of `row_len` floats, in chunks that are multiples of `align` rows.
+    fn rows<F>(self, n: usize, row_len: usize, align: usize, out: &mut [f32], f: F)
+    where
+        F: Fn(Range<usize>, &mut [f32]) + Sync,
+    {
+        let out = &mut out[..n * row_len];
+        match self {
+            Split::Rows(t) if t > 1 && n > align => {
+                // Whole GEMM tiles per chunk, unless that would unbalance a small layer (49 rows would split 30/19).
+                let even = n.div_ceil(t);
+                let per = if even >= 8 * align {
+                    even.div_ceil(align) * align
+                } else {
+                    even
+                };
+                out.par_chunks_mut(per * row_len)
+                    .enumerate()
+                    .for_each(|(i, chunk)| {
+                        let start = i * per;
+                        f(start..start + chunk.len() / row_len, chunk)
+                    });
+            }
+            _ => f(0..n, out),
+        }
+    }
+
+    /// [`Split::rows`] where each chunk also gets its own temporary buffer from `tmps`.
+    fn rows_tmp<F>(self, n: usize, row_len: usize, out: &mut [f32], tmps: &mut Vec<Vec<f32>>, f: F)
+    where
+        F: Fn(Range<usize>, &mut [f32], &mut Vec<f32>) + Sync,
+    {
+        let out = &mut out[..n * row_len];
+        match self {
+            Split::Rows(t) if t > 1 && n > 1 => {
+                let per = n.div_ceil(t);
+                if tmps.len() < t {
+                    tmps.resize_with(t, Vec::new);
+                }
+                out.par_chunks_mut(per * row_len)
+                    .zip(tmps.par_iter_mut())
+                    .enumerate()
+                    .for_each(|(i, (chunk, tmp))| {
+                        let start = i * per;
+                        f(start..start + chunk.len() / row_len, chunk, tmp)
+                    });
+            }
+            _ => {
+                if tmps.is_empty() {
+                    tmps.push(Vec::new());
+                }
+                f(0..n, out, &mut tmps[0])
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for FastLite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FastLite")
+            .field("blocks", &self.net.blocks.len())
+            .field("embedding_dim", &self.embedding_dim())
+            .field("num_classes", &self.num_classes())
+            .field("isa", &self.isa)
+            .field("fusion", &self.fusion)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+impl FastLite {
+    /// Builds with default [`Config`] (all cores, fastest kernels).
+    pub fn from_tensors(tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        Self::from_tensors_with(tensors, &Config::default())
+    }
+
+    /// Folds BatchNorm into the convolutions and packs every weight into its kernel's layout.
+    pub fn from_tensors_with(tensors: &HashMap<String, Tensor>, config: &Config) -> Result<Self> {
+        let net = load(tensors)?;
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let pool = if threads > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("fovea-kernels-{i}"))
+                .build()
+                .map_err(|e| Error::Threads(e.to_string()))?;
+            Some(pool)
+        } else {
+            None
+        };
+        Ok(FastLite {
+            net,
+            isa: if config.portable {
+                Isa::Portable
+            } else {
+                Isa::detect()
+            },
+            fusion: config.fusion,
+            threads,
+            pool,
+            scratch: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Width of the pooled embedding (1280 for every Lite variant).
+    pub fn embedding_dim(&self) -> usize {
+        self.net.head.n
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.net.fc.n
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Instruction set the kernels run with.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// Pooled embeddings (`batch x embedding_dim`) of `batch` square NCHW images normalised as `(pixel - 127) / 128`.
+    ///
+    /// Any size works (224, 240 and 260 are Lite0/1/2's own); buffers are kept between calls, so the first call at a
+    /// new size is slower.
+    pub fn embed(&self, input_nchw: &[f32], batch: usize, size: usize) -> Result<Vec<f32>> {
+        self.embed_hw(input_nchw, batch, size, size)
+    }
+
+    /// [`FastLite::embed`] for `h x w` images.
+    pub fn embed_hw(
+        &self,
+        input_nchw: &[f32],
+        batch: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Vec<f32>> {
+        if h == 0 || w == 0 {
+            return Err(Error::InputSize(h.min(w)));
+        }
+        let cin = self.net.stem.cin;
+        let plane = cin * h * w;
+        if input_nchw.len() != batch * plane {
+            return Err(Error::InputLength {
+                expected: batch * plane,
+                got: input_nchw.len(),
+                batch,
+                h,
+                w,
+            });
+        }
+        let dim = self.embedding_dim();
+        let mut out = vec![0.0; batch * dim];
+        let Some(pool) = &self.pool else {
+            self.forward_groups(input_nchw, plane, h, w, &mut out);
+            return Ok(out);
+        };
+        let t = self.threads;
+        let whole = batch / t * t;
+        pool.install(|| {
+            let (out_whole, out_rest) = out.split_at_mut(whole * dim);
+            let (in_whole, in_rest) = input_nchw.split_at(whole * plane);
+            if whole > 0 {
+                let per = whole / t;
+                out_whole
+                    .par_chunks_mut(per * dim)
+                    .zip(in_whole.par_chunks(per * plane))
+                    .for_each(|(embs, imgs)| self.forward_groups(imgs, plane, h, w, embs));
+            }
+            let mut s = self.take_scratch();
+            for (img, emb) in in_rest
+                .chunks_exact(plane)
+                .zip(out_rest.chunks_exact_mut(dim))
+            {
+                self.forward(Split::Rows(t), img, 1, h, w, &mut s, emb, None);
+            }
+            self.put_scratch(s);
+        });
+        Ok(out)
+    }
+
+    /// Logits (`batch x num_classes`) of the final fully connected layer for pooled embeddings.
+    ///
+    /// # Panics
+    /// If `embeddings` is not `batch x embedding_dim` long.
+    pub fn classify(&self, embeddings: &[f32], batch: usize) -> Vec<f32> {
+        let (dim, classes) = (self.embedding_dim(), self.num_classes());
+        assert_eq!(
+            embeddings.len(),
+            batch * dim,
+            "embeddings must be batch x embedding_dim"
+        );
+        let mut out = vec![0.0; batch * classes];
+        matmul(
+            self.isa,
+            embeddings,
+            dim,
+            batch,
+            &self.net.fc,
+            Act::None,
+            None,
+            &mut out,
+            classes,
+        );
+        out
+    }
+
+    /// Seconds spent in stem, expand, depthwise, project and head+pool for one image, each layer's best of `runs`
+    /// (kernel tuning aid; `split` spreads each layer over the pool as at batch 1).
+    #[doc(hidden)]
+    pub fn profile(
+        &self,
+        image: &[f32],
+        size: usize,
+        runs: usize,
+        split: bool,
+    ) -> Vec<(usize, f64)> {
+        let mut layers = Vec::new();
+        let mut s = self.take_scratch();
+        let mut emb = vec![0.0; self.embedding_dim()];
+        let mode = match (&self.pool, split) {
+            (Some(_), true) => Split::Rows(self.threads),
+            _ => Split::Serial,
+        };
+        let mut go = || {
+            for _ in 0..runs {
+                self.forward(
+                    mode,
+                    image,
+                    1,
+                    size,
+                    size,
+                    &mut s,
+                    &mut emb,
+                    Some(&mut layers),
+                );
+            }
+        };
+        match (&self.pool, split) {
+            (Some(pool), true) => pool.install(go),
+            _ => go(),
+        }
+        self.put_scratch(s);
+        layers
+    }
+
+    /// Images on the calling thread, in groups of up to [`GROUP`] for the back of the network.
+    fn forward_groups(&self, images: &[f32], plane: usize, h: usize, w: usize, embs: &mut [f32]) {
+        let dim = self.embedding_dim();
+        let mut s = self.take_scratch();
+        for (imgs, out) in images
+            .chunks(GROUP * plane)
+            .zip(embs.chunks_mut(GROUP * dim))
+        {
+            self.forward(
+                Split::Serial,
+                imgs,
+                imgs.len() / plane,
+                h,
+                w,
+                &mut s,
+                out,
+                None,
+            );
+        }
+        self.put_scratch(s);
+    }
+
+    fn take_scratch(&self) -> Scratch {
+        self.scratch
+            .lock()
+            .map(|mut v| v.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn put_scratch(&self, s: Scratch) {
+        if let Ok(mut v) = self.scratch.lock() {
+            v.push(s);
+        }
+    }
+
+    /// Floats in the largest activation of an `h x w` input, so one set of buffers fits every layer.
+    fn largest_activation(&self, h: usize, w: usize, imgs: usize) -> usize {
+        let net = &self.net;
+        let back = self.back_start();
+        let (mut h, mut w) = net.stem.out_size(h, w);
+        let mut most = h * w * net.stem.cout;
+        for (i, b) in net.blocks.iter().enumerate() {
+            // The back of the network holds a whole group of images at once.
+            let n = if i >= back { imgs } else { 1 };
+            let (oh, ow) = b.depthwise.out_size(h, w);
+            let row_px = b.depthwise.padded_row(w).0;
+            most = most
+                .max(n * h * row_px * b.cexp)
+                .max(n * oh * ow * b.cexp.max(b.cout));
+            most = most.max(n * h * w * b.cin);
+            (h, w) = (oh, ow);
+        }
+        most.max(imgs * h * w * net.head.n)
+    }
+
+    /// Index of the first block after the last stride-2 one: from there on the feature map keeps its (smallest) size,
+    /// and those blocks (plus the head) hold most of the weights.
+    fn back_start(&self) -> usize {
+        let blocks = &self.net.blocks;
+        blocks
+            .iter()
+            .rposition(|b| b.depthwise.stride != 1)
+            .map_or(0, |i| i + 1)
+    }
+
+    /// `imgs` CHW images (`images`, back to back) to their pooled embeddings.
+    ///
+    /// The front of the network runs one image at a time, where activations are large; the back (smallest feature
+    /// maps, largest weights) runs on all `imgs` stacked, so each weight panel is read once per group instead of once
+    /// per image. Splitting layers across threads (`Split::Rows`) is only done for single images.
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        split: Split,
+        images: &[f32],
+        imgs: usize,
+        h: usize,
+        w: usize,
+        s: &mut Scratch,
+        embs: &mut [f32],
+        mut prof: Option<&mut Vec<(usize, f64)>>,
+    ) {
+        assert!(
+            imgs == 1 || matches!(split, Split::Serial),
+            "groups run on one thread"
+        );
+        let mut clock = Instant::now();
+        let mut layer = 0;
+        // Keeps each layer's fastest time over repeated runs: robust to the machine being shared.
+        let mut lap = |kind: usize| {
+            if let Some(p) = prof.as_deref_mut() {
+                let t = clock.elapsed().as_secs_f64();
+                match p.get_mut(layer) {
+                    Some(slot) => slot.1 = slot.1.min(t),
+                    None => p.push((kind, t)),
+                }
+                layer += 1;
+                clock = Instant::now();
+            }
+        };
+        let isa = self.isa;
+        let net = &self.net;
+        let need = self.largest_activation(h, w, imgs);
+        for buf in [&mut s.x, &mut s.e, &mut s.d, &mut s.y, &mut s.group] {
+            if buf.len() < need {
+                buf.resize(need, 0.0);
+            }
+        }
+        let back = self.back_start();
+        let plane = images.len() / imgs;
+        let (mut fh, mut fw) = (0, 0);
+        for (g, image) in images.chunks_exact(plane).enumerate() {
+            let (sh, sw) = net.stem.out_size(h, w);
+            split.rows(sh, sw * net.stem.cout, 1, &mut s.x, |rows, out| {
+                net.stem.run(isa, image, h, w, rows, out)
+            });
+            lap(0);
+            (fh, fw) = self.run_blocks(split, &net.blocks[..back], 1, (sh, sw), s, &mut lap);
+            if imgs > 1 {
+                let n = fh * fw * self.front_channels(back);
+                s.group[g * n..(g + 1) * n].copy_from_slice(&s.x[..n]);
+            }
+        }
+        if imgs > 1 {
+            std::mem::swap(&mut s.x, &mut s.group);
+        }
+        let (h, w) = self.run_blocks(split, &net.blocks[back..], imgs, (fh, fw), s, &mut lap);
+
+        let (hw, cin, dim) = (h * w, net.head.k, net.head.n);
+        let xin = &s.x[..imgs * hw * cin];
+        split.rows(imgs * hw, dim, MR, &mut s.e, |r, out| {
+            let a = &xin[r.start * cin..r.end * cin];
+            matmul(isa, a, cin, r.len(), &net.head, Act::Relu6, None, out, dim)
+        });
+        let inv = 1.0 / hw as f32;
+        for (emb, rows) in embs.chunks_exact_mut(dim).zip(s.e.chunks_exact(hw * dim)) {
+            emb.fill(0.0);
+            for row in rows.chunks_exact(dim) {
+                for (s, v) in emb.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+            emb.iter_mut().for_each(|v| *v *= inv);
+        }
+        lap(4);
+    }
+
+    /// Channels entering block `i` (the stem's output for block 0).
+    fn front_channels(&self, i: usize) -> usize {
+        match i {
+            0 => self.net.stem.cout,
+            i => self.net.blocks[i - 1].cout,
+        }
+    }
+
+    /// Runs `blocks` on `imgs` stacked `h x w` feature maps in `s.x`, leaving the result in `s.x`; returns its size.
+    fn run_blocks(
+        &self,
+        split: Split,
+        blocks: &[Block],
+        imgs: usize,
+        (mut h, mut w): (usize, usize),
+        s: &mut Scratch,
+        lap: &mut dyn FnMut(usize),
+    ) -> (usize, usize) {
+        let isa = self.isa;
+        let Scratch {
+            x, e, d, y, tmp, ..
+        } = s;
+        for b in blocks {
+            let hw = h * w;
+            let (oh, ow) = b.depthwise.out_size(h, w);
+            let (ohw, cin, cexp, cout) = (oh * ow, b.cin, b.cexp, b.cout);
+            let fuse = match self.fusion {
+                Fusion::Auto => b.worth_fusing(h, w),
+                Fusion::Always => b.expand.is_some(),
+                Fusion::Never => false,
+            };
+            if fuse {
+                for g in 0..imgs {
+                    let xin = &x[g * hw * cin..(g + 1) * hw * cin];
+                    let out = &mut y[g * ohw * cout..(g + 1) * ohw * cout];
+                    split.rows_tmp(oh, ow * cout, out, tmp, |r, out, t| {
+                        b.run_fused(isa, xin, h, w, r, out, t)
+                    });
+                }
+                lap(1);
+                std::mem::swap(x, y);
+                (h, w) = (oh, ow);
+                continue;
+            }
+            if b.expand.is_some() {
+                // Expanded rows go straight into the depthwise kernel's zero-padded layout; stacked images are just
+                // more rows to the GEMM.
+                let row_px = b.depthwise.padded_row(w).0;
+                let xin = &x[..imgs * hw * cin];
+                split.rows(imgs * h, row_px * cexp, 1, e, |r, out| {
+                    b.expand_rows(
+                        isa,
+                        &xin[r.start * w * cin..r.end * w * cin],
+                        r.len(),
+                        w,
+                        out,
+                    )
+                });
+                lap(1);
+                for g in 0..imgs {
+                    let src = &e[g * h * row_px * cexp..(g + 1) * h * row_px * cexp];
+                    let out = &mut d[g * ohw * cexp..(g + 1) * ohw * cexp];
+                    split.rows(oh, ow * cexp, 1, out, |r, out| {
+                        b.depthwise.run_padded(isa, src, h, w, r, out)
+                    });
+                }
+            } else {
+                for g in 0..imgs {
+                    let src = &x[g * hw * cin..(g + 1) * hw * cin];
+                    let out = &mut d[g * ohw * cexp..(g + 1) * ohw * cexp];
+                    split.rows(oh, ow * cexp, 1, out, |r, out| {
+                        b.depthwise.run(isa, src, h, w, r, out)
+                    });
+                }
+            }
+            lap(2);
+            let dsrc = &d[..imgs * ohw * cexp];
+            let xin = &x[..];
+            split.rows(imgs * ohw, cout, MR, y, |r, out| {
+                let a = &dsrc[r.start * cexp..r.end * cexp];
+                let res = b.residual.then(|| &xin[r.start * cout..r.end * cout]);
+                matmul(isa, a, cexp, r.len(), &b.project, Act::None, res, out, cout)
+            });
+            lap(3);
+            std::mem::swap(x, y);
+            (h, w) = (oh, ow);
+        }
+        (h, w)
+    }
+}

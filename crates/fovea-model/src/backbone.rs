@@ -1,0 +1,83 @@
+//! The `Backbone` seam: images in (normalised CHW floats), embeddings and ImageNet logits out.
+
+use burn::prelude::*;
+
+use crate::network::LiteNet;
+use crate::weights::Weights;
+use crate::{ModelError, Result, Variant};
+
+/// Embeddings and class logits for a batch, row-major.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub batch: usize,
+    pub embeddings: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+impl Embedded {
+    pub fn embedding(&self, i: usize) -> &[f32] {
+        let d = self.embeddings.len() / self.batch.max(1);
+        &self.embeddings[i * d..(i + 1) * d]
+    }
+    pub fn logit_row(&self, i: usize) -> &[f32] {
+        let c = self.logits.len() / self.batch.max(1);
+        &self.logits[i * c..(i + 1) * c]
+    }
+}
+
+/// A frozen feature extractor. Synchronous on purpose: callers run it on a dedicated compute thread.
+pub trait Backbone: Send + Sync {
+    fn variant(&self) -> Variant;
+    fn input_size(&self) -> usize {
+        self.variant().input_size()
+    }
+    fn embedding_dim(&self) -> usize;
+    /// `input` is `batch` images of 3×size×size floats, normalised as (pixel − 127) / 128.
+    fn run(&self, input: &[f32], batch: usize) -> Result<Embedded>;
+}
+
+pub(crate) fn check_input(input: &[f32], batch: usize, size: usize) -> Result<()> {
+    let expected = batch * 3 * size * size;
+    if input.len() != expected || batch == 0 {
+        return Err(ModelError::InputShape { found: input.len(), expected, batch, size });
+    }
+    Ok(())
+}
+
+/// The burn network on the flex CPU backend (or any burn device).
+pub struct BurnBackbone {
+    net: LiteNet,
+    device: Device,
+    variant: Variant,
+    dim: usize,
+}
+
+impl BurnBackbone {
+    pub fn new(weights: &Weights, variant: Variant, device: Device) -> Result<Self> {
+        let net = LiteNet::from_weights(weights, &device)?;
+        let dim = weights.shape("_conv_head.weight").map(|s| s[0]).unwrap_or(1280);
+        Ok(BurnBackbone { net, device, variant, dim })
+    }
+
+    pub fn net(&self) -> &LiteNet {
+        &self.net
+    }
+}
+
+impl Backbone for BurnBackbone {
+    fn variant(&self) -> Variant {
+        self.variant
+    }
+    fn embedding_dim(&self) -> usize {
+        self.dim
+    }
+    fn run(&self, input: &[f32], batch: usize) -> Result<Embedded> {
+        let size = self.input_size();
+        check_input(input, batch, size)?;
+        let x = Tensor::<4>::from_data(TensorData::new(input.to_vec(), [batch, 3, size, size]), &self.device);
+        let emb = self.net.embed(x);
+        let logits = self.net.logits(emb.clone());
+        let to_vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| ModelError::Checkpoint(format!("{e:?}")));
+        Ok(Embedded { batch, embeddings: to_vec(emb)?, logits: to_vec(logits)? })
+    }
+}

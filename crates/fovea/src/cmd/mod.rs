@@ -1,0 +1,41 @@
+pub mod bench;
+pub mod fetch;
+pub mod predict;
+
+use std::path::Path;
+
+use anyhow::Context;
+use fovea_model::{Backbone, BurnBackbone, Variant, Weights};
+
+/// Loads the served backbone, fetching and converting its weights on first use.
+pub fn load_backbone(home: &Path, variant: Variant) -> anyhow::Result<Box<dyn Backbone>> {
+    let path = fovea_model::ensure_weights(home, variant).context("preparing backbone weights")?;
+    let weights = Weights::load_safetensors(&path)?;
+    let device = burn::prelude::Device::flex();
+    Ok(Box::new(BurnBackbone::new(&weights, variant, device)?))
+}
+
+pub fn softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|&l| (l - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    exp.into_iter().map(|e| e / sum).collect()
+}
+
+/// Indices of the `k` largest values, largest first.
+pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    idx.truncate(k);
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn softmax_sums_to_one_and_top_k_orders() {
+        let p = super::softmax(&[1.0, 3.0, 2.0, 1000.0]);
+        assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(super::top_k(&[1.0, 3.0, 2.0], 2), vec![1, 2]);
+    }
+}

