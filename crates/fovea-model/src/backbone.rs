@@ -81,3 +81,41 @@ impl Backbone for BurnBackbone {
         Ok(Embedded { batch, embeddings: to_vec(emb)?, logits: to_vec(logits)? })
     }
 }
+
+/// The pure-Rust NHWC inference path (`fovea-kernels`): same weights, BN folded, several times faster on CPU.
+/// It serves predictions; the burn network stays the one that trains.
+pub struct FastBackbone {
+    net: fovea_kernels::FastLite,
+    variant: Variant,
+}
+
+impl FastBackbone {
+    /// `threads` 0 means one per available core.
+    pub fn new(weights: &Weights, variant: Variant, threads: usize) -> Result<Self> {
+        let tensors = weights
+            .tensors
+            .iter()
+            .map(|(name, (shape, data))| (name.clone(), fovea_kernels::Tensor { shape: shape.clone(), data: data.clone() }))
+            .collect();
+        let config = fovea_kernels::Config { threads, ..Default::default() };
+        let net = fovea_kernels::FastLite::from_tensors_with(&tensors, &config)
+            .map_err(|e| ModelError::Checkpoint(format!("fast path: {e}")))?;
+        Ok(FastBackbone { net, variant })
+    }
+}
+
+impl Backbone for FastBackbone {
+    fn variant(&self) -> Variant {
+        self.variant
+    }
+    fn embedding_dim(&self) -> usize {
+        self.net.embedding_dim()
+    }
+    fn run(&self, input: &[f32], batch: usize) -> Result<Embedded> {
+        let size = self.input_size();
+        check_input(input, batch, size)?;
+        let embeddings = self.net.embed(input, batch, size).map_err(|e| ModelError::Checkpoint(format!("fast path: {e}")))?;
+        let logits = self.net.classify(&embeddings, batch);
+        Ok(Embedded { batch, embeddings, logits })
+    }
+}

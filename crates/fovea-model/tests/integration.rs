@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use fovea_model::{fovea_home, Backbone, BurnBackbone, Variant, Weights};
+use fovea_model::{fovea_home, Backbone, BurnBackbone, FastBackbone, Variant, Weights};
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -100,4 +100,24 @@ fn wrong_input_length_is_refused() {
     let net = lite0();
     assert!(net.run(&[0.0; 10], 1).is_err());
     assert!(net.run(&[], 0).is_err());
+}
+
+#[test]
+fn fast_path_equals_the_burn_network_on_real_weights() {
+    let path = fovea_model::ensure_weights(&fovea_home(), Variant::Lite0).unwrap();
+    let w = Weights::load_safetensors(&path).unwrap();
+    let fast = FastBackbone::new(&w, Variant::Lite0, 2).unwrap();
+    let burn = lite0();
+    let mut input = photo_input("coffee.png", 224);
+    input.extend(photo_input("rocket.jpg", 224));
+    input.extend(photo_input("chelsea.png", 224));
+    let (a, b) = (fast.run(&input, 3).unwrap(), burn.run(&input, 3).unwrap());
+    for (what, x, y) in [("embeddings", &a.embeddings, &b.embeddings), ("logits", &a.logits, &b.logits)] {
+        let worst = x.iter().zip(y.iter()).map(|(p, q)| (p - q).abs() / q.abs().max(1.0)).fold(0.0f32, f32::max);
+        println!("fast vs burn {what}: worst difference {worst:.2e}");
+        assert!(worst < 1e-4, "{what} differ by {worst}");
+    }
+    // One image alone gives the same answer as inside a batch.
+    let single = fast.run(&input[..3 * 224 * 224], 1).unwrap();
+    assert!(single.embeddings.iter().zip(&a.embeddings).all(|(p, q)| (p - q).abs() < 1e-4));
 }

@@ -16,6 +16,9 @@ pub struct Cli {
     /// Backbone network: lite0 (224 px), lite1 (240 px) or lite2 (260 px)
     #[arg(long, global = true, default_value = "lite0", env = "FOVEA_BACKBONE")]
     pub backbone: fovea_model::Variant,
+    /// Inference engine: fast (pure-Rust NHWC kernels) or burn (the training network)
+    #[arg(long, global = true, default_value = "fast", env = "FOVEA_ENGINE")]
+    pub engine: cmd::Engine,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,6 +35,8 @@ pub enum Command {
     Convert(cmd::fetch::ConvertArgs),
     /// Measure speed: `fovea bench embed`
     Bench(cmd::bench::BenchArgs),
+    /// Evaluate the online heads: `fovea eval stream --train DIR --test DIR`
+    Eval(cmd::eval::EvalArgs),
 }
 
 fn main() {
@@ -42,11 +47,12 @@ fn main() {
     let cli = Cli::parse();
     let home = cli.home.clone().unwrap_or_else(fovea_model::fovea_home);
     let result = match &cli.command {
-        Command::Predict(a) => cmd::predict::predict(&home, cli.backbone, a),
-        Command::Embed(a) => cmd::predict::embed(&home, cli.backbone, a),
+        Command::Predict(a) => cmd::predict::predict(&home, cli.backbone, cli.engine, a),
+        Command::Embed(a) => cmd::predict::embed(&home, cli.backbone, cli.engine, a),
         Command::Fetch(a) => cmd::fetch::fetch(&home, cli.backbone, a),
         Command::Convert(a) => cmd::fetch::convert(a),
         Command::Bench(a) => cmd::bench::bench(&home, cli.backbone, a),
+        Command::Eval(a) => cmd::eval::eval(&home, cli.backbone, cli.engine, a),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use fovea_model::Variant;
 use fovea_vision::DecodeLimits;
 
-use super::load_backbone;
+use super::{load_backbone, Engine};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum BenchTarget {
@@ -39,8 +39,7 @@ pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<
         None => fovea_model::fetch::ensure_sample_photos(home)?.join("chelsea.png"),
     };
     let bytes = std::fs::read(&image)?;
-    let backbone = load_backbone(home, variant)?;
-    let size = backbone.input_size();
+    let size = variant.input_size();
     let limits = DecodeLimits::default();
 
     let mut decode_ms = Vec::new();
@@ -55,17 +54,26 @@ pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<
     let (w, h) = image::image_dimensions(&image).unwrap_or((0, 0));
     println!("backbone {} ({size} px), threads: {}", variant.name(), std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!("decode + preprocess ({w}x{h} {}): {:.2} ms/img", image.display(), median(decode_ms));
-    for batch in [1usize, 16] {
-        let data: Vec<f32> = input.iter().copied().cycle().take(input.len() * batch).collect();
-        backbone.run(&data, batch)?;
-        let mut times = Vec::new();
-        for _ in 0..iters {
-            let t = Instant::now();
+    let mut per_engine = Vec::new();
+    for engine in [Engine::Burn, Engine::Fast] {
+        let backbone = load_backbone(home, variant, engine)?;
+        for batch in [1usize, 16] {
+            let data: Vec<f32> = input.iter().copied().cycle().take(input.len() * batch).collect();
             backbone.run(&data, batch)?;
-            times.push(t.elapsed().as_secs_f64() * 1e3);
+            let mut times = Vec::new();
+            for _ in 0..iters {
+                let t = Instant::now();
+                backbone.run(&data, batch)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let per_img = median(times) / batch as f64;
+            println!("{engine:?} network, batch {batch:>2}: {per_img:7.2} ms/img {:7.1} img/s", 1e3 / per_img);
+            per_engine.push((engine, batch, per_img));
         }
-        let per_img = median(times) / batch as f64;
-        println!("network batch {batch:>2}: {per_img:.2} ms/img, {:.1} img/s", 1e3 / per_img);
+    }
+    for batch in [1usize, 16] {
+        let time = |e: Engine| per_engine.iter().find(|r| r.0 == e && r.1 == batch).map(|r| r.2).unwrap_or(f64::NAN);
+        println!("speed-up fast / burn at batch {batch:>2}: {:.2}x", time(Engine::Burn) / time(Engine::Fast));
     }
     Ok(0)
 }

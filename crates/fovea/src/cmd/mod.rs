@@ -1,18 +1,29 @@
 pub mod bench;
+pub mod eval;
 pub mod fetch;
 pub mod predict;
 
 use std::path::Path;
 
 use anyhow::Context;
-use fovea_model::{Backbone, BurnBackbone, Variant, Weights};
+use fovea_model::{Backbone, BurnBackbone, FastBackbone, Variant, Weights};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// Pure-Rust NHWC kernels with BatchNorm folded (fovea-kernels)
+    Fast,
+    /// The burn network on the flex CPU backend
+    Burn,
+}
 
 /// Loads the served backbone, fetching and converting its weights on first use.
-pub fn load_backbone(home: &Path, variant: Variant) -> anyhow::Result<Box<dyn Backbone>> {
+pub fn load_backbone(home: &Path, variant: Variant, engine: Engine) -> anyhow::Result<Box<dyn Backbone>> {
     let path = fovea_model::ensure_weights(home, variant).context("preparing backbone weights")?;
     let weights = Weights::load_safetensors(&path)?;
-    let device = burn::prelude::Device::flex();
-    Ok(Box::new(BurnBackbone::new(&weights, variant, device)?))
+    Ok(match engine {
+        Engine::Fast => Box::new(FastBackbone::new(&weights, variant, 0)?),
+        Engine::Burn => Box::new(BurnBackbone::new(&weights, variant, burn::prelude::Device::flex())?),
+    })
 }
 
 pub fn softmax(logits: &[f32]) -> Vec<f32> {

@@ -9,7 +9,7 @@ use fovea_vision::DecodeLimits;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
-use super::{load_backbone, softmax, top_k};
+use super::{load_backbone, softmax, top_k, Engine};
 
 /// Images go through the network this many at a time.
 const BATCH: usize = 16;
@@ -106,8 +106,8 @@ fn report_failures(outcomes: &[Outcome]) -> i32 {
     }
 }
 
-pub fn predict(home: &Path, variant: Variant, args: &PredictArgs) -> anyhow::Result<i32> {
-    let backbone = load_backbone(home, variant)?;
+pub fn predict(home: &Path, variant: Variant, engine: Engine, args: &PredictArgs) -> anyhow::Result<i32> {
+    let backbone = load_backbone(home, variant, engine)?;
     let names = fovea_model::ensure_imagenet_names(home)?;
     let outcomes = run_files(backbone.as_ref(), &args.images, args.json)?;
     let mut rows = Vec::new();
@@ -140,8 +140,8 @@ pub fn predict(home: &Path, variant: Variant, args: &PredictArgs) -> anyhow::Res
     Ok(report_failures(&outcomes))
 }
 
-pub fn embed(home: &Path, variant: Variant, args: &EmbedArgs) -> anyhow::Result<i32> {
-    let backbone = load_backbone(home, variant)?;
+pub fn embed(home: &Path, variant: Variant, engine: Engine, args: &EmbedArgs) -> anyhow::Result<i32> {
+    let backbone = load_backbone(home, variant, engine)?;
     let outcomes = run_files(backbone.as_ref(), &args.images, false)?;
     let ok: Vec<(&PathBuf, &[f32])> = outcomes
         .iter()

@@ -1,0 +1,124 @@
+//! The catalog: every durable record of fovea except image bytes. Callers hold an `Arc<dyn Catalog>`,
+//! so a PostgreSQL implementation can sit beside [`crate::SqliteCatalog`] without touching them.
+//!
+//! Conventions: lookups return `Ok(None)` for a missing record; mutations of a missing record return
+//! [`StoreError::NotFound`](crate::StoreError::NotFound).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::model::*;
+
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    // ---- images ----
+
+    /// Registers an image; an image with the same id already present is returned unchanged with
+    /// `created = false` (exact duplicates collapse).
+    async fn put_image(&self, image: NewImage) -> Result<(ImageRecord, bool)>;
+    async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>>;
+    async fn set_split(&self, id: &str, split: Split) -> Result<()>;
+    /// Images matching `filter`, newest first.
+    async fn list_images(&self, filter: &ImageFilter) -> Result<Vec<ImageRow>>;
+    /// How many images match `filter`, ignoring its `limit` and `offset`.
+    async fn count_images(&self, filter: &ImageFilter) -> Result<u64>;
+
+    // ---- classes ----
+
+    /// Creates a class; a name equal to an existing one (trimmed, case-insensitive) is `AlreadyExists`.
+    async fn create_class(&self, name: &str) -> Result<ClassRecord>;
+    async fn get_class(&self, id: ClassId) -> Result<Option<ClassRecord>>;
+    /// Looks a class up by name, trimmed and case-insensitive.
+    async fn class_by_name(&self, name: &str) -> Result<Option<ClassRecord>>;
+    /// The special Unknown class, created by the first migration.
+    async fn unknown_class(&self) -> Result<ClassRecord>;
+    /// All classes by id, with how many images currently carry each.
+    async fn list_classes(&self) -> Result<Vec<ClassStats>>;
+    /// Renames a class; the Unknown class cannot be renamed.
+    async fn rename_class(&self, id: ClassId, new_name: &str) -> Result<ClassRecord>;
+    /// Moves every label of `from` to `into` and deletes `from`, in one transaction. This rewrites label
+    /// history, so a head folded from the label log must merge the two classes' statistics (or be rebuilt).
+    async fn merge_classes(&self, from: ClassId, into: ClassId) -> Result<MergeOutcome>;
+
+    // ---- labels ----
+
+    /// Appends a label; `previous_class_id` is filled from the image's current label atomically.
+    async fn add_label(&self, label: NewLabel) -> Result<LabelRecord>;
+    /// The newest label of an image.
+    async fn current_label(&self, image_id: &str) -> Result<Option<LabelRecord>>;
+    /// Labels with id > `after_seq`, in id order, at most `limit` of them: page through by passing the
+    /// last id seen.
+    async fn labels_since(&self, after_seq: i64, limit: u32) -> Result<Vec<LabelRecord>>;
+    /// The id of the newest label, 0 when there is none.
+    async fn last_label_seq(&self) -> Result<i64>;
+
+    // ---- transactions (predictions and corrections) ----
+
+    async fn log_transaction(&self, txn: NewTransaction) -> Result<i64>;
+    /// Newest first.
+    async fn list_transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>>;
+
+    // ---- embedding cache ----
+
+    /// Stores (or replaces) the embedding of an image under a backbone name.
+    async fn put_embedding(&self, image_id: &str, backbone: &str, vector: &[f32]) -> Result<()>;
+    async fn get_embedding(&self, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>>;
+
+    // ---- users ----
+
+    async fn create_user(&self, user: NewUser) -> Result<UserRecord>;
+    async fn user_by_token_hash(&self, token_sha256: &str) -> Result<Option<UserRecord>>;
+    async fn list_users(&self) -> Result<Vec<UserRecord>>;
+
+    // ---- online head snapshots ----
+
+    async fn save_head_snapshot(&self, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot>;
+    /// The most recently saved snapshot.
+    async fn latest_head_snapshot(&self) -> Result<Option<HeadSnapshot>>;
+    /// Deletes all but the newest `keep` snapshots; returns how many were deleted.
+    async fn prune_head_snapshots(&self, keep: u32) -> Result<u64>;
+
+    // ---- model versions ----
+
+    /// Registers a model version as a candidate.
+    async fn create_model_version(&self, version: NewModelVersion) -> Result<ModelVersionRecord>;
+    async fn get_model_version(&self, id: &str) -> Result<Option<ModelVersionRecord>>;
+    /// Newest first.
+    async fn list_model_versions(&self) -> Result<Vec<ModelVersionRecord>>;
+    async fn promoted_model_version(&self) -> Result<Option<ModelVersionRecord>>;
+    /// Retires the promoted version (if any) and promotes `id`, in one transaction.
+    async fn promote(&self, id: &str) -> Result<ModelVersionRecord>;
+    async fn set_model_metrics(&self, id: &str, metrics: &serde_json::Value) -> Result<()>;
+
+    // ---- jobs ----
+
+    async fn enqueue_job(&self, kind: &str, params: &serde_json::Value) -> Result<JobRecord>;
+    async fn get_job(&self, id: i64) -> Result<Option<JobRecord>>;
+    /// Newest first.
+    async fn list_jobs(&self, limit: u32, offset: u32) -> Result<Vec<JobRecord>>;
+    /// Atomically takes the oldest queued job (or running job whose lease expired) of one of `kinds`
+    /// (any kind when empty), marks it running with a lease of `lease`, and bumps its attempt.
+    async fn claim_job(&self, kinds: &[&str], lease: Duration) -> Result<Option<JobRecord>>;
+    /// Extends the lease and records progress. Returns false when the caller no longer owns the job
+    /// (its lease was taken over, or it was cancelled): the worker should stop.
+    async fn heartbeat_job(
+        &self,
+        id: i64,
+        attempt: i64,
+        progress: f64,
+        message: Option<&str>,
+        lease: Duration,
+    ) -> Result<bool>;
+    /// Records the end of a claimed job. Returns false when the caller no longer owns it.
+    async fn finish_job(
+        &self,
+        id: i64,
+        attempt: i64,
+        outcome: JobOutcome,
+        message: Option<&str>,
+    ) -> Result<bool>;
+    /// Cancels a queued or running job; returns false when it had already finished.
+    async fn cancel_job(&self, id: i64) -> Result<bool>;
+}

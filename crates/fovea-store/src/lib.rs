@@ -1,0 +1,17 @@
+//! Durable state of fovea: the [`Catalog`] of images, classes, labels, predictions, users, model
+//! versions and jobs (SQLite now, PostgreSQL later behind the same trait), and the [`Blobs`] store that
+//! holds image bytes by content hash (a local directory, or S3 with the `s3` feature).
+
+pub mod blobs;
+pub mod catalog;
+pub mod error;
+pub mod model;
+pub mod sqlite;
+
+pub use blobs::{blob_key_for, Blobs, LocalBlobs};
+#[cfg(feature = "s3")]
+pub use blobs::{S3Blobs, S3Config};
+pub use catalog::Catalog;
+pub use error::{Result, StoreError};
+pub use model::*;
+pub use sqlite::SqliteCatalog;

@@ -1,0 +1,172 @@
+//! Classes: creation with case-insensitive unique names, renaming, merging.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+
+use super::BEGIN_IMMEDIATE;
+use crate::error::{is_unique_violation, Result, StoreError};
+use crate::model::*;
+
+const CLASS_COLUMNS: &str = "id, name, is_unknown, created_at";
+
+fn class_from_row(row: &SqliteRow) -> Result<ClassRecord> {
+    Ok(ClassRecord {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        is_unknown: row.try_get("is_unknown")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+async fn fetch_class<'e, E>(executor: E, id: ClassId) -> Result<Option<ClassRecord>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let row = sqlx::query(&format!("SELECT {CLASS_COLUMNS} FROM classes WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(executor)
+        .await?;
+    row.as_ref().map(class_from_row).transpose()
+}
+
+pub(super) async fn create_class(pool: &SqlitePool, name: &str) -> Result<ClassRecord> {
+    let name = validate_class_name(name)?;
+    let row = sqlx::query(&format!(
+        "INSERT INTO classes (name, name_key, is_unknown, created_at) VALUES (?, ?, FALSE, ?)
+         RETURNING {CLASS_COLUMNS}"
+    ))
+    .bind(&name)
+    .bind(class_name_key(&name))
+    .bind(now_millis())
+    .fetch_one(pool)
+    .await
+    .map_err(|e| match is_unique_violation(&e) {
+        true => StoreError::already_exists("class", &name),
+        false => e.into(),
+    })?;
+    class_from_row(&row)
+}
+
+pub(super) async fn get_class(pool: &SqlitePool, id: ClassId) -> Result<Option<ClassRecord>> {
+    fetch_class(pool, id).await
+}
+
+pub(super) async fn class_by_name(pool: &SqlitePool, name: &str) -> Result<Option<ClassRecord>> {
+    let row = sqlx::query(&format!(
+        "SELECT {CLASS_COLUMNS} FROM classes WHERE name_key = ?"
+    ))
+    .bind(class_name_key(name))
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(class_from_row).transpose()
+}
+
+pub(super) async fn unknown_class(pool: &SqlitePool) -> Result<ClassRecord> {
+    let row = sqlx::query(&format!(
+        "SELECT {CLASS_COLUMNS} FROM classes WHERE is_unknown"
+    ))
+    .fetch_optional(pool)
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("the Unknown class is missing".into()))?;
+    class_from_row(&row)
+}
+
+pub(super) async fn list_classes(pool: &SqlitePool) -> Result<Vec<ClassStats>> {
+    // Counts images by their newest label only, so a relabelled image counts once, in its new class.
+    let rows = sqlx::query(
+        "SELECT c.id, c.name, c.is_unknown, c.created_at, COUNT(cur.id) AS image_count
+         FROM classes c
+         LEFT JOIN labels cur ON cur.class_id = c.id
+             AND cur.id = (SELECT MAX(l.id) FROM labels l WHERE l.image_id = cur.image_id)
+         GROUP BY c.id, c.name, c.is_unknown, c.created_at
+         ORDER BY c.id",
+    )
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let count: i64 = row.try_get("image_count")?;
+            Ok(ClassStats {
+                class: class_from_row(row)?,
+                image_count: u64::try_from(count).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn rename_class(
+    pool: &SqlitePool,
+    id: ClassId,
+    new_name: &str,
+) -> Result<ClassRecord> {
+    let name = validate_class_name(new_name)?;
+    let class = fetch_class(pool, id)
+        .await?
+        .ok_or_else(|| StoreError::not_found("class", id))?;
+    if class.is_unknown {
+        return Err(StoreError::Invalid(
+            "the Unknown class cannot be renamed".into(),
+        ));
+    }
+    // The unique name_key index is the arbiter of collisions, so two racing renames cannot both win.
+    let row = sqlx::query(&format!(
+        "UPDATE classes SET name = ?, name_key = ? WHERE id = ? RETURNING {CLASS_COLUMNS}"
+    ))
+    .bind(&name)
+    .bind(class_name_key(&name))
+    .bind(id)
+    .fetch_optional(pool)
+    .await
+    .map_err(|e| match is_unique_violation(&e) {
+        true => StoreError::already_exists("class", &name),
+        false => e.into(),
+    })?
+    .ok_or_else(|| StoreError::not_found("class", id))?;
+    class_from_row(&row)
+}
+
+pub(super) async fn merge_classes(
+    pool: &SqlitePool,
+    from: ClassId,
+    into: ClassId,
+) -> Result<MergeOutcome> {
+    if from == into {
+        return Err(StoreError::Invalid(
+            "cannot merge a class into itself".into(),
+        ));
+    }
+    let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+    let from_class = fetch_class(&mut *tx, from)
+        .await?
+        .ok_or_else(|| StoreError::not_found("class", from))?;
+    let into_class = fetch_class(&mut *tx, into)
+        .await?
+        .ok_or_else(|| StoreError::not_found("class", into))?;
+    if from_class.is_unknown {
+        return Err(StoreError::Invalid(
+            "the Unknown class cannot be merged away".into(),
+        ));
+    }
+    let labels_moved = sqlx::query("UPDATE labels SET class_id = ? WHERE class_id = ?")
+        .bind(into)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    // previous_class_id must follow too, or replaying the log would unlearn a class that no longer exists.
+    sqlx::query("UPDATE labels SET previous_class_id = ? WHERE previous_class_id = ?")
+        .bind(into)
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM classes WHERE id = ?")
+        .bind(from)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(MergeOutcome {
+        from: from_class,
+        into: into_class,
+        labels_moved,
+    })
+}

@@ -1,0 +1,102 @@
+//! The label log: append-only, its ids are the event sequence the online head replays.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+
+use super::parse_text;
+use crate::error::{Result, StoreError};
+use crate::model::*;
+
+const LABEL_SELECT: &str = "
+    SELECT l.id, l.image_id, l.class_id, c.name AS class_name, l.previous_class_id,
+           pc.name AS previous_class_name, l.user_name, l.origin, l.created_at
+    FROM labels l
+    JOIN classes c ON c.id = l.class_id
+    LEFT JOIN classes pc ON pc.id = l.previous_class_id";
+
+fn label_from_row(row: &SqliteRow) -> Result<LabelRecord> {
+    Ok(LabelRecord {
+        id: row.try_get("id")?,
+        image_id: row.try_get("image_id")?,
+        class_id: row.try_get("class_id")?,
+        class_name: row.try_get("class_name")?,
+        previous_class_id: row.try_get("previous_class_id")?,
+        previous_class_name: row.try_get("previous_class_name")?,
+        user: row.try_get("user_name")?,
+        origin: parse_text(row.try_get("origin")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) async fn add_label(pool: &SqlitePool, label: NewLabel) -> Result<LabelRecord> {
+    // Checked first only for a precise error; the foreign keys still guard against a concurrent delete.
+    let image: Option<i64> = sqlx::query_scalar("SELECT 1 FROM images WHERE id = ?")
+        .bind(&label.image_id)
+        .fetch_optional(pool)
+        .await?;
+    if image.is_none() {
+        return Err(StoreError::not_found("image", &label.image_id));
+    }
+    let class: Option<i64> = sqlx::query_scalar("SELECT 1 FROM classes WHERE id = ?")
+        .bind(label.class_id)
+        .fetch_optional(pool)
+        .await?;
+    if class.is_none() {
+        return Err(StoreError::not_found("class", label.class_id));
+    }
+    // One statement reads the current class and appends the new label, so no concurrent label of the
+    // same image can slip in between and leave previous_class_id stale.
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO labels (image_id, class_id, previous_class_id, user_name, origin, created_at)
+         SELECT ?, ?, (SELECT p.class_id FROM labels p WHERE p.image_id = ? ORDER BY p.id DESC LIMIT 1), ?, ?, ?
+         RETURNING id",
+    )
+    .bind(&label.image_id)
+    .bind(label.class_id)
+    .bind(&label.image_id)
+    .bind(&label.user)
+    .bind(label.origin.as_str())
+    .bind(now_millis())
+    .fetch_one(pool)
+    .await?;
+    let row = sqlx::query(&format!("{LABEL_SELECT} WHERE l.id = ?"))
+        .bind(id)
+        .fetch_one(pool)
+        .await?;
+    label_from_row(&row)
+}
+
+pub(super) async fn current_label(
+    pool: &SqlitePool,
+    image_id: &str,
+) -> Result<Option<LabelRecord>> {
+    let row = sqlx::query(&format!(
+        "{LABEL_SELECT} WHERE l.image_id = ? ORDER BY l.id DESC LIMIT 1"
+    ))
+    .bind(image_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(label_from_row).transpose()
+}
+
+pub(super) async fn labels_since(
+    pool: &SqlitePool,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<LabelRecord>> {
+    let rows = sqlx::query(&format!(
+        "{LABEL_SELECT} WHERE l.id > ? ORDER BY l.id LIMIT ?"
+    ))
+    .bind(after_seq)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(label_from_row).collect()
+}
+
+pub(super) async fn last_label_seq(pool: &SqlitePool) -> Result<i64> {
+    let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM labels")
+        .fetch_one(pool)
+        .await?;
+    Ok(seq.unwrap_or(0))
+}

@@ -1,0 +1,168 @@
+//! Model versions (with exactly one promoted) and snapshots of the online head.
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+
+use super::{parse_json, parse_text, to_json, BEGIN_IMMEDIATE};
+use crate::error::{is_unique_violation, Result, StoreError};
+use crate::model::*;
+
+const MODEL_COLUMNS: &str = "id, parent, kind, status, metrics, created_at";
+
+fn model_from_row(row: &SqliteRow) -> Result<ModelVersionRecord> {
+    Ok(ModelVersionRecord {
+        id: row.try_get("id")?,
+        parent: row.try_get("parent")?,
+        kind: parse_text(row.try_get("kind")?)?,
+        status: parse_text(row.try_get("status")?)?,
+        metrics: parse_json(row.try_get("metrics")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) async fn create_model_version(
+    pool: &SqlitePool,
+    version: NewModelVersion,
+) -> Result<ModelVersionRecord> {
+    if version.id.trim().is_empty() {
+        return Err(StoreError::Invalid("model version id is empty".into()));
+    }
+    let row = sqlx::query(&format!(
+        "INSERT INTO model_versions (id, parent, kind, status, metrics, created_at)
+         VALUES (?, ?, ?, ?, ?, ?) RETURNING {MODEL_COLUMNS}"
+    ))
+    .bind(&version.id)
+    .bind(&version.parent)
+    .bind(version.kind.as_str())
+    .bind(ModelStatus::Candidate.as_str())
+    .bind(to_json(&version.metrics)?)
+    .bind(now_millis())
+    .fetch_one(pool)
+    .await
+    .map_err(|e| match &e {
+        _ if is_unique_violation(&e) => StoreError::already_exists("model version", &version.id),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found(
+            "parent model version",
+            version.parent.as_deref().unwrap_or(""),
+        ),
+        _ => e.into(),
+    })?;
+    model_from_row(&row)
+}
+
+pub(super) async fn get_model_version(
+    pool: &SqlitePool,
+    id: &str,
+) -> Result<Option<ModelVersionRecord>> {
+    let row = sqlx::query(&format!(
+        "SELECT {MODEL_COLUMNS} FROM model_versions WHERE id = ?"
+    ))
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(model_from_row).transpose()
+}
+
+pub(super) async fn list_model_versions(pool: &SqlitePool) -> Result<Vec<ModelVersionRecord>> {
+    let rows = sqlx::query(&format!(
+        "SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY created_at DESC, id DESC"
+    ))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(model_from_row).collect()
+}
+
+pub(super) async fn promoted_model_version(
+    pool: &SqlitePool,
+) -> Result<Option<ModelVersionRecord>> {
+    let row = sqlx::query(&format!(
+        "SELECT {MODEL_COLUMNS} FROM model_versions WHERE status = 'promoted'"
+    ))
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(model_from_row).transpose()
+}
+
+pub(super) async fn promote(pool: &SqlitePool, id: &str) -> Result<ModelVersionRecord> {
+    let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+    // Retire first: the partial unique index forbids two promoted rows even for an instant.
+    sqlx::query(
+        "UPDATE model_versions SET status = 'retired' WHERE status = 'promoted' AND id <> ?",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let row = sqlx::query(&format!(
+        "UPDATE model_versions SET status = 'promoted' WHERE id = ? RETURNING {MODEL_COLUMNS}"
+    ))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    // Dropping `tx` without commit rolls the retirement back when the id does not exist.
+    let row = row.ok_or_else(|| StoreError::not_found("model version", id))?;
+    tx.commit().await?;
+    model_from_row(&row)
+}
+
+pub(super) async fn set_model_metrics(
+    pool: &SqlitePool,
+    id: &str,
+    metrics: &serde_json::Value,
+) -> Result<()> {
+    let updated = sqlx::query("UPDATE model_versions SET metrics = ? WHERE id = ?")
+        .bind(to_json(metrics)?)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        return Err(StoreError::not_found("model version", id));
+    }
+    Ok(())
+}
+
+fn snapshot_from_row(row: &SqliteRow) -> Result<HeadSnapshot> {
+    Ok(HeadSnapshot {
+        id: row.try_get("id")?,
+        label_seq: row.try_get("label_seq")?,
+        bytes: row.try_get("bytes")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+pub(super) async fn save_head_snapshot(
+    pool: &SqlitePool,
+    label_seq: i64,
+    bytes: &[u8],
+) -> Result<HeadSnapshot> {
+    let row = sqlx::query(
+        "INSERT INTO head_snapshots (label_seq, bytes, created_at) VALUES (?, ?, ?)
+         RETURNING id, label_seq, bytes, created_at",
+    )
+    .bind(label_seq)
+    .bind(bytes)
+    .bind(now_millis())
+    .fetch_one(pool)
+    .await?;
+    snapshot_from_row(&row)
+}
+
+pub(super) async fn latest_head_snapshot(pool: &SqlitePool) -> Result<Option<HeadSnapshot>> {
+    let row = sqlx::query(
+        "SELECT id, label_seq, bytes, created_at FROM head_snapshots ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(snapshot_from_row).transpose()
+}
+
+pub(super) async fn prune_head_snapshots(pool: &SqlitePool, keep: u32) -> Result<u64> {
+    let deleted = sqlx::query(
+        "DELETE FROM head_snapshots WHERE id NOT IN (SELECT id FROM head_snapshots ORDER BY id DESC LIMIT ?)",
+    )
+    .bind(i64::from(keep))
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(deleted)
+}
