@@ -11,7 +11,9 @@ command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 command -v cc >/dev/null || need_apt+=(gcc)
 if [ "${1:-}" = "--test" ]; then
-  :
+  # The browser test drives Debian's Chromium over WebDriver.
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
@@ -21,4 +23,6 @@ fi
 if [ "${1:-}" = "--test" ]; then
   # The independent numpy reference of the network runs inside the test suite.
   python3 -c "import numpy" 2>/dev/null || { echo "==> pip install numpy"; python3 -m pip install --quiet numpy; }
+  # ONNX Runtime checks that the exported ONNX graph computes what fovea's network does.
+  python3 -c "import onnxruntime" 2>/dev/null || python3 -m pip install --quiet onnxruntime==1.32.0
 fi

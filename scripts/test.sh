@@ -4,7 +4,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 bash scripts/setup.sh --test
+echo "==> building (workspace, all targets: one feature set, so nothing is compiled twice)"
+cargo build --locked --workspace --all-targets
 echo "==> fetching weights and sample photos into $FOVEA_HOME"
-cargo run --locked -q -p fovea -- fetch --samples
+"$CARGO_TARGET_DIR/debug/fovea" fetch --samples
 echo "==> cargo test"
 cargo test --locked --workspace 2>&1

@@ -4,6 +4,9 @@ mod backbone;
 pub mod fetch;
 pub mod legacy;
 pub mod network;
+pub mod onnx;
+#[cfg(feature = "ort")]
+pub mod ort_backbone;
 pub mod pickle;
 pub mod weights;
 

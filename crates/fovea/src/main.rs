@@ -35,6 +35,12 @@ pub enum Command {
     Convert(cmd::fetch::ConvertArgs),
     /// Measure speed: `fovea bench embed`
     Bench(cmd::bench::BenchArgs),
+    /// Run the web app and JSON API
+    Serve(cmd::serve::ServeArgs),
+    /// Import a folder of images (with --labelled: sub-folder name = class)
+    Import(cmd::serve::ImportArgs),
+    /// Manage users and API tokens
+    Users(cmd::serve::UsersArgs),
     /// Evaluate the online heads: `fovea eval stream --train DIR --test DIR`
     Eval(cmd::eval::EvalArgs),
 }
@@ -52,6 +58,9 @@ fn main() {
         Command::Fetch(a) => cmd::fetch::fetch(&home, cli.backbone, a),
         Command::Convert(a) => cmd::fetch::convert(a),
         Command::Bench(a) => cmd::bench::bench(&home, cli.backbone, a),
+        Command::Serve(a) => cmd::serve::serve(&home, cli.backbone, cli.engine, a),
+        Command::Import(a) => cmd::serve::import(&home, cli.backbone, cli.engine, a),
+        Command::Users(a) => cmd::serve::users(&home, cli.backbone, cli.engine, a),
         Command::Eval(a) => cmd::eval::eval(&home, cli.backbone, cli.engine, a),
     };
     match result {

@@ -24,7 +24,10 @@ impl Default for SldaConfig {
     fn default() -> Self {
         Self {
             prior_variance: 1.0,
-            prior_strength: 1.0,
+            // Embeddings outnumber images early on (1280 dims, a few hundred samples), so the scatter is
+            // rank-deficient and needs real shrinkage: on MNIST through the backbone, 1 pseudo-sample gave
+            // 0.94 of offline accuracy and 30 to 1000 all gave >= 1.0.
+            prior_strength: 100.0,
             refresh_every: 16384,
             use_class_priors: false,
         }

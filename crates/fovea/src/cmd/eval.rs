@@ -52,6 +52,9 @@ pub struct StreamArgs {
     /// Also measure what a single correction does to wrongly predicted test images
     #[arg(long)]
     pub correction_check: bool,
+    /// SLDA shrinkage: weight of the isotropic prior covariance, in pseudo-samples
+    #[arg(long, default_value_t = fovea_learn::SldaConfig::default().prior_strength)]
+    pub prior_strength: f64,
     /// Seed for the shuffled order
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -71,7 +74,7 @@ pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> a
     let mut head = match kind {
         // The prior's scale comes from the data (only its overall variance, not labels), as a user's first images would give.
         HeadKind::Slda => {
-            let cfg = SldaConfig::default().with_prior_from(train.iter().map(|e| e.x.as_slice()));
+            let cfg = SldaConfig { prior_strength: a.prior_strength, ..SldaConfig::default() }.with_prior_from(train.iter().map(|e| e.x.as_slice()));
             AnyHead::Slda(SldaHead::with_config(dim, cfg)?)
         }
         other => AnyHead::new(other, dim)?,
@@ -86,7 +89,9 @@ pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> a
     let (logistic, fit) = LogisticRegression::fit(&train, &LogisticConfig::default())?;
     let offline_lr = fovea_learn::accuracy(&logistic, &test)?;
     let offline_ncm = fovea_learn::accuracy(&batch_ncm(&train, Metric::Euclidean)?, &test)?;
-    let correction = if a.correction_check { Some(correction_check(&head, &test, &test, None)?) } else { None };
+    // Corrections are probed on one half of the test set and their side effects measured on the other.
+    let (probe, heldout) = test.split_at(test.len() / 2);
+    let correction = if a.correction_check { Some(correction_check(&head, probe, heldout, None)?) } else { None };
 
     let predict_us = time_predictions(&head, &test);
     if a.json {

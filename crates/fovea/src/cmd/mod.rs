@@ -2,6 +2,7 @@ pub mod bench;
 pub mod eval;
 pub mod fetch;
 pub mod predict;
+pub mod serve;
 
 use std::path::Path;
 

@@ -1,0 +1,300 @@
+//! The use cases behind every endpoint and command.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use fovea_learn::Head;
+use fovea_store::{
+    blob_key_for, sha256_hex, ClassId, ImageFilter, ImageRow, LabelOrigin, NewImage, NewLabel, NewTransaction, NewUser,
+    Role, ScoredClass, TransactionKind, TransactionRecord, UserRecord,
+};
+use serde::Serialize;
+
+use crate::head::{new_head, HeadState};
+use crate::{App, AppError, Result};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassifyOutcome {
+    pub image_id: String,
+    pub transaction_id: i64,
+    pub model_version: String,
+    pub top: Vec<ScoredClass>,
+    pub unknown: bool,
+    pub width: u32,
+    pub height: u32,
+    pub latency_ms: f64,
+    /// False when these exact bytes were seen before.
+    pub new_image: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Predicted {
+    pub top: Vec<ScoredClass>,
+    pub unknown: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelOutcome {
+    pub label_id: i64,
+    pub class: String,
+    pub created_class: bool,
+    pub model_version: String,
+    /// What the model says about the same image now that it has learned.
+    pub prediction: Predicted,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassView {
+    pub id: ClassId,
+    pub name: String,
+    pub images: u64,
+    pub is_unknown: bool,
+    pub reaches_cutoff: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ImportReport {
+    pub imported: usize,
+    pub duplicates: usize,
+    pub labelled: usize,
+    pub failed: Vec<(String, String)>,
+}
+
+fn token_hash(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+impl App {
+    fn predicted(&self, head: &HeadState, embedding: &[f32]) -> Result<Predicted> {
+        let p = head.predict(embedding)?;
+        let top = p
+            .top_k(self.cfg.top_k)
+            .iter()
+            .map(|s| ScoredClass {
+                class: head.head.class_name(s.class).unwrap_or("?").to_owned(),
+                probability: s.probability,
+            })
+            .collect();
+        Ok(Predicted { top, unknown: p.unknown || p.ranked.is_empty() })
+    }
+
+    /// Stores the image (once per distinct content) and its embedding; returns (id, width, height, new).
+    async fn ingest(&self, bytes: Bytes, source: &str) -> Result<(String, Vec<f32>, u32, u32, bool)> {
+        if bytes.len() > self.cfg.limits.max_bytes {
+            return Err(fovea_vision::VisionError::TooLarge { bytes: bytes.len() as u64, max: self.cfg.limits.max_bytes as u64 }.into());
+        }
+        let limits = self.cfg.limits.clone();
+        let size = self.compute.input_size() as u32;
+        let b = bytes.clone();
+        let (id, img, format) = tokio::task::spawn_blocking(move || -> Result<_> {
+            let img = fovea_vision::decode(&b, &limits)?;
+            let format = fovea_vision::image::guess_format(&b).map(|f| format!("{f:?}").to_lowercase()).unwrap_or_default();
+            Ok((sha256_hex(&b), img, format))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+        let (width, height) = img.dimensions();
+        let backbone = self.compute.backbone_name().to_owned();
+        let cached = self.catalog.get_embedding(&id, &backbone).await?;
+        let embedding = match cached {
+            Some(e) => e,
+            None => {
+                let input = tokio::task::spawn_blocking(move || fovea_vision::to_input(&img, size))
+                    .await
+                    .map_err(|e| AppError::Internal(e.to_string()))?;
+                self.compute.embed(input).await?
+            }
+        };
+        let key = blob_key_for(&id);
+        if !self.blobs.exists(&key).await? {
+            self.blobs.put(&key, bytes).await?;
+        }
+        let (_, created) = self
+            .catalog
+            .put_image(NewImage { id: id.clone(), blob_key: key, width, height, format, source: source.to_owned() })
+            .await?;
+        self.catalog.put_embedding(&id, &backbone, &embedding).await?;
+        Ok((id, embedding, width, height, created))
+    }
+
+    /// Decode → embed → head → log → answer.
+    #[tracing::instrument(skip(self, bytes), fields(bytes = bytes.len()))]
+    pub async fn classify(&self, bytes: Bytes, user: &str) -> Result<ClassifyOutcome> {
+        let start = Instant::now();
+        let (image_id, embedding, width, height, new_image) = self.ingest(bytes, "upload").await?;
+        let (predicted, model_version) = {
+            let head = self.head.lock().await;
+            (self.predicted(&head, &embedding)?, head.version())
+        };
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let transaction_id = self
+            .catalog
+            .log_transaction(NewTransaction {
+                image_id: image_id.clone(),
+                model_version: model_version.clone(),
+                kind: TransactionKind::Predict,
+                top_k: predicted.top.clone(),
+                chosen_class: None,
+                user: user.to_owned(),
+                latency_ms,
+            })
+            .await?;
+        Ok(ClassifyOutcome {
+            image_id,
+            transaction_id,
+            model_version,
+            top: predicted.top,
+            unknown: predicted.unknown,
+            width,
+            height,
+            latency_ms,
+            new_image,
+        })
+    }
+
+    /// Labels an image with an existing or new class (or "Unknown"); the head learns before this returns, and the
+    /// label is committed before the head changes, so an acknowledged correction survives any crash.
+    #[tracing::instrument(skip(self))]
+    pub async fn label(&self, image_id: &str, class: &str, user: &str, origin: LabelOrigin) -> Result<LabelOutcome> {
+        let start = Instant::now();
+        let class = class.trim();
+        if self.catalog.get_image(image_id).await?.is_none() {
+            return Err(AppError::NotFound { what: "image", id: image_id.to_owned() });
+        }
+        let embedding = self
+            .catalog
+            .get_embedding(image_id, self.compute.backbone_name())
+            .await?
+            .ok_or_else(|| AppError::Internal(format!("image {image_id} has no embedding")))?;
+        let (record, created_class) = match self.catalog.class_by_name(class).await? {
+            Some(c) => (c, false),
+            None => (self.catalog.create_class(class).await?, true),
+        };
+        let mut head = self.head.lock().await;
+        // Labels logged by another process since our last fold come first, so the head stays a fold of the log.
+        head.catch_up(self.catalog.as_ref()).await?;
+        let label = self
+            .catalog
+            .add_label(NewLabel { image_id: image_id.to_owned(), class_id: record.id, user: user.to_owned(), origin })
+            .await?;
+        head.apply(&label, &embedding, self.catalog.as_ref()).await?;
+        if head.since_snapshot >= self.cfg.snapshot_every {
+            head.save(self.catalog.as_ref()).await?;
+        }
+        let prediction = self.predicted(&head, &embedding)?;
+        let model_version = head.version();
+        drop(head);
+        self.catalog
+            .log_transaction(NewTransaction {
+                image_id: image_id.to_owned(),
+                model_version: model_version.clone(),
+                kind: TransactionKind::Correct,
+                top_k: prediction.top.clone(),
+                chosen_class: Some(record.name.clone()),
+                user: user.to_owned(),
+                latency_ms: start.elapsed().as_secs_f64() * 1e3,
+            })
+            .await?;
+        Ok(LabelOutcome { label_id: label.id, class: record.name, created_class, model_version, prediction })
+    }
+
+    pub async fn classes(&self) -> Result<Vec<ClassView>> {
+        Ok(self
+            .catalog
+            .list_classes()
+            .await?
+            .into_iter()
+            .map(|s| ClassView {
+                id: s.class.id,
+                reaches_cutoff: !s.class.is_unknown && s.image_count >= self.cfg.cutoff,
+                name: s.class.name,
+                images: s.image_count,
+                is_unknown: s.class.is_unknown,
+            })
+            .collect())
+    }
+
+    pub async fn create_class(&self, name: &str) -> Result<ClassView> {
+        let c = self.catalog.create_class(name.trim()).await?;
+        Ok(ClassView { id: c.id, name: c.name, images: 0, is_unknown: false, reaches_cutoff: false })
+    }
+
+    /// Renames and merges change which class every past label points at, so the head is rebuilt from the log.
+    pub async fn rename_class(&self, id: ClassId, name: &str) -> Result<()> {
+        self.catalog.rename_class(id, name.trim()).await?;
+        self.rebuild_head().await
+    }
+
+    pub async fn merge_classes(&self, from: ClassId, into_name: &str) -> Result<()> {
+        let into = self
+            .catalog
+            .class_by_name(into_name)
+            .await?
+            .ok_or_else(|| AppError::NotFound { what: "class", id: into_name.to_owned() })?;
+        self.catalog.merge_classes(from, into.id).await?;
+        self.rebuild_head().await
+    }
+
+    async fn rebuild_head(&self) -> Result<()> {
+        let mut head = self.head.lock().await;
+        let fresh = new_head(&self.cfg.head, self.compute.embedding_dim())?;
+        head.head = fresh;
+        head.seq = 0;
+        head.catch_up(self.catalog.as_ref()).await?;
+        head.save(self.catalog.as_ref()).await
+    }
+
+    pub async fn images(&self, filter: &ImageFilter) -> Result<(Vec<ImageRow>, u64)> {
+        Ok((self.catalog.list_images(filter).await?, self.catalog.count_images(filter).await?))
+    }
+
+    pub async fn image_bytes(&self, id: &str) -> Result<Bytes> {
+        let img = self.catalog.get_image(id).await?.ok_or_else(|| AppError::NotFound { what: "image", id: id.to_owned() })?;
+        Ok(self.blobs.get(&img.blob_key).await?)
+    }
+
+    pub async fn transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
+        Ok(self.catalog.list_transactions(limit.min(500), offset).await?)
+    }
+
+    pub async fn model_version(&self) -> String {
+        self.head.lock().await.version()
+    }
+
+    pub async fn authenticate(&self, token: &str) -> Result<UserRecord> {
+        self.catalog.user_by_token_hash(&token_hash(token)).await?.ok_or(AppError::Unauthorized)
+    }
+
+    /// Creates a user and returns their token; only its hash is stored.
+    pub async fn add_user(&self, name: &str, role: Role) -> Result<(UserRecord, String)> {
+        let token = format!("fv_{}", hex::encode(rand::random::<[u8; 24]>()));
+        let user = self.catalog.create_user(NewUser { name: name.to_owned(), role, token_sha256: token_hash(&token) }).await?;
+        Ok((user, token))
+    }
+
+    /// On the very first start, creates an admin and returns its token (shown once).
+    pub async fn ensure_admin(&self) -> Result<Option<String>> {
+        if self.catalog.list_users().await?.is_empty() {
+            return Ok(Some(self.add_user("admin", Role::Admin).await?.1));
+        }
+        Ok(None)
+    }
+
+    /// Imports one file: stored, embedded, and labelled when `class` is given (skipped if already so labelled).
+    pub async fn import_bytes(&self, bytes: Bytes, source: &str, class: Option<&str>, report: &mut ImportReport) -> Result<()> {
+        let (id, _, _, _, created) = self.ingest(bytes, source).await?;
+        if created {
+            report.imported += 1;
+        } else {
+            report.duplicates += 1;
+        }
+        if let Some(class) = class {
+            let current = self.catalog.current_label(&id).await?;
+            if current.map(|l| l.class_name) != Some(class.to_owned()) {
+                self.label(&id, class, "import", LabelOrigin::Import).await?;
+                report.labelled += 1;
+            }
+        }
+        Ok(())
+    }
+}

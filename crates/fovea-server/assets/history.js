@@ -1,0 +1,81 @@
+// fovea — History page: a paged table of transactions (predictions and corrections).
+
+import { api, pct, relTime, h, blobUrl, noteModel, on } from './api.js';
+
+const $ = (id) => document.getElementById(id);
+const PAGE = 50;
+
+const view = { offset: 0, rows: [], gen: 0, loaded: false };
+
+export function initHistory() {
+  $('history-prev').addEventListener('click', () => { view.offset = Math.max(0, view.offset - PAGE); load(); });
+  $('history-next').addEventListener('click', () => { view.offset += PAGE; load(); });
+  $('history-refresh').addEventListener('click', () => load());
+  on('token', () => { if (view.loaded) render(); });
+}
+
+export function showHistory() {
+  return load();
+}
+
+async function load() {
+  const gen = ++view.gen;
+  const body = $('history-table').tBodies[0];
+  $('history-table').classList.add('loading');
+  try {
+    const data = await api(`/transactions?limit=${PAGE}&offset=${view.offset}`);
+    if (gen !== view.gen) return;
+    view.rows = Array.isArray(data?.transactions) ? data.transactions : [];
+    view.total = typeof data?.total === 'number' ? data.total : null;
+    if (view.offset === 0 && view.rows[0]?.model_version) noteModel(view.rows[0].model_version);
+  } catch {
+    if (gen !== view.gen) return;
+    view.rows = [];
+    body.replaceChildren(emptyRow('Could not load the history.'));
+  } finally {
+    if (gen === view.gen) $('history-table').classList.remove('loading');
+  }
+  view.loaded = true;
+  render();
+}
+
+function emptyRow(text) {
+  return h('tr', {}, h('td', { colspan: '8', class: 'empty-cell muted' }, text));
+}
+
+function render() {
+  const body = $('history-table').tBodies[0];
+  if (!view.rows.length) {
+    body.replaceChildren(emptyRow(view.offset ? 'No older transactions.' : 'No transactions yet — classify an image to start.'));
+  } else {
+    body.replaceChildren(...view.rows.map((t) => {
+      const top1 = Array.isArray(t.top) && t.top.length ? t.top[0] : null;
+      const agreed = top1 && t.chosen_class && top1.class === t.chosen_class;
+      const time = new Date(t.created_at);
+      return h('tr', { dataset: { id: t.id, kind: t.kind } },
+        h('td', { class: 'nowrap' },
+          h('time', { datetime: t.created_at, title: Number.isNaN(time.getTime()) ? '' : time.toLocaleString() }, relTime(t.created_at))),
+        h('td', { class: 'thumb-cell' },
+          t.image_id ? h('img', { src: blobUrl(t.image_id), alt: '', loading: 'lazy', width: '40', height: '40' }) : null),
+        h('td', {}, h('span', { class: `kind kind-${t.kind}` }, t.kind || '')),
+        h('td', {}, top1
+          ? [h('span', { class: 'cls' }, top1.class), ' ', h('span', { class: 'muted small' }, pct(top1.probability))]
+          : h('span', { class: 'muted' }, '—')),
+        h('td', {}, t.chosen_class
+          ? h('span', { class: `cls chosen${agreed ? ' agreed' : top1 ? ' corrected' : ''}`, title: agreed ? 'Confirmed the prediction' : top1 ? 'Corrected the prediction' : '' },
+            t.chosen_class)
+          : h('span', { class: 'muted' }, '—')),
+        h('td', {}, t.user || '—'),
+        h('td', { class: 'mono small' }, t.model_version || '—'),
+        h('td', { class: 'num nowrap' }, typeof t.latency_ms === 'number' ? `${t.latency_ms.toFixed(1)} ms` : '—'),
+      );
+    }));
+  }
+  const from = view.rows.length ? view.offset + 1 : view.offset;
+  const to = view.offset + view.rows.length;
+  $('history-range').textContent = view.rows.length
+    ? `${from}–${to}${typeof view.total === 'number' ? ` of ${view.total}` : ''}`
+    : '';
+  $('history-prev').disabled = view.offset <= 0;
+  $('history-next').disabled = typeof view.total === 'number' ? to >= view.total : view.rows.length < PAGE;
+}

@@ -1,0 +1,236 @@
+//! The JSON API in-process (`create_app`), with the real backbone, a real SQLite file and real image bytes.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use fovea_app::{App, AppConfig, Role};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+fn backbone() -> Box<dyn fovea_model::Backbone> {
+    let home = fovea_model::fovea_home();
+    let path = fovea_model::ensure_weights(&home, fovea_model::Variant::Lite0).unwrap();
+    let w = fovea_model::Weights::load_safetensors(&path).unwrap();
+    Box::new(fovea_model::FastBackbone::new(&w, fovea_model::Variant::Lite0, 2).unwrap())
+}
+
+fn photo(name: &str) -> image::RgbImage {
+    let dir = fovea_model::fetch::ensure_sample_photos(&fovea_model::fovea_home()).unwrap();
+    fovea_vision::decode_file(&dir.join(name), &Default::default()).unwrap()
+}
+
+fn png(img: &image::RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+    out
+}
+
+/// A crop of a photo: a "similar image" that is not byte-identical.
+fn crop(img: &image::RgbImage, k: u32) -> Vec<u8> {
+    let (w, h) = (img.width() * (85 - k) / 100, img.height() * (85 - k) / 100);
+    png(&image::imageops::crop_imm(img, k * 9, k * 6, w, h).to_image())
+}
+
+struct Server {
+    router: axum::Router,
+    app: Arc<App>,
+    _dir: tempfile::TempDir,
+}
+
+async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AppConfig { data_dir: dir.path().to_owned(), ..Default::default() };
+    let app = App::open(cfg, backbone()).await.unwrap();
+    Server { router: fovea_server::create_app(app.clone(), false), app, _dir: dir }
+}
+
+async fn call(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let res = router.clone().oneshot(req).await.unwrap();
+    let status = res.status();
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn upload(token: Option<&str>, bytes: Vec<u8>) -> Request<Body> {
+    let mut b = Request::post("/api/v1/classify").header("content-type", "application/octet-stream");
+    if let Some(t) = token {
+        b = b.header("authorization", format!("Bearer {t}"));
+    }
+    b.body(Body::from(bytes)).unwrap()
+}
+
+fn label(token: &str, image: &str, class: &str) -> Request<Body> {
+    Request::post(format!("/api/v1/images/{image}/label"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "class": class }).to_string()))
+        .unwrap()
+}
+
+fn get(token: &str, uri: &str) -> Request<Body> {
+    Request::get(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn correcting_to_a_new_class_changes_the_next_prediction() {
+    let s = server().await;
+    let (_, admin) = s.app.add_user("ada", Role::Admin).await.unwrap();
+    let cat = photo("chelsea.png");
+    let coffee = photo("coffee.png");
+
+    let (st, first) = call(&s.router, upload(Some(&admin), crop(&cat, 0))).await;
+    assert_eq!(st, StatusCode::OK, "{first}");
+    assert_eq!(first["top"], json!([]), "a fresh model knows no classes");
+    assert_eq!(first["unknown"], true);
+    let cat_id = first["image_id"].as_str().unwrap().to_owned();
+
+    let (st, learned) = call(&s.router, label(&admin, &cat_id, "my cat")).await;
+    assert_eq!(st, StatusCode::OK, "{learned}");
+    assert_eq!(learned["created_class"], true);
+    assert_eq!(learned["prediction"]["top"][0]["class"], "my cat");
+
+    let (_, c) = call(&s.router, upload(Some(&admin), crop(&coffee, 0))).await;
+    call(&s.router, label(&admin, c["image_id"].as_str().unwrap(), "coffee")).await;
+
+    // A different crop of each photo is now recognised, with no retraining.
+    let (_, again) = call(&s.router, upload(Some(&admin), crop(&cat, 5))).await;
+    assert_eq!(again["top"][0]["class"], "my cat", "{again}");
+    let (_, again) = call(&s.router, upload(Some(&admin), crop(&coffee, 5))).await;
+    assert_eq!(again["top"][0]["class"], "coffee", "{again}");
+    assert_ne!(again["model_version"], first["model_version"]);
+
+    let (_, classes) = call(&s.router, get(&admin, "/api/v1/classes")).await;
+    let names: Vec<&str> = classes["classes"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"my cat") && names.contains(&"coffee") && names.contains(&"Unknown"), "{classes}");
+    let (_, imgs) = call(&s.router, get(&admin, "/api/v1/images?class=coffee")).await;
+    assert_eq!(imgs["total"], 1);
+    let (_, tx) = call(&s.router, get(&admin, "/api/v1/transactions?limit=100")).await;
+    assert_eq!(tx["transactions"].as_array().unwrap().len(), 6, "4 predictions + 2 corrections are logged");
+}
+
+#[tokio::test]
+async fn every_route_checks_the_callers_role() {
+    let s = server().await;
+    let (_, viewer) = s.app.add_user("vic", Role::Viewer).await.unwrap();
+    let (_, annotator) = s.app.add_user("ann", Role::Annotator).await.unwrap();
+    let (_, admin) = s.app.add_user("adm", Role::Admin).await.unwrap();
+    let img = crop(&photo("rocket.jpg"), 0);
+
+    let (st, body) = call(&s.router, upload(None, img.clone())).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "unauthorized");
+    assert_eq!(call(&s.router, upload(Some("fv_wrong"), img.clone())).await.0, StatusCode::UNAUTHORIZED);
+
+    let (st, c) = call(&s.router, upload(Some(&viewer), img.clone())).await;
+    assert_eq!(st, StatusCode::OK);
+    let id = c["image_id"].as_str().unwrap().to_owned();
+    for uri in ["/api/v1/classes", "/api/v1/images", "/api/v1/transactions", "/api/v1/me"] {
+        assert_eq!(call(&s.router, get(&viewer, uri)).await.0, StatusCode::OK, "{uri}");
+    }
+    let res = s.router.clone().oneshot(get(&viewer, &format!("/api/v1/images/{id}/blob"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let (st, body) = call(&s.router, label(&viewer, &id, "rocket")).await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert_eq!(call(&s.router, label(&annotator, &id, "rocket")).await.0, StatusCode::OK);
+
+    let new_class = |t: &str| {
+        Request::post("/api/v1/classes")
+            .header("authorization", format!("Bearer {t}"))
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"name":"boat"}"#))
+            .unwrap()
+    };
+    assert_eq!(call(&s.router, new_class(&annotator)).await.0, StatusCode::FORBIDDEN);
+    let (st, boat) = call(&s.router, new_class(&admin)).await;
+    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(call(&s.router, new_class(&admin)).await.0, StatusCode::CONFLICT);
+    let rename = Request::patch(format!("/api/v1/classes/{}", boat["id"]))
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"name":"ship"}"#))
+        .unwrap();
+    assert_eq!(call(&s.router, rename).await.0, StatusCode::NO_CONTENT);
+    let merge = Request::post(format!("/api/v1/classes/{}/merge", boat["id"]))
+        .header("authorization", format!("Bearer {admin}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"into":"rocket"}"#))
+        .unwrap();
+    assert_eq!(call(&s.router, merge).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&s.router, get(&admin, "/healthz")).await.0, StatusCode::OK);
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xffff_ffffu32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 { 0xedb8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_the_server_stays_healthy() {
+    let s = server().await;
+    let (_, t) = s.app.add_user("t", Role::Admin).await.unwrap();
+    let good = png(&photo("coffee.png"));
+    let tiny = png(&image::RgbImage::new(1, 1));
+    let mut huge_header = good[..33].to_vec(); // PNG signature + IHDR, then claim 100000 x 100000 pixels
+    huge_header[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    huge_header[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&huge_header[12..29]); // a valid IHDR checksum: the header must be believed, not rejected as corrupt
+    huge_header[29..33].copy_from_slice(&crc.to_be_bytes());
+    huge_header.extend_from_slice(&good[33..]); // the rest of a complete file, so only the dimensions are wrong
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        ("zero bytes", vec![], StatusCode::UNPROCESSABLE_ENTITY, "empty"),
+        ("text", b"hello, not an image".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_an_image"),
+        ("truncated", good[..good.len() / 2].to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "truncated"),
+        ("1x1", tiny, StatusCode::UNPROCESSABLE_ENTITY, "too_small"),
+        ("bomb", huge_header, StatusCode::PAYLOAD_TOO_LARGE, "too_many_pixels"),
+    ];
+    for (what, bytes, status, code) in cases {
+        let (st, body) = call(&s.router, upload(Some(&t), bytes)).await;
+        assert_eq!((st, body["error"]["code"].as_str()), (status, Some(code)), "{what}: {body}");
+        assert!(!body["error"]["message"].as_str().unwrap().is_empty());
+    }
+    let (st, _) = call(&s.router, label(&t, "0000", "x")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let garbage = Request::post("/api/v1/images/abc/label")
+        .header("authorization", format!("Bearer {t}"))
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    assert_eq!(call(&s.router, garbage).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&s.router, get(&t, "/api/v1/images?min_conf=7")).await.0, StatusCode::BAD_REQUEST);
+    let (st, ok) = call(&s.router, upload(Some(&t), good)).await;
+    assert_eq!(st, StatusCode::OK, "still healthy after bad input: {ok}");
+}
+
+#[tokio::test]
+async fn a_restarted_app_predicts_exactly_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AppConfig { data_dir: dir.path().to_owned(), snapshot_every: 2, ..Default::default() };
+    let probe = crop(&photo("rocket.jpg"), 3);
+    let before = {
+        let app = App::open(cfg.clone(), backbone()).await.unwrap();
+        for (i, (file, class)) in [("chelsea.png", "cat"), ("coffee.png", "coffee"), ("rocket.jpg", "rocket")].iter().enumerate() {
+            let out = app.classify(crop(&photo(file), i as u32).into(), "t").await.unwrap();
+            app.label(&out.image_id, class, "t", fovea_store::LabelOrigin::Human).await.unwrap();
+        }
+        // No clean shutdown: the third label is only in the log, not in a snapshot.
+        app.classify(probe.clone().into(), "t").await.unwrap()
+    };
+    let app = App::open(cfg, backbone()).await.unwrap();
+    let after = app.classify(probe.into(), "t").await.unwrap();
+    assert_eq!(after.model_version, before.model_version);
+    assert_eq!(after.top.len(), before.top.len());
+    for (a, b) in after.top.iter().zip(&before.top) {
+        assert_eq!(a.class, b.class);
+        assert!((a.probability - b.probability).abs() < 1e-9, "{} vs {}", a.probability, b.probability);
+    }
+}

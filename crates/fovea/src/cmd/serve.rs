@@ -1,0 +1,173 @@
+//! `fovea serve`, `fovea import`, `fovea users`: shells over fovea-app.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use fovea_app::{App, AppConfig, ImportReport, Role};
+use fovea_model::Variant;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{load_backbone, Engine};
+
+#[derive(Args, Debug, Clone)]
+pub struct AppArgs {
+    /// Folder for the catalog (SQLite) and the image store
+    #[arg(long, env = "FOVEA_DATA", default_value = "fovea-data")]
+    pub data: PathBuf,
+    /// Online head: slda, ncm or ncm-cosine
+    #[arg(long, env = "FOVEA_HEAD", default_value = "slda")]
+    pub head: String,
+    /// Images a class needs before batch fine-tuning takes it
+    #[arg(long, env = "FOVEA_CUTOFF", default_value_t = 40)]
+    pub cutoff: u64,
+    /// Largest upload accepted, in megabytes
+    #[arg(long, env = "FOVEA_MAX_UPLOAD_MB", default_value_t = 20)]
+    pub max_upload_mb: usize,
+    /// Largest image accepted, in megapixels (checked before decoding)
+    #[arg(long, env = "FOVEA_MAX_MEGAPIXELS", default_value_t = 40)]
+    pub max_megapixels: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Address to listen on
+    #[arg(long, env = "FOVEA_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Allow anonymous use without a token (only on a loopback address)
+    #[arg(long)]
+    pub open: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// A flat folder of images, or with --labelled an ImageFolder (sub-folder name = class)
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub labelled: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct UsersArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    #[command(subcommand)]
+    pub action: UsersAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UsersAction {
+    /// Create a user and print their API token (shown once)
+    Add {
+        name: String,
+        /// viewer, annotator or admin
+        #[arg(long, default_value = "annotator")]
+        role: Role,
+    },
+    /// List users and roles
+    List,
+}
+
+async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &AppArgs) -> anyhow::Result<Arc<App>> {
+    let backbone = load_backbone(home, variant, engine)?;
+    let mut limits = fovea_vision::DecodeLimits::default();
+    limits.max_bytes = a.max_upload_mb * 1024 * 1024;
+    limits.max_pixels = a.max_megapixels * 1_000_000;
+    let cfg = AppConfig { data_dir: a.data.clone(), variant, head: a.head.clone(), cutoff: a.cutoff, limits, ..Default::default() };
+    Ok(App::open(cfg, backbone).await?)
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+pub fn serve(home: &Path, variant: Variant, engine: Engine, args: &ServeArgs) -> anyhow::Result<i32> {
+    if args.open && !args.listen.ip().is_loopback() {
+        bail!("--open allows anonymous writes, so it only works on a loopback address (not {})", args.listen);
+    }
+    runtime()?.block_on(async {
+        let app = open_app(home, variant, engine, &args.app).await?;
+        if let Some(token) = app.ensure_admin().await? {
+            println!("first start: created user `admin` with token\n\n    {token}\n\nkeep it: it is shown only once");
+        }
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        println!("fovea is serving http://{} (data in {})", listener.local_addr()?, args.app.data.display());
+        let router = fovea_server::create_app(app.clone(), args.open);
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        app.snapshot().await?;
+        Ok(0)
+    })
+}
+
+pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) -> anyhow::Result<i32> {
+    let files: Vec<(PathBuf, Option<String>)> = if args.labelled {
+        super::eval::image_folder(&args.dir)?.into_iter().map(|(p, c)| (p, Some(c))).collect()
+    } else {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&args.dir)
+            .with_context(|| format!("reading {}", args.dir.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        v.sort();
+        v.into_iter().map(|p| (p, None)).collect()
+    };
+    runtime()?.block_on(async {
+        let app = open_app(home, variant, engine, &args.app).await?;
+        let bar = ProgressBar::new(files.len() as u64);
+        bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} eta {eta}").unwrap());
+        let mut report = ImportReport::default();
+        for (path, class) in &files {
+            let source = format!("import:{}", path.display());
+            let result = match std::fs::read(path) {
+                Ok(bytes) => app.import_bytes(bytes.into(), &source, class.as_deref(), &mut report).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                report.failed.push((path.display().to_string(), e));
+            }
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        app.snapshot().await?;
+        println!(
+            "imported {} new images ({} already present), {} labels, {} failed",
+            report.imported,
+            report.duplicates,
+            report.labelled,
+            report.failed.len()
+        );
+        for (p, e) in &report.failed {
+            eprintln!("  {p}: {e}");
+        }
+        Ok(if report.failed.is_empty() { 0 } else { 1 })
+    })
+}
+
+pub fn users(home: &Path, variant: Variant, engine: Engine, args: &UsersArgs) -> anyhow::Result<i32> {
+    runtime()?.block_on(async {
+        let app = open_app(home, variant, engine, &args.app).await?;
+        match &args.action {
+            UsersAction::Add { name, role } => {
+                let (user, token) = app.add_user(name, *role).await?;
+                println!("created {} ({}); token:\n{token}", user.name, user.role.as_str());
+            }
+            UsersAction::List => {
+                for u in app.catalog().list_users().await? {
+                    println!("{:<20} {}", u.name, u.role.as_str());
+                }
+            }
+        }
+        Ok(0)
+    })
+}

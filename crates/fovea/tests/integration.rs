@@ -1,0 +1,104 @@
+//! The `fovea` command as a user runs it: real weights, real photos, bad files among good ones.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fovea(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fovea")).args(args).output().expect("run fovea")
+}
+
+fn samples() -> PathBuf {
+    fovea_model::fetch::ensure_sample_photos(&fovea_model::fovea_home()).unwrap()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fovea-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn predict_reports_top_classes_and_skips_bad_files() {
+    let dir = tmp("predict");
+    let bad = dir.join("notes.jpg");
+    std::fs::write(&bad, b"this is text, not a JPEG").unwrap();
+    let coffee = samples().join("coffee.png");
+    let out = fovea(&["predict", coffee.to_str().unwrap(), bad.to_str().unwrap(), "--top", "3", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "a failed file must show in the exit code");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = &rows[0]["top"];
+    assert_eq!(top.as_array().unwrap().len(), 3);
+    assert_eq!(top[0]["class"], "espresso");
+    let p: Vec<f64> = top.as_array().unwrap().iter().map(|t| t["probability"].as_f64().unwrap()).collect();
+    assert!(p[0] > 0.5 && p[0] >= p[1] && p[1] >= p[2]);
+    assert_eq!(rows[1]["error"]["code"], "not_an_image");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notes.jpg"));
+
+    let text = fovea(&["predict", coffee.to_str().unwrap()]);
+    assert_eq!(text.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&text.stdout).contains("espresso"));
+}
+
+#[test]
+fn embed_writes_one_npy_row_per_good_image() {
+    let dir = tmp("embed");
+    let out_file = dir.join("e.npy");
+    let s = samples();
+    let out = fovea(&[
+        "embed",
+        s.join("chelsea.png").to_str().unwrap(),
+        s.join("rocket.jpg").to_str().unwrap(),
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bytes = std::fs::read(&out_file).unwrap();
+    let hlen = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert!(String::from_utf8_lossy(&bytes[10..10 + hlen]).contains("(2, 1280)"));
+    assert_eq!(bytes.len(), 10 + hlen + 2 * 1280 * 4);
+}
+
+/// A small ImageFolder of photo variants (crops and mirror images), made here so the test needs no dataset.
+fn photo_folder(root: &Path, per_class: usize, offset: u32) {
+    for (class, file) in [("cat", "chelsea.png"), ("coffee", "coffee.png"), ("rocket", "rocket.jpg")] {
+        let img = fovea_vision::decode_file(&samples().join(file), &Default::default()).unwrap();
+        let folder = root.join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..per_class as u32 {
+            let k = i + offset;
+            let (w, h) = (img.width() * (80 - 3 * (k % 7)) / 100, img.height() * (80 - 2 * (k % 5)) / 100);
+            let crop = image::imageops::crop_imm(&img, (k * 7) % (img.width() - w), (k * 5) % (img.height() - h), w, h).to_image();
+            let crop = if k % 2 == 1 { image::imageops::flip_horizontal(&crop) } else { crop };
+            crop.save(folder.join(format!("{k}.png"))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn eval_stream_compares_online_and_offline_on_an_image_folder() {
+    let dir = tmp("eval");
+    photo_folder(&dir.join("train"), 4, 0);
+    photo_folder(&dir.join("test"), 2, 100);
+    let out = Command::new(env!("CARGO_BIN_EXE_fovea"))
+        .env("FOVEA_HOME", fovea_model::fovea_home())
+        .args(["eval", "stream", "--train", dir.join("train").to_str().unwrap(), "--test"])
+        .arg(dir.join("test"))
+        .args(["--correction-check", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["classes"], 3);
+    assert_eq!(r["train_images"], 12);
+    assert_eq!(r["online"]["checkpoints"].as_array().unwrap().len(), 3);
+    // Three very different photos: the online head and batch NCM get every held-out variant right; logistic
+    // regression on 12 samples in 1280 dimensions is only asked to beat chance.
+    assert!(r["online"]["final_accuracy"].as_f64().unwrap() >= 0.99, "{r}");
+    assert!(r["offline_ncm_accuracy"].as_f64().unwrap() >= 0.99, "{r}");
+    assert!(r["offline_logistic_accuracy"].as_f64().unwrap() > 0.5, "{r}");
+    assert!(r["ratio_online_offline"].as_f64().unwrap() > 0.97);
+
+    let missing = fovea(&["eval", "stream", "--train", "/nonexistent", "--test", "/nonexistent"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent"));
+}
