@@ -23,7 +23,10 @@ pub struct HeadState {
 pub fn new_head(kind: &str, dim: usize) -> Result<AnyHead> {
     let kind: HeadKind = kind.parse()?;
     Ok(match kind {
-        HeadKind::Slda => AnyHead::Slda(SldaHead::with_config(dim, SldaConfig { prior_variance: PRIOR_VARIANCE, ..Default::default() })?),
+        HeadKind::Slda => AnyHead::Slda(SldaHead::with_config(
+            dim,
+            SldaConfig { prior_variance: PRIOR_VARIANCE, ..Default::default() },
+        )?),
         other => AnyHead::new(other, dim)?,
     })
 }
@@ -33,7 +36,12 @@ impl HeadState {
         let mut state = match catalog.latest_head_snapshot().await? {
             Some(s) => {
                 let snap = HeadSnapshot::from_bytes(&s.bytes)?;
-                HeadState { head: AnyHead::restore(snap)?, seq: s.label_seq, since_snapshot: 0, backbone: backbone.into() }
+                HeadState {
+                    head: AnyHead::restore(snap)?,
+                    seq: s.label_seq,
+                    since_snapshot: 0,
+                    backbone: backbone.into(),
+                }
             }
             None => HeadState { head: new_head(kind, dim)?, seq: 0, since_snapshot: 0, backbone: backbone.into() },
         };

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 pub use compute::Compute;
 pub use error::{AppError, Result};
-pub use fovea_store::{ImageFilter, ImageRow, Role, ScoredClass, TransactionRecord, UserRecord};
-pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
-pub use fovea_vision::VisionError;
 pub use fovea_store::{ClassId, LabelOrigin};
+pub use fovea_store::{ImageFilter, ImageRow, Role, ScoredClass, TransactionRecord, UserRecord};
+pub use fovea_vision::VisionError;
+pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 
 use fovea_model::{Backbone, Variant};
 use fovea_store::{Blobs, Catalog, LocalBlobs, SqliteCatalog};
@@ -67,8 +67,10 @@ pub struct App {
 impl App {
     /// Opens the embedded default: SQLite catalog + local blobs under `cfg.data_dir`.
     pub async fn open(cfg: AppConfig, backbone: Box<dyn Backbone>) -> Result<Arc<App>> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| AppError::Internal(format!("{}: {e}", cfg.data_dir.display())))?;
-        let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(cfg.data_dir.join("fovea.db").to_str().unwrap_or("fovea.db")).await?);
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| AppError::Internal(format!("{}: {e}", cfg.data_dir.display())))?;
+        let catalog: Arc<dyn Catalog> =
+            Arc::new(SqliteCatalog::open(cfg.data_dir.join("fovea.db").to_str().unwrap_or("fovea.db")).await?);
         let blobs: Arc<dyn Blobs> = Arc::new(LocalBlobs::new(cfg.data_dir.join("blobs"))?);
         Self::with_parts(cfg, backbone, catalog, blobs).await
     }
@@ -81,7 +83,8 @@ impl App {
         blobs: Arc<dyn Blobs>,
     ) -> Result<Arc<App>> {
         let compute = Compute::start(backbone, cfg.max_waiting);
-        let head = HeadState::restore(catalog.as_ref(), &cfg.head, compute.embedding_dim(), compute.backbone_name()).await?;
+        let head =
+            HeadState::restore(catalog.as_ref(), &cfg.head, compute.embedding_dim(), compute.backbone_name()).await?;
         Ok(Arc::new(App { catalog, blobs, compute, head: Mutex::new(head), cfg }))
     }
 

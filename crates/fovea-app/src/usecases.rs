@@ -81,14 +81,19 @@ impl App {
     /// Stores the image (once per distinct content) and its embedding; returns (id, width, height, new).
     async fn ingest(&self, bytes: Bytes, source: &str) -> Result<(String, Vec<f32>, u32, u32, bool)> {
         if bytes.len() > self.cfg.limits.max_bytes {
-            return Err(fovea_vision::VisionError::TooLarge { bytes: bytes.len() as u64, max: self.cfg.limits.max_bytes as u64 }.into());
+            return Err(fovea_vision::VisionError::TooLarge {
+                bytes: bytes.len() as u64,
+                max: self.cfg.limits.max_bytes as u64,
+            }
+            .into());
         }
-        let limits = self.cfg.limits.clone();
+        let limits = self.cfg.limits;
         let size = self.compute.input_size() as u32;
         let b = bytes.clone();
         let (id, img, format) = tokio::task::spawn_blocking(move || -> Result<_> {
             let img = fovea_vision::decode(&b, &limits)?;
-            let format = fovea_vision::image::guess_format(&b).map(|f| format!("{f:?}").to_lowercase()).unwrap_or_default();
+            let format =
+                fovea_vision::image::guess_format(&b).map(|f| format!("{f:?}").to_lowercase()).unwrap_or_default();
             Ok((sha256_hex(&b), img, format))
         })
         .await
@@ -249,7 +254,8 @@ impl App {
     }
 
     pub async fn image_bytes(&self, id: &str) -> Result<Bytes> {
-        let img = self.catalog.get_image(id).await?.ok_or_else(|| AppError::NotFound { what: "image", id: id.to_owned() })?;
+        let img =
+            self.catalog.get_image(id).await?.ok_or_else(|| AppError::NotFound { what: "image", id: id.to_owned() })?;
         Ok(self.blobs.get(&img.blob_key).await?)
     }
 
@@ -268,7 +274,8 @@ impl App {
     /// Creates a user and returns their token; only its hash is stored.
     pub async fn add_user(&self, name: &str, role: Role) -> Result<(UserRecord, String)> {
         let token = format!("fv_{}", hex::encode(rand::random::<[u8; 24]>()));
-        let user = self.catalog.create_user(NewUser { name: name.to_owned(), role, token_sha256: token_hash(&token) }).await?;
+        let user =
+            self.catalog.create_user(NewUser { name: name.to_owned(), role, token_sha256: token_hash(&token) }).await?;
         Ok((user, token))
     }
 
@@ -281,7 +288,13 @@ impl App {
     }
 
     /// Imports one file: stored, embedded, and labelled when `class` is given (skipped if already so labelled).
-    pub async fn import_bytes(&self, bytes: Bytes, source: &str, class: Option<&str>, report: &mut ImportReport) -> Result<()> {
+    pub async fn import_bytes(
+        &self,
+        bytes: Bytes,
+        source: &str,
+        class: Option<&str>,
+        report: &mut ImportReport,
+    ) -> Result<()> {
         let (id, _, _, _, created) = self.ingest(bytes, source).await?;
         if created {
             report.imported += 1;

@@ -19,17 +19,9 @@ fn main() {
         Ok("never") => Fusion::Never,
         _ => Fusion::Auto,
     };
-    let config = Config {
-        threads,
-        fusion,
-        ..Config::default()
-    };
+    let config = Config { threads, fusion, ..Config::default() };
     let net = FastLite::from_tensors_with(&tensors, &config).expect("build Lite0");
-    println!(
-        "EfficientNet-Lite0, {size}x{size}, {} threads, {:?}, fusion {fusion:?}",
-        net.threads(),
-        net.isa()
-    );
+    println!("EfficientNet-Lite0, {size}x{size}, {} threads, {:?}, fusion {fusion:?}", net.threads(), net.isa());
     let image = Rng::new(1).vec(3 * size * size, 1.0);
     for split in [false, true] {
         let runs = 20;
@@ -69,9 +61,7 @@ fn main() {
             std::hint::black_box(net.embed(&input, batch, size).expect("embed"));
             runs.push(t.elapsed().as_secs_f64() * 1e3 / batch as f64);
         }
-        let cpu = cpu_seconds()
-            .zip(cpu0)
-            .map(|(b, a)| (b - a) * 1e3 / (runs.len() * batch) as f64);
+        let cpu = cpu_seconds().zip(cpu0).map(|(b, a)| (b - a) * 1e3 / (runs.len() * batch) as f64);
         runs.sort_by(f64::total_cmp);
         let median = runs[runs.len() / 2];
         println!(

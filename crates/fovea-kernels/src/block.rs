@@ -56,22 +56,8 @@ impl Block {
             row[..col0 * e].fill(0.0);
             row[(col0 + w) * e..].fill(0.0);
         }
-        let layout = Layout {
-            run: w,
-            skip: row_px - w,
-        };
-        matmul_into(
-            isa,
-            x,
-            self.cin,
-            n * w,
-            expand,
-            Act::Relu6,
-            None,
-            &mut dst[col0 * e..],
-            e,
-            layout,
-        );
+        let layout = Layout { run: w, skip: row_px - w };
+        matmul_into(isa, x, self.cin, n * w, expand, Act::Relu6, None, &mut dst[col0 * e..], e, layout);
     }
 
     /// Output rows `rows` of the block (NHWC, `cout` channels) into `out`, from the block input `x` (`h x w x cin`).
@@ -86,13 +72,7 @@ impl Block {
         out: &mut [f32],
         tmp: &mut Vec<f32>,
     ) {
-        let (k, s, e, cin, cout) = (
-            self.depthwise.k,
-            self.depthwise.stride,
-            self.cexp,
-            self.cin,
-            self.cout,
-        );
+        let (k, s, e, cin, cout) = (self.depthwise.k, self.depthwise.stride, self.cexp, self.cin, self.cout);
         let (_, pad_top) = same(h, k, s);
         let ow = self.depthwise.out_size(h, w).1;
         let band = self.band_rows(w);
@@ -124,22 +104,11 @@ impl Block {
                 next += n;
             }
             let m = (end - oy) * ow;
-            self.depthwise
-                .run_ring(isa, ring, slots, h, w, oy..end, &mut drows[..m * e]);
+            self.depthwise.run_ring(isa, ring, slots, h, w, oy..end, &mut drows[..m * e]);
             let dst = &mut out[(oy - rows.start) * ow * cout..(end - rows.start) * ow * cout];
             // Residual blocks have stride 1 and equal widths, so output pixel i is input pixel i.
             let res = self.residual.then(|| &x[oy * ow * cout..end * ow * cout]);
-            matmul(
-                isa,
-                &drows[..m * e],
-                e,
-                m,
-                &self.project,
-                Act::None,
-                res,
-                dst,
-                cout,
-            );
+            matmul(isa, &drows[..m * e], e, m, &self.project, Act::None, res, dst, cout);
             oy = end;
         }
     }

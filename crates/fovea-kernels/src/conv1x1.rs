@@ -44,12 +44,7 @@ impl Packed {
             }
             padded_bias[o] = bias[o];
         }
-        Packed {
-            k,
-            n,
-            data,
-            bias: padded_bias,
-        }
+        Packed { k, n, data, bias: padded_bias }
     }
 
     fn panels(&self) -> usize {
@@ -75,10 +70,7 @@ pub struct Layout {
 
 impl Layout {
     /// Row `r` at row `r`.
-    pub const DENSE: Layout = Layout {
-        run: usize::MAX,
-        skip: 0,
-    };
+    pub const DENSE: Layout = Layout { run: usize::MAX, skip: 0 };
 
     fn stored(self, r: usize) -> usize {
         r + (r / self.run) * self.skip
@@ -123,10 +115,7 @@ pub fn matmul_into(
     assert!(layout.run > 0, "layout run must be positive");
     assert!(lda >= w.k && ldo >= w.n, "leading dimensions too small");
     assert!(a.len() >= (m - 1) * lda + w.k, "input too short");
-    assert!(
-        out.len() >= layout.stored(m - 1) * ldo + w.n,
-        "output too short"
-    );
+    assert!(out.len() >= layout.stored(m - 1) * ldo + w.n, "output too short");
     if let Some(r) = residual {
         assert_eq!(layout, Layout::DENSE, "residual needs the dense layout");
         assert!(r.len() >= (m - 1) * ldo + w.n, "residual too short");
@@ -220,10 +209,7 @@ mod tests {
         matmul(isa, &a, k, m, &packed, Act::Relu6, Some(&res), &mut out, n);
         for ((g, e), r) in out.iter().zip(&want).zip(&res) {
             let e = relu6(*e) + r;
-            assert!(
-                (g - e).abs() < 1e-4,
-                "{isa:?} relu6+res m{m} k{k} n{n}: {g} vs {e}"
-            );
+            assert!((g - e).abs() < 1e-4, "{isa:?} relu6+res m{m} k{k} n{n}: {g} vs {e}");
         }
     }
 
@@ -283,18 +269,7 @@ mod tests {
         for isa in [Isa::Portable, Isa::detect()] {
             let stored = layout.stored(m - 1) + 1;
             let mut out = vec![-7.0; stored * n];
-            matmul_into(
-                isa,
-                &a,
-                k,
-                m,
-                &packed,
-                Act::Relu6,
-                None,
-                &mut out,
-                n,
-                layout,
-            );
+            matmul_into(isa, &a, k, m, &packed, Act::Relu6, None, &mut out, n, layout);
             let mut written = vec![false; stored];
             for r in 0..m {
                 let at = layout.stored(r);
@@ -305,10 +280,7 @@ mod tests {
                 }
             }
             for (row, _) in written.iter().enumerate().filter(|(_, w)| !**w) {
-                assert!(
-                    out[row * n..(row + 1) * n].iter().all(|&v| v == -7.0),
-                    "{isa:?} gap row {row} written"
-                );
+                assert!(out[row * n..(row + 1) * n].iter().all(|&v| v == -7.0), "{isa:?} gap row {row} written");
             }
         }
     }

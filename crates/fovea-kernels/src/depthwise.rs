@@ -64,22 +64,12 @@ impl Depthwise {
                 packed[t * c + ch] = w[ch * k * k + t];
             }
         }
-        Depthwise {
-            k,
-            stride,
-            c,
-            w: packed,
-            bias: bias.to_vec(),
-            zeros: vec![0.0; c],
-        }
+        Depthwise { k, stride, c, w: packed, bias: bias.to_vec(), zeros: vec![0.0; c] }
     }
 
     /// Output height and width for an `h x w` input.
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        (
-            same(h, self.k, self.stride).0,
-            same(w, self.k, self.stride).0,
-        )
+        (same(h, self.k, self.stride).0, same(w, self.k, self.stride).0)
     }
 
     /// Stored row width (pixels) of the padded layout for width `w`, and the column image column 0 is stored at.
@@ -91,36 +81,16 @@ impl Depthwise {
 
     /// Output rows `rows` (of the full output) from a plain `h x w x c` input into `out`, which holds exactly those
     /// rows; ReLU6 applied.
-    pub fn run(
-        &self,
-        isa: Isa,
-        input: &[f32],
-        h: usize,
-        w: usize,
-        rows: Range<usize>,
-        out: &mut [f32],
-    ) {
+    pub fn run(&self, isa: Isa, input: &[f32], h: usize, w: usize, rows: Range<usize>, out: &mut [f32]) {
         assert_eq!(input.len(), h * w * self.c, "depthwise input length");
         self.rows(isa, input, h, h, w, (w, 0, false), rows, out);
     }
 
     /// [`Depthwise::run`] for an input in the padded layout of [`Depthwise::padded_row`], whose padding columns are
     /// zero.
-    pub fn run_padded(
-        &self,
-        isa: Isa,
-        input: &[f32],
-        h: usize,
-        w: usize,
-        rows: Range<usize>,
-        out: &mut [f32],
-    ) {
+    pub fn run_padded(&self, isa: Isa, input: &[f32], h: usize, w: usize, rows: Range<usize>, out: &mut [f32]) {
         let (row_px, col0) = self.padded_row(w);
-        assert_eq!(
-            input.len(),
-            h * row_px * self.c,
-            "padded depthwise input length"
-        );
+        assert_eq!(input.len(), h * row_px * self.c, "padded depthwise input length");
         self.rows(isa, input, h, h, w, (row_px, col0, true), rows, out);
     }
 
@@ -168,21 +138,8 @@ impl Depthwise {
                 *at = ((iy0 + dy as isize) as usize % slots) * row_px * c;
             }
             // The taps of the last row must lie inside `input`: checked once here so the kernels need not.
-            assert!(
-                row_at[lo..hi]
-                    .iter()
-                    .all(|&a| a + row_px * c <= input.len()),
-                "input rows missing"
-            );
-            let g = Geom {
-                w,
-                ow,
-                pad_left,
-                col0,
-                padded,
-                ky: (lo, hi),
-                row_at,
-            };
+            assert!(row_at[lo..hi].iter().all(|&a| a + row_px * c <= input.len()), "input rows missing");
+            let g = Geom { w, ow, pad_left, col0, padded, ky: (lo, hi), row_at };
             let out_row = &mut out[i * ow * c..(i + 1) * ow * c];
             match isa {
                 #[cfg(target_arch = "x86_64")]
@@ -236,16 +193,7 @@ mod tests {
 
     /// Direct NHWC depthwise with explicit zero padding, f64 accumulation.
     #[allow(clippy::too_many_arguments)]
-    fn naive(
-        x: &[f32],
-        h: usize,
-        w: usize,
-        c: usize,
-        wt: &[f32],
-        bias: &[f32],
-        k: usize,
-        s: usize,
-    ) -> Vec<f32> {
+    fn naive(x: &[f32], h: usize, w: usize, c: usize, wt: &[f32], bias: &[f32], k: usize, s: usize) -> Vec<f32> {
         let (oh, pt) = same(h, k, s);
         let (ow, pl) = same(w, k, s);
         let mut out = vec![0.0; oh * ow * c];
@@ -307,10 +255,7 @@ mod tests {
                 let mut out = vec![f32::NAN; oh * ow * c];
                 dw.run(isa, &x, h, w, 0..oh, &mut out);
                 for (i, (g, e)) in out.iter().zip(&want).enumerate() {
-                    assert!(
-                        (g - e).abs() < 1e-4,
-                        "{isa:?} {h}x{w}x{c} k{k} s{s} at {i}: {g} vs {e}"
-                    );
+                    assert!((g - e).abs() < 1e-4, "{isa:?} {h}x{w}x{c} k{k} s{s} at {i}: {g} vs {e}");
                 }
                 // The padded layout (zero columns either side) and a ring of padded rows give the same values.
                 let (row_px, col0) = dw.padded_row(w);
@@ -333,11 +278,7 @@ mod tests {
                     }
                     let mut row = vec![f32::NAN; ow * c];
                     dw.run_ring(isa, &ring, slots, h, w, oy..oy + 1, &mut row);
-                    assert_eq!(
-                        row,
-                        out[oy * ow * c..(oy + 1) * ow * c],
-                        "{isa:?} ring row {oy}"
-                    );
+                    assert_eq!(row, out[oy * ow * c..(oy + 1) * ow * c], "{isa:?} ring row {oy}");
                 }
                 // A later slice of rows alone gives the same values as the full run.
                 if oh > 1 {

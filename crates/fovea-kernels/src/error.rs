@@ -6,28 +6,13 @@ pub enum Error {
     #[error("missing tensor `{0}`")]
     MissingTensor(String),
     #[error("tensor `{name}` has shape {got:?}, expected {expected}")]
-    BadShape {
-        name: String,
-        expected: String,
-        got: Vec<usize>,
-    },
+    BadShape { name: String, expected: String, got: Vec<usize> },
     #[error("tensor `{name}` has {got} values but its shape {shape:?} needs {expected}")]
-    DataLength {
-        name: String,
-        shape: Vec<usize>,
-        expected: usize,
-        got: usize,
-    },
+    DataLength { name: String, shape: Vec<usize>, expected: usize, got: usize },
     #[error("network layout not understood: {0}")]
     Layout(String),
     #[error("input has {got} values, expected {expected} (batch {batch} x 3 x {h} x {w})")]
-    InputLength {
-        expected: usize,
-        got: usize,
-        batch: usize,
-        h: usize,
-        w: usize,
-    },
+    InputLength { expected: usize, got: usize, batch: usize, h: usize, w: usize },
     #[error("input size must be at least 1 pixel, got {0}")]
     InputSize(usize),
     #[error("could not start the worker threads: {0}")]

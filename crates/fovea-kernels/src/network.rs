@@ -87,17 +87,11 @@ impl Split {
             Split::Rows(t) if t > 1 && n > align => {
                 // Whole GEMM tiles per chunk, unless that would unbalance a small layer (49 rows would split 30/19).
                 let even = n.div_ceil(t);
-                let per = if even >= 8 * align {
-                    even.div_ceil(align) * align
-                } else {
-                    even
-                };
-                out.par_chunks_mut(per * row_len)
-                    .enumerate()
-                    .for_each(|(i, chunk)| {
-                        let start = i * per;
-                        f(start..start + chunk.len() / row_len, chunk)
-                    });
+                let per = if even >= 8 * align { even.div_ceil(align) * align } else { even };
+                out.par_chunks_mut(per * row_len).enumerate().for_each(|(i, chunk)| {
+                    let start = i * per;
+                    f(start..start + chunk.len() / row_len, chunk)
+                });
             }
             _ => f(0..n, out),
         }
@@ -115,13 +109,10 @@ impl Split {
                 if tmps.len() < t {
                     tmps.resize_with(t, Vec::new);
                 }
-                out.par_chunks_mut(per * row_len)
-                    .zip(tmps.par_iter_mut())
-                    .enumerate()
-                    .for_each(|(i, (chunk, tmp))| {
-                        let start = i * per;
-                        f(start..start + chunk.len() / row_len, chunk, tmp)
-                    });
+                out.par_chunks_mut(per * row_len).zip(tmps.par_iter_mut()).enumerate().for_each(|(i, (chunk, tmp))| {
+                    let start = i * per;
+                    f(start..start + chunk.len() / row_len, chunk, tmp)
+                });
             }
             _ => {
                 if tmps.is_empty() {
@@ -171,11 +162,7 @@ impl FastLite {
         };
         Ok(FastLite {
             net,
-            isa: if config.portable {
-                Isa::Portable
-            } else {
-                Isa::detect()
-            },
+            isa: if config.portable { Isa::Portable } else { Isa::detect() },
             fusion: config.fusion,
             threads,
             pool,
@@ -210,26 +197,14 @@ impl FastLite {
     }
 
     /// [`FastLite::embed`] for `h x w` images.
-    pub fn embed_hw(
-        &self,
-        input_nchw: &[f32],
-        batch: usize,
-        h: usize,
-        w: usize,
-    ) -> Result<Vec<f32>> {
+    pub fn embed_hw(&self, input_nchw: &[f32], batch: usize, h: usize, w: usize) -> Result<Vec<f32>> {
         if h == 0 || w == 0 {
             return Err(Error::InputSize(h.min(w)));
         }
         let cin = self.net.stem.cin;
         let plane = cin * h * w;
         if input_nchw.len() != batch * plane {
-            return Err(Error::InputLength {
-                expected: batch * plane,
-                got: input_nchw.len(),
-                batch,
-                h,
-                w,
-            });
+            return Err(Error::InputLength { expected: batch * plane, got: input_nchw.len(), batch, h, w });
         }
         let dim = self.embedding_dim();
         let mut out = vec![0.0; batch * dim];
@@ -250,10 +225,7 @@ impl FastLite {
                     .for_each(|(embs, imgs)| self.forward_groups(imgs, plane, h, w, embs));
             }
             let mut s = self.take_scratch();
-            for (img, emb) in in_rest
-                .chunks_exact(plane)
-                .zip(out_rest.chunks_exact_mut(dim))
-            {
+            for (img, emb) in in_rest.chunks_exact(plane).zip(out_rest.chunks_exact_mut(dim)) {
                 self.forward(Split::Rows(t), img, 1, h, w, &mut s, emb, None);
             }
             self.put_scratch(s);
@@ -267,36 +239,16 @@ impl FastLite {
     /// If `embeddings` is not `batch x embedding_dim` long.
     pub fn classify(&self, embeddings: &[f32], batch: usize) -> Vec<f32> {
         let (dim, classes) = (self.embedding_dim(), self.num_classes());
-        assert_eq!(
-            embeddings.len(),
-            batch * dim,
-            "embeddings must be batch x embedding_dim"
-        );
+        assert_eq!(embeddings.len(), batch * dim, "embeddings must be batch x embedding_dim");
         let mut out = vec![0.0; batch * classes];
-        matmul(
-            self.isa,
-            embeddings,
-            dim,
-            batch,
-            &self.net.fc,
-            Act::None,
-            None,
-            &mut out,
-            classes,
-        );
+        matmul(self.isa, embeddings, dim, batch, &self.net.fc, Act::None, None, &mut out, classes);
         out
     }
 
     /// Seconds spent in stem, expand, depthwise, project and head+pool for one image, each layer's best of `runs`
     /// (kernel tuning aid; `split` spreads each layer over the pool as at batch 1).
     #[doc(hidden)]
-    pub fn profile(
-        &self,
-        image: &[f32],
-        size: usize,
-        runs: usize,
-        split: bool,
-    ) -> Vec<(usize, f64)> {
+    pub fn profile(&self, image: &[f32], size: usize, runs: usize, split: bool) -> Vec<(usize, f64)> {
         let mut layers = Vec::new();
         let mut s = self.take_scratch();
         let mut emb = vec![0.0; self.embedding_dim()];
@@ -306,16 +258,7 @@ impl FastLite {
         };
         let mut go = || {
             for _ in 0..runs {
-                self.forward(
-                    mode,
-                    image,
-                    1,
-                    size,
-                    size,
-                    &mut s,
-                    &mut emb,
-                    Some(&mut layers),
-                );
+                self.forward(mode, image, 1, size, size, &mut s, &mut emb, Some(&mut layers));
             }
         };
         match (&self.pool, split) {
@@ -330,31 +273,14 @@ impl FastLite {
     fn forward_groups(&self, images: &[f32], plane: usize, h: usize, w: usize, embs: &mut [f32]) {
         let dim = self.embedding_dim();
         let mut s = self.take_scratch();
-        for (imgs, out) in images
-            .chunks(GROUP * plane)
-            .zip(embs.chunks_mut(GROUP * dim))
-        {
-            self.forward(
-                Split::Serial,
-                imgs,
-                imgs.len() / plane,
-                h,
-                w,
-                &mut s,
-                out,
-                None,
-            );
+        for (imgs, out) in images.chunks(GROUP * plane).zip(embs.chunks_mut(GROUP * dim)) {
+            self.forward(Split::Serial, imgs, imgs.len() / plane, h, w, &mut s, out, None);
         }
         self.put_scratch(s);
     }
 
     fn take_scratch(&self) -> Scratch {
-        self.scratch
-            .lock()
-            .map(|mut v| v.pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default()
+        self.scratch.lock().map(|mut v| v.pop()).ok().flatten().unwrap_or_default()
     }
 
     fn put_scratch(&self, s: Scratch) {
@@ -374,9 +300,7 @@ impl FastLite {
             let n = if i >= back { imgs } else { 1 };
             let (oh, ow) = b.depthwise.out_size(h, w);
             let row_px = b.depthwise.padded_row(w).0;
-            most = most
-                .max(n * h * row_px * b.cexp)
-                .max(n * oh * ow * b.cexp.max(b.cout));
+            most = most.max(n * h * row_px * b.cexp).max(n * oh * ow * b.cexp.max(b.cout));
             most = most.max(n * h * w * b.cin);
             (h, w) = (oh, ow);
         }
@@ -387,10 +311,7 @@ impl FastLite {
     /// and those blocks (plus the head) hold most of the weights.
     fn back_start(&self) -> usize {
         let blocks = &self.net.blocks;
-        blocks
-            .iter()
-            .rposition(|b| b.depthwise.stride != 1)
-            .map_or(0, |i| i + 1)
+        blocks.iter().rposition(|b| b.depthwise.stride != 1).map_or(0, |i| i + 1)
     }
 
     /// `imgs` CHW images (`images`, back to back) to their pooled embeddings.
@@ -410,10 +331,7 @@ impl FastLite {
         embs: &mut [f32],
         mut prof: Option<&mut Vec<(usize, f64)>>,
     ) {
-        assert!(
-            imgs == 1 || matches!(split, Split::Serial),
-            "groups run on one thread"
-        );
+        assert!(imgs == 1 || matches!(split, Split::Serial), "groups run on one thread");
         let mut clock = Instant::now();
         let mut layer = 0;
         // Keeps each layer's fastest time over repeated runs: robust to the machine being shared.
@@ -441,9 +359,7 @@ impl FastLite {
         let (mut fh, mut fw) = (0, 0);
         for (g, image) in images.chunks_exact(plane).enumerate() {
             let (sh, sw) = net.stem.out_size(h, w);
-            split.rows(sh, sw * net.stem.cout, 1, &mut s.x, |rows, out| {
-                net.stem.run(isa, image, h, w, rows, out)
-            });
+            split.rows(sh, sw * net.stem.cout, 1, &mut s.x, |rows, out| net.stem.run(isa, image, h, w, rows, out));
             lap(0);
             (fh, fw) = self.run_blocks(split, &net.blocks[..back], 1, (sh, sw), s, &mut lap);
             if imgs > 1 {
@@ -494,9 +410,7 @@ impl FastLite {
         lap: &mut dyn FnMut(usize),
     ) -> (usize, usize) {
         let isa = self.isa;
-        let Scratch {
-            x, e, d, y, tmp, ..
-        } = s;
+        let Scratch { x, e, d, y, tmp, .. } = s;
         for b in blocks {
             let hw = h * w;
             let (oh, ow) = b.depthwise.out_size(h, w);
@@ -510,9 +424,7 @@ impl FastLite {
                 for g in 0..imgs {
                     let xin = &x[g * hw * cin..(g + 1) * hw * cin];
                     let out = &mut y[g * ohw * cout..(g + 1) * ohw * cout];
-                    split.rows_tmp(oh, ow * cout, out, tmp, |r, out, t| {
-                        b.run_fused(isa, xin, h, w, r, out, t)
-                    });
+                    split.rows_tmp(oh, ow * cout, out, tmp, |r, out, t| b.run_fused(isa, xin, h, w, r, out, t));
                 }
                 lap(1);
                 std::mem::swap(x, y);
@@ -525,29 +437,19 @@ impl FastLite {
                 let row_px = b.depthwise.padded_row(w).0;
                 let xin = &x[..imgs * hw * cin];
                 split.rows(imgs * h, row_px * cexp, 1, e, |r, out| {
-                    b.expand_rows(
-                        isa,
-                        &xin[r.start * w * cin..r.end * w * cin],
-                        r.len(),
-                        w,
-                        out,
-                    )
+                    b.expand_rows(isa, &xin[r.start * w * cin..r.end * w * cin], r.len(), w, out)
                 });
                 lap(1);
                 for g in 0..imgs {
                     let src = &e[g * h * row_px * cexp..(g + 1) * h * row_px * cexp];
                     let out = &mut d[g * ohw * cexp..(g + 1) * ohw * cexp];
-                    split.rows(oh, ow * cexp, 1, out, |r, out| {
-                        b.depthwise.run_padded(isa, src, h, w, r, out)
-                    });
+                    split.rows(oh, ow * cexp, 1, out, |r, out| b.depthwise.run_padded(isa, src, h, w, r, out));
                 }
             } else {
                 for g in 0..imgs {
                     let src = &x[g * hw * cin..(g + 1) * hw * cin];
                     let out = &mut d[g * ohw * cexp..(g + 1) * ohw * cexp];
-                    split.rows(oh, ow * cexp, 1, out, |r, out| {
-                        b.depthwise.run(isa, src, h, w, r, out)
-                    });
+                    split.rows(oh, ow * cexp, 1, out, |r, out| b.depthwise.run(isa, src, h, w, r, out));
                 }
             }
             lap(2);

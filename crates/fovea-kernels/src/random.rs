@@ -61,18 +61,9 @@ impl NetSpec {
         ];
         let mut blocks = Vec::new();
         for (repeats, kernel, expand, cout) in stages {
-            blocks.extend((0..repeats).map(|_| BlockSpec {
-                cout,
-                expand,
-                kernel,
-            }));
+            blocks.extend((0..repeats).map(|_| BlockSpec { cout, expand, kernel }));
         }
-        NetSpec {
-            stem: 32,
-            blocks,
-            head: 1280,
-            classes: 1000,
-        }
+        NetSpec { stem: 32, blocks, head: 1280, classes: 1000 }
     }
 
     /// Random conv weights (scaled by fan-in so activations neither vanish nor saturate) and plausible BatchNorm
@@ -103,32 +94,16 @@ impl NetSpec {
             let pre = format!("_blocks.{i}.");
             let e = cin * b.expand;
             if b.expand != 1 {
-                conv(
-                    &mut t,
-                    format!("{pre}_expand_conv.weight"),
-                    vec![e, cin, 1, 1],
-                );
+                conv(&mut t, format!("{pre}_expand_conv.weight"), vec![e, cin, 1, 1]);
                 bn(&mut t, format!("{pre}_bn0"), e);
             }
-            conv(
-                &mut t,
-                format!("{pre}_depthwise_conv.weight"),
-                vec![e, 1, b.kernel, b.kernel],
-            );
+            conv(&mut t, format!("{pre}_depthwise_conv.weight"), vec![e, 1, b.kernel, b.kernel]);
             bn(&mut t, format!("{pre}_bn1"), e);
-            conv(
-                &mut t,
-                format!("{pre}_project_conv.weight"),
-                vec![b.cout, e, 1, 1],
-            );
+            conv(&mut t, format!("{pre}_project_conv.weight"), vec![b.cout, e, 1, 1]);
             bn(&mut t, format!("{pre}_bn2"), b.cout);
             cin = b.cout;
         }
-        conv(
-            &mut t,
-            "_conv_head.weight".into(),
-            vec![self.head, cin, 1, 1],
-        );
+        conv(&mut t, "_conv_head.weight".into(), vec![self.head, cin, 1, 1]);
         bn(&mut t, "_bn1".into(), self.head);
         conv(&mut t, "_fc.weight".into(), vec![self.classes, self.head]);
         let fc_bias = Rng::new(seed.wrapping_add(2)).vec(self.classes, 0.1);

@@ -20,8 +20,7 @@ impl Map {
 }
 
 fn get<'a>(p: &'a HashMap<String, Tensor>, name: &str) -> &'a Tensor {
-    p.get(name)
-        .unwrap_or_else(|| panic!("reference: missing {name}"))
+    p.get(name).unwrap_or_else(|| panic!("reference: missing {name}"))
 }
 
 /// TensorFlow SAME convolution; `groups` is 1 (dense) or the channel count (depthwise).
@@ -35,11 +34,7 @@ fn conv(x: &Map, wt: &Tensor, stride: usize, depthwise: bool) -> Map {
     let ((oh, pt), (ow, pl)) = (amounts(x.h), amounts(x.w));
     let mut v = vec![0.0; co * oh * ow];
     for o in 0..co {
-        let inputs: Vec<usize> = if depthwise {
-            vec![o]
-        } else {
-            (0..x.c).collect()
-        };
+        let inputs: Vec<usize> = if depthwise { vec![o] } else { (0..x.c).collect() };
         for oy in 0..oh {
             for ox in 0..ow {
                 let mut s = 0.0;
@@ -60,27 +55,16 @@ fn conv(x: &Map, wt: &Tensor, stride: usize, depthwise: bool) -> Map {
             }
         }
     }
-    Map {
-        c: co,
-        h: oh,
-        w: ow,
-        v,
-    }
+    Map { c: co, h: oh, w: ow, v }
 }
 
 fn bn(mut x: Map, p: &HashMap<String, Tensor>, name: &str, relu6: bool) -> Map {
     let part = |s: &str| &get(p, &format!("{name}.{s}")).data;
-    let (g, b, m, var) = (
-        part("weight"),
-        part("bias"),
-        part("running_mean"),
-        part("running_var"),
-    );
+    let (g, b, m, var) = (part("weight"), part("bias"), part("running_mean"), part("running_var"));
     let hw = x.h * x.w;
     for c in 0..x.c {
         for v in &mut x.v[c * hw..(c + 1) * hw] {
-            let y =
-                (*v - m[c] as f64) / (var[c] as f64 + BN_EPS).sqrt() * g[c] as f64 + b[c] as f64;
+            let y = (*v - m[c] as f64) / (var[c] as f64 + BN_EPS).sqrt() * g[c] as f64 + b[c] as f64;
             *v = if relu6 { y.clamp(0.0, 6.0) } else { y };
         }
     }
@@ -95,64 +79,27 @@ pub fn forward(
     h: usize,
     w: usize,
 ) -> (Vec<f32>, Vec<f32>) {
-    let x = Map {
-        c: 3,
-        h,
-        w,
-        v: image.iter().map(|&v| v as f64).collect(),
-    };
-    let mut x = bn(
-        conv(&x, get(p, "_conv_stem.weight"), 2, false),
-        p,
-        "_bn0",
-        true,
-    );
+    let x = Map { c: 3, h, w, v: image.iter().map(|&v| v as f64).collect() };
+    let mut x = bn(conv(&x, get(p, "_conv_stem.weight"), 2, false), p, "_bn0", true);
     for (i, &stride) in strides.iter().enumerate() {
         let pre = format!("_blocks.{i}.");
         let input = x.clone();
         if let Some(wt) = p.get(&format!("{pre}_expand_conv.weight")) {
             x = bn(conv(&x, wt, 1, false), p, &format!("{pre}_bn0"), true);
         }
-        x = bn(
-            conv(
-                &x,
-                get(p, &format!("{pre}_depthwise_conv.weight")),
-                stride,
-                true,
-            ),
-            p,
-            &format!("{pre}_bn1"),
-            true,
-        );
-        x = bn(
-            conv(&x, get(p, &format!("{pre}_project_conv.weight")), 1, false),
-            p,
-            &format!("{pre}_bn2"),
-            false,
-        );
+        x = bn(conv(&x, get(p, &format!("{pre}_depthwise_conv.weight")), stride, true), p, &format!("{pre}_bn1"), true);
+        x = bn(conv(&x, get(p, &format!("{pre}_project_conv.weight")), 1, false), p, &format!("{pre}_bn2"), false);
         if stride == 1 && input.c == x.c {
             x.v.iter_mut().zip(&input.v).for_each(|(a, b)| *a += b);
         }
     }
-    let x = bn(
-        conv(&x, get(p, "_conv_head.weight"), 1, false),
-        p,
-        "_bn1",
-        true,
-    );
+    let x = bn(conv(&x, get(p, "_conv_head.weight"), 1, false), p, "_bn1", true);
     let hw = (x.h * x.w) as f64;
-    let emb: Vec<f64> =
-        x.v.chunks_exact(x.h * x.w)
-            .map(|c| c.iter().sum::<f64>() / hw)
-            .collect();
+    let emb: Vec<f64> = x.v.chunks_exact(x.h * x.w).map(|c| c.iter().sum::<f64>() / hw).collect();
     let (fw, fb) = (get(p, "_fc.weight"), get(p, "_fc.bias"));
     let logits = (0..fw.shape[0])
         .map(|o| {
-            let s: f64 = emb
-                .iter()
-                .enumerate()
-                .map(|(i, e)| e * fw.data[o * emb.len() + i] as f64)
-                .sum();
+            let s: f64 = emb.iter().enumerate().map(|(i, e)| e * fw.data[o * emb.len() + i] as f64).sum();
             (s + fb.data[o] as f64) as f32
         })
         .collect();

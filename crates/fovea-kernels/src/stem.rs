@@ -21,40 +21,16 @@ pub struct Stem {
 
 impl Stem {
     /// From PyTorch OIHW weights (already scaled by BatchNorm) and a bias per output channel.
-    pub fn from_oihw(
-        w: &[f32],
-        bias: &[f32],
-        cout: usize,
-        cin: usize,
-        k: usize,
-        stride: usize,
-    ) -> Self {
-        Stem {
-            k,
-            stride,
-            cin,
-            cout,
-            weights: Packed::from_out_in(w, bias, cout, cin * k * k),
-        }
+    pub fn from_oihw(w: &[f32], bias: &[f32], cout: usize, cin: usize, k: usize, stride: usize) -> Self {
+        Stem { k, stride, cin, cout, weights: Packed::from_out_in(w, bias, cout, cin * k * k) }
     }
 
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
-        (
-            same(h, self.k, self.stride).0,
-            same(w, self.k, self.stride).0,
-        )
+        (same(h, self.k, self.stride).0, same(w, self.k, self.stride).0)
     }
 
     /// Output rows `rows` (NHWC, ReLU6 applied) of one CHW image into `out`, which holds exactly those rows.
-    pub fn run(
-        &self,
-        isa: Isa,
-        image: &[f32],
-        h: usize,
-        w: usize,
-        rows: Range<usize>,
-        out: &mut [f32],
-    ) {
+    pub fn run(&self, isa: Isa, image: &[f32], h: usize, w: usize, rows: Range<usize>, out: &mut [f32]) {
         let (k, s) = (self.k, self.stride);
         let (_, pad_top) = same(h, k, s);
         let (ow, pad_left) = same(w, k, s);
@@ -73,8 +49,7 @@ impl Stem {
                     if iy < 0 || iy as usize >= h {
                         line.fill(0.0);
                     } else {
-                        let src =
-                            &image[(ci * h + iy as usize) * w..(ci * h + iy as usize + 1) * w];
+                        let src = &image[(ci * h + iy as usize) * w..(ci * h + iy as usize + 1) * w];
                         line[pad_left..pad_left + w].copy_from_slice(src);
                     }
                 }
@@ -91,17 +66,7 @@ impl Stem {
                 }
             }
             let o = &mut out[i * ow * self.cout..(i + 1) * ow * self.cout];
-            matmul(
-                isa,
-                &col,
-                kk,
-                ow,
-                &self.weights,
-                Act::Relu6,
-                None,
-                o,
-                self.cout,
-            );
+            matmul(isa, &col, kk, ow, &self.weights, Act::Relu6, None, o, self.cout);
         }
     }
 }
@@ -111,9 +76,7 @@ impl Stem {
 fn im2col<const K: usize>(lines: &[f32], lw: usize, s: usize, col: &mut [f32], kk: usize) {
     for (ox, dst) in col.chunks_exact_mut(kk).enumerate() {
         for (r, taps) in dst.chunks_exact_mut(K).enumerate() {
-            let src: &[f32; K] = lines[r * lw + ox * s..r * lw + ox * s + K]
-                .try_into()
-                .expect("K floats");
+            let src: &[f32; K] = lines[r * lw + ox * s..r * lw + ox * s + K].try_into().expect("K floats");
             let taps: &mut [f32; K] = taps.try_into().expect("K floats");
             *taps = *src;
         }

@@ -7,11 +7,7 @@ use crate::{Config, Error, FastLite, Fusion, Isa};
 /// A reduced network that still has every case: no-expand first block, strides 1 and 2 with 3x3 and 5x5 kernels,
 /// residual and non-residual stride-1 blocks, and widths that are not multiples of the SIMD width.
 fn small_spec() -> (NetSpec, Vec<usize>) {
-    let b = |cout, expand, kernel| BlockSpec {
-        cout,
-        expand,
-        kernel,
-    };
+    let b = |cout, expand, kernel| BlockSpec { cout, expand, kernel };
     let spec = NetSpec {
         stem: 8,
         blocks: vec![
@@ -33,29 +29,20 @@ fn small_spec() -> (NetSpec, Vec<usize>) {
 }
 
 fn build(spec: &NetSpec, seed: u64, threads: usize, portable: bool) -> FastLite {
-    let config = Config {
-        threads,
-        portable,
-        ..Config::default()
-    };
+    let config = Config { threads, portable, ..Config::default() };
     FastLite::from_tensors_with(&spec.tensors(seed), &config).expect("build")
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 fn check_against_reference(spec: &NetSpec, strides: &[usize], batch: usize, h: usize, w: usize) {
     let tensors = spec.tensors(7);
     let input = Rng::new(99).vec(batch * 3 * h * w, 1.0);
-    let want: Vec<_> = input
-        .chunks_exact(3 * h * w)
-        .map(|img| reference::forward(&tensors, strides, img, h, w))
-        .collect();
+    let want: Vec<_> =
+        input.chunks_exact(3 * h * w).map(|img| reference::forward(&tensors, strides, img, h, w)).collect();
     let cases = [
         (1, false, Fusion::Never),
         (2, false, Fusion::Never),
@@ -66,11 +53,7 @@ fn check_against_reference(spec: &NetSpec, strides: &[usize], batch: usize, h: u
         (2, false, Fusion::Auto),
     ];
     for (threads, portable, fusion) in cases {
-        let config = Config {
-            threads,
-            portable,
-            fusion,
-        };
+        let config = Config { threads, portable, fusion };
         let net = FastLite::from_tensors_with(&tensors, &config).unwrap();
         let emb = net.embed_hw(&input, batch, h, w).unwrap();
         let logits = net.classify(&emb, batch);
@@ -78,10 +61,7 @@ fn check_against_reference(spec: &NetSpec, strides: &[usize], batch: usize, h: u
             let e = &emb[i * spec.head..(i + 1) * spec.head];
             let l = &logits[i * spec.classes..(i + 1) * spec.classes];
             let (de, dl) = (max_diff(e, we), max_diff(l, wl));
-            assert!(
-                de < 1e-4 && dl < 1e-4,
-                "image {i}, threads {threads}, portable {portable}: {de} {dl}"
-            );
+            assert!(de < 1e-4 && dl < 1e-4, "image {i}, threads {threads}, portable {portable}: {de} {dl}");
         }
     }
 }
@@ -93,19 +73,11 @@ fn infers_strides_and_widths_from_tensors() {
     let got: Vec<usize> = net.net.blocks.iter().map(|b| b.depthwise.stride).collect();
     assert_eq!(got, strides);
     let residual: Vec<bool> = net.net.blocks.iter().map(|b| b.residual).collect();
-    assert_eq!(
-        residual,
-        [false, false, true, false, true, false, false, false, true, false]
-    );
+    assert_eq!(residual, [false, false, true, false, true, false, false, false, true, false]);
     assert_eq!((net.embedding_dim(), net.num_classes()), (24, 7));
 
     let lite0 = build(&NetSpec::lite0(), 1, 1, false);
-    let got: Vec<usize> = lite0
-        .net
-        .blocks
-        .iter()
-        .map(|b| b.depthwise.stride)
-        .collect();
+    let got: Vec<usize> = lite0.net.blocks.iter().map(|b| b.depthwise.stride).collect();
     assert_eq!(got, [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1]);
     assert_eq!((lite0.embedding_dim(), lite0.num_classes()), (1280, 1000));
 }
@@ -137,10 +109,7 @@ fn batch_gives_the_same_results_as_single_images() {
         let all = net.embed_hw(&input, batch, h, w).unwrap();
         for (i, img) in input.chunks_exact(3 * h * w).enumerate() {
             let one = net.embed_hw(img, 1, h, w).unwrap();
-            assert!(
-                max_diff(&one, &all[i * 24..(i + 1) * 24]) < 1e-6,
-                "threads {threads} image {i}"
-            );
+            assert!(max_diff(&one, &all[i * 24..(i + 1) * 24]) < 1e-6, "threads {threads} image {i}");
         }
     }
 }
@@ -150,10 +119,7 @@ fn square_embed_and_empty_batch() {
     let (spec, _) = small_spec();
     let net = build(&spec, 3, 2, false);
     let input = Rng::new(8).vec(2 * 3 * 40 * 40, 1.0);
-    assert_eq!(
-        net.embed(&input, 2, 40).unwrap(),
-        net.embed_hw(&input, 2, 40, 40).unwrap()
-    );
+    assert_eq!(net.embed(&input, 2, 40).unwrap(), net.embed_hw(&input, 2, 40, 40).unwrap());
     assert!(net.embed(&[], 0, 40).unwrap().is_empty());
     assert!(net.classify(&[], 0).is_empty());
 }
@@ -163,26 +129,14 @@ fn rejects_wrong_input_length_and_size() {
     let (spec, _) = small_spec();
     let net = build(&spec, 3, 1, false);
     let input = vec![0.0; 3 * 32 * 32 - 1];
-    assert!(matches!(
-        net.embed(&input, 1, 32),
-        Err(Error::InputLength {
-            expected: 3072,
-            got: 3071,
-            ..
-        })
-    ));
+    assert!(matches!(net.embed(&input, 1, 32), Err(Error::InputLength { expected: 3072, got: 3071, .. })));
     assert!(matches!(net.embed(&[], 1, 0), Err(Error::InputSize(0))));
 }
 
 #[test]
 fn rejects_missing_and_misshapen_tensors() {
     let (spec, _) = small_spec();
-    for name in [
-        "_conv_stem.weight",
-        "_blocks.3._bn1.running_var",
-        "_blocks.2._project_conv.weight",
-        "_fc.bias",
-    ] {
+    for name in ["_conv_stem.weight", "_blocks.3._bn1.running_var", "_blocks.2._project_conv.weight", "_fc.bias"] {
         let mut t = spec.tensors(1);
         t.remove(name);
         match FastLite::from_tensors(&t) {
@@ -192,22 +146,13 @@ fn rejects_missing_and_misshapen_tensors() {
     }
     let mut t = spec.tensors(1);
     t.get_mut("_blocks.1._expand_conv.weight").unwrap().shape = vec![24, 5, 1, 1];
-    assert!(matches!(
-        FastLite::from_tensors(&t),
-        Err(Error::BadShape { .. })
-    ));
+    assert!(matches!(FastLite::from_tensors(&t), Err(Error::BadShape { .. })));
     let mut t = spec.tensors(1);
     t.get_mut("_fc.weight").unwrap().data.pop();
-    assert!(matches!(
-        FastLite::from_tensors(&t),
-        Err(Error::DataLength { .. })
-    ));
+    assert!(matches!(FastLite::from_tensors(&t), Err(Error::DataLength { .. })));
     let mut t = spec.tensors(1);
     t.retain(|k, _| !k.starts_with("_blocks."));
-    assert!(matches!(
-        FastLite::from_tensors(&t),
-        Err(Error::MissingTensor(_))
-    ));
+    assert!(matches!(FastLite::from_tensors(&t), Err(Error::MissingTensor(_))));
 }
 
 #[test]
@@ -226,26 +171,14 @@ fn fused_blocks_match_layer_by_layer_at_real_widths() {
     let size = 161;
     let input = Rng::new(12).vec(2 * 3 * size * size, 1.0);
     let run = |threads, fusion| {
-        let config = Config {
-            threads,
-            fusion,
-            ..Config::default()
-        };
+        let config = Config { threads, fusion, ..Config::default() };
         let net = FastLite::from_tensors_with(&tensors, &config).unwrap();
         net.embed(&input, 2, size).unwrap()
     };
     let want = run(1, Fusion::Never);
-    for (threads, fusion) in [
-        (1, Fusion::Always),
-        (2, Fusion::Always),
-        (2, Fusion::Auto),
-        (2, Fusion::Never),
-    ] {
+    for (threads, fusion) in [(1, Fusion::Always), (2, Fusion::Always), (2, Fusion::Auto), (2, Fusion::Never)] {
         let got = run(threads, fusion);
-        assert!(
-            max_diff(&got, &want) < 1e-5,
-            "{threads} threads, {fusion:?}"
-        );
+        assert!(max_diff(&got, &want) < 1e-5, "{threads} threads, {fusion:?}");
     }
     // One image alone (layers split across threads) matches too.
     let net = build(&spec, 11, 2, false);

@@ -20,10 +20,7 @@ fn bench_heads(c: &mut Criterion) {
             head.learn_named(&e.x, &e.class).unwrap();
         }
         let mut group = c.benchmark_group(kind.as_str());
-        group
-            .sample_size(20)
-            .warm_up_time(Duration::from_secs(1))
-            .measurement_time(Duration::from_secs(3));
+        group.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
         let mut i = 0usize;
         group.bench_function("predict", |b| {
             b.iter(|| {

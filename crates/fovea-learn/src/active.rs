@@ -39,11 +39,7 @@ pub fn entropy(probabilities: &[f64]) -> f64 {
     if support == 1 {
         return 0.0;
     }
-    let h: f64 = probabilities
-        .iter()
-        .filter(|&&p| p > 0.0)
-        .map(|&p| -p * p.ln())
-        .sum();
+    let h: f64 = probabilities.iter().filter(|&&p| p > 0.0).map(|&p| -p * p.ln()).sum();
     (h / (support as f64).ln()).clamp(0.0, 1.0)
 }
 
@@ -81,11 +77,7 @@ mod tests {
     fn scores_order_confident_before_confused() {
         let sure = [0.98, 0.01, 0.01];
         let torn = [0.45, 0.45, 0.10];
-        for u in [
-            Uncertainty::Margin,
-            Uncertainty::Entropy,
-            Uncertainty::LeastConfidence,
-        ] {
+        for u in [Uncertainty::Margin, Uncertainty::Entropy, Uncertainty::LeastConfidence] {
             assert!(u.score(&torn) > u.score(&sure), "{u:?}");
             for p in [&sure[..], &torn[..], &[], &[1.0], &[0.0, 0.0]] {
                 let s = u.score(p);

@@ -93,11 +93,7 @@ impl Head for AnyHead {
         match (self, other) {
             (AnyHead::Slda(a), AnyHead::Slda(b)) => a.merge(b),
             (AnyHead::Ncm(a), AnyHead::Ncm(b)) => a.merge(b),
-            (a, b) => Err(Error::Incompatible(format!(
-                "cannot merge {} into {}",
-                b.kind(),
-                a.kind()
-            ))),
+            (a, b) => Err(Error::Incompatible(format!("cannot merge {} into {}", b.kind(), a.kind()))),
         }
     }
     fn snapshot(&self) -> HeadSnapshot {

@@ -20,21 +20,13 @@ pub struct Calibration {
 
 impl Default for Calibration {
     fn default() -> Self {
-        Self {
-            temperature: 1.0,
-            min_probability: None,
-            max_distance: None,
-        }
+        Self { temperature: 1.0, min_probability: None, max_distance: None }
     }
 }
 
 impl Calibration {
     pub fn apply(&self, raw: RawScores) -> Prediction {
-        let t = if self.temperature.is_finite() && self.temperature > 0.0 {
-            self.temperature
-        } else {
-            1.0
-        };
+        let t = if self.temperature.is_finite() && self.temperature > 0.0 { self.temperature } else { 1.0 };
         let probabilities = softmax_scaled(&raw.logits, 1.0 / t);
         let mut ranked: Vec<Scored> = raw
             .logits
@@ -42,45 +34,24 @@ impl Calibration {
             .zip(&probabilities)
             .enumerate()
             .filter(|(_, (l, _))| l.is_finite())
-            .map(|(i, (&score, &probability))| Scored {
-                class: ClassId(i as u32),
-                score,
-                probability,
-            })
+            .map(|(i, (&score, &probability))| Scored { class: ClassId(i as u32), score, probability })
             .collect();
         ranked.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.class.cmp(&b.class)));
         let best = ranked.first().map_or(0.0, |s| s.probability);
         let unknown = ranked.is_empty()
             || self.min_probability.is_some_and(|m| best < m)
             || matches!((self.max_distance, raw.distance), (Some(m), Some(d)) if d > m);
-        Prediction {
-            ranked,
-            probabilities,
-            distance: raw.distance,
-            unknown,
-        }
+        Prediction { ranked, probabilities, distance: raw.distance, unknown }
     }
 }
 
 /// Softmax of `beta * logits`; non-finite logits get probability 0 and an all-untrained input gives all zeros.
 pub fn softmax_scaled(logits: &[f64], beta: f64) -> Vec<f64> {
-    let max = logits
-        .iter()
-        .filter(|l| l.is_finite())
-        .fold(f64::NEG_INFINITY, |m, &l| m.max(l));
+    let max = logits.iter().filter(|l| l.is_finite()).fold(f64::NEG_INFINITY, |m, &l| m.max(l));
     if !max.is_finite() {
         return vec![0.0; logits.len()];
     }
-    let mut p: Vec<f64> = logits
-        .iter()
-        .map(|&l| {
-            if l.is_finite() {
-                (beta * (l - max)).exp()
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let mut p: Vec<f64> = logits.iter().map(|&l| if l.is_finite() { (beta * (l - max)).exp() } else { 0.0 }).collect();
     let z: f64 = p.iter().sum();
     for v in &mut p {
         *v /= z;
@@ -97,16 +68,8 @@ pub fn nll(samples: &[(Vec<f64>, usize)], temperature: f64) -> f64 {
     let total: f64 = samples
         .iter()
         .map(|(logits, y)| {
-            let max = logits
-                .iter()
-                .filter(|l| l.is_finite())
-                .fold(f64::NEG_INFINITY, |m, &l| m.max(l));
-            let lse: f64 = logits
-                .iter()
-                .filter(|l| l.is_finite())
-                .map(|&l| (beta * (l - max)).exp())
-                .sum::<f64>()
-                .ln();
+            let max = logits.iter().filter(|l| l.is_finite()).fold(f64::NEG_INFINITY, |m, &l| m.max(l));
+            let lse: f64 = logits.iter().filter(|l| l.is_finite()).map(|&l| (beta * (l - max)).exp()).sum::<f64>().ln();
             match logits.get(*y) {
                 Some(&ly) if ly.is_finite() => lse - beta * (ly - max),
                 // A label the head cannot produce costs a fixed large penalty rather than infinity.
@@ -132,12 +95,7 @@ pub struct TemperatureFit {
 pub fn fit_temperature(samples: &[(Vec<f64>, usize)]) -> TemperatureFit {
     let before = nll(samples, 1.0);
     if samples.is_empty() {
-        return TemperatureFit {
-            temperature: 1.0,
-            nll_before: before,
-            nll_after: before,
-            samples: 0,
-        };
+        return TemperatureFit { temperature: 1.0, nll_before: before, nll_after: before, samples: 0 };
     }
     let f = |log_t: f64| nll(samples, log_t.exp());
     let (mut a, mut b) = (1e-3f64.ln(), 1e3f64.ln());
@@ -169,12 +127,7 @@ pub fn fit_temperature(samples: &[(Vec<f64>, usize)]) -> TemperatureFit {
         t = 1.0;
         after = before;
     }
-    TemperatureFit {
-        temperature: t,
-        nll_before: before,
-        nll_after: after,
-        samples: samples.len(),
-    }
+    TemperatureFit { temperature: t, nll_before: before, nll_after: after, samples: samples.len() }
 }
 
 /// Logits of held-out examples whose class the head knows, paired with the true class index.
@@ -229,21 +182,13 @@ pub fn calibrate_open_set<H: Head>(
     rule: OpenSetRule,
 ) -> Result<OpenSetFit> {
     if !(0.0..1.0).contains(&target_false_unknown) {
-        return Err(Error::Config(format!(
-            "target false-unknown rate {target_false_unknown} must lie in [0, 1)"
-        )));
+        return Err(Error::Config(format!("target false-unknown rate {target_false_unknown} must lie in [0, 1)")));
     }
     let mut probs = Vec::new();
     let mut dists = Vec::new();
-    let base = Calibration {
-        min_probability: None,
-        max_distance: None,
-        ..*head.calibration()
-    };
+    let base = Calibration { min_probability: None, max_distance: None, ..*head.calibration() };
     for ex in data {
-        let known = head
-            .class_id(&ex.class)
-            .is_some_and(|id| head.count(id) > 0);
+        let known = head.class_id(&ex.class).is_some_and(|id| head.count(id) > 0);
         if !known {
             continue;
         }
@@ -254,9 +199,7 @@ pub fn calibrate_open_set<H: Head>(
         }
     }
     if probs.is_empty() {
-        return Err(Error::NotEnoughData(
-            "no held-out sample of a trained class".into(),
-        ));
+        return Err(Error::NotEnoughData("no held-out sample of a trained class".into()));
     }
     let budget = match rule {
         OpenSetRule::Both => target_false_unknown / 2.0,
@@ -266,29 +209,17 @@ pub fn calibrate_open_set<H: Head>(
     let use_d = matches!(rule, OpenSetRule::Distance | OpenSetRule::Both);
     let min_probability = use_p.then(|| lower_threshold(&mut probs, budget));
     let max_distance = use_d.then(|| upper_threshold(&mut dists, budget));
-    let cal = Calibration {
-        min_probability,
-        max_distance,
-        ..base
-    };
+    let cal = Calibration { min_probability, max_distance, ..base };
     let mut rejected = 0usize;
     let mut n = 0usize;
     for ex in data {
-        if head
-            .class_id(&ex.class)
-            .is_some_and(|id| head.count(id) > 0)
-        {
+        if head.class_id(&ex.class).is_some_and(|id| head.count(id) > 0) {
             n += 1;
             rejected += cal.apply(head.raw_scores(&ex.x)?).unknown as usize;
         }
     }
     head.set_calibration(cal);
-    Ok(OpenSetFit {
-        min_probability,
-        max_distance,
-        false_unknown_rate: rejected as f64 / n as f64,
-        samples: n,
-    })
+    Ok(OpenSetFit { min_probability, max_distance, false_unknown_rate: rejected as f64 / n as f64, samples: n })
 }
 
 /// Largest threshold `t` with `#{v < t} <= budget * n`: the allowed number of lowest values fall below it.
@@ -322,10 +253,7 @@ mod tests {
 
     #[test]
     fn empty_raw_scores_are_unknown_without_nan() {
-        let p = Calibration::default().apply(RawScores {
-            logits: vec![],
-            distance: None,
-        });
+        let p = Calibration::default().apply(RawScores { logits: vec![], distance: None });
         assert!(p.unknown && p.ranked.is_empty() && p.class().is_none());
         assert_eq!(p.max_probability(), 0.0);
     }

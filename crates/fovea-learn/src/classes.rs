@@ -64,10 +64,7 @@ impl ClassTable {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ClassId, &str)> {
-        self.names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (ClassId(i as u32), n.as_str()))
+        self.names.iter().enumerate().map(|(i, n)| (ClassId(i as u32), n.as_str()))
     }
 }
 

@@ -34,10 +34,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Reject wrong-sized or non-finite input once, at the boundary, so the math below can trust it.
 pub(crate) fn check_embedding(x: &[f32], dim: usize) -> Result<()> {
     if x.len() != dim {
-        return Err(Error::Dimension {
-            expected: dim,
-            got: x.len(),
-        });
+        return Err(Error::Dimension { expected: dim, got: x.len() });
     }
     if x.iter().any(|v| !v.is_finite()) {
         return Err(Error::NonFinite);

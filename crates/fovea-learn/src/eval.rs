@@ -21,10 +21,7 @@ pub struct Example {
 
 impl Example {
     pub fn new(x: Vec<f32>, class: impl Into<String>) -> Self {
-        Self {
-            x,
-            class: class.into(),
-        }
+        Self { x, class: class.into() }
     }
 }
 
@@ -36,9 +33,7 @@ pub trait Classifier {
 impl<H: Head> Classifier for H {
     fn top_class_name(&self, x: &[f32]) -> Result<Option<String>> {
         let p = self.predict(x)?;
-        Ok(p.top_class()
-            .and_then(|c| self.class_name(c))
-            .map(str::to_owned))
+        Ok(p.top_class().and_then(|c| self.class_name(c)).map(str::to_owned))
     }
 }
 
@@ -63,10 +58,7 @@ pub struct ClassAccuracy {
 }
 
 /// Accuracy per true class, sorted by class name.
-pub fn per_class_accuracy<C: Classifier + ?Sized>(
-    model: &C,
-    test: &[Example],
-) -> Result<Vec<ClassAccuracy>> {
+pub fn per_class_accuracy<C: Classifier + ?Sized>(model: &C, test: &[Example]) -> Result<Vec<ClassAccuracy>> {
     let mut tally: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for ex in test {
         let hit = model.top_class_name(&ex.x)?.as_deref() == Some(ex.class.as_str());
@@ -184,12 +176,7 @@ impl StreamReport {
 
 /// Feed `train[order]` into `head` one sample at a time, timing each update, and measure test
 /// accuracy each time a new class is about to arrive (i.e. after the previous ones are in) and at the end.
-pub fn run_stream<H: Head>(
-    head: &mut H,
-    train: &[Example],
-    test: &[Example],
-    order: &[usize],
-) -> Result<StreamReport> {
+pub fn run_stream<H: Head>(head: &mut H, train: &[Example], test: &[Example], order: &[usize]) -> Result<StreamReport> {
     let mut seen: HashSet<String> = head.classes().names().iter().cloned().collect();
     let mut latencies = Vec::with_capacity(order.len());
     let mut checkpoints = Vec::new();
@@ -217,17 +204,8 @@ pub fn run_stream<H: Head>(
     })
 }
 
-fn checkpoint<H: Head>(
-    head: &H,
-    test: &[Example],
-    seen: &HashSet<String>,
-    samples_seen: usize,
-) -> Result<Checkpoint> {
-    let seen_test: Vec<Example> = test
-        .iter()
-        .filter(|e| seen.contains(e.class.as_str()))
-        .cloned()
-        .collect();
+fn checkpoint<H: Head>(head: &H, test: &[Example], seen: &HashSet<String>, samples_seen: usize) -> Result<Checkpoint> {
+    let seen_test: Vec<Example> = test.iter().filter(|e| seen.contains(e.class.as_str())).cloned().collect();
     Ok(Checkpoint {
         samples_seen,
         classes_seen: seen.len(),
@@ -300,27 +278,11 @@ pub fn correction_check<H: Head + Clone>(
         wrong,
         corrected,
         fixed,
-        fix_rate: if corrected > 0 {
-            fixed as f64 / corrected as f64
-        } else {
-            0.0
-        },
+        fix_rate: if corrected > 0 { fixed as f64 / corrected as f64 } else { 0.0 },
         heldout_accuracy: base,
-        mean_heldout_delta: if corrected > 0 {
-            deltas.clone().sum::<f64>() / corrected as f64
-        } else {
-            0.0
-        },
-        min_heldout_delta: if corrected > 0 {
-            deltas.clone().fold(f64::INFINITY, f64::min)
-        } else {
-            0.0
-        },
-        max_heldout_delta: if corrected > 0 {
-            deltas.fold(f64::NEG_INFINITY, f64::max)
-        } else {
-            0.0
-        },
+        mean_heldout_delta: if corrected > 0 { deltas.clone().sum::<f64>() / corrected as f64 } else { 0.0 },
+        min_heldout_delta: if corrected > 0 { deltas.clone().fold(f64::INFINITY, f64::min) } else { 0.0 },
+        max_heldout_delta: if corrected > 0 { deltas.fold(f64::NEG_INFINITY, f64::max) } else { 0.0 },
         cases,
     })
 }
@@ -337,10 +299,7 @@ mod tests {
         let (_, data) = gaussian_clusters(1, 3, 5, 2, 1.0, 1.0);
         let order = stream_order(&data, StreamOrder::ClassIncremental, 9);
         assert_eq!(order.len(), data.len());
-        let changes = order
-            .windows(2)
-            .filter(|w| data[w[0]].class != data[w[1]].class)
-            .count();
+        let changes = order.windows(2).filter(|w| data[w[0]].class != data[w[1]].class).count();
         assert_eq!(changes, 2);
         assert_eq!(order, stream_order(&data, StreamOrder::ClassIncremental, 9));
         let shuffled = stream_order(&data, StreamOrder::Shuffled, 9);
@@ -359,10 +318,7 @@ mod tests {
         assert_eq!(report.checkpoints.len(), 4);
         assert_eq!(report.classes, 4);
         assert_eq!(report.update_latency.count, 80);
-        assert!(report
-            .checkpoints
-            .iter()
-            .all(|c| c.seen_class_accuracy > 0.9));
+        assert!(report.checkpoints.iter().all(|c| c.seen_class_accuracy > 0.9));
         assert!(report.final_accuracy > 0.9);
         assert!(report.online_offline_ratio(report.final_accuracy) == 1.0);
     }
@@ -377,10 +333,7 @@ mod tests {
         }
         // Probes from a class the head has never seen are all wrong; one correction each must fix them.
         let (_, novel) = gaussian_clusters(5, 1, 3, 8, 6.0, 0.1);
-        let probe: Vec<Example> = novel
-            .into_iter()
-            .map(|e| Example::new(e.x, "novel"))
-            .collect();
+        let probe: Vec<Example> = novel.into_iter().map(|e| Example::new(e.x, "novel")).collect();
         let report = correction_check(&head, &probe, heldout, Some(2)).unwrap();
         assert_eq!(report.wrong, 3);
         assert_eq!(report.corrected, 2);

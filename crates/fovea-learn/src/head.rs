@@ -166,9 +166,7 @@ pub trait Head: Send + Sync + std::fmt::Debug {
     }
 
     fn unlearn_named(&mut self, x: &[f32], class: &str) -> Result<ClassId> {
-        let id = self
-            .class_id(class)
-            .ok_or_else(|| Error::UnknownClass(class.to_owned()))?;
+        let id = self.class_id(class).ok_or_else(|| Error::UnknownClass(class.to_owned()))?;
         self.unlearn(x, id)?;
         Ok(id)
     }

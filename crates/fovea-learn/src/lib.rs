@@ -19,15 +19,14 @@ pub mod synthetic;
 pub use active::{entropy, least_confidence, margin, Uncertainty};
 pub use any::AnyHead;
 pub use calibrate::{
-    calibrate_open_set, calibrate_temperature, fit_temperature, nll, softmax_scaled, Calibration,
-    OpenSetFit, OpenSetRule, TemperatureFit,
+    calibrate_open_set, calibrate_temperature, fit_temperature, nll, softmax_scaled, Calibration, OpenSetFit,
+    OpenSetRule, TemperatureFit,
 };
 pub use classes::{ClassId, ClassTable};
 pub use error::{Error, Result};
 pub use eval::{
-    accuracy, balanced_accuracy, correction_check, per_class_accuracy, run_stream, stream_order,
-    Checkpoint, ClassAccuracy, Classifier, CorrectionCase, CorrectionReport, Example, LatencyStats,
-    StreamOrder, StreamReport,
+    accuracy, balanced_accuracy, correction_check, per_class_accuracy, run_stream, stream_order, Checkpoint,
+    ClassAccuracy, Classifier, CorrectionCase, CorrectionReport, Example, LatencyStats, StreamOrder, StreamReport,
 };
 pub use head::{Event, Head, HeadKind, Prediction, RawScores, Scored};
 pub use ncm::{Metric, NcmConfig, NcmHead};

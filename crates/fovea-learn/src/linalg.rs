@@ -296,10 +296,7 @@ pub fn spd_inverse(a: &[f64], n: usize) -> Result<Vec<f64>> {
     for i in 0..n {
         for j in i..n {
             let start = j; // both rows are zero before column max(i, j) = j
-            let v = dot(
-                &lt[i * n + start..(i + 1) * n],
-                &lt[j * n + start..(j + 1) * n],
-            );
+            let v = dot(&lt[i * n + start..(i + 1) * n], &lt[j * n + start..(j + 1) * n]);
             inv[i * n + j] = v;
             inv[j * n + i] = v;
         }
@@ -347,14 +344,8 @@ mod tests {
 
     fn symv_and_rank_k_case(n: usize) {
         let mut p = vec![0.0; packed_len(n)];
-        let ups: Vec<(f64, Vec<f64>)> = (0..3)
-            .map(|t| {
-                (
-                    t as f64 - 0.5,
-                    (0..n).map(|i| (i * t) as f64 * 0.3 - 1.0).collect(),
-                )
-            })
-            .collect();
+        let ups: Vec<(f64, Vec<f64>)> =
+            (0..3).map(|t| (t as f64 - 0.5, (0..n).map(|i| (i * t) as f64 * 0.3 - 1.0).collect())).collect();
         packed_rank_k(&mut p, n, &ups);
         let mut q = vec![0.0; packed_len(n)];
         for (c, d) in &ups {
@@ -376,17 +367,10 @@ mod tests {
     fn dispatched_kernels_match_baseline_bit_for_bit() {
         // Determinism across machines relies on the AVX path rounding exactly like the baseline one.
         for n in [0, 1, 15, 16, 17, 100, 1283] {
-            let a: Vec<f64> = (0..n)
-                .map(|i| ((i * 7919) % 1009) as f64 / 37.0 - 13.0)
-                .collect();
-            let b: Vec<f64> = (0..n)
-                .map(|i| ((i * 104729) % 997) as f64 / 91.0 + 0.1)
-                .collect();
+            let a: Vec<f64> = (0..n).map(|i| ((i * 7919) % 1009) as f64 / 37.0 - 13.0).collect();
+            let b: Vec<f64> = (0..n).map(|i| ((i * 104729) % 997) as f64 / 91.0 + 0.1).collect();
             assert_eq!(dot(&a, &b).to_bits(), dot_imp(&a, &b).to_bits());
-            let (d1, d2) = (
-                sq_dist_to_mean(&a, &b, 0.3, Some(&b)),
-                sq_dist_imp(&a, &b, 0.3, Some(&b)),
-            );
+            let (d1, d2) = (sq_dist_to_mean(&a, &b, 0.3, Some(&b)), sq_dist_imp(&a, &b, 0.3, Some(&b)));
             assert_eq!(d1.to_bits(), d2.to_bits());
         }
     }

@@ -30,21 +30,13 @@ pub struct NcmConfig {
 
 impl Default for NcmConfig {
     fn default() -> Self {
-        Self {
-            metric: Metric::Euclidean,
-            prior_variance: 1.0,
-            prior_strength: 1.0,
-            cosine_scale: 10.0,
-        }
+        Self { metric: Metric::Euclidean, prior_variance: 1.0, prior_strength: 1.0, cosine_scale: 10.0 }
     }
 }
 
 impl NcmConfig {
     pub fn cosine() -> Self {
-        Self {
-            metric: Metric::Cosine,
-            ..Self::default()
-        }
+        Self { metric: Metric::Cosine, ..Self::default() }
     }
 }
 
@@ -62,22 +54,13 @@ pub struct NcmHead {
 
 impl NcmHead {
     pub fn new(dim: usize, metric: Metric) -> Self {
-        Self::with_config(
-            dim,
-            NcmConfig {
-                metric,
-                ..NcmConfig::default()
-            },
-        )
-        .expect("default config is valid")
+        Self::with_config(dim, NcmConfig { metric, ..NcmConfig::default() }).expect("default config is valid")
     }
 
     pub fn with_config(dim: usize, cfg: NcmConfig) -> Result<Self> {
         let ok = |v: f64| v.is_finite() && v > 0.0;
         if dim == 0 || !ok(cfg.prior_variance) || !ok(cfg.prior_strength) || !ok(cfg.cosine_scale) {
-            return Err(Error::Config(
-                "ncm needs dim > 0 and positive finite prior/scale".into(),
-            ));
+            return Err(Error::Config("ncm needs dim > 0 and positive finite prior/scale".into()));
         }
         Ok(Self {
             cfg,
@@ -136,8 +119,7 @@ impl NcmHead {
         let k = self.counts.iter().filter(|&&c| c > 0).count() as u64;
         let d = self.dim as f64;
         let prior = self.cfg.prior_strength * self.cfg.prior_variance * d;
-        ((self.within_ss.max(0.0) + prior) / (((n - k) as f64 + self.cfg.prior_strength) * d))
-            .max(f64::MIN_POSITIVE)
+        ((self.within_ss.max(0.0) + prior) / (((n - k) as f64 + self.cfg.prior_strength) * d)).max(f64::MIN_POSITIVE)
     }
 }
 
@@ -175,11 +157,7 @@ impl Head for NcmHead {
         let k = self.class_index(class)?;
         let n = self.counts[k] as f64;
         if n > 0.0 {
-            let dev: f64 = x
-                .iter()
-                .zip(self.row(k))
-                .map(|(xi, s)| (xi - s / n).powi(2))
-                .sum();
+            let dev: f64 = x.iter().zip(self.row(k)).map(|(xi, s)| (xi - s / n).powi(2)).sum();
             self.within_ss += n / (n + 1.0) * dev;
         }
         let d = self.dim;
@@ -200,11 +178,7 @@ impl Head for NcmHead {
             1 => self.sums[k * d..(k + 1) * d].fill(0.0),
             n => {
                 let n = n as f64;
-                let dev: f64 = x
-                    .iter()
-                    .zip(self.row(k))
-                    .map(|(xi, s)| (xi - (s - xi) / (n - 1.0)).powi(2))
-                    .sum();
+                let dev: f64 = x.iter().zip(self.row(k)).map(|(xi, s)| (xi - (s - xi) / (n - 1.0)).powi(2)).sum();
                 self.within_ss -= (n - 1.0) / n * dev;
                 axpy(-1.0, &x, &mut self.sums[k * d..(k + 1) * d]);
             }
@@ -238,20 +212,13 @@ impl Head for NcmHead {
                 Metric::Cosine => {
                     let mean = self.row(k);
                     let norm = dot(mean, mean).sqrt();
-                    let cos = if norm > 0.0 {
-                        dot(&x, mean) / norm
-                    } else {
-                        0.0
-                    };
+                    let cos = if norm > 0.0 { dot(&x, mean) / norm } else { 0.0 };
                     logits.push(self.cfg.cosine_scale * cos);
                     best = best.min(1.0 - cos);
                 }
             }
         }
-        Ok(RawScores {
-            logits,
-            distance: best.is_finite().then_some(best),
-        })
+        Ok(RawScores { logits, distance: best.is_finite().then_some(best) })
     }
 
     fn calibration(&self) -> &Calibration {
@@ -264,9 +231,7 @@ impl Head for NcmHead {
 
     fn merge(&mut self, other: &Self) -> Result<()> {
         if other.dim != self.dim || other.cfg != self.cfg {
-            return Err(Error::Incompatible(
-                "ncm heads differ in dim or config".into(),
-            ));
+            return Err(Error::Incompatible("ncm heads differ in dim or config".into()));
         }
         let d = self.dim;
         let mut ss = self.within_ss + other.within_ss;
@@ -280,12 +245,7 @@ impl Head for NcmHead {
             let na = self.counts[k];
             if na > 0 {
                 let (fa, fb) = (na as f64, nb as f64);
-                let between: f64 = self
-                    .row(k)
-                    .iter()
-                    .zip(sb)
-                    .map(|(a, b)| (a / fa - b / fb).powi(2))
-                    .sum();
+                let between: f64 = self.row(k).iter().zip(sb).map(|(a, b)| (a / fa - b / fb).powi(2)).sum();
                 ss += fa * fb / (fa + fb) * between;
             }
             axpy(1.0, sb, &mut self.sums[k * d..(k + 1) * d]);
@@ -312,9 +272,7 @@ impl Head for NcmHead {
             return Err(Error::Snapshot("not an ncm snapshot".into()));
         };
         if s.counts.len() != s.classes.len() || s.sums.len() != s.classes.len() * s.dim {
-            return Err(Error::Snapshot(
-                "ncm statistics have inconsistent sizes".into(),
-            ));
+            return Err(Error::Snapshot("ncm statistics have inconsistent sizes".into()));
         }
         let mut head = NcmHead::with_config(s.dim, s.config)?;
         head.classes = s.classes;

@@ -24,12 +24,7 @@ pub struct LogisticConfig {
 
 impl Default for LogisticConfig {
     fn default() -> Self {
-        Self {
-            l2: 1e-4,
-            max_iterations: 500,
-            tolerance: 1e-6,
-            history: 10,
-        }
+        Self { l2: 1e-4, max_iterations: 500, tolerance: 1e-6, history: 10 }
     }
 }
 
@@ -99,16 +94,9 @@ impl Problem<'_> {
 
 impl LogisticRegression {
     pub fn fit(data: &[Example], cfg: &LogisticConfig) -> Result<(Self, FitReport)> {
-        let first = data
-            .first()
-            .ok_or_else(|| Error::NotEnoughData("no training examples".into()))?;
+        let first = data.first().ok_or_else(|| Error::NotEnoughData("no training examples".into()))?;
         let d = first.x.len();
-        let classes: Vec<String> = data
-            .iter()
-            .map(|e| e.class.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let classes: Vec<String> = data.iter().map(|e| e.class.clone()).collect::<BTreeSet<_>>().into_iter().collect();
         let k = classes.len();
         let n = data.len();
         let mut mean = vec![0.0; d];
@@ -139,40 +127,14 @@ impl LogisticRegression {
             .collect();
         let mut x = Vec::with_capacity(n * d);
         for e in data {
-            x.extend(
-                e.x.iter()
-                    .zip(&mean)
-                    .zip(&inv_std)
-                    .map(|((&v, m), s)| (v as f64 - m) * s),
-            );
+            x.extend(e.x.iter().zip(&mean).zip(&inv_std).map(|((&v, m), s)| (v as f64 - m) * s));
         }
-        let y: Vec<usize> = data
-            .iter()
-            .map(|e| {
-                classes
-                    .binary_search(&e.class)
-                    .expect("class collected above")
-            })
-            .collect();
-        let problem = Problem {
-            x: &x,
-            y: &y,
-            n,
-            d,
-            k,
-            l2: cfg.l2,
-        };
+        let y: Vec<usize> =
+            data.iter().map(|e| classes.binary_search(&e.class).expect("class collected above")).collect();
+        let problem = Problem { x: &x, y: &y, n, d, k, l2: cfg.l2 };
         let mut params = vec![0.0; k * d + k];
         let report = lbfgs(&problem, &mut params, cfg);
-        Ok((
-            Self {
-                classes,
-                mean,
-                inv_std,
-                params,
-            },
-            report,
-        ))
+        Ok((Self { classes, mean, inv_std, params }, report))
     }
 
     pub fn classes(&self) -> &[String] {
@@ -182,17 +144,10 @@ impl LogisticRegression {
     pub fn logits(&self, x: &[f32]) -> Result<Vec<f64>> {
         let d = self.mean.len();
         check_embedding(x, d)?;
-        let xs: Vec<f64> = x
-            .iter()
-            .zip(&self.mean)
-            .zip(&self.inv_std)
-            .map(|((&v, m), s)| (v as f64 - m) * s)
-            .collect();
+        let xs: Vec<f64> = x.iter().zip(&self.mean).zip(&self.inv_std).map(|((&v, m), s)| (v as f64 - m) * s).collect();
         let k = self.classes.len();
         let (w, b) = self.params.split_at(k * d);
-        Ok((0..k)
-            .map(|c| dot(&w[c * d..(c + 1) * d], &xs) + b[c])
-            .collect())
+        Ok((0..k).map(|c| dot(&w[c * d..(c + 1) * d], &xs) + b[c]).collect())
     }
 
     pub fn probabilities(&self, x: &[f32]) -> Result<Vec<f64>> {
@@ -222,13 +177,8 @@ fn lbfgs(problem: &Problem, p: &mut [f64], cfg: &LogisticConfig) -> FitReport {
     let mut y_hist: Vec<Vec<f64>> = Vec::new();
     let mut rho_hist: Vec<f64> = Vec::new();
     let gmax = |g: &[f64]| g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let mut report = FitReport {
-        iterations: 0,
-        evaluations,
-        converged: gmax(&g) < cfg.tolerance,
-        loss: f,
-        gradient_max: gmax(&g),
-    };
+    let mut report =
+        FitReport { iterations: 0, evaluations, converged: gmax(&g) < cfg.tolerance, loss: f, gradient_max: gmax(&g) };
     let mut new_g = vec![0.0; dim];
     let mut trial = vec![0.0; dim];
     while !report.converged && report.iterations < cfg.max_iterations {
@@ -303,9 +253,7 @@ fn lbfgs(problem: &Problem, p: &mut [f64], cfg: &LogisticConfig) -> FitReport {
 
 /// Plain batch nearest-class-mean over all examples (same model as the online NCM head fed everything).
 pub fn batch_ncm(data: &[Example], metric: Metric) -> Result<NcmHead> {
-    let first = data
-        .first()
-        .ok_or_else(|| Error::NotEnoughData("no training examples".into()))?;
+    let first = data.first().ok_or_else(|| Error::NotEnoughData("no training examples".into()))?;
     let mut head = NcmHead::new(first.x.len(), metric);
     for e in data {
         head.learn_named(&e.x, &e.class)?;
@@ -325,10 +273,7 @@ mod tests {
         let (train, test) = data.split_at(160);
         let (model, report) = LogisticRegression::fit(train, &LogisticConfig::default()).unwrap();
         assert!(report.converged, "{report:?}");
-        assert!(
-            report.iterations > 1 && report.iterations < 500,
-            "{report:?}"
-        );
+        assert!(report.iterations > 1 && report.iterations < 500, "{report:?}");
         assert!(accuracy(&model, test).unwrap() > 0.95);
         let p = model.probabilities(&test[0].x).unwrap();
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12);
@@ -341,11 +286,7 @@ mod tests {
     fn logistic_regression_reaches_the_optimum() {
         // With a strong penalty the optimum is well defined; the gradient at the returned point must be ~0.
         let (_, data) = gaussian_clusters(37, 3, 30, 5, 1.0, 1.0);
-        let cfg = LogisticConfig {
-            l2: 0.1,
-            tolerance: 1e-8,
-            ..LogisticConfig::default()
-        };
+        let cfg = LogisticConfig { l2: 0.1, tolerance: 1e-8, ..LogisticConfig::default() };
         let (_, report) = LogisticRegression::fit(&data, &cfg).unwrap();
         assert!(report.gradient_max < 1e-6, "{report:?}");
     }

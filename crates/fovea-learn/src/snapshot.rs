@@ -144,20 +144,12 @@ impl<'a> Reader<'a> {
     }
 
     fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(
-            self.take(8)?.try_into().expect("8 bytes"),
-        ))
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
     }
 
     fn f64s(&mut self) -> Result<Vec<f64>> {
         let n = self.u64()? as usize;
-        let raw = self.take(
-            n.checked_mul(8)
-                .ok_or_else(|| Error::Snapshot("size overflow".into()))?,
-        )?;
-        Ok(raw
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect())
+        let raw = self.take(n.checked_mul(8).ok_or_else(|| Error::Snapshot("size overflow".into()))?)?;
+        Ok(raw.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
     }
 }

@@ -13,10 +13,7 @@ pub struct Gaussian {
 
 impl Gaussian {
     pub fn new(seed: u64) -> Self {
-        Self {
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            spare: None,
-        }
+        Self { rng: ChaCha8Rng::seed_from_u64(seed), spare: None }
     }
 
     pub fn sample(&mut self) -> f64 {
@@ -51,10 +48,7 @@ pub fn gaussian_clusters(
     let mut out = Vec::with_capacity(classes * per_class);
     for _ in 0..per_class {
         for (c, centre) in centres.iter().enumerate() {
-            let x = centre
-                .iter()
-                .map(|&m| m + (g.sample() * spread) as f32)
-                .collect();
+            let x = centre.iter().map(|&m| m + (g.sample() * spread) as f32).collect();
             out.push(Example::new(x, format!("c{c}")));
         }
     }

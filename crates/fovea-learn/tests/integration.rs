@@ -26,12 +26,7 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
     (a - b).abs() <= tol * 1f64.max(a.abs()).max(b.abs())
 }
 
-fn same_predictions(
-    a: &AnyHead,
-    b: &AnyHead,
-    probes: &[(u8, Vec<f32>)],
-    tol: f64,
-) -> Result<(), TestCaseError> {
+fn same_predictions(a: &AnyHead, b: &AnyHead, probes: &[(u8, Vec<f32>)], tol: f64) -> Result<(), TestCaseError> {
     for (_, x) in probes {
         let (pa, pb) = (a.raw_scores(x).unwrap(), b.raw_scores(x).unwrap());
         prop_assert_eq!(pa.logits.len(), pb.logits.len());

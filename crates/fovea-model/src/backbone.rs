@@ -77,7 +77,8 @@ impl Backbone for BurnBackbone {
         let x = Tensor::<4>::from_data(TensorData::new(input.to_vec(), [batch, 3, size, size]), &self.device);
         let emb = self.net.embed(x);
         let logits = self.net.logits(emb.clone());
-        let to_vec = |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| ModelError::Checkpoint(format!("{e:?}")));
+        let to_vec =
+            |t: Tensor<2>| t.into_data().try_to_vec::<f32>().map_err(|e| ModelError::Checkpoint(format!("{e:?}")));
         Ok(Embedded { batch, embeddings: to_vec(emb)?, logits: to_vec(logits)? })
     }
 }
@@ -95,7 +96,9 @@ impl FastBackbone {
         let tensors = weights
             .tensors
             .iter()
-            .map(|(name, (shape, data))| (name.clone(), fovea_kernels::Tensor { shape: shape.clone(), data: data.clone() }))
+            .map(|(name, (shape, data))| {
+                (name.clone(), fovea_kernels::Tensor { shape: shape.clone(), data: data.clone() })
+            })
             .collect();
         let config = fovea_kernels::Config { threads, ..Default::default() };
         let net = fovea_kernels::FastLite::from_tensors_with(&tensors, &config)
@@ -114,7 +117,8 @@ impl Backbone for FastBackbone {
     fn run(&self, input: &[f32], batch: usize) -> Result<Embedded> {
         let size = self.input_size();
         check_input(input, batch, size)?;
-        let embeddings = self.net.embed(input, batch, size).map_err(|e| ModelError::Checkpoint(format!("fast path: {e}")))?;
+        let embeddings =
+            self.net.embed(input, batch, size).map_err(|e| ModelError::Checkpoint(format!("fast path: {e}")))?;
         let logits = self.net.classify(&embeddings, batch);
         Ok(Embedded { batch, embeddings, logits })
     }

@@ -94,7 +94,8 @@ pub fn convert_checkpoint(pth: &Path, out: &Path) -> Result<usize> {
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     }
-    let meta = HashMap::from([("source".to_string(), pth.file_name().unwrap_or_default().to_string_lossy().into_owned())]);
+    let meta =
+        HashMap::from([("source".to_string(), pth.file_name().unwrap_or_default().to_string_lossy().into_owned())]);
     write_safetensors(out, &tensors, meta)?;
     Ok(tensors.len())
 }

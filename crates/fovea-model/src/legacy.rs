@@ -88,7 +88,9 @@ pub fn read_legacy_checkpoint(bytes: &[u8]) -> Result<Vec<(String, NamedTensor)>
 fn state_entries(state: Value) -> Result<Vec<(String, TensorRef)>> {
     let Value::Dict(d) = state else { return Err(bad("the checkpoint does not hold a dict")) };
     let entries = d.borrow().clone();
-    if let Some((_, inner)) = entries.iter().find(|(k, v)| k.as_str() == Some("state_dict") && matches!(v, Value::Dict(_))) {
+    if let Some((_, inner)) =
+        entries.iter().find(|(k, v)| k.as_str() == Some("state_dict") && matches!(v, Value::Dict(_)))
+    {
         return state_entries(inner.clone());
     }
     let mut out = Vec::new();
@@ -110,8 +112,8 @@ fn gather(t: &TensorRef, raw: &[u8], dtype: DType) -> Result<NamedTensor> {
     if t.stride.len() != t.shape.len() {
         return Err(bad("tensor stride and shape disagree"));
     }
-    let max_index = t.offset as usize
-        + t.shape.iter().zip(&t.stride).map(|(&d, &s)| d.saturating_sub(1) * s).sum::<usize>();
+    let max_index =
+        t.offset as usize + t.shape.iter().zip(&t.stride).map(|(&d, &s)| d.saturating_sub(1) * s).sum::<usize>();
     if numel > 0 && (max_index + 1) * elem > raw.len() {
         return Err(bad("tensor reaches past the end of its storage"));
     }

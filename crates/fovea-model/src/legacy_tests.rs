@@ -99,10 +99,34 @@ fn sample() -> Vec<u8> {
     checkpoint(
         &[
             // A 2x3 view starting at element 2 of an 8-element storage.
-            Spec { name: "conv.weight", storage: "0", kind: "FloatStorage", numel: 8, offset: 2, shape: &[2, 3], stride: &[3, 1] },
+            Spec {
+                name: "conv.weight",
+                storage: "0",
+                kind: "FloatStorage",
+                numel: 8,
+                offset: 2,
+                shape: &[2, 3],
+                stride: &[3, 1],
+            },
             // The transpose of the first 6 elements: non-contiguous strides must be gathered.
-            Spec { name: "conv.t", storage: "0", kind: "FloatStorage", numel: 8, offset: 0, shape: &[3, 2], stride: &[1, 3] },
-            Spec { name: "bn.num_batches_tracked", storage: "1", kind: "LongStorage", numel: 1, offset: 0, shape: &[], stride: &[] },
+            Spec {
+                name: "conv.t",
+                storage: "0",
+                kind: "FloatStorage",
+                numel: 8,
+                offset: 0,
+                shape: &[3, 2],
+                stride: &[1, 3],
+            },
+            Spec {
+                name: "bn.num_batches_tracked",
+                storage: "1",
+                kind: "LongStorage",
+                numel: 1,
+                offset: 0,
+                shape: &[],
+                stride: &[],
+            },
         ],
         &[("0", f32_bytes(&storage), 8), ("1", 7i64.to_le_bytes().to_vec(), 1)],
     )

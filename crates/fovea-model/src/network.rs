@@ -132,7 +132,8 @@ impl LiteNet {
 
     pub fn from_weights(w: &Weights, device: &Device) -> Result<Self> {
         let specs = block_specs(w)?;
-        let stem_out = w.shape("_conv_stem.weight").ok_or_else(|| ModelError::MissingTensor("_conv_stem.weight".into()))?[0];
+        let stem_out =
+            w.shape("_conv_stem.weight").ok_or_else(|| ModelError::MissingTensor("_conv_stem.weight".into()))?[0];
         let stem = conv_bn(w, "_conv_stem.weight", "_bn0", [3, stem_out], 3, 2, 1, true, device)?;
         let mut blocks = Vec::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
@@ -144,14 +145,24 @@ impl LiteNet {
                 None
             };
             let dw = format!("{pre}_depthwise_conv.weight");
-            let depthwise =
-                conv_bn(w, &dw, &format!("{pre}_bn1"), [s.expanded, s.expanded], s.kernel, s.stride, s.expanded, true, device)?;
+            let depthwise = conv_bn(
+                w,
+                &dw,
+                &format!("{pre}_bn1"),
+                [s.expanded, s.expanded],
+                s.kernel,
+                s.stride,
+                s.expanded,
+                true,
+                device,
+            )?;
             let pj = format!("{pre}_project_conv.weight");
             let project = conv_bn(w, &pj, &format!("{pre}_bn2"), [s.expanded, s.output], 1, 1, 1, false, device)?;
             blocks.push(MbConv { expand, depthwise, project, residual: s.stride == 1 && s.input == s.output });
         }
         let last = specs.last().map(|s| s.output).unwrap_or(stem_out);
-        let head_out = w.shape("_conv_head.weight").ok_or_else(|| ModelError::MissingTensor("_conv_head.weight".into()))?[0];
+        let head_out =
+            w.shape("_conv_head.weight").ok_or_else(|| ModelError::MissingTensor("_conv_head.weight".into()))?[0];
         let head = conv_bn(w, "_conv_head.weight", "_bn1", [last, head_out], 1, 1, 1, true, device)?;
         let classes = w.shape("_fc.weight").ok_or_else(|| ModelError::MissingTensor("_fc.weight".into()))?[0];
         let fc = linear(w, "_fc", head_out, classes, device)?;
@@ -184,7 +195,8 @@ fn conv_bn(
         .init(device);
     conv.weight = Param::from_tensor(tensor(w.get(conv_name, &wshape)?, wshape, device));
     let mut norm = BatchNormConfig::new(cout).with_epsilon(BN_EPS).init(device);
-    let vec = |suffix: &str| -> Result<Tensor<1>> { Ok(tensor(w.get(&format!("{bn}.{suffix}"), &[cout])?, [cout], device)) };
+    let vec =
+        |suffix: &str| -> Result<Tensor<1>> { Ok(tensor(w.get(&format!("{bn}.{suffix}"), &[cout])?, [cout], device)) };
     norm.gamma = Param::from_tensor(vec("weight")?);
     norm.beta = Param::from_tensor(vec("bias")?);
     norm.running_mean = RunningState::new(vec("running_mean")?);

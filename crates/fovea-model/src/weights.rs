@@ -100,10 +100,8 @@ pub struct Weights {
 
 impl Weights {
     pub fn from_named(named: &[(String, NamedTensor)]) -> Self {
-        let tensors = named
-            .iter()
-            .filter_map(|(name, t)| t.to_f32().map(|v| (name.clone(), (t.shape.clone(), v))))
-            .collect();
+        let tensors =
+            named.iter().filter_map(|(name, t)| t.to_f32().map(|v| (name.clone(), (t.shape.clone(), v)))).collect();
         Weights { tensors }
     }
 
@@ -111,7 +109,11 @@ impl Weights {
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
         let (s, v) = self.tensors.get(name).ok_or_else(|| ModelError::MissingTensor(name.to_owned()))?;
         if s != shape {
-            return Err(ModelError::ShapeMismatch { name: name.to_owned(), expected: shape.to_vec(), found: s.clone() });
+            return Err(ModelError::ShapeMismatch {
+                name: name.to_owned(),
+                expected: shape.to_vec(),
+                found: s.clone(),
+            });
         }
         Ok(v)
     }
@@ -125,7 +127,11 @@ impl Weights {
     }
 }
 
-pub fn write_safetensors(path: &Path, tensors: &[(String, NamedTensor)], metadata: HashMap<String, String>) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, NamedTensor)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let views = tensors
         .iter()
         .map(|(n, t)| Ok((n.as_str(), TensorView::new(t.dtype.to_safetensors(), t.shape.clone(), &t.data)?)))

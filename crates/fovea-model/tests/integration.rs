@@ -65,11 +65,7 @@ fn forward_matches_independent_numpy_reference() {
     let (ref_emb, ref_logits) = reference.split_at(2 * 1280);
     let compare = |what: &str, ours: &[f32], theirs: &[f64]| {
         assert_eq!(ours.len(), theirs.len(), "{what} length");
-        let worst = ours
-            .iter()
-            .zip(theirs)
-            .map(|(&a, &b)| (a as f64 - b).abs() / b.abs().max(1.0))
-            .fold(0.0, f64::max);
+        let worst = ours.iter().zip(theirs).map(|(&a, &b)| (a as f64 - b).abs() / b.abs().max(1.0)).fold(0.0, f64::max);
         println!("{what}: worst difference {worst:.2e}");
         assert!(worst < 1e-4, "{what} differs from the reference by {worst}");
     };
@@ -82,11 +78,8 @@ fn sample_photos_get_sensible_imagenet_labels() {
     let net = lite0();
     let names = fovea_model::ensure_imagenet_names(&fovea_home()).unwrap();
     // ImageNet indices: 281..=285 domestic cats; 504 coffee mug, 967 espresso, 968 cup; 657 missile, 744 projectile.
-    let cases: [(&str, &[usize]); 3] = [
-        ("chelsea.png", &[281, 282, 283, 284, 285]),
-        ("coffee.png", &[504, 967, 968]),
-        ("rocket.jpg", &[657, 744]),
-    ];
+    let cases: [(&str, &[usize]); 3] =
+        [("chelsea.png", &[281, 282, 283, 284, 285]), ("coffee.png", &[504, 967, 968]), ("rocket.jpg", &[657, 744])];
     for (file, expected) in cases {
         let out = net.run(&photo_input(file, 224), 1).unwrap();
         let logits = out.logit_row(0);

@@ -29,9 +29,7 @@ fn token_from(parts: &Parts) -> Option<String> {
     if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         return h.strip_prefix("Bearer ").map(|t| t.trim().to_owned());
     }
-    parts.uri.query().and_then(|q| {
-        q.split('&').find_map(|kv| kv.strip_prefix("token=").map(|t| t.to_owned()))
-    })
+    parts.uri.query().and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("token=").map(|t| t.to_owned())))
 }
 
 impl FromRequestParts<Arc<State>> for Caller {

@@ -218,7 +218,9 @@ async fn a_restarted_app_predicts_exactly_as_before() {
     let probe = crop(&photo("rocket.jpg"), 3);
     let before = {
         let app = App::open(cfg.clone(), backbone()).await.unwrap();
-        for (i, (file, class)) in [("chelsea.png", "cat"), ("coffee.png", "coffee"), ("rocket.jpg", "rocket")].iter().enumerate() {
+        for (i, (file, class)) in
+            [("chelsea.png", "cat"), ("coffee.png", "coffee"), ("rocket.jpg", "rocket")].iter().enumerate()
+        {
             let out = app.classify(crop(&photo(file), i as u32).into(), "t").await.unwrap();
             app.label(&out.image_id, class, "t", fovea_store::LabelOrigin::Human).await.unwrap();
         }

@@ -44,10 +44,7 @@ fn map_missing(err: object_store::Error, key: &str) -> StoreError {
 
 /// The operations every object store backend shares.
 async fn get_from(store: &dyn ObjectStore, key: &str) -> Result<Bytes> {
-    let result = store
-        .get(&location(key)?)
-        .await
-        .map_err(|e| map_missing(e, key))?;
+    let result = store.get(&location(key)?).await.map_err(|e| map_missing(e, key))?;
     result.bytes().await.map_err(|e| map_missing(e, key))
 }
 
@@ -79,16 +76,10 @@ impl LocalBlobs {
     /// Opens (creating if missing) a blob directory.
     pub fn new(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir).map_err(|e| {
-            StoreError::Invalid(format!(
-                "cannot create blob directory {}: {e}",
-                dir.display()
-            ))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Invalid(format!("cannot create blob directory {}: {e}", dir.display())))?;
         let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
-        Ok(Self {
-            store: Arc::new(store),
-        })
+        Ok(Self { store: Arc::new(store) })
     }
 }
 
@@ -113,12 +104,7 @@ impl Blobs for LocalBlobs {
         tokio::task::spawn_blocking(move || sync_file_and_dir(&path))
             .await
             .map_err(|e| StoreError::Invalid(format!("fsync task failed: {e}")))?
-            .map_err(|e| {
-                StoreError::Blob(object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: e.into(),
-                })
-            })
+            .map_err(|e| StoreError::Blob(object_store::Error::Generic { store: "LocalFileSystem", source: e.into() }))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
@@ -186,18 +172,14 @@ mod s3 {
             if let Some(endpoint) = &config.endpoint {
                 builder = builder.with_endpoint(endpoint);
             }
-            Ok(Self {
-                store: Arc::new(builder.build()?),
-            })
+            Ok(Self { store: Arc::new(builder.build()?) })
         }
     }
 
     #[async_trait]
     impl Blobs for S3Blobs {
         async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-            self.store
-                .put(&location(key)?, PutPayload::from(bytes))
-                .await?;
+            self.store.put(&location(key)?, PutPayload::from(bytes)).await?;
             Ok(())
         }
 
@@ -223,10 +205,7 @@ mod tests {
     #[test]
     fn keys_fan_out_by_hash_prefix() {
         let id = sha256_hex(b"pixels");
-        assert_eq!(
-            blob_key_for(&id),
-            format!("images/{}/{}/{id}", &id[0..2], &id[2..4])
-        );
+        assert_eq!(blob_key_for(&id), format!("images/{}/{}/{id}", &id[0..2], &id[2..4]));
     }
 
     #[tokio::test]
@@ -236,36 +215,18 @@ mod tests {
         let key = blob_key_for(&sha256_hex(b"pixels"));
 
         assert!(!blobs.exists(&key).await.unwrap());
-        assert!(matches!(
-            blobs.get(&key).await,
-            Err(StoreError::NotFound { .. })
-        ));
+        assert!(matches!(blobs.get(&key).await, Err(StoreError::NotFound { .. })));
 
-        blobs
-            .put(&key, Bytes::from_static(b"pixels"))
-            .await
-            .unwrap();
+        blobs.put(&key, Bytes::from_static(b"pixels")).await.unwrap();
         assert!(blobs.exists(&key).await.unwrap());
-        assert_eq!(
-            blobs.get(&key).await.unwrap(),
-            Bytes::from_static(b"pixels")
-        );
+        assert_eq!(blobs.get(&key).await.unwrap(), Bytes::from_static(b"pixels"));
         // The object is a plain file at the expected place, with no staging file left beside it.
         let file = dir.path().join("blobs").join(&key);
         assert_eq!(std::fs::read(&file).unwrap(), b"pixels");
-        assert_eq!(
-            std::fs::read_dir(file.parent().unwrap()).unwrap().count(),
-            1
-        );
+        assert_eq!(std::fs::read_dir(file.parent().unwrap()).unwrap().count(), 1);
 
-        blobs
-            .put(&key, Bytes::from_static(b"pixels2"))
-            .await
-            .unwrap();
-        assert_eq!(
-            blobs.get(&key).await.unwrap(),
-            Bytes::from_static(b"pixels2")
-        );
+        blobs.put(&key, Bytes::from_static(b"pixels2")).await.unwrap();
+        assert_eq!(blobs.get(&key).await.unwrap(), Bytes::from_static(b"pixels2"));
 
         blobs.delete(&key).await.unwrap();
         assert!(!blobs.exists(&key).await.unwrap());
@@ -276,9 +237,6 @@ mod tests {
     async fn bad_keys_are_invalid() {
         let dir = tempfile::tempdir().unwrap();
         let blobs = LocalBlobs::new(dir.path()).unwrap();
-        assert!(matches!(
-            blobs.get("a/../b").await,
-            Err(StoreError::Invalid(_))
-        ));
+        assert!(matches!(blobs.get("a/../b").await, Err(StoreError::Invalid(_))));
     }
 }

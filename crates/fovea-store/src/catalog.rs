@@ -112,13 +112,7 @@ pub trait Catalog: Send + Sync {
         lease: Duration,
     ) -> Result<bool>;
     /// Records the end of a claimed job. Returns false when the caller no longer owns it.
-    async fn finish_job(
-        &self,
-        id: i64,
-        attempt: i64,
-        outcome: JobOutcome,
-        message: Option<&str>,
-    ) -> Result<bool>;
+    async fn finish_job(&self, id: i64, attempt: i64, outcome: JobOutcome, message: Option<&str>) -> Result<bool>;
     /// Cancels a queued or running job; returns false when it had already finished.
     async fn cancel_job(&self, id: i64) -> Result<bool>;
 }

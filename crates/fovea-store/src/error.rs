@@ -32,17 +32,11 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 impl StoreError {
     pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
-        StoreError::NotFound {
-            what,
-            id: id.to_string(),
-        }
+        StoreError::NotFound { what, id: id.to_string() }
     }
 
     pub(crate) fn already_exists(what: &'static str, name: impl ToString) -> Self {
-        StoreError::AlreadyExists {
-            what,
-            name: name.to_string(),
-        }
+        StoreError::AlreadyExists { what, name: name.to_string() }
     }
 }
 

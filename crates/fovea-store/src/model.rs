@@ -10,9 +10,7 @@ pub type Millis = i64;
 
 /// The current wall-clock time in milliseconds.
 pub fn now_millis() -> Millis {
-    let since = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
 }
 
@@ -109,10 +107,7 @@ impl Ord for Role {
 impl JobState {
     /// A finished job never changes state again.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled
-        )
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
     }
 }
 
@@ -205,9 +200,7 @@ pub fn validate_class_name(name: &str) -> Result<String> {
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "class name contains control characters".into(),
-        ));
+        return Err(StoreError::Invalid("class name contains control characters".into()));
     }
     Ok(name.to_owned())
 }
@@ -352,16 +345,11 @@ impl From<JobOutcome> for JobState {
 
 /// Checks an image id is a lowercase hex SHA-256, so ids from different code paths always compare equal.
 pub fn validate_image_id(id: &str) -> Result<()> {
-    let ok = id.len() == 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let ok = id.len() == 64 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Invalid(format!(
-            "image id must be 64 lowercase hex characters, got {id:?}"
-        )))
+        Err(StoreError::Invalid(format!("image id must be 64 lowercase hex characters, got {id:?}")))
     }
 }
 
@@ -384,10 +372,7 @@ mod tests {
         for kind in ModelKind::ALL {
             assert_eq!(kind.as_str().parse::<ModelKind>().unwrap(), *kind);
         }
-        assert_eq!(
-            serde_json::to_string(&ModelKind::FineTune).unwrap(),
-            "\"fine-tune\""
-        );
+        assert_eq!(serde_json::to_string(&ModelKind::FineTune).unwrap(), "\"fine-tune\"");
         assert!("bogus".parse::<JobState>().is_err());
         assert!(Role::Admin > Role::Annotator && Role::Annotator > Role::Viewer);
     }

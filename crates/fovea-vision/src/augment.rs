@@ -26,11 +26,7 @@ pub struct Augment {
 
 impl Default for Augment {
     fn default() -> Self {
-        Self {
-            hflip: true,
-            max_rotation_deg: 10.0,
-            zoom: (0.9, 1.1),
-        }
+        Self { hflip: true, max_rotation_deg: 10.0, zoom: (0.9, 1.1) }
     }
 }
 
@@ -52,18 +48,10 @@ impl Augment {
         }
 
         let flip = self.hflip && flip_draw < 0.5;
-        let max_deg = if self.max_rotation_deg.is_finite() {
-            self.max_rotation_deg.abs()
-        } else {
-            0.0
-        };
+        let max_deg = if self.max_rotation_deg.is_finite() { self.max_rotation_deg.abs() } else { 0.0 };
         let angle = (-max_deg + 2.0 * max_deg * angle_draw).to_radians();
         let (lo, hi) = (self.zoom.0.min(self.zoom.1), self.zoom.0.max(self.zoom.1));
-        let zoom = if lo.is_finite() && hi.is_finite() && lo > 0.0 {
-            lo + (hi - lo) * zoom_draw
-        } else {
-            1.0
-        };
+        let zoom = if lo.is_finite() && hi.is_finite() && lo > 0.0 { lo + (hi - lo) * zoom_draw } else { 1.0 };
 
         let work = resize_shorter_side(img, size);
         chw_normalised(&warp(&work, size, flip, angle, zoom))
@@ -96,8 +84,7 @@ fn bilinear(src: &RgbImage, x: f32, y: f32) -> Rgb<u8> {
     let (x0, y0) = (x.floor() as u32, y.floor() as u32);
     let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
     let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let [p00, p10, p01, p11] =
-        [(x0, y0), (x1, y0), (x0, y1), (x1, y1)].map(|(x, y)| src.get_pixel(x, y).0);
+    let [p00, p10, p01, p11] = [(x0, y0), (x1, y0), (x0, y1), (x1, y1)].map(|(x, y)| src.get_pixel(x, y).0);
     let mut out = [0u8; 3];
     for c in 0..3 {
         let top = f32::from(p00[c]) * (1.0 - fx) + f32::from(p10[c]) * fx;
@@ -115,9 +102,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     fn photo() -> RgbImage {
-        RgbImage::from_fn(120, 90, |x, y| {
-            Rgb([(x * 2) as u8, (y * 2) as u8, ((x * y) % 251) as u8])
-        })
+        RgbImage::from_fn(120, 90, |x, y| Rgb([(x * 2) as u8, (y * 2) as u8, ((x * y) % 251) as u8]))
     }
 
     #[test]
@@ -135,31 +120,19 @@ mod tests {
 
     #[test]
     fn neutral_settings_match_to_input() {
-        let neutral = Augment {
-            hflip: false,
-            max_rotation_deg: 0.0,
-            zoom: (1.0, 1.0),
-        };
+        let neutral = Augment { hflip: false, max_rotation_deg: 0.0, zoom: (1.0, 1.0) };
         // A smooth image: the two paths differ only in how the resize filter treats the crop
         // border (real neighbours vs clamped edge), which a smooth image makes negligible.
         let img = RgbImage::from_fn(120, 90, |x, y| Rgb([(x * 2) as u8, (y * 2) as u8, 77]));
         let a = neutral.augment(&img, 30, &mut ChaCha8Rng::seed_from_u64(1));
         let b = to_input(&img, 30);
-        let worst = a
-            .iter()
-            .zip(&b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f32::max);
+        let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         assert!(worst <= 2.0 / 128.0, "max difference {worst}");
     }
 
     #[test]
     fn flip_mirrors_columns() {
-        let flip = Augment {
-            hflip: true,
-            max_rotation_deg: 0.0,
-            zoom: (1.0, 1.0),
-        };
+        let flip = Augment { hflip: true, max_rotation_deg: 0.0, zoom: (1.0, 1.0) };
         let img = RgbImage::from_fn(16, 16, |x, y| Rgb([x as u8 * 10, y as u8, 0]));
         let plain = to_input(&img, 16);
         // Find a seed that flips (probability ½ each), then compare column by column.
@@ -176,11 +149,7 @@ mod tests {
 
     #[test]
     fn degenerate_settings_do_not_panic() {
-        let odd = Augment {
-            hflip: true,
-            max_rotation_deg: f32::NAN,
-            zoom: (1.2, -3.0),
-        };
+        let odd = Augment { hflip: true, max_rotation_deg: f32::NAN, zoom: (1.2, -3.0) };
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         assert_eq!(odd.augment(&photo(), 8, &mut rng).len(), 3 * 64);
         assert!(odd.augment(&photo(), 0, &mut rng).is_empty());

@@ -41,11 +41,7 @@ pub struct DecodeLimits {
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        Self {
-            max_pixels: 40_000_000,
-            min_side: 16,
-            max_bytes: 20 * 1024 * 1024,
-        }
+        Self { max_pixels: 40_000_000, min_side: 16, max_bytes: 20 * 1024 * 1024 }
     }
 }
 
@@ -59,10 +55,7 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
         return Err(VisionError::Empty);
     }
     if bytes.len() > limits.max_bytes {
-        return Err(VisionError::TooLarge {
-            bytes: bytes.len() as u64,
-            max: limits.max_bytes as u64,
-        });
+        return Err(VisionError::TooLarge { bytes: bytes.len() as u64, max: limits.max_bytes as u64 });
     }
     let format = sniff(bytes)?;
     let name = format_name(format);
@@ -73,10 +66,7 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
     // Decoders are written to return errors, but a panic on hostile input has happened in the
     // past in every image library; one bad upload must not take a worker thread down with it.
     std::panic::catch_unwind(|| decode_pixels(bytes, format, limits)).unwrap_or_else(|_| {
-        Err(VisionError::Corrupt {
-            format: name,
-            detail: "the decoder failed on malformed data".to_string(),
-        })
+        Err(VisionError::Corrupt { format: name, detail: "the decoder failed on malformed data".to_string() })
     })
 }
 
@@ -100,9 +90,7 @@ fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Re
     check_dimensions(width, height, limits)?;
 
     // A broken EXIF block must not cost the user their upload: fall back to "as stored".
-    let orientation = decoder
-        .orientation()
-        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
         ImageError::Limits(_) => too_many_pixels(width, height, limits),
         e => map_image_error(e, name),
@@ -114,22 +102,14 @@ fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Re
 /// Reads and decodes a file. The size is checked from the metadata before reading, and the read
 /// itself is capped, so a huge (or growing) file is never pulled into memory.
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage> {
-    let io_err = |source| VisionError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io_err = |source| VisionError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
     if len > limits.max_bytes as u64 {
-        return Err(VisionError::TooLarge {
-            bytes: len,
-            max: limits.max_bytes as u64,
-        });
+        return Err(VisionError::TooLarge { bytes: len, max: limits.max_bytes as u64 });
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    file.take(limits.max_bytes as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(io_err)?;
+    file.take(limits.max_bytes as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
     decode(&bytes, limits)
 }
 
@@ -144,13 +124,9 @@ fn sniff(bytes: &[u8]) -> Result<ImageFormat> {
             | ImageFormat::Bmp
             | ImageFormat::Tiff),
         ) => Ok(f),
-        Ok(other) => Err(VisionError::UnsupportedFormat {
-            format: format!("{other:?}").to_uppercase(),
-        }),
+        Ok(other) => Err(VisionError::UnsupportedFormat { format: format!("{other:?}").to_uppercase() }),
         Err(_) => match sniff_unsupported(bytes) {
-            Some(format) => Err(VisionError::UnsupportedFormat {
-                format: format.to_string(),
-            }),
+            Some(format) => Err(VisionError::UnsupportedFormat { format: format.to_string() }),
             None => Err(VisionError::NotAnImage),
         },
     }
@@ -161,9 +137,7 @@ fn sniff(bytes: &[u8]) -> Result<ImageFormat> {
 fn sniff_unsupported(bytes: &[u8]) -> Option<&'static str> {
     if bytes.len() >= 12 && &bytes[4..8] == b"ftyp" {
         return match &bytes[8..12] {
-            b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => {
-                Some("HEIC/HEIF")
-            }
+            b"heic" | b"heix" | b"hevc" | b"hevx" | b"heim" | b"heis" | b"mif1" | b"msf1" => Some("HEIC/HEIF"),
             b"avif" | b"avis" => Some("AVIF"),
             _ => None,
         };
@@ -216,12 +190,7 @@ fn is_cut_short(bytes: &[u8], format: ImageFormat) -> bool {
 /// `max_pixels` fits even as 16-bit RGBA with a decoder-side copy.
 fn image_limits(limits: &DecodeLimits) -> image::Limits {
     let mut l = image::Limits::default();
-    l.max_alloc = Some(
-        limits
-            .max_pixels
-            .saturating_mul(16)
-            .saturating_add(64 * 1024 * 1024),
-    );
+    l.max_alloc = Some(limits.max_pixels.saturating_mul(16).saturating_add(64 * 1024 * 1024));
     l
 }
 
@@ -229,9 +198,7 @@ fn image_limits(limits: &DecodeLimits) -> image::Limits {
 fn header_dimensions(bytes: &[u8], format: ImageFormat) -> Result<(u32, u32)> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.no_limits();
-    let decoder = reader
-        .into_decoder()
-        .map_err(|e| map_image_error(e, format_name(format)))?;
+    let decoder = reader.into_decoder().map_err(|e| map_image_error(e, format_name(format)))?;
     Ok(decoder.dimensions())
 }
 
@@ -241,22 +208,13 @@ fn check_dimensions(width: u32, height: u32, limits: &DecodeLimits) -> Result<()
         return Err(too_many_pixels(width, height, limits));
     }
     if width < limits.min_side || height < limits.min_side {
-        return Err(VisionError::TooSmall {
-            width,
-            height,
-            min: limits.min_side,
-        });
+        return Err(VisionError::TooSmall { width, height, min: limits.min_side });
     }
     Ok(())
 }
 
 fn too_many_pixels(width: u32, height: u32, limits: &DecodeLimits) -> VisionError {
-    VisionError::TooManyPixels {
-        width,
-        height,
-        pixels: u64::from(width) * u64::from(height),
-        max: limits.max_pixels,
-    }
+    VisionError::TooManyPixels { width, height, pixels: u64::from(width) * u64::from(height), max: limits.max_pixels }
 }
 
 /// Sorts `image`'s errors into ours. Decoders report a short read in several ways (an io error, a
@@ -266,13 +224,8 @@ fn map_image_error(err: ImageError, format: &'static str) -> VisionError {
         return VisionError::Truncated { format };
     }
     match err {
-        ImageError::Unsupported(u) => VisionError::UnsupportedFormat {
-            format: format!("{format} variant ({u})"),
-        },
-        other => VisionError::Corrupt {
-            format,
-            detail: other.to_string(),
-        },
+        ImageError::Unsupported(u) => VisionError::UnsupportedFormat { format: format!("{format} variant ({u})") },
+        other => VisionError::Corrupt { format, detail: other.to_string() },
     }
 }
 

@@ -6,10 +6,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::fixtures::*;
 use image::codecs::gif::GifEncoder;
-use image::{
-    DynamicImage, Frame, GrayAlphaImage, GrayImage, ImageBuffer, ImageFormat, LumaA, Rgb, Rgba,
-    RgbaImage,
-};
+use image::{DynamicImage, Frame, GrayAlphaImage, GrayImage, ImageBuffer, ImageFormat, LumaA, Rgb, Rgba, RgbaImage};
 
 fn limits() -> DecodeLimits {
     DecodeLimits::default()
@@ -42,12 +39,7 @@ const WHITE: [u8; 3] = [255, 255, 255];
 #[test]
 fn lossless_formats_roundtrip_exactly() {
     let img = gradient(40, 30);
-    for format in [
-        ImageFormat::Png,
-        ImageFormat::WebP,
-        ImageFormat::Bmp,
-        ImageFormat::Tiff,
-    ] {
+    for format in [ImageFormat::Png, ImageFormat::WebP, ImageFormat::Bmp, ImageFormat::Tiff] {
         let bytes = encode(&DynamicImage::ImageRgb8(img.clone()), format);
         let out = decode(&bytes, &limits()).unwrap_or_else(|e| panic!("{format:?}: {e}"));
         assert_eq!(out, img, "{format:?}");
@@ -72,10 +64,7 @@ fn grayscale_becomes_equal_rgb() {
         let bytes = encode(&DynamicImage::ImageLuma8(gray.clone()), format);
         let out = decode(&bytes, &limits()).unwrap();
         for (x, y, p) in out.enumerate_pixels() {
-            assert!(
-                p[0] == p[1] && p[1] == p[2],
-                "{format:?} not gray at {x},{y}"
-            );
+            assert!(p[0] == p[1] && p[1] == p[2], "{format:?} not gray at {x},{y}");
             if format != ImageFormat::Jpeg {
                 assert_eq!(p[0], gray.get_pixel(x, y)[0]);
             }
@@ -86,22 +75,12 @@ fn grayscale_becomes_equal_rgb() {
 #[test]
 fn sixteen_bit_is_scaled_not_truncated() {
     // 0xABCD must become 0xAB (value / 257, rounded), not the low byte 0xCD.
-    let rgb16: ImageBuffer<Rgb<u16>, Vec<u16>> =
-        ImageBuffer::from_pixel(20, 20, Rgb([0xABCD, 0xFFFF, 0x0000]));
-    let gray16: ImageBuffer<image::Luma<u16>, Vec<u16>> =
-        ImageBuffer::from_pixel(20, 20, image::Luma([0x8080]));
+    let rgb16: ImageBuffer<Rgb<u16>, Vec<u16>> = ImageBuffer::from_pixel(20, 20, Rgb([0xABCD, 0xFFFF, 0x0000]));
+    let gray16: ImageBuffer<image::Luma<u16>, Vec<u16>> = ImageBuffer::from_pixel(20, 20, image::Luma([0x8080]));
     for format in [ImageFormat::Png, ImageFormat::Tiff] {
-        let out = decode(
-            &encode(&DynamicImage::ImageRgb16(rgb16.clone()), format),
-            &limits(),
-        )
-        .unwrap();
+        let out = decode(&encode(&DynamicImage::ImageRgb16(rgb16.clone()), format), &limits()).unwrap();
         assert_eq!(*out.get_pixel(3, 3), Rgb([0xAB, 0xFF, 0x00]), "{format:?}");
-        let out = decode(
-            &encode(&DynamicImage::ImageLuma16(gray16.clone()), format),
-            &limits(),
-        )
-        .unwrap();
+        let out = decode(&encode(&DynamicImage::ImageLuma16(gray16.clone()), format), &limits()).unwrap();
         assert_eq!(*out.get_pixel(3, 3), Rgb([0x80, 0x80, 0x80]), "{format:?}");
     }
 }
@@ -114,11 +93,7 @@ fn alpha_is_composited_over_white() {
         _ => Rgba([0, 0, 255, 128]), // half blue over white
     });
     for format in [ImageFormat::Png, ImageFormat::WebP, ImageFormat::Tiff] {
-        let out = decode(
-            &encode(&DynamicImage::ImageRgba8(rgba.clone()), format),
-            &limits(),
-        )
-        .unwrap();
+        let out = decode(&encode(&DynamicImage::ImageRgba8(rgba.clone()), format), &limits()).unwrap();
         assert_eq!(out.get_pixel(5, 5).0, RED, "{format:?}");
         assert_eq!(out.get_pixel(15, 5).0, WHITE, "{format:?}");
         assert_eq!(out.get_pixel(25, 5).0, [127, 127, 255], "{format:?}");
@@ -127,18 +102,8 @@ fn alpha_is_composited_over_white() {
 
 #[test]
 fn gray_alpha_is_composited_over_white() {
-    let la = GrayAlphaImage::from_fn(20, 20, |x, _| {
-        if x < 10 {
-            LumaA([0, 0])
-        } else {
-            LumaA([40, 255])
-        }
-    });
-    let out = decode(
-        &encode(&DynamicImage::ImageLumaA8(la), ImageFormat::Png),
-        &limits(),
-    )
-    .unwrap();
+    let la = GrayAlphaImage::from_fn(20, 20, |x, _| if x < 10 { LumaA([0, 0]) } else { LumaA([40, 255]) });
+    let out = decode(&encode(&DynamicImage::ImageLumaA8(la), ImageFormat::Png), &limits()).unwrap();
     assert_eq!(out.get_pixel(2, 2).0, WHITE);
     assert_eq!(out.get_pixel(15, 2).0, [40, 40, 40]);
 }
@@ -166,34 +131,21 @@ fn palette_png_with_transparency() {
 
 #[test]
 fn gif_first_frame_with_transparency() {
-    let frame = |c: Rgba<u8>| {
-        Frame::new(RgbaImage::from_fn(24, 24, |x, _| {
-            if x < 12 {
-                c
-            } else {
-                Rgba([0, 0, 0, 0])
-            }
-        }))
-    };
+    let frame =
+        |c: Rgba<u8>| Frame::new(RgbaImage::from_fn(24, 24, |x, _| if x < 12 { c } else { Rgba([0, 0, 0, 0]) }));
     let mut bytes = Vec::new();
     {
         let mut enc = GifEncoder::new(&mut bytes);
-        enc.encode_frames([frame(Rgba([255, 0, 0, 255])), frame(Rgba([0, 255, 0, 255]))])
-            .unwrap();
+        enc.encode_frames([frame(Rgba([255, 0, 0, 255])), frame(Rgba([0, 255, 0, 255]))]).unwrap();
     }
     let out = decode(&bytes, &limits()).unwrap();
     assert_eq!(out.dimensions(), (24, 24));
-    assert!(
-        close(*out.get_pixel(3, 3), RED, 8),
-        "first frame, not the second"
-    );
+    assert!(close(*out.get_pixel(3, 3), RED, 8), "first frame, not the second");
     assert_eq!(out.get_pixel(20, 3).0, WHITE);
 }
 
 fn cmyk_fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name);
     std::fs::read(path).unwrap()
 }
 
@@ -204,10 +156,7 @@ fn cmyk_jpeg_converts_to_rgb() {
     assert_eq!(out.dimensions(), (32, 32));
     for (x, y, want) in [(6, 6, RED), (26, 6, GREEN), (6, 26, BLUE), (26, 26, WHITE)] {
         let got = *out.get_pixel(x, y);
-        assert!(
-            close(got, want, 24),
-            "at {x},{y}: got {got:?}, want {want:?}"
-        );
+        assert!(close(got, want, 24), "at {x},{y}: got {got:?}, want {want:?}");
     }
 }
 
@@ -216,10 +165,7 @@ fn cmyk_tiff_converts_to_rgb() {
     let out = decode(&cmyk_fixture("cmyk.tif"), &limits()).unwrap();
     for (x, y, want) in [(6, 6, RED), (26, 6, GREEN), (6, 26, BLUE), (26, 26, WHITE)] {
         let got = *out.get_pixel(x, y);
-        assert!(
-            close(got, want, 2),
-            "at {x},{y}: got {got:?}, want {want:?}"
-        );
+        assert!(close(got, want, 2), "at {x},{y}: got {got:?}, want {want:?}");
     }
 }
 
@@ -279,10 +225,7 @@ fn empty_input() {
 #[test]
 fn too_many_bytes() {
     let bytes = encode(&DynamicImage::ImageRgb8(gradient(20, 20)), ImageFormat::Png);
-    let small = DecodeLimits {
-        max_bytes: 100,
-        ..limits()
-    };
+    let small = DecodeLimits { max_bytes: 100, ..limits() };
     let err = decode(&bytes, &small).unwrap_err();
     assert_eq!(err.code(), "too_large");
     assert!(err.to_string().contains("limit is 100 bytes"), "{err}");
@@ -301,20 +244,11 @@ fn known_but_unsupported_formats() {
     let err = decode(heic, &limits()).unwrap_err();
     assert_eq!(err.code(), "unsupported_format");
     assert!(err.to_string().contains("HEIC"), "{err}");
-    assert_eq!(
-        code(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1"),
-        "unsupported_format"
-    );
+    assert_eq!(code(b"\0\0\0\x1cftypavif\0\0\0\0avifmif1"), "unsupported_format");
     assert_eq!(code(b"%PDF-1.7\n"), "unsupported_format");
-    assert_eq!(
-        code(b"<?xml version=\"1.0\"?><svg xmlns=\"x\"/>"),
-        "unsupported_format"
-    );
+    assert_eq!(code(b"<?xml version=\"1.0\"?><svg xmlns=\"x\"/>"), "unsupported_format");
     // Formats image can read but we do not accept.
-    assert_eq!(
-        code(b"qoif\0\0\0\x20\0\0\0\x20\x03\x00"),
-        "unsupported_format"
-    );
+    assert_eq!(code(b"qoif\0\0\0\x20\0\0\0\x20\x03\x00"), "unsupported_format");
     assert_eq!(code(b"P6\n32 32\n255\n"), "unsupported_format");
 }
 
@@ -342,12 +276,7 @@ fn truncated_png_and_jpeg() {
 fn truncated_other_formats_are_refused() {
     let img = RgbImage::from_raw(64, 64, noise(64 * 64 * 3, 9)).unwrap();
     let mut wrong = Vec::new();
-    for format in [
-        ImageFormat::Gif,
-        ImageFormat::WebP,
-        ImageFormat::Bmp,
-        ImageFormat::Tiff,
-    ] {
+    for format in [ImageFormat::Gif, ImageFormat::WebP, ImageFormat::Bmp, ImageFormat::Tiff] {
         let bytes = encode(&DynamicImage::ImageRgb8(img.clone()), format);
         for fraction in [0.02, 0.1, 0.5, 0.9, 0.99] {
             let err = decode(truncate(&bytes, fraction), &limits()).unwrap_err();
@@ -365,21 +294,14 @@ fn png_bomb_is_refused_from_the_header() {
     assert!(bytes.len() < 100);
     let start = Instant::now();
     let err = decode(&bytes, &limits()).unwrap_err();
-    assert!(
-        start.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_millis(200), "{:?}", start.elapsed());
     assert_eq!(err.code(), "too_many_pixels");
     assert!(err.to_string().contains("100000x100000"), "{err}");
 }
 
 /// Overwrites a big-endian u16 pair (height, width) in a JPEG's SOF0 segment.
 fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
-    let mut jpeg = encode(
-        &DynamicImage::ImageRgb8(gradient(32, 32)),
-        ImageFormat::Jpeg,
-    );
+    let mut jpeg = encode(&DynamicImage::ImageRgb8(gradient(32, 32)), ImageFormat::Jpeg);
     let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
     jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
     jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
@@ -399,28 +321,15 @@ fn other_bombs_are_refused_from_the_header() {
     bmp[18..22].copy_from_slice(&50_000i32.to_le_bytes());
     bmp[22..26].copy_from_slice(&50_000i32.to_le_bytes());
     assert_eq!(code(&bmp), "too_many_pixels");
-    assert!(
-        start.elapsed() < Duration::from_millis(500),
-        "{:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
 }
 
 #[test]
 fn pixel_limit_is_configurable() {
     let bytes = encode(&DynamicImage::ImageRgb8(gradient(40, 30)), ImageFormat::Png);
-    let tight = DecodeLimits {
-        max_pixels: 1000,
-        ..limits()
-    };
-    assert_eq!(
-        decode(&bytes, &tight).unwrap_err().code(),
-        "too_many_pixels"
-    );
-    let exact = DecodeLimits {
-        max_pixels: 1200,
-        ..limits()
-    };
+    let tight = DecodeLimits { max_pixels: 1000, ..limits() };
+    assert_eq!(decode(&bytes, &tight).unwrap_err().code(), "too_many_pixels");
+    let exact = DecodeLimits { max_pixels: 1200, ..limits() };
     assert!(decode(&bytes, &exact).is_ok());
 }
 
@@ -430,10 +339,7 @@ fn too_small_images() {
     let err = decode(&one, &limits()).unwrap_err();
     assert_eq!(err.code(), "too_small");
     assert!(err.to_string().contains("1x1"), "{err}");
-    let thin = encode(
-        &DynamicImage::ImageRgb8(gradient(400, 15)),
-        ImageFormat::Png,
-    );
+    let thin = encode(&DynamicImage::ImageRgb8(gradient(400, 15)), ImageFormat::Png);
     assert_eq!(code(&thin), "too_small");
     let edge = encode(&DynamicImage::ImageRgb8(gradient(16, 16)), ImageFormat::Png);
     assert!(decode(&edge, &limits()).is_ok());
@@ -443,17 +349,11 @@ fn too_small_images() {
 fn mutated_files_never_panic() {
     // A cheap fuzz pass: flip bytes and cut files of every format; any result but a panic is fine.
     let img = gradient(24, 20);
-    let mut inputs: Vec<Vec<u8>> = [
-        ImageFormat::Png,
-        ImageFormat::Jpeg,
-        ImageFormat::Gif,
-        ImageFormat::WebP,
-        ImageFormat::Bmp,
-        ImageFormat::Tiff,
-    ]
-    .iter()
-    .map(|&f| encode(&DynamicImage::ImageRgb8(img.clone()), f))
-    .collect();
+    let mut inputs: Vec<Vec<u8>> =
+        [ImageFormat::Png, ImageFormat::Jpeg, ImageFormat::Gif, ImageFormat::WebP, ImageFormat::Bmp, ImageFormat::Tiff]
+            .iter()
+            .map(|&f| encode(&DynamicImage::ImageRgb8(img.clone()), f))
+            .collect();
     inputs.push(cmyk_fixture("cmyk.jpg"));
     let mut seed = 1;
     for original in &inputs {
@@ -482,17 +382,10 @@ fn decode_file_reads_sniffs_and_checks_size() {
     // A PNG named .jpg: the bytes decide, not the extension.
     let path = dir.join("photo.jpg");
     let img = gradient(30, 20);
-    std::fs::write(
-        &path,
-        encode(&DynamicImage::ImageRgb8(img.clone()), ImageFormat::Png),
-    )
-    .unwrap();
+    std::fs::write(&path, encode(&DynamicImage::ImageRgb8(img.clone()), ImageFormat::Png)).unwrap();
     assert_eq!(decode_file(&path, &limits()).unwrap(), img);
 
-    let small = DecodeLimits {
-        max_bytes: 10,
-        ..limits()
-    };
+    let small = DecodeLimits { max_bytes: 10, ..limits() };
     assert_eq!(decode_file(&path, &small).unwrap_err().code(), "too_large");
 
     let err = decode_file(&dir.join("missing.png"), &limits()).unwrap_err();

@@ -28,12 +28,7 @@ pub enum VisionError {
     /// Width × height exceeds [`crate::DecodeLimits::max_pixels`]; refused from the header alone
     /// (a decompression bomb never gets its pixel buffer allocated).
     #[error("the image is too big: {width}x{height} = {pixels} pixels, the limit is {max} pixels")]
-    TooManyPixels {
-        width: u32,
-        height: u32,
-        pixels: u64,
-        max: u64,
-    },
+    TooManyPixels { width: u32, height: u32, pixels: u64, max: u64 },
 
     /// A side is shorter than [`crate::DecodeLimits::min_side`].
     #[error("the image is too small: {width}x{height}, each side must be at least {min} pixels")]
@@ -45,10 +40,7 @@ pub enum VisionError {
 
     /// The header was recognised but the data inside is malformed.
     #[error("the {format} file is corrupt: {detail}")]
-    Corrupt {
-        format: &'static str,
-        detail: String,
-    },
+    Corrupt { format: &'static str, detail: String },
 
     /// Reading a file from disk failed ([`crate::decode_file`] only).
     #[error("cannot read {path}: {source}")]
@@ -91,23 +83,13 @@ mod tests {
 
     #[test]
     fn codes_are_stable_and_messages_are_human() {
-        let e = VisionError::TooSmall {
-            width: 1,
-            height: 1,
-            min: 16,
-        };
+        let e = VisionError::TooSmall { width: 1, height: 1, min: 16 };
         assert_eq!(e.code(), "too_small");
-        assert_eq!(
-            e.to_string(),
-            "the image is too small: 1x1, each side must be at least 16 pixels"
-        );
+        assert_eq!(e.to_string(), "the image is too small: 1x1, each side must be at least 16 pixels");
         assert_eq!(VisionError::Empty.code(), "empty");
         assert_eq!(VisionError::NotAnImage.code(), "not_an_image");
         assert!(VisionError::Empty.is_client_error());
-        let io = VisionError::Io {
-            path: "/nope".into(),
-            source: std::io::Error::from(std::io::ErrorKind::NotFound),
-        };
+        let io = VisionError::Io { path: "/nope".into(), source: std::io::Error::from(std::io::ErrorKind::NotFound) };
         assert_eq!(io.code(), "io");
         assert!(!io.is_client_error());
     }

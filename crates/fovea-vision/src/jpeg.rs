@@ -51,10 +51,7 @@ pub(crate) fn tail(bytes: &[u8]) -> JpegTail {
             0x00 => return JpegTail::Unknown,
             _ => {}
         }
-        let Some(len) = bytes
-            .get(pos..pos + 2)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-        else {
+        let Some(len) = bytes.get(pos..pos + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
             return JpegTail::Truncated;
         };
         if len < 2 {
@@ -66,11 +63,7 @@ pub(crate) fn tail(bytes: &[u8]) -> JpegTail {
         }
         if marker == SOS {
             let scan = &bytes[end..];
-            return if scan.windows(2).any(|w| w == [0xFF, EOI]) {
-                JpegTail::Complete
-            } else {
-                JpegTail::Truncated
-            };
+            return if scan.windows(2).any(|w| w == [0xFF, EOI]) { JpegTail::Complete } else { JpegTail::Truncated };
         }
         pos = end;
     }
@@ -83,10 +76,7 @@ mod tests {
     #[test]
     fn minimal_structures() {
         // SOI, APP0 (len 4), SOS (len 2), data, EOI.
-        let ok = [
-            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 1, 2, 0xFF, 0xDA, 0x00, 0x02, 5, 0xFF, 0x00, 6,
-            0xFF, 0xD9,
-        ];
+        let ok = [0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 1, 2, 0xFF, 0xDA, 0x00, 0x02, 5, 0xFF, 0x00, 6, 0xFF, 0xD9];
         assert_eq!(tail(&ok), JpegTail::Complete);
         assert_eq!(tail(&ok[..ok.len() - 2]), JpegTail::Truncated);
         // Cut inside the APP0 length.

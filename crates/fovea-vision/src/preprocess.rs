@@ -40,11 +40,7 @@ pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     } else {
         imageops::crop_imm(img, x0, y0, side, side).to_image()
     };
-    let resized = if square.width() == size {
-        square
-    } else {
-        imageops::resize(&square, size, size, FILTER)
-    };
+    let resized = if square.width() == size { square } else { imageops::resize(&square, size, size, FILTER) };
     chw_normalised(&resized)
 }
 
@@ -102,11 +98,7 @@ pub(crate) fn resize_shorter_side(img: &RgbImage, size: u32) -> RgbImage {
         let scaled = (f64::from(l) * f64::from(size) / f64::from(s)).round() as u32;
         scaled.max(size)
     };
-    let (nw, nh) = if w <= h {
-        (size, long(h, w))
-    } else {
-        (long(w, h), size)
-    };
+    let (nw, nh) = if w <= h { (size, long(h, w)) } else { (long(w, h), size) };
     if (nw, nh) == (w, h) {
         return img.clone();
     }
@@ -147,9 +139,7 @@ mod tests {
         // Blue is constant, so its whole plane is one value; red and green vary.
         let v = to_input(&img, 16);
         let plane = 16 * 16;
-        assert!(v[2 * plane..]
-            .iter()
-            .all(|&x| (x - value(200)).abs() < 1e-6));
+        assert!(v[2 * plane..].iter().all(|&x| (x - value(200)).abs() < 1e-6));
         assert!(v[..plane].iter().any(|&x| (x - v[0]).abs() > 1e-3));
         assert!(to_input(&img, 0).is_empty());
     }
@@ -175,22 +165,24 @@ mod tests {
         let plane = 50 * 50;
         assert!(v[..plane].iter().all(|&x| x == value(0)), "red leaked in");
         assert!(v[plane..2 * plane].iter().all(|&x| x == value(255)));
-        assert!(
-            v[2 * plane..].iter().all(|&x| x == value(0)),
-            "blue leaked in"
-        );
+        assert!(v[2 * plane..].iter().all(|&x| x == value(0)), "blue leaked in");
     }
 
     #[test]
     fn tall_image_is_centre_cropped_and_chw_ordered() {
         // 20×60, top/bottom thirds black; the middle third has a left-to-right red ramp.
-        let img = RgbImage::from_fn(20, 60, |x, y| {
-            if (20..40).contains(&y) {
-                Rgb([(x * 12) as u8, 0, 0])
-            } else {
-                Rgb([0, 0, 0])
-            }
-        });
+        let img =
+            RgbImage::from_fn(
+                20,
+                60,
+                |x, y| {
+                    if (20..40).contains(&y) {
+                        Rgb([(x * 12) as u8, 0, 0])
+                    } else {
+                        Rgb([0, 0, 0])
+                    }
+                },
+            );
         let v = to_input(&img, 20); // no resampling: exact pixels
         assert_eq!(v[0], value(0));
         assert_eq!(v[19], value(19 * 12)); // row 0, last column
@@ -202,30 +194,20 @@ mod tests {
     fn large_downscale_is_smooth_not_aliased() {
         // A one-pixel checkerboard averages to mid grey when properly filtered; nearest-neighbour
         // or a plain bilinear lookup would return near-black/white stripes.
-        let img = RgbImage::from_fn(2000, 1500, |x, y| {
-            if (x + y) % 2 == 0 {
-                Rgb([255, 255, 255])
-            } else {
-                Rgb([0, 0, 0])
-            }
-        });
+        let img =
+            RgbImage::from_fn(2000, 1500, |x, y| if (x + y) % 2 == 0 { Rgb([255, 255, 255]) } else { Rgb([0, 0, 0]) });
         let v = to_input(&img, 32);
         assert!(v.iter().all(|&x| x.abs() < 0.1), "aliasing: {:?}", &v[..8]);
     }
 
     #[test]
     fn box_reduce_averages_blocks() {
-        let img = RgbImage::from_fn(7, 5, |x, y| {
-            Rgb([(x + 10 * y) as u8, 100, (x % 2 * 255) as u8])
-        });
+        let img = RgbImage::from_fn(7, 5, |x, y| Rgb([(x + 10 * y) as u8, 100, (x % 2 * 255) as u8]));
         let out = box_reduce(&img, (0, 0, 7, 5), 2);
         assert_eq!(out.dimensions(), (3, 2));
         // Block (0,0): red 0, 1, 10, 11 → 5.5 rounds to 6; blue 0, 255, 0, 255 → 127.5 → 128.
         assert_eq!(out.get_pixel(0, 0).0, [6, 100, 128]);
-        assert_eq!(
-            out.get_pixel(2, 1).0,
-            [(24 + 25 + 34 + 35 + 2) / 4, 100, 128]
-        );
+        assert_eq!(out.get_pixel(2, 1).0, [(24 + 25 + 34 + 35 + 2) / 4, 100, 128]);
         // A region: blocks start at (1, 1).
         let out = box_reduce(&img, (1, 1, 6, 4), 3);
         assert_eq!(out.dimensions(), (2, 1));
@@ -245,12 +227,7 @@ mod tests {
         let fast = to_input(&img, 64);
         let square = imageops::crop_imm(&img, 300, 0, 1200, 1200).to_image();
         let direct = chw_normalised(&imageops::resize(&square, 64, 64, FILTER));
-        let mean_abs = fast
-            .iter()
-            .zip(&direct)
-            .map(|(a, b)| (a - b).abs())
-            .sum::<f32>()
-            / fast.len() as f32;
+        let mean_abs = fast.iter().zip(&direct).map(|(a, b)| (a - b).abs()).sum::<f32>() / fast.len() as f32;
         assert!(mean_abs < 2.0 / 128.0, "mean difference {mean_abs}");
     }
 

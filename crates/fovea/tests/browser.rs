@@ -75,12 +75,20 @@ async fn wait_for(client: &fantoccini::Client, css: &str) -> fantoccini::element
 #[tokio::test]
 async fn correct_to_a_new_class_in_the_browser() {
     let driver_path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    assert!(Path::new(&driver_path).exists(), "{driver_path} missing: scripts/setup.sh --test installs chromium-driver");
+    assert!(
+        Path::new(&driver_path).exists(),
+        "{driver_path} missing: scripts/setup.sh --test installs chromium-driver"
+    );
     let data = tempfile::tempdir().unwrap();
     let (_server, base) = serve(data.path());
     let port = free_port();
     let _driver = Killed(
-        Command::new(&driver_path).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+        Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
     );
     let profile = tempfile::tempdir().unwrap();
     let caps: serde_json::Map<String, serde_json::Value> = serde_json::from_value(serde_json::json!({
@@ -94,7 +102,12 @@ async fn correct_to_a_new_class_in_the_browser() {
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let client = loop {
-        match ClientBuilder::rustls().unwrap().capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+        match ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps.clone())
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+        {
             Ok(c) => break c,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
@@ -124,13 +137,16 @@ async fn correct_to_a_new_class_in_the_browser() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // Clear the rows the correction re-rendered, so the rows found next can only come from the new upload.
+    client.execute("document.getElementById('predictions').innerHTML = ''", vec![]).await.unwrap();
     let input = file_input(&client).await;
     input.send_keys(write_variant(files.path(), "chelsea.png", 6).to_str().unwrap()).await.unwrap();
     let top = wait_for(&client, "#predictions .prediction.top[data-class='my cat']").await;
     assert!(top.text().await.unwrap().contains('%'));
 
     let png = client.screenshot().await.unwrap();
-    let out = PathBuf::from(std::env::var("CARGO_TARGET_TMPDIR").unwrap_or_else(|_| ".".into())).join("fovea-classify.png");
+    let out =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fovea-classify.png");
     std::fs::write(&out, png).unwrap();
     println!("screenshot saved to {}", out.display());
     client.close().await.unwrap();

@@ -67,7 +67,8 @@ fn photo_folder(root: &Path, per_class: usize, offset: u32) {
         for i in 0..per_class as u32 {
             let k = i + offset;
             let (w, h) = (img.width() * (80 - 3 * (k % 7)) / 100, img.height() * (80 - 2 * (k % 5)) / 100);
-            let crop = image::imageops::crop_imm(&img, (k * 7) % (img.width() - w), (k * 5) % (img.height() - h), w, h).to_image();
+            let crop = image::imageops::crop_imm(&img, (k * 7) % (img.width() - w), (k * 5) % (img.height() - h), w, h)
+                .to_image();
             let crop = if k % 2 == 1 { image::imageops::flip_horizontal(&crop) } else { crop };
             crop.save(folder.join(format!("{k}.png"))).unwrap();
         }

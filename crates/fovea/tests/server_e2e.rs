@@ -43,14 +43,15 @@ fn photo_variant(name: &str, k: u32) -> Vec<u8> {
     let dir = fovea_model::fetch::ensure_sample_photos(&fovea_model::fovea_home()).unwrap();
     let img = fovea_vision::decode_file(&dir.join(name), &Default::default()).unwrap();
     let (w, h) = (img.width() * (90 - k % 20) / 100, img.height() * (90 - k % 17) / 100);
-    let crop = image::imageops::crop_imm(&img, (k * 3) % (img.width() - w), (k * 2) % (img.height() - h), w, h).to_image();
+    let crop =
+        image::imageops::crop_imm(&img, (k * 3) % (img.width() - w), (k * 2) % (img.height() - h), w, h).to_image();
     let mut out = Vec::new();
     crop.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
     out
 }
 
-fn classify(base: &str, bytes: &[u8]) -> Result<Value, ureq::Error> {
-    Ok(ureq::post(&format!("{base}/api/v1/classify")).send_bytes(bytes)?.into_json()?)
+fn classify(base: &str, bytes: &[u8]) -> Value {
+    ureq::post(&format!("{base}/api/v1/classify")).send_bytes(bytes).unwrap().into_json().unwrap()
 }
 
 #[test]
@@ -61,7 +62,7 @@ fn kill_9_during_a_burst_of_corrections_loses_no_acknowledged_label() {
     let server = serve(data.path());
     let mut images = Vec::new();
     for k in 0..30u32 {
-        let c = classify(&server.base, &photo_variant(photos[k as usize % 3], k)).unwrap();
+        let c = classify(&server.base, &photo_variant(photos[k as usize % 3], k));
         images.push((c["image_id"].as_str().unwrap().to_owned(), classes[k as usize % 3]));
     }
     // Corrections from another thread; the server is killed while they are in flight.
@@ -69,7 +70,8 @@ fn kill_9_during_a_burst_of_corrections_loses_no_acknowledged_label() {
     let burst = std::thread::spawn(move || {
         let mut acknowledged = Vec::new();
         for (id, class) in images {
-            let r = ureq::post(&format!("{base}/api/v1/images/{id}/label")).send_json(serde_json::json!({ "class": class }));
+            let r = ureq::post(&format!("{base}/api/v1/images/{id}/label"))
+                .send_json(serde_json::json!({ "class": class }));
             match r {
                 Ok(_) => acknowledged.push((id, class)),
                 Err(_) => break,
@@ -87,14 +89,18 @@ fn kill_9_during_a_burst_of_corrections_loses_no_acknowledged_label() {
 
     let restarted = serve(data.path());
     for (id, class) in &acknowledged {
-        let rows: Value = ureq::get(&format!("{}/api/v1/images?class={class}&limit=500", restarted.base)).call().unwrap().into_json().unwrap();
+        let rows: Value = ureq::get(&format!("{}/api/v1/images?class={class}&limit=500", restarted.base))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap();
         assert!(rows["images"].as_array().unwrap().iter().any(|r| r["id"] == id.as_str()), "label of {id} lost");
     }
     // The restored head answers as the labels say: a fresh variant of each photo gets its class.
     let known: std::collections::HashSet<&str> = acknowledged.iter().map(|(_, c)| *c).collect();
     for (photo, class) in photos.iter().zip(classes) {
         if known.contains(class) {
-            let c = classify(&restarted.base, &photo_variant(photo, 97)).unwrap();
+            let c = classify(&restarted.base, &photo_variant(photo, 97));
             assert_eq!(c["top"][0]["class"], class, "{c}");
         }
     }
@@ -105,11 +111,12 @@ fn fifty_concurrent_clients_get_no_server_errors() {
     let data = tempfile::tempdir().unwrap();
     let server = serve(data.path());
     let bodies: Vec<Vec<u8>> = (0..8).map(|k| photo_variant(["chelsea.png", "coffee.png"][k % 2], k as u32)).collect();
-    let first = classify(&server.base, &bodies[0]).unwrap();
+    let first = classify(&server.base, &bodies[0]);
     ureq::post(&format!("{}/api/v1/images/{}/label", server.base, first["image_id"].as_str().unwrap()))
         .send_json(serde_json::json!({"class": "cat"}))
         .unwrap();
-    let duration = Duration::from_secs(std::env::var("FOVEA_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15));
+    let duration =
+        Duration::from_secs(std::env::var("FOVEA_LOAD_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(15));
     let deadline = Instant::now() + duration;
     let workers: Vec<_> = (0..50)
         .map(|i| {
@@ -119,7 +126,10 @@ fn fifty_concurrent_clients_get_no_server_errors() {
                 let (mut ok, mut busy, mut server_errors, mut lat) = (0u32, 0u32, 0u32, Vec::new());
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    match ureq::post(&format!("{base}/api/v1/classify")).timeout(Duration::from_secs(60)).send_bytes(&body) {
+                    match ureq::post(&format!("{base}/api/v1/classify"))
+                        .timeout(Duration::from_secs(60))
+                        .send_bytes(&body)
+                    {
                         Ok(_) => {
                             ok += 1;
                             lat.push(t.elapsed().as_secs_f64() * 1e3);
@@ -145,7 +155,9 @@ fn fifty_concurrent_clients_get_no_server_errors() {
         lat.extend(l);
     }
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
+    };
     println!(
         "load: 50 clients for {:?}: {ok} ok ({:.1}/s), {busy} told busy (429), {errors} 5xx; latency p50 {:.0} ms, p99 {:.0} ms",
         duration,

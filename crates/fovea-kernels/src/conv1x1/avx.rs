@@ -43,11 +43,7 @@ pub(super) unsafe fn matmul(
                         bias,
                         valid,
                         act,
-                        res: if res.is_null() {
-                            res
-                        } else {
-                            res.add(r * ldo + n0)
-                        },
+                        res: if res.is_null() { res } else { res.add(r * ldo + n0) },
                         out: out.as_mut_ptr().add(layout.stored(r) * ldo + n0),
                         ldo,
                         col: r % layout.run,
@@ -82,11 +78,7 @@ pub(super) unsafe fn matmul(
                     bias,
                     valid,
                     act,
-                    res: if res.is_null() {
-                        res
-                    } else {
-                        res.add(r * ldo + n0)
-                    },
+                    res: if res.is_null() { res } else { res.add(r * ldo + n0) },
                     out: out.as_mut_ptr().add(layout.stored(r) * ldo + n0),
                     ldo,
                     col: r % layout.run,
@@ -175,11 +167,7 @@ unsafe fn tile<const R: usize>(t: &Tile) {
             v1 = _mm256_min_ps(_mm256_max_ps(v1, zero), six);
         }
         let o = outs[r];
-        let res = if t.res.is_null() {
-            t.res
-        } else {
-            t.res.add(r * t.ldo)
-        };
+        let res = if t.res.is_null() { t.res } else { t.res.add(r * t.ldo) };
         if t.valid == NR {
             if !res.is_null() {
                 v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res));
@@ -217,11 +205,7 @@ unsafe fn tile8<const R: usize>(t: &Tile) {
             v0 = _mm256_min_ps(_mm256_max_ps(v0, zero), six);
         }
         let o = outs[r];
-        let res = if t.res.is_null() {
-            t.res
-        } else {
-            t.res.add(r * t.ldo)
-        };
+        let res = if t.res.is_null() { t.res } else { t.res.add(r * t.ldo) };
         if t.valid == 8 {
             if !res.is_null() {
                 v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res));

@@ -14,11 +14,7 @@ impl Depthwise {
             (0, g.ow)
         } else {
             let lo = g.pad_left.div_ceil(s).min(g.ow);
-            let hi = if g.w + g.pad_left >= self.k {
-                ((g.w + g.pad_left - self.k) / s + 1).min(g.ow)
-            } else {
-                0
-            };
+            let hi = if g.w + g.pad_left >= self.k { ((g.w + g.pad_left - self.k) / s + 1).min(g.ow) } else { 0 };
             (lo, hi.max(lo))
         };
         let mut ox = lo;
@@ -50,13 +46,7 @@ impl Depthwise {
     /// kernel sizes and strides (constants, so the tap loops unroll). Each weight load feeds eight FMAs, leaving about
     /// one load per FMA, and the eight accumulators are independent chains that hide FMA latency.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn wide_avx<const K: usize, const S: usize>(
-        &self,
-        input: &[f32],
-        g: &Geom,
-        ox: usize,
-        out: &mut [f32],
-    ) {
+    unsafe fn wide_avx<const K: usize, const S: usize>(&self, input: &[f32], g: &Geom, ox: usize, out: &mut [f32]) {
         const P: usize = 8;
         let c = self.c;
         let col = g.col0 + ox * S - g.pad_left;
@@ -80,10 +70,7 @@ impl Depthwise {
                 }
             }
             for (p, acc) in a.iter().enumerate() {
-                _mm256_storeu_ps(
-                    o.add(p * c + cb),
-                    _mm256_min_ps(_mm256_max_ps(*acc, zero), six),
-                );
+                _mm256_storeu_ps(o.add(p * c + cb), _mm256_min_ps(_mm256_max_ps(*acc, zero), six));
             }
             cb += 8;
         }
@@ -92,8 +79,7 @@ impl Depthwise {
                 let mut v = self.bias[ch];
                 for (dy, row) in rows.iter().enumerate().take(g.ky.1).skip(g.ky.0) {
                     for dx in 0..K {
-                        v = (*row.add((p * S + dx) * c + ch))
-                            .mul_add(*wts.add((dy * K + dx) * c + ch), v);
+                        v = (*row.add((p * S + dx) * c + ch)).mul_add(*wts.add((dy * K + dx) * c + ch), v);
                     }
                 }
                 *o.add(p * c + ch) = relu6(v);
@@ -105,13 +91,7 @@ impl Depthwise {
     /// feeds `P` FMAs and the `2P` accumulators are independent chains, so with `P = 4` neither load ports nor FMA
     /// latency dominate.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn unclipped_avx<const P: usize>(
-        &self,
-        input: &[f32],
-        g: &Geom,
-        ox: usize,
-        out: &mut [f32],
-    ) {
+    unsafe fn unclipped_avx<const P: usize>(&self, input: &[f32], g: &Geom, ox: usize, out: &mut [f32]) {
         let (c, k, s) = (self.c, self.k, self.stride);
         let col = g.col0 + ox * s - g.pad_left;
         let o = out.as_mut_ptr().add(ox * c);
@@ -150,19 +130,12 @@ impl Depthwise {
                 for dx in 0..k {
                     let w0 = _mm256_loadu_ps(wts.add((dy * k + dx) * c + cb));
                     for (p, acc) in a.iter_mut().enumerate() {
-                        *acc = _mm256_fmadd_ps(
-                            _mm256_loadu_ps(row.add((p * s + dx) * c + cb)),
-                            w0,
-                            *acc,
-                        );
+                        *acc = _mm256_fmadd_ps(_mm256_loadu_ps(row.add((p * s + dx) * c + cb)), w0, *acc);
                     }
                 }
             }
             for (p, acc) in a.iter().enumerate() {
-                _mm256_storeu_ps(
-                    o.add(p * c + cb),
-                    _mm256_min_ps(_mm256_max_ps(*acc, zero), six),
-                );
+                _mm256_storeu_ps(o.add(p * c + cb), _mm256_min_ps(_mm256_max_ps(*acc, zero), six));
             }
             cb += 8;
         }
@@ -171,8 +144,7 @@ impl Depthwise {
                 let mut v = self.bias[ch];
                 for (dy, row) in rows.iter().enumerate().take(g.ky.1).skip(g.ky.0) {
                     for dx in 0..k {
-                        v = (*row.add((p * s + dx) * c + ch))
-                            .mul_add(*wts.add((dy * k + dx) * c + ch), v);
+                        v = (*row.add((p * s + dx) * c + ch)).mul_add(*wts.add((dy * k + dx) * c + ch), v);
                     }
                 }
                 *o.add(p * c + ch) = relu6(v);
@@ -223,10 +195,7 @@ impl Depthwise {
                     }
                 }
                 for (p, acc) in a.iter().enumerate().take(n_px) {
-                    _mm256_storeu_ps(
-                        o.add(p * c + cb),
-                        _mm256_min_ps(_mm256_max_ps(*acc, zero), six),
-                    );
+                    _mm256_storeu_ps(o.add(p * c + cb), _mm256_min_ps(_mm256_max_ps(*acc, zero), six));
                 }
                 cb += 8;
             }

@@ -42,9 +42,7 @@ impl SldaConfig {
     pub fn validate(&self) -> Result<()> {
         let ok = |v: f64| v.is_finite() && v > 0.0;
         if !ok(self.prior_variance) || !ok(self.prior_strength) {
-            return Err(Error::Config(
-                "prior_variance and prior_strength must be finite and > 0".into(),
-            ));
+            return Err(Error::Config("prior_variance and prior_strength must be finite and > 0".into()));
         }
         Ok(())
     }
@@ -72,11 +70,7 @@ impl SldaConfig {
             }
         }
         if n >= 2.0 {
-            let var: f64 = sum
-                .iter()
-                .zip(&sq)
-                .map(|(s, q)| ((q - s * s / n) / (n - 1.0)).max(0.0))
-                .sum::<f64>()
+            let var: f64 = sum.iter().zip(&sq).map(|(s, q)| ((q - s * s / n) / (n - 1.0)).max(0.0)).sum::<f64>()
                 / sum.len() as f64;
             if var.is_finite() && var > 0.0 {
                 self.prior_variance = var;

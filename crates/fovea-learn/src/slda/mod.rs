@@ -21,8 +21,8 @@ use crate::classes::{ClassId, ClassTable};
 use crate::error::{check_embedding, Error, Result};
 use crate::head::{Head, HeadKind, RawScores};
 use crate::linalg::{
-    axpy, dot, pack_upper, packed_diag, packed_len, packed_rank_k, packed_rank_one, packed_symv,
-    spd_inverse, sq_dist_to_mean, to_f64, unpack_symmetric,
+    axpy, dot, pack_upper, packed_diag, packed_len, packed_rank_k, packed_rank_one, packed_symv, spd_inverse,
+    sq_dist_to_mean, to_f64, unpack_symmetric,
 };
 use crate::snapshot::{HeadSnapshot, SldaSnapshot};
 
@@ -125,12 +125,7 @@ impl SldaHead {
     pub fn mean(&self, class: ClassId) -> Option<Vec<f64>> {
         let k = class.index();
         let n = *self.counts.get(k)?;
-        (n > 0).then(|| {
-            self.row(&self.sums, k)
-                .iter()
-                .map(|s| s / n as f64)
-                .collect()
-        })
+        (n > 0).then(|| self.row(&self.sums, k).iter().map(|s| s / n as f64).collect())
     }
 
     fn row<'a>(&self, m: &'a [f64], k: usize) -> &'a [f64] {
@@ -164,11 +159,7 @@ impl SldaHead {
             self.quad[k] = 0.0;
             return;
         }
-        let mean: Vec<f64> = self
-            .row(&self.sums, k)
-            .iter()
-            .map(|s| s / n as f64)
-            .collect();
+        let mean: Vec<f64> = self.row(&self.sums, k).iter().map(|s| s / n as f64).collect();
         let mut w = vec![0.0; d];
         self.precision_times(&mean, &mut w);
         self.quad[k] = dot(&mean, &w);
@@ -301,11 +292,7 @@ impl Head for SldaHead {
             self.refresh_class(k);
         } else {
             let nf = n as f64;
-            let delta: Vec<f64> = x
-                .iter()
-                .zip(self.row(&self.sums, k))
-                .map(|(xi, s)| xi - s / nf)
-                .collect();
+            let delta: Vec<f64> = x.iter().zip(self.row(&self.sums, k)).map(|(xi, s)| xi - s / nf).collect();
             sm_ok = self.rank_one(k, nf / (nf + 1.0), &delta, 1.0 / (nf + 1.0));
             axpy(1.0, &x, &mut self.sums[k * d..(k + 1) * d]);
             self.counts[k] += 1;
@@ -334,11 +321,8 @@ impl Head for SldaHead {
             _ => {
                 let nf = n as f64;
                 // Mean without x, then the Welford downdate that inverts learning x into that mean.
-                let delta: Vec<f64> = x
-                    .iter()
-                    .zip(self.row(&self.sums, k))
-                    .map(|(xi, s)| xi - (s - xi) / (nf - 1.0))
-                    .collect();
+                let delta: Vec<f64> =
+                    x.iter().zip(self.row(&self.sums, k)).map(|(xi, s)| xi - (s - xi) / (nf - 1.0)).collect();
                 sm_ok = self.rank_one(k, -(nf - 1.0) / nf, &delta, -1.0 / nf);
                 axpy(-1.0, &x, &mut self.sums[k * d..(k + 1) * d]);
                 self.counts[k] -= 1;
@@ -356,11 +340,7 @@ impl Head for SldaHead {
         // Diagonal of the regularised covariance gives a cheap O(K D) standardised distance for open-set.
         let inv_var: Vec<f64> = (0..d)
             .map(|j| {
-                let queued: f64 = self
-                    .pending_scatter
-                    .iter()
-                    .map(|(c, v)| c * v[j] * v[j])
-                    .sum();
+                let queued: f64 = self.pending_scatter.iter().map(|(c, v)| c * v[j] * v[j]).sum();
                 m / (packed_diag(&self.scatter, d, j) + queued + self.cfg.ridge())
             })
             .collect();
@@ -380,10 +360,7 @@ impl Head for SldaHead {
             let dist = sq_dist_to_mean(&x, self.row(&self.sums, k), 1.0 / n as f64, Some(&inv_var));
             best_dist = best_dist.min(dist / d as f64);
         }
-        Ok(RawScores {
-            logits,
-            distance: best_dist.is_finite().then_some(best_dist),
-        })
+        Ok(RawScores { logits, distance: best_dist.is_finite().then_some(best_dist) })
     }
 
     fn calibration(&self) -> &Calibration {
@@ -396,14 +373,9 @@ impl Head for SldaHead {
 
     fn merge(&mut self, other: &Self) -> Result<()> {
         if other.dim != self.dim {
-            return Err(Error::Incompatible(format!(
-                "dimension {} vs {}",
-                self.dim, other.dim
-            )));
+            return Err(Error::Incompatible(format!("dimension {} vs {}", self.dim, other.dim)));
         }
-        if other.cfg.ridge() != self.cfg.ridge()
-            || other.cfg.prior_strength != self.cfg.prior_strength
-        {
+        if other.cfg.ridge() != self.cfg.ridge() || other.cfg.prior_strength != self.cfg.prior_strength {
             return Err(Error::Incompatible("different SLDA priors".into()));
         }
         let d = self.dim;
@@ -419,12 +391,7 @@ impl Head for SldaHead {
             if na > 0 {
                 // Chan et al.: pooling two groups adds the between-group term n_a n_b / n (mu_a - mu_b)^2.
                 let (fa, fb) = (na as f64, nb as f64);
-                let diff: Vec<f64> = self
-                    .row(&self.sums, k)
-                    .iter()
-                    .zip(sb)
-                    .map(|(a, b)| a / fa - b / fb)
-                    .collect();
+                let diff: Vec<f64> = self.row(&self.sums, k).iter().zip(sb).map(|(a, b)| a / fa - b / fb).collect();
                 packed_rank_one(&mut self.scatter, d, fa * fb / (fa + fb), &diff);
             }
             axpy(1.0, sb, &mut self.sums[k * d..(k + 1) * d]);
@@ -452,11 +419,8 @@ impl Head for SldaHead {
             return Err(Error::Snapshot("not an slda snapshot".into()));
         };
         let k = s.classes.len();
-        if s.counts.len() != k || s.sums.len() != k * s.dim || s.scatter.len() != packed_len(s.dim)
-        {
-            return Err(Error::Snapshot(
-                "slda statistics have inconsistent sizes".into(),
-            ));
+        if s.counts.len() != k || s.sums.len() != k * s.dim || s.scatter.len() != packed_len(s.dim) {
+            return Err(Error::Snapshot("slda statistics have inconsistent sizes".into()));
         }
         let mut head = SldaHead::with_config(s.dim, s.config)?;
         head.classes = s.classes;

@@ -29,12 +29,7 @@ fn assert_same_predictions(a: &AnyHead, b: &AnyHead, probes: &[Example], tol: f6
     for e in probes {
         let (pa, pb) = (a.raw_scores(&e.x).unwrap(), b.raw_scores(&e.x).unwrap());
         assert_close(&pa.logits, &pb.logits, tol, "logits");
-        assert_close(
-            &[pa.distance.unwrap()],
-            &[pb.distance.unwrap()],
-            tol,
-            "distance",
-        );
+        assert_close(&[pa.distance.unwrap()], &[pb.distance.unwrap()], tol, "distance");
     }
 }
 
@@ -84,12 +79,7 @@ fn learn_then_unlearn_restores_statistics() {
     h.unlearn_named(&extra, "brand-new").unwrap();
     h.unlearn_named(&extra, "c1").unwrap();
     assert_eq!(h.counts()[..3], before.counts()[..]);
-    assert_close(
-        &h.sums()[..before.sums().len()],
-        before.sums(),
-        1e-12,
-        "sums",
-    );
+    assert_close(&h.sums()[..before.sums().len()], before.sums(), 1e-12, "sums");
     assert_close(&h.scatter(), &before.scatter(), 1e-9, "scatter");
     assert_close(&h.precision(), &before.precision(), 1e-9, "precision");
 }
@@ -97,14 +87,7 @@ fn learn_then_unlearn_restores_statistics() {
 #[test]
 fn incremental_precision_matches_exact_recompute() {
     let (_, data) = gaussian_clusters(5, 4, 50, 10, 2.0, 1.0);
-    let mut h = SldaHead::with_config(
-        10,
-        SldaConfig {
-            refresh_every: 0,
-            ..SldaConfig::default()
-        },
-    )
-    .unwrap();
+    let mut h = SldaHead::with_config(10, SldaConfig { refresh_every: 0, ..SldaConfig::default() }).unwrap();
     for (i, e) in data.iter().enumerate() {
         h.learn_named(&e.x, &e.class).unwrap();
         if i % 3 == 0 {
@@ -143,15 +126,9 @@ fn snapshot_then_replay_equals_full_fold() {
         .iter()
         .enumerate()
         .flat_map(|(i, e)| {
-            let mut v = vec![Event::Learn {
-                class: e.class.clone(),
-                embedding: e.x.clone(),
-            }];
+            let mut v = vec![Event::Learn { class: e.class.clone(), embedding: e.x.clone() }];
             if i % 5 == 4 {
-                v.push(Event::Unlearn {
-                    class: e.class.clone(),
-                    embedding: e.x.clone(),
-                });
+                v.push(Event::Unlearn { class: e.class.clone(), embedding: e.x.clone() });
             }
             v
         })
@@ -168,11 +145,7 @@ fn snapshot_then_replay_equals_full_fold() {
             } else {
                 HeadSnapshot::from_json(&snap.to_json().unwrap()).unwrap()
             };
-            assert_eq!(
-                snap,
-                early.snapshot(),
-                "{kind}: snapshot must roundtrip exactly"
-            );
+            assert_eq!(snap, early.snapshot(), "{kind}: snapshot must roundtrip exactly");
             let mut resumed = AnyHead::restore(snap).unwrap();
             resumed.replay(&events[60..]).unwrap();
             assert_same_predictions(&full, &resumed, &data[..15], 1e-9);
@@ -198,25 +171,13 @@ fn empty_and_one_class_heads_are_sane() {
         cal.temperature = 0.01;
         h.set_calibration(cal);
         let p = h.predict(&[0.0, 0.0, 5.0, 0.0]).unwrap();
-        assert!(p
-            .ranked
-            .iter()
-            .all(|s| s.score.is_finite() && s.probability.is_finite()));
-        assert!(matches!(
-            h.unlearn_named(&[1.0, 0.0, 0.0, 0.0], "nobody"),
-            Err(Error::UnknownClass(_))
-        ));
+        assert!(p.ranked.iter().all(|s| s.score.is_finite() && s.probability.is_finite()));
+        assert!(matches!(h.unlearn_named(&[1.0, 0.0, 0.0, 0.0], "nobody"), Err(Error::UnknownClass(_))));
         assert!(matches!(h.predict(&[1.0]), Err(Error::Dimension { .. })));
-        assert!(matches!(
-            h.learn_named(&[f32::NAN; 4], "x"),
-            Err(Error::NonFinite)
-        ));
+        assert!(matches!(h.learn_named(&[f32::NAN; 4], "x"), Err(Error::NonFinite)));
         h.unlearn_named(&[1.0, 0.0, 0.0, 0.0], "lonely").unwrap();
         assert!(h.predict(&[1.0, 2.0, 3.0, 4.0]).unwrap().unknown);
-        assert!(matches!(
-            h.unlearn_named(&[1.0, 0.0, 0.0, 0.0], "lonely"),
-            Err(Error::NothingToUnlearn(_))
-        ));
+        assert!(matches!(h.unlearn_named(&[1.0, 0.0, 0.0, 0.0], "lonely"), Err(Error::NothingToUnlearn(_))));
     }
 }
 
@@ -229,10 +190,7 @@ fn single_correction_adds_a_new_class() {
         let mut h = trained(kind, &data);
         let id = h.add_class("novel");
         h.learn(&novel, id).unwrap();
-        let near: Vec<f32> = novel
-            .iter()
-            .map(|v| v + (g.sample() * 0.05) as f32)
-            .collect();
+        let near: Vec<f32> = novel.iter().map(|v| v + (g.sample() * 0.05) as f32).collect();
         assert_eq!(h.predict(&near).unwrap().top_class(), Some(id), "{kind}");
         // The old classes still work.
         assert!(accuracy(&h, &data).unwrap() > 0.9, "{kind}");
@@ -251,14 +209,8 @@ fn calibration_and_open_set_work_through_the_head() {
         assert!(fit.nll_after <= fit.nll_before, "{kind}: {fit:?}");
         let open = calibrate_open_set(&mut h, heldout, 0.05, OpenSetRule::Distance).unwrap();
         assert!(open.false_unknown_rate <= 0.05, "{kind}: {open:?}");
-        assert!(
-            h.predict(&far).unwrap().unknown,
-            "{kind}: far point must be unknown"
-        );
-        assert!(
-            !h.predict(&centres[1]).unwrap().unknown,
-            "{kind}: a class centre is known"
-        );
+        assert!(h.predict(&far).unwrap().unknown, "{kind}: far point must be unknown");
+        assert!(!h.predict(&centres[1]).unwrap().unknown, "{kind}: a class centre is known");
     }
 }
 
@@ -278,15 +230,9 @@ fn head_kind_parses() {
 fn drift_stays_small_at_scale() {
     let dim = 256;
     let (_, data) = gaussian_clusters(77, 50, 50, dim, 1.0, 0.5);
-    let mut h = SldaHead::with_config(
-        dim,
-        SldaConfig {
-            refresh_every: 0,
-            prior_variance: 0.25,
-            ..SldaConfig::default()
-        },
-    )
-    .unwrap();
+    let mut h =
+        SldaHead::with_config(dim, SldaConfig { refresh_every: 0, prior_variance: 0.25, ..SldaConfig::default() })
+            .unwrap();
     for (i, e) in data.iter().enumerate() {
         h.learn_named(&e.x, &e.class).unwrap();
         if i % 4 == 3 {
@@ -297,15 +243,8 @@ fn drift_stays_small_at_scale() {
     exact.recompute().unwrap();
     let (a, b) = (h.precision(), exact.precision());
     let max_abs = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let drift = a
-        .iter()
-        .zip(&b)
-        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()))
-        / max_abs;
-    eprintln!(
-        "relative precision drift after {} updates: {drift:e}",
-        data.len() * 5 / 4
-    );
+    let drift = a.iter().zip(&b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / max_abs;
+    eprintln!("relative precision drift after {} updates: {drift:e}", data.len() * 5 / 4);
     assert!(drift < 1e-9, "{drift}");
     let ncm_acc = accuracy(&trained(HeadKind::Ncm, &data), &data).unwrap();
     let slda_acc = accuracy(&AnyHead::Slda(h), &data).unwrap();

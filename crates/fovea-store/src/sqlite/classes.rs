@@ -52,22 +52,18 @@ pub(super) async fn get_class(pool: &SqlitePool, id: ClassId) -> Result<Option<C
 }
 
 pub(super) async fn class_by_name(pool: &SqlitePool, name: &str) -> Result<Option<ClassRecord>> {
-    let row = sqlx::query(&format!(
-        "SELECT {CLASS_COLUMNS} FROM classes WHERE name_key = ?"
-    ))
-    .bind(class_name_key(name))
-    .fetch_optional(pool)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {CLASS_COLUMNS} FROM classes WHERE name_key = ?"))
+        .bind(class_name_key(name))
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(class_from_row).transpose()
 }
 
 pub(super) async fn unknown_class(pool: &SqlitePool) -> Result<ClassRecord> {
-    let row = sqlx::query(&format!(
-        "SELECT {CLASS_COLUMNS} FROM classes WHERE is_unknown"
-    ))
-    .fetch_optional(pool)
-    .await?
-    .ok_or_else(|| StoreError::Corrupt("the Unknown class is missing".into()))?;
+    let row = sqlx::query(&format!("SELECT {CLASS_COLUMNS} FROM classes WHERE is_unknown"))
+        .fetch_optional(pool)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("the Unknown class is missing".into()))?;
     class_from_row(&row)
 }
 
@@ -86,66 +82,41 @@ pub(super) async fn list_classes(pool: &SqlitePool) -> Result<Vec<ClassStats>> {
     rows.iter()
         .map(|row| {
             let count: i64 = row.try_get("image_count")?;
-            Ok(ClassStats {
-                class: class_from_row(row)?,
-                image_count: u64::try_from(count).unwrap_or(0),
-            })
+            Ok(ClassStats { class: class_from_row(row)?, image_count: u64::try_from(count).unwrap_or(0) })
         })
         .collect()
 }
 
-pub(super) async fn rename_class(
-    pool: &SqlitePool,
-    id: ClassId,
-    new_name: &str,
-) -> Result<ClassRecord> {
+pub(super) async fn rename_class(pool: &SqlitePool, id: ClassId, new_name: &str) -> Result<ClassRecord> {
     let name = validate_class_name(new_name)?;
-    let class = fetch_class(pool, id)
-        .await?
-        .ok_or_else(|| StoreError::not_found("class", id))?;
+    let class = fetch_class(pool, id).await?.ok_or_else(|| StoreError::not_found("class", id))?;
     if class.is_unknown {
-        return Err(StoreError::Invalid(
-            "the Unknown class cannot be renamed".into(),
-        ));
+        return Err(StoreError::Invalid("the Unknown class cannot be renamed".into()));
     }
     // The unique name_key index is the arbiter of collisions, so two racing renames cannot both win.
-    let row = sqlx::query(&format!(
-        "UPDATE classes SET name = ?, name_key = ? WHERE id = ? RETURNING {CLASS_COLUMNS}"
-    ))
-    .bind(&name)
-    .bind(class_name_key(&name))
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .map_err(|e| match is_unique_violation(&e) {
-        true => StoreError::already_exists("class", &name),
-        false => e.into(),
-    })?
-    .ok_or_else(|| StoreError::not_found("class", id))?;
+    let row = sqlx::query(&format!("UPDATE classes SET name = ?, name_key = ? WHERE id = ? RETURNING {CLASS_COLUMNS}"))
+        .bind(&name)
+        .bind(class_name_key(&name))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(|e| match is_unique_violation(&e) {
+            true => StoreError::already_exists("class", &name),
+            false => e.into(),
+        })?
+        .ok_or_else(|| StoreError::not_found("class", id))?;
     class_from_row(&row)
 }
 
-pub(super) async fn merge_classes(
-    pool: &SqlitePool,
-    from: ClassId,
-    into: ClassId,
-) -> Result<MergeOutcome> {
+pub(super) async fn merge_classes(pool: &SqlitePool, from: ClassId, into: ClassId) -> Result<MergeOutcome> {
     if from == into {
-        return Err(StoreError::Invalid(
-            "cannot merge a class into itself".into(),
-        ));
+        return Err(StoreError::Invalid("cannot merge a class into itself".into()));
     }
     let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
-    let from_class = fetch_class(&mut *tx, from)
-        .await?
-        .ok_or_else(|| StoreError::not_found("class", from))?;
-    let into_class = fetch_class(&mut *tx, into)
-        .await?
-        .ok_or_else(|| StoreError::not_found("class", into))?;
+    let from_class = fetch_class(&mut *tx, from).await?.ok_or_else(|| StoreError::not_found("class", from))?;
+    let into_class = fetch_class(&mut *tx, into).await?.ok_or_else(|| StoreError::not_found("class", into))?;
     if from_class.is_unknown {
-        return Err(StoreError::Invalid(
-            "the Unknown class cannot be merged away".into(),
-        ));
+        return Err(StoreError::Invalid("the Unknown class cannot be merged away".into()));
     }
     let labels_moved = sqlx::query("UPDATE labels SET class_id = ? WHERE class_id = ?")
         .bind(into)
@@ -159,14 +130,7 @@ pub(super) async fn merge_classes(
         .bind(from)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("DELETE FROM classes WHERE id = ?")
-        .bind(from)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("DELETE FROM classes WHERE id = ?").bind(from).execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(MergeOutcome {
-        from: from_class,
-        into: into_class,
-        labels_moved,
-    })
+    Ok(MergeOutcome { from: from_class, into: into_class, labels_moved })
 }

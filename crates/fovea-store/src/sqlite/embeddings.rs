@@ -12,28 +12,16 @@ fn encode(vector: &[f32]) -> Vec<u8> {
 
 fn decode(bytes: &[u8], dim: i64) -> Result<Vec<f32>> {
     if usize::try_from(dim).ok().and_then(|d| d.checked_mul(4)) != Some(bytes.len()) {
-        return Err(StoreError::Corrupt(format!(
-            "embedding of {} bytes, expected dim {dim}",
-            bytes.len()
-        )));
+        return Err(StoreError::Corrupt(format!("embedding of {} bytes, expected dim {dim}", bytes.len())));
     }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect())
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-pub(super) async fn put_embedding(
-    pool: &SqlitePool,
-    image_id: &str,
-    backbone: &str,
-    vector: &[f32],
-) -> Result<()> {
+pub(super) async fn put_embedding(pool: &SqlitePool, image_id: &str, backbone: &str, vector: &[f32]) -> Result<()> {
     if vector.is_empty() {
         return Err(StoreError::Invalid("embedding is empty".into()));
     }
-    let dim = i64::try_from(vector.len())
-        .map_err(|_| StoreError::Invalid("embedding too long".into()))?;
+    let dim = i64::try_from(vector.len()).map_err(|_| StoreError::Invalid("embedding too long".into()))?;
     sqlx::query(
         "INSERT INTO embeddings (image_id, backbone, dim, vector, created_at) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (image_id, backbone) DO UPDATE
@@ -53,11 +41,7 @@ pub(super) async fn put_embedding(
     Ok(())
 }
 
-pub(super) async fn get_embedding(
-    pool: &SqlitePool,
-    image_id: &str,
-    backbone: &str,
-) -> Result<Option<Vec<f32>>> {
+pub(super) async fn get_embedding(pool: &SqlitePool, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>> {
     let row: Option<(i64, Vec<u8>)> =
         sqlx::query_as("SELECT dim, vector FROM embeddings WHERE image_id = ? AND backbone = ?")
             .bind(image_id)

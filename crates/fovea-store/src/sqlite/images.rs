@@ -7,8 +7,7 @@ use super::{parse_text, sql_limit};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
-const IMAGE_COLUMNS: &str =
-    "i.id, i.blob_key, i.width, i.height, i.format, i.source, i.split, i.created_at";
+const IMAGE_COLUMNS: &str = "i.id, i.blob_key, i.width, i.height, i.format, i.source, i.split, i.created_at";
 
 pub(super) fn image_from_row(row: &SqliteRow) -> Result<ImageRecord> {
     let dimension = |column: &str| -> Result<u32> {
@@ -50,19 +49,15 @@ pub(super) async fn put_image(pool: &SqlitePool, image: NewImage) -> Result<(Ima
     .await?
     .rows_affected()
         == 1;
-    let record = get_image(pool, &image.id)
-        .await?
-        .ok_or_else(|| StoreError::not_found("image", &image.id))?;
+    let record = get_image(pool, &image.id).await?.ok_or_else(|| StoreError::not_found("image", &image.id))?;
     Ok((record, inserted))
 }
 
 pub(super) async fn get_image(pool: &SqlitePool, id: &str) -> Result<Option<ImageRecord>> {
-    let row = sqlx::query(&format!(
-        "SELECT {IMAGE_COLUMNS} FROM images i WHERE i.id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+    let row = sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images i WHERE i.id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(image_from_row).transpose()
 }
 
@@ -92,22 +87,14 @@ const FROM_CURRENT: &str = "
 fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &ImageFilter) -> Result<()> {
     for bound in [filter.min_conf, filter.max_conf].into_iter().flatten() {
         if !bound.is_finite() {
-            return Err(StoreError::Invalid(format!(
-                "confidence bound {bound} is not finite"
-            )));
+            return Err(StoreError::Invalid(format!("confidence bound {bound} is not finite")));
         }
     }
     if let Some(class) = &filter.class {
-        query
-            .push(" AND c.name_key = ")
-            .push_bind(class_name_key(class));
+        query.push(" AND c.name_key = ").push_bind(class_name_key(class));
     }
     if let Some(labelled) = filter.labelled {
-        query.push(if labelled {
-            " AND cur.id IS NOT NULL"
-        } else {
-            " AND cur.id IS NULL"
-        });
+        query.push(if labelled { " AND cur.id IS NOT NULL" } else { " AND cur.id IS NULL" });
     }
     if let Some(min) = filter.min_conf {
         query.push(" AND p.top1_probability >= ").push_bind(min);

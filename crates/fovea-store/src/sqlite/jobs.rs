@@ -10,8 +10,7 @@ use super::{lease_end, parse_json, parse_text, to_json};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
-const JOB_COLUMNS: &str =
-    "id, kind, params, state, progress, message, attempt, lease_until, created_at, updated_at";
+const JOB_COLUMNS: &str = "id, kind, params, state, progress, message, attempt, lease_until, created_at, updated_at";
 
 fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
     Ok(JobRecord {
@@ -28,11 +27,7 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
     })
 }
 
-pub(super) async fn enqueue_job(
-    pool: &SqlitePool,
-    kind: &str,
-    params: &serde_json::Value,
-) -> Result<JobRecord> {
+pub(super) async fn enqueue_job(pool: &SqlitePool, kind: &str, params: &serde_json::Value) -> Result<JobRecord> {
     if kind.trim().is_empty() {
         return Err(StoreError::Invalid("job kind is empty".into()));
     }
@@ -51,33 +46,21 @@ pub(super) async fn enqueue_job(
 }
 
 pub(super) async fn get_job(pool: &SqlitePool, id: i64) -> Result<Option<JobRecord>> {
-    let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")).bind(id).fetch_optional(pool).await?;
     row.as_ref().map(job_from_row).transpose()
 }
 
-pub(super) async fn list_jobs(
-    pool: &SqlitePool,
-    limit: u32,
-    offset: u32,
-) -> Result<Vec<JobRecord>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?"
-    ))
-    .bind(i64::from(limit))
-    .bind(i64::from(offset))
-    .fetch_all(pool)
-    .await?;
+pub(super) async fn list_jobs(pool: &SqlitePool, limit: u32, offset: u32) -> Result<Vec<JobRecord>> {
+    let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?"))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(job_from_row).collect()
 }
 
-pub(super) async fn claim_job(
-    pool: &SqlitePool,
-    kinds: &[&str],
-    lease: Duration,
-) -> Result<Option<JobRecord>> {
+pub(super) async fn claim_job(pool: &SqlitePool, kinds: &[&str], lease: Duration) -> Result<Option<JobRecord>> {
     let now = now_millis();
     // A single UPDATE ... WHERE id = (SELECT ...) is atomic in SQLite (one writer at a time), so two
     // workers can never claim the same job. A PostgreSQL backend adds FOR UPDATE SKIP LOCKED to the subquery.

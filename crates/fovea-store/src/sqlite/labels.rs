@@ -30,17 +30,13 @@ fn label_from_row(row: &SqliteRow) -> Result<LabelRecord> {
 
 pub(super) async fn add_label(pool: &SqlitePool, label: NewLabel) -> Result<LabelRecord> {
     // Checked first only for a precise error; the foreign keys still guard against a concurrent delete.
-    let image: Option<i64> = sqlx::query_scalar("SELECT 1 FROM images WHERE id = ?")
-        .bind(&label.image_id)
-        .fetch_optional(pool)
-        .await?;
+    let image: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM images WHERE id = ?").bind(&label.image_id).fetch_optional(pool).await?;
     if image.is_none() {
         return Err(StoreError::not_found("image", &label.image_id));
     }
-    let class: Option<i64> = sqlx::query_scalar("SELECT 1 FROM classes WHERE id = ?")
-        .bind(label.class_id)
-        .fetch_optional(pool)
-        .await?;
+    let class: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM classes WHERE id = ?").bind(label.class_id).fetch_optional(pool).await?;
     if class.is_none() {
         return Err(StoreError::not_found("class", label.class_id));
     }
@@ -59,44 +55,28 @@ pub(super) async fn add_label(pool: &SqlitePool, label: NewLabel) -> Result<Labe
     .bind(now_millis())
     .fetch_one(pool)
     .await?;
-    let row = sqlx::query(&format!("{LABEL_SELECT} WHERE l.id = ?"))
-        .bind(id)
-        .fetch_one(pool)
-        .await?;
+    let row = sqlx::query(&format!("{LABEL_SELECT} WHERE l.id = ?")).bind(id).fetch_one(pool).await?;
     label_from_row(&row)
 }
 
-pub(super) async fn current_label(
-    pool: &SqlitePool,
-    image_id: &str,
-) -> Result<Option<LabelRecord>> {
-    let row = sqlx::query(&format!(
-        "{LABEL_SELECT} WHERE l.image_id = ? ORDER BY l.id DESC LIMIT 1"
-    ))
-    .bind(image_id)
-    .fetch_optional(pool)
-    .await?;
+pub(super) async fn current_label(pool: &SqlitePool, image_id: &str) -> Result<Option<LabelRecord>> {
+    let row = sqlx::query(&format!("{LABEL_SELECT} WHERE l.image_id = ? ORDER BY l.id DESC LIMIT 1"))
+        .bind(image_id)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(label_from_row).transpose()
 }
 
-pub(super) async fn labels_since(
-    pool: &SqlitePool,
-    after_seq: i64,
-    limit: u32,
-) -> Result<Vec<LabelRecord>> {
-    let rows = sqlx::query(&format!(
-        "{LABEL_SELECT} WHERE l.id > ? ORDER BY l.id LIMIT ?"
-    ))
-    .bind(after_seq)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await?;
+pub(super) async fn labels_since(pool: &SqlitePool, after_seq: i64, limit: u32) -> Result<Vec<LabelRecord>> {
+    let rows = sqlx::query(&format!("{LABEL_SELECT} WHERE l.id > ? ORDER BY l.id LIMIT ?"))
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(label_from_row).collect()
 }
 
 pub(super) async fn last_label_seq(pool: &SqlitePool) -> Result<i64> {
-    let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM labels")
-        .fetch_one(pool)
-        .await?;
+    let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM labels").fetch_one(pool).await?;
     Ok(seq.unwrap_or(0))
 }

@@ -55,10 +55,7 @@ impl SqliteCatalog {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .connect_with(options)
-            .await?;
+        let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
         Self::migrated(pool).await
     }
 
@@ -89,8 +86,7 @@ impl SqliteCatalog {
 
 /// Parses a text column into one of the model's text enums, reporting a bad value as corruption.
 fn parse_text<T: FromStr<Err = StoreError>>(text: &str) -> Result<T> {
-    text.parse()
-        .map_err(|e: StoreError| StoreError::Corrupt(e.to_string()))
+    text.parse().map_err(|e: StoreError| StoreError::Corrupt(e.to_string()))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
@@ -239,13 +235,7 @@ impl Catalog for SqliteCatalog {
     ) -> Result<bool> {
         jobs::heartbeat_job(&self.pool, id, attempt, progress, message, lease).await
     }
-    async fn finish_job(
-        &self,
-        id: i64,
-        attempt: i64,
-        outcome: JobOutcome,
-        message: Option<&str>,
-    ) -> Result<bool> {
+    async fn finish_job(&self, id: i64, attempt: i64, outcome: JobOutcome, message: Option<&str>) -> Result<bool> {
         jobs::finish_job(&self.pool, id, attempt, outcome, message).await
     }
     async fn cancel_job(&self, id: i64) -> Result<bool> {

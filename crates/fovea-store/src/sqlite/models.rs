@@ -20,10 +20,7 @@ fn model_from_row(row: &SqliteRow) -> Result<ModelVersionRecord> {
     })
 }
 
-pub(super) async fn create_model_version(
-    pool: &SqlitePool,
-    version: NewModelVersion,
-) -> Result<ModelVersionRecord> {
+pub(super) async fn create_model_version(pool: &SqlitePool, version: NewModelVersion) -> Result<ModelVersionRecord> {
     if version.id.trim().is_empty() {
         return Err(StoreError::Invalid("model version id is empty".into()));
     }
@@ -41,74 +38,55 @@ pub(super) async fn create_model_version(
     .await
     .map_err(|e| match &e {
         _ if is_unique_violation(&e) => StoreError::already_exists("model version", &version.id),
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found(
-            "parent model version",
-            version.parent.as_deref().unwrap_or(""),
-        ),
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::not_found("parent model version", version.parent.as_deref().unwrap_or(""))
+        }
         _ => e.into(),
     })?;
     model_from_row(&row)
 }
 
-pub(super) async fn get_model_version(
-    pool: &SqlitePool,
-    id: &str,
-) -> Result<Option<ModelVersionRecord>> {
-    let row = sqlx::query(&format!(
-        "SELECT {MODEL_COLUMNS} FROM model_versions WHERE id = ?"
-    ))
-    .bind(id)
-    .fetch_optional(pool)
-    .await?;
+pub(super) async fn get_model_version(pool: &SqlitePool, id: &str) -> Result<Option<ModelVersionRecord>> {
+    let row = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM model_versions WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(model_from_row).transpose()
 }
 
 pub(super) async fn list_model_versions(pool: &SqlitePool) -> Result<Vec<ModelVersionRecord>> {
-    let rows = sqlx::query(&format!(
-        "SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY created_at DESC, id DESC"
-    ))
-    .fetch_all(pool)
-    .await?;
+    let rows = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY created_at DESC, id DESC"))
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(model_from_row).collect()
 }
 
-pub(super) async fn promoted_model_version(
-    pool: &SqlitePool,
-) -> Result<Option<ModelVersionRecord>> {
-    let row = sqlx::query(&format!(
-        "SELECT {MODEL_COLUMNS} FROM model_versions WHERE status = 'promoted'"
-    ))
-    .fetch_optional(pool)
-    .await?;
+pub(super) async fn promoted_model_version(pool: &SqlitePool) -> Result<Option<ModelVersionRecord>> {
+    let row = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM model_versions WHERE status = 'promoted'"))
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(model_from_row).transpose()
 }
 
 pub(super) async fn promote(pool: &SqlitePool, id: &str) -> Result<ModelVersionRecord> {
     let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
     // Retire first: the partial unique index forbids two promoted rows even for an instant.
-    sqlx::query(
-        "UPDATE model_versions SET status = 'retired' WHERE status = 'promoted' AND id <> ?",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    let row = sqlx::query(&format!(
-        "UPDATE model_versions SET status = 'promoted' WHERE id = ? RETURNING {MODEL_COLUMNS}"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    sqlx::query("UPDATE model_versions SET status = 'retired' WHERE status = 'promoted' AND id <> ?")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let row =
+        sqlx::query(&format!("UPDATE model_versions SET status = 'promoted' WHERE id = ? RETURNING {MODEL_COLUMNS}"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
     // Dropping `tx` without commit rolls the retirement back when the id does not exist.
     let row = row.ok_or_else(|| StoreError::not_found("model version", id))?;
     tx.commit().await?;
     model_from_row(&row)
 }
 
-pub(super) async fn set_model_metrics(
-    pool: &SqlitePool,
-    id: &str,
-    metrics: &serde_json::Value,
-) -> Result<()> {
+pub(super) async fn set_model_metrics(pool: &SqlitePool, id: &str, metrics: &serde_json::Value) -> Result<()> {
     let updated = sqlx::query("UPDATE model_versions SET metrics = ? WHERE id = ?")
         .bind(to_json(metrics)?)
         .bind(id)
@@ -130,11 +108,7 @@ fn snapshot_from_row(row: &SqliteRow) -> Result<HeadSnapshot> {
     })
 }
 
-pub(super) async fn save_head_snapshot(
-    pool: &SqlitePool,
-    label_seq: i64,
-    bytes: &[u8],
-) -> Result<HeadSnapshot> {
+pub(super) async fn save_head_snapshot(pool: &SqlitePool, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot> {
     let row = sqlx::query(
         "INSERT INTO head_snapshots (label_seq, bytes, created_at) VALUES (?, ?, ?)
          RETURNING id, label_seq, bytes, created_at",
@@ -148,11 +122,9 @@ pub(super) async fn save_head_snapshot(
 }
 
 pub(super) async fn latest_head_snapshot(pool: &SqlitePool) -> Result<Option<HeadSnapshot>> {
-    let row = sqlx::query(
-        "SELECT id, label_seq, bytes, created_at FROM head_snapshots ORDER BY id DESC LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?;
+    let row = sqlx::query("SELECT id, label_seq, bytes, created_at FROM head_snapshots ORDER BY id DESC LIMIT 1")
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(snapshot_from_row).transpose()
 }
 

@@ -23,15 +23,10 @@ fn transaction_from_row(row: &SqliteRow) -> Result<TransactionRecord> {
 
 pub(super) async fn log_transaction(pool: &SqlitePool, txn: NewTransaction) -> Result<i64> {
     if txn.top_k.iter().any(|s| !s.probability.is_finite()) {
-        return Err(StoreError::Invalid(
-            "top-k probabilities must be finite".into(),
-        ));
+        return Err(StoreError::Invalid("top-k probabilities must be finite".into()));
     }
     // The best entry is denormalised into columns so confidence filters stay plain SQL.
-    let top1 = txn
-        .top_k
-        .iter()
-        .max_by(|a, b| a.probability.total_cmp(&b.probability));
+    let top1 = txn.top_k.iter().max_by(|a, b| a.probability.total_cmp(&b.probability));
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO transactions (image_id, model_version, kind, top_k, top1_class, top1_probability,
                                    chosen_class, user_name, latency_ms, created_at)
@@ -50,19 +45,13 @@ pub(super) async fn log_transaction(pool: &SqlitePool, txn: NewTransaction) -> R
     .fetch_one(pool)
     .await
     .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::not_found("image", &txn.image_id)
-        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found("image", &txn.image_id),
         _ => e.into(),
     })?;
     Ok(id)
 }
 
-pub(super) async fn list_transactions(
-    pool: &SqlitePool,
-    limit: u32,
-    offset: u32,
-) -> Result<Vec<TransactionRecord>> {
+pub(super) async fn list_transactions(pool: &SqlitePool, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
     let rows = sqlx::query(
         "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, created_at
          FROM transactions ORDER BY id DESC LIMIT ? OFFSET ?",

@@ -22,14 +22,11 @@ fn user_from_row(row: &SqliteRow) -> Result<UserRecord> {
 pub(super) async fn create_user(pool: &SqlitePool, user: NewUser) -> Result<UserRecord> {
     let name = user.name.trim();
     if name.is_empty() || name.chars().any(char::is_control) {
-        return Err(StoreError::Invalid(
-            "user name must be non-empty without control characters".into(),
-        ));
+        return Err(StoreError::Invalid("user name must be non-empty without control characters".into()));
     }
     // Same shape as an image id: a lowercase hex SHA-256, so lookups by hash compare exactly.
-    validate_image_id(&user.token_sha256).map_err(|_| {
-        StoreError::Invalid("token_sha256 must be 64 lowercase hex characters".into())
-    })?;
+    validate_image_id(&user.token_sha256)
+        .map_err(|_| StoreError::Invalid("token_sha256 must be 64 lowercase hex characters".into()))?;
     let inserted = sqlx::query(&format!(
         "INSERT INTO users (name, role, token_sha256, created_at) VALUES (?, ?, ?, ?) RETURNING {USER_COLUMNS}"
     ))
@@ -43,10 +40,8 @@ pub(super) async fn create_user(pool: &SqlitePool, user: NewUser) -> Result<User
         Ok(row) => user_from_row(&row),
         Err(e) if is_unique_violation(&e) => {
             // Say which key collided, without echoing the token hash back.
-            let taken: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = ?")
-                .bind(name)
-                .fetch_optional(pool)
-                .await?;
+            let taken: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM users WHERE name = ?").bind(name).fetch_optional(pool).await?;
             Err(match taken {
                 Some(_) => StoreError::already_exists("user", name),
                 None => StoreError::already_exists("token", "(hash withheld)"),
@@ -56,22 +51,15 @@ pub(super) async fn create_user(pool: &SqlitePool, user: NewUser) -> Result<User
     }
 }
 
-pub(super) async fn user_by_token_hash(
-    pool: &SqlitePool,
-    token_sha256: &str,
-) -> Result<Option<UserRecord>> {
-    let row = sqlx::query(&format!(
-        "SELECT {USER_COLUMNS} FROM users WHERE token_sha256 = ?"
-    ))
-    .bind(token_sha256)
-    .fetch_optional(pool)
-    .await?;
+pub(super) async fn user_by_token_hash(pool: &SqlitePool, token_sha256: &str) -> Result<Option<UserRecord>> {
+    let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE token_sha256 = ?"))
+        .bind(token_sha256)
+        .fetch_optional(pool)
+        .await?;
     row.as_ref().map(user_from_row).transpose()
 }
 
 pub(super) async fn list_users(pool: &SqlitePool) -> Result<Vec<UserRecord>> {
-    let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id"))
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY id")).fetch_all(pool).await?;
     rows.iter().map(user_from_row).collect()
 }

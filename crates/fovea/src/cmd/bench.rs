@@ -52,7 +52,11 @@ pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<
     }
     decode_ms.remove(0);
     let (w, h) = image::image_dimensions(&image).unwrap_or((0, 0));
-    println!("backbone {} ({size} px), threads: {}", variant.name(), std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "backbone {} ({size} px), threads: {}",
+        variant.name(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     println!("decode + preprocess ({w}x{h} {}): {:.2} ms/img", image.display(), median(decode_ms));
     let mut per_engine = Vec::new();
     for engine in [Engine::Burn, Engine::Fast] {

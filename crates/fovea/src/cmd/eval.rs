@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use fovea_learn::{
-    batch_ncm, correction_check, run_stream, stream_order, AnyHead, Example, HeadKind, LogisticConfig, LogisticRegression,
-    Metric, SldaConfig, SldaHead, StreamOrder,
+    batch_ncm, correction_check, run_stream, stream_order, AnyHead, Example, HeadKind, LogisticConfig,
+    LogisticRegression, Metric, SldaConfig, SldaHead, StreamOrder,
 };
 use fovea_model::{Backbone, Variant};
 use serde_json::json;
@@ -74,7 +74,8 @@ pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> a
     let mut head = match kind {
         // The prior's scale comes from the data (only its overall variance, not labels), as a user's first images would give.
         HeadKind::Slda => {
-            let cfg = SldaConfig { prior_strength: a.prior_strength, ..SldaConfig::default() }.with_prior_from(train.iter().map(|e| e.x.as_slice()));
+            let cfg = SldaConfig { prior_strength: a.prior_strength, ..SldaConfig::default() }
+                .with_prior_from(train.iter().map(|e| e.x.as_slice()));
             AnyHead::Slda(SldaHead::with_config(dim, cfg)?)
         }
         other => AnyHead::new(other, dim)?,
@@ -106,7 +107,15 @@ pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> a
         return Ok(0);
     }
     let mut o = std::io::stdout().lock();
-    writeln!(o, "{} training and {} test images, {} classes, head {}, order {:?}", train.len(), test.len(), report.classes, a.head, a.order)?;
+    writeln!(
+        o,
+        "{} training and {} test images, {} classes, head {}, order {:?}",
+        train.len(),
+        test.len(),
+        report.classes,
+        a.head,
+        a.order
+    )?;
     writeln!(o, "accuracy on the test folder as classes arrive:")?;
     for c in &report.checkpoints {
         writeln!(
@@ -119,14 +128,26 @@ pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> a
         )?;
     }
     writeln!(o, "online {:<28} {:>6.2}%", a.head, report.final_accuracy * 100.0)?;
-    writeln!(o, "offline logistic regression  {:>6.2}%  ({} L-BFGS iterations, converged: {})", offline_lr * 100.0, fit.iterations, fit.converged)?;
+    writeln!(
+        o,
+        "offline logistic regression  {:>6.2}%  ({} L-BFGS iterations, converged: {})",
+        offline_lr * 100.0,
+        fit.iterations,
+        fit.converged
+    )?;
     writeln!(o, "offline nearest-class-mean   {:>6.2}%", offline_ncm * 100.0)?;
     writeln!(o, "ratio online / offline       {:>6.3}   (target >= 0.97)", report.online_offline_ratio(offline_lr))?;
     let l = &report.update_latency;
     writeln!(o, "update latency               mean {:.0} µs, p99 {:.0} µs   (target < 2000 µs)", l.mean_us, l.p99_us)?;
     writeln!(o, "predict latency              mean {predict_us:.0} µs   (target < 1000 µs)")?;
     if let Some(c) = correction {
-        writeln!(o, "single corrections: {} wrong test images, {} fixed by one correction ({:.1}%, target >= 99%)", c.wrong, c.fixed, c.fix_rate * 100.0)?;
+        writeln!(
+            o,
+            "single corrections: {} wrong test images, {} fixed by one correction ({:.1}%, target >= 99%)",
+            c.wrong,
+            c.fixed,
+            c.fix_rate * 100.0
+        )?;
         writeln!(
             o,
             "  held-out accuracy moved by {:+.2} pt on average (min {:+.2}, max {:+.2}; target |Δ| < 0.5 pt)",
@@ -158,7 +179,8 @@ pub fn image_folder(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
     classes.sort_by_key(|e| e.file_name());
     for class in classes {
         let name = class.file_name().to_string_lossy().into_owned();
-        let mut files: Vec<PathBuf> = std::fs::read_dir(class.path())?.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(class.path())?.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
         files.sort();
         out.extend(files.into_iter().map(|f| (f, name.clone())));
     }
@@ -171,14 +193,10 @@ pub fn image_folder(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
 /// Embeds every image once; embeddings are cached by file content hash so repeated runs skip the network.
 fn embed_folder(backbone: &dyn Backbone, dir: &Path, cache_path: &Path) -> anyhow::Result<Vec<Example>> {
     let files = image_folder(dir)?;
-    let mut cache: HashMap<String, Vec<f32>> = std::fs::read(cache_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let keys: Vec<String> = files
-        .iter()
-        .map(|(p, _)| std::fs::read(p).map(|b| content_key(&b)))
-        .collect::<std::io::Result<_>>()?;
+    let mut cache: HashMap<String, Vec<f32>> =
+        std::fs::read(cache_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let keys: Vec<String> =
+        files.iter().map(|(p, _)| std::fs::read(p).map(|b| content_key(&b))).collect::<std::io::Result<_>>()?;
     let missing: Vec<PathBuf> =
         files.iter().zip(&keys).filter(|(_, k)| !cache.contains_key(*k)).map(|((p, _), _)| p.clone()).collect();
     if !missing.is_empty() {

@@ -50,7 +50,8 @@ pub enum Outcome {
 pub fn run_files(backbone: &dyn Backbone, files: &[PathBuf], quiet: bool) -> anyhow::Result<Vec<Outcome>> {
     let size = backbone.input_size();
     let limits = DecodeLimits::default();
-    let bar = if quiet || files.len() < BATCH * 2 { ProgressBar::hidden() } else { ProgressBar::new(files.len() as u64) };
+    let bar =
+        if quiet || files.len() < BATCH * 2 { ProgressBar::hidden() } else { ProgressBar::new(files.len() as u64) };
     bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}").unwrap());
     let mut out = Vec::with_capacity(files.len());
     for chunk in files.chunks(BATCH) {
@@ -64,7 +65,9 @@ pub fn run_files(backbone: &dyn Backbone, files: &[PathBuf], quiet: bool) -> any
                     ok_paths.push(path.clone());
                     slots.push(None);
                 }
-                Err(e) => slots.push(Some(Outcome::Failed { path: path.clone(), code: e.code(), message: e.to_string() })),
+                Err(e) => {
+                    slots.push(Some(Outcome::Failed { path: path.clone(), code: e.code(), message: e.to_string() }))
+                }
             }
         }
         let batch = if ok_paths.is_empty() { None } else { Some(backbone.run(&inputs, ok_paths.len())?) };

@@ -76,10 +76,19 @@ pub enum UsersAction {
 
 async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &AppArgs) -> anyhow::Result<Arc<App>> {
     let backbone = load_backbone(home, variant, engine)?;
-    let mut limits = fovea_vision::DecodeLimits::default();
-    limits.max_bytes = a.max_upload_mb * 1024 * 1024;
-    limits.max_pixels = a.max_megapixels * 1_000_000;
-    let cfg = AppConfig { data_dir: a.data.clone(), variant, head: a.head.clone(), cutoff: a.cutoff, limits, ..Default::default() };
+    let limits = fovea_vision::DecodeLimits {
+        max_bytes: a.max_upload_mb * 1024 * 1024,
+        max_pixels: a.max_megapixels * 1_000_000,
+        ..Default::default()
+    };
+    let cfg = AppConfig {
+        data_dir: a.data.clone(),
+        variant,
+        head: a.head.clone(),
+        cutoff: a.cutoff,
+        limits,
+        ..Default::default()
+    };
     Ok(App::open(cfg, backbone).await?)
 }
 
@@ -96,7 +105,9 @@ pub fn serve(home: &Path, variant: Variant, engine: Engine, args: &ServeArgs) ->
         if let Some(token) = app.ensure_admin().await? {
             println!("first start: created user `admin` with token\n\n    {token}\n\nkeep it: it is shown only once");
         }
-        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
         println!("fovea is serving http://{} (data in {})", listener.local_addr()?, args.app.data.display());
         let router = fovea_server::create_app(app.clone(), args.open);
         axum::serve(listener, router)
@@ -130,7 +141,10 @@ pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) 
         for (path, class) in &files {
             let source = format!("import:{}", path.display());
             let result = match std::fs::read(path) {
-                Ok(bytes) => app.import_bytes(bytes.into(), &source, class.as_deref(), &mut report).await.map_err(|e| e.to_string()),
+                Ok(bytes) => app
+                    .import_bytes(bytes.into(), &source, class.as_deref(), &mut report)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {

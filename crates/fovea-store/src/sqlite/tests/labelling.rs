@@ -12,19 +12,10 @@ async fn migrations_create_exactly_one_unknown_class() {
     assert_eq!(classes.len(), 1);
     assert_eq!(classes[0].class, unknown);
     // Its name is taken like any other, case-insensitively, and it cannot be renamed or merged away.
-    assert!(matches!(
-        catalog.create_class(" unknown ").await,
-        Err(StoreError::AlreadyExists { .. })
-    ));
-    assert!(matches!(
-        catalog.rename_class(unknown.id, "Other").await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(catalog.create_class(" unknown ").await, Err(StoreError::AlreadyExists { .. })));
+    assert!(matches!(catalog.rename_class(unknown.id, "Other").await, Err(StoreError::Invalid(_))));
     let cat = catalog.create_class("Cat").await.unwrap();
-    assert!(matches!(
-        catalog.merge_classes(unknown.id, cat.id).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(catalog.merge_classes(unknown.id, cat.id).await, Err(StoreError::Invalid(_))));
 }
 
 #[tokio::test]
@@ -38,31 +29,15 @@ async fn duplicate_image_collapses() {
     let (second, created) = catalog.put_image(again).await.unwrap();
     assert!(!created);
     assert_eq!(second, first, "the first upload's record is kept");
-    assert_eq!(
-        catalog.count_images(&ImageFilter::default()).await.unwrap(),
-        1
-    );
+    assert_eq!(catalog.count_images(&ImageFilter::default()).await.unwrap(), 1);
 
     let mut bad = new_image(b"b");
     bad.id = bad.id.to_uppercase();
-    assert!(matches!(
-        catalog.put_image(bad).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert!(matches!(catalog.put_image(bad).await, Err(StoreError::Invalid(_))));
 
-    catalog
-        .set_split(&first.id, Split::Benchmark)
-        .await
-        .unwrap();
-    assert_eq!(
-        catalog.get_image(&first.id).await.unwrap().unwrap().split,
-        Split::Benchmark
-    );
-    assert!(catalog
-        .get_image(&sha256_hex(b"zz"))
-        .await
-        .unwrap()
-        .is_none());
+    catalog.set_split(&first.id, Split::Benchmark).await.unwrap();
+    assert_eq!(catalog.get_image(&first.id).await.unwrap().unwrap().split, Split::Benchmark);
+    assert!(catalog.get_image(&sha256_hex(b"zz")).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -76,18 +51,9 @@ async fn class_names_are_validated_and_unique() {
         }
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    assert!(matches!(
-        catalog.create_class("").await,
-        Err(StoreError::Invalid(_))
-    ));
-    assert!(matches!(
-        catalog.create_class("a\nb").await,
-        Err(StoreError::Invalid(_))
-    ));
-    assert_eq!(
-        catalog.class_by_name("cat").await.unwrap(),
-        Some(cat.clone())
-    );
+    assert!(matches!(catalog.create_class("").await, Err(StoreError::Invalid(_))));
+    assert!(matches!(catalog.create_class("a\nb").await, Err(StoreError::Invalid(_))));
+    assert_eq!(catalog.class_by_name("cat").await.unwrap(), Some(cat.clone()));
     assert_eq!(catalog.get_class(cat.id).await.unwrap(), Some(cat));
     assert!(catalog.class_by_name("dog").await.unwrap().is_none());
 }
@@ -105,51 +71,23 @@ async fn labels_form_a_sequence_with_previous_class() {
     assert_eq!(first.class_name, "Cat");
     let other = label(&*catalog, &b, dog.id).await;
     let second = label(&*catalog, &a, dog.id).await;
-    assert!(
-        first.id < other.id && other.id < second.id,
-        "ids are the event sequence"
-    );
+    assert!(first.id < other.id && other.id < second.id, "ids are the event sequence");
     assert_eq!(second.previous_class_id, Some(cat.id));
     assert_eq!(second.previous_class_name.as_deref(), Some("Cat"));
 
-    assert_eq!(
-        catalog.current_label(&a).await.unwrap(),
-        Some(second.clone())
-    );
+    assert_eq!(catalog.current_label(&a).await.unwrap(), Some(second.clone()));
     assert_eq!(catalog.last_label_seq().await.unwrap(), second.id);
 
     let all = catalog.labels_since(0, 100).await.unwrap();
     assert_eq!(all, vec![first.clone(), other.clone(), second.clone()]);
-    assert_eq!(
-        catalog.labels_since(first.id, 1).await.unwrap(),
-        vec![other]
-    );
-    assert!(catalog
-        .labels_since(second.id, 100)
-        .await
-        .unwrap()
-        .is_empty());
+    assert_eq!(catalog.labels_since(first.id, 1).await.unwrap(), vec![other]);
+    assert!(catalog.labels_since(second.id, 100).await.unwrap().is_empty());
 
-    let missing = NewLabel {
-        image_id: sha256_hex(b"zz"),
-        class_id: cat.id,
-        user: "u".into(),
-        origin: LabelOrigin::Import,
-    };
-    assert!(matches!(
-        catalog.add_label(missing).await,
-        Err(StoreError::NotFound { what: "image", .. })
-    ));
-    let bad_class = NewLabel {
-        image_id: a,
-        class_id: 999,
-        user: "u".into(),
-        origin: LabelOrigin::Import,
-    };
-    assert!(matches!(
-        catalog.add_label(bad_class).await,
-        Err(StoreError::NotFound { what: "class", .. })
-    ));
+    let missing =
+        NewLabel { image_id: sha256_hex(b"zz"), class_id: cat.id, user: "u".into(), origin: LabelOrigin::Import };
+    assert!(matches!(catalog.add_label(missing).await, Err(StoreError::NotFound { what: "image", .. })));
+    let bad_class = NewLabel { image_id: a, class_id: 999, user: "u".into(), origin: LabelOrigin::Import };
+    assert!(matches!(catalog.add_label(bad_class).await, Err(StoreError::NotFound { what: "class", .. })));
 }
 
 #[tokio::test]
@@ -159,14 +97,8 @@ async fn rename_collides_and_merge_moves_labels() {
     let kitty = catalog.create_class("Kitty").await.unwrap();
     let dog = catalog.create_class("Dog").await.unwrap();
 
-    assert!(matches!(
-        catalog.rename_class(kitty.id, "cat").await,
-        Err(StoreError::AlreadyExists { .. })
-    ));
-    assert!(matches!(
-        catalog.rename_class(999, "x").await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(catalog.rename_class(kitty.id, "cat").await, Err(StoreError::AlreadyExists { .. })));
+    assert!(matches!(catalog.rename_class(999, "x").await, Err(StoreError::NotFound { .. })));
     let renamed = catalog.rename_class(kitty.id, "Kitten").await.unwrap();
     assert_eq!((renamed.id, renamed.name.as_str()), (kitty.id, "Kitten"));
     // Renaming to a different case of its own name is allowed.
@@ -184,35 +116,17 @@ async fn rename_collides_and_merge_moves_labels() {
     assert_eq!(outcome.labels_moved, 2);
     assert_eq!((outcome.from.id, outcome.into.id), (kitty.id, cat.id));
     assert!(catalog.get_class(kitty.id).await.unwrap().is_none());
-    assert_eq!(
-        catalog.current_label(&a).await.unwrap().unwrap().class_id,
-        cat.id
-    );
-    assert_eq!(
-        catalog.current_label(&b).await.unwrap().unwrap().class_name,
-        "Cat"
-    );
+    assert_eq!(catalog.current_label(&a).await.unwrap().unwrap().class_id, cat.id);
+    assert_eq!(catalog.current_label(&b).await.unwrap().unwrap().class_name, "Cat");
     let labels = catalog.labels_since(0, 100).await.unwrap();
-    assert!(labels
-        .iter()
-        .all(|l| l.class_id != kitty.id && l.previous_class_id != Some(kitty.id)));
+    assert!(labels.iter().all(|l| l.class_id != kitty.id && l.previous_class_id != Some(kitty.id)));
 
     let stats = catalog.list_classes().await.unwrap();
     let count = |id| stats.iter().find(|s| s.class.id == id).unwrap().image_count;
-    assert_eq!(
-        (count(cat.id), count(dog.id)),
-        (3, 0),
-        "b's current label is Cat, not Dog"
-    );
+    assert_eq!((count(cat.id), count(dog.id)), (3, 0), "b's current label is Cat, not Dog");
 
-    assert!(matches!(
-        catalog.merge_classes(cat.id, cat.id).await,
-        Err(StoreError::Invalid(_))
-    ));
-    assert!(matches!(
-        catalog.merge_classes(kitty.id, cat.id).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(matches!(catalog.merge_classes(cat.id, cat.id).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(catalog.merge_classes(kitty.id, cat.id).await, Err(StoreError::NotFound { .. })));
 }
 
 #[tokio::test]
@@ -245,86 +159,32 @@ async fn image_filters_select_the_right_rows() {
         let catalog = catalog.clone();
         async move {
             let rows = catalog.list_images(&filter).await.unwrap();
-            assert_eq!(
-                catalog.count_images(&filter).await.unwrap(),
-                rows.len() as u64
-            );
+            assert_eq!(catalog.count_images(&filter).await.unwrap(), rows.len() as u64);
             rows
         }
     };
 
-    let cats = list(ImageFilter {
-        class: Some("cat".into()),
-        ..Default::default()
-    })
-    .await;
+    let cats = list(ImageFilter { class: Some("cat".into()), ..Default::default() }).await;
     assert_eq!(ids(cats), vec![a.clone()], "b was relabelled Dog");
-    let labelled = list(ImageFilter {
-        labelled: Some(true),
-        ..Default::default()
-    })
-    .await;
+    let labelled = list(ImageFilter { labelled: Some(true), ..Default::default() }).await;
     assert_eq!(ids(labelled), sorted(vec![&a, &b]));
-    let unlabelled = list(ImageFilter {
-        labelled: Some(false),
-        ..Default::default()
-    })
-    .await;
+    let unlabelled = list(ImageFilter { labelled: Some(false), ..Default::default() }).await;
     assert_eq!(ids(unlabelled), sorted(vec![&c, &d]));
-    let unsure = list(ImageFilter {
-        min_conf: Some(0.3),
-        max_conf: Some(0.7),
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(
-        ids(unsure.clone()),
-        vec![b.clone()],
-        "only b's latest prediction counts"
-    );
+    let unsure = list(ImageFilter { min_conf: Some(0.3), max_conf: Some(0.7), ..Default::default() }).await;
+    assert_eq!(ids(unsure.clone()), vec![b.clone()], "only b's latest prediction counts");
     assert_eq!(unsure[0].last_top1, Some(("Dog".into(), 0.6)));
     assert_eq!(unsure[0].current_class.as_deref(), Some("Dog"));
-    let low = list(ImageFilter {
-        max_conf: Some(0.5),
-        labelled: Some(false),
-        ..Default::default()
-    })
-    .await;
+    let low = list(ImageFilter { max_conf: Some(0.5), labelled: Some(false), ..Default::default() }).await;
     assert_eq!(ids(low), vec![c.clone()]);
 
     let all = list(ImageFilter::default()).await;
     assert_eq!(all.len(), 4);
     let d_row = all.iter().find(|r| r.image.id == d).unwrap();
-    assert_eq!(
-        (d_row.current_class.as_ref(), d_row.last_top1.as_ref()),
-        (None, None)
-    );
+    assert_eq!((d_row.current_class.as_ref(), d_row.last_top1.as_ref()), (None, None));
 
-    let page = catalog
-        .list_images(&ImageFilter {
-            limit: Some(3),
-            offset: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let page = catalog.list_images(&ImageFilter { limit: Some(3), offset: 2, ..Default::default() }).await.unwrap();
     assert_eq!(page.len(), 2);
-    assert_eq!(
-        catalog
-            .count_images(&ImageFilter {
-                limit: Some(1),
-                ..Default::default()
-            })
-            .await
-            .unwrap(),
-        4
-    );
-    let nan = ImageFilter {
-        min_conf: Some(f64::NAN),
-        ..Default::default()
-    };
-    assert!(matches!(
-        catalog.list_images(&nan).await,
-        Err(StoreError::Invalid(_))
-    ));
+    assert_eq!(catalog.count_images(&ImageFilter { limit: Some(1), ..Default::default() }).await.unwrap(), 4);
+    let nan = ImageFilter { min_conf: Some(f64::NAN), ..Default::default() };
+    assert!(matches!(catalog.list_images(&nan).await, Err(StoreError::Invalid(_))));
 }

@@ -15,14 +15,7 @@ async fn catalog() -> Arc<dyn Catalog> {
 
 fn new_image(bytes: &[u8]) -> NewImage {
     let id = sha256_hex(bytes);
-    NewImage {
-        blob_key: blob_key_for(&id),
-        id,
-        width: 32,
-        height: 24,
-        format: "png".into(),
-        source: "upload".into(),
-    }
+    NewImage { blob_key: blob_key_for(&id), id, width: 32, height: 24, format: "png".into(), source: "upload".into() }
 }
 
 async fn image(catalog: &dyn Catalog, bytes: &[u8]) -> String {
@@ -30,12 +23,7 @@ async fn image(catalog: &dyn Catalog, bytes: &[u8]) -> String {
 }
 
 async fn label(catalog: &dyn Catalog, image_id: &str, class_id: ClassId) -> LabelRecord {
-    let label = NewLabel {
-        image_id: image_id.into(),
-        class_id,
-        user: "ann".into(),
-        origin: LabelOrigin::Human,
-    };
+    let label = NewLabel { image_id: image_id.into(), class_id, user: "ann".into(), origin: LabelOrigin::Human };
     catalog.add_label(label).await.unwrap()
 }
 
@@ -46,14 +34,8 @@ async fn predict(catalog: &dyn Catalog, image_id: &str, class: &str, probability
         kind: TransactionKind::Predict,
         top_k: vec![
             // A runner-up below the top class, listed first so top-1 must be found, not assumed.
-            ScoredClass {
-                class: "other".into(),
-                probability: probability / 2.0,
-            },
-            ScoredClass {
-                class: class.into(),
-                probability,
-            },
+            ScoredClass { class: "other".into(), probability: probability / 2.0 },
+            ScoredClass { class: class.into(), probability },
         ],
         chosen_class: None,
         user: "ann".into(),

@@ -15,57 +15,31 @@ async fn transactions_list_newest_first() {
         image_id: a.clone(),
         model_version: "m1".into(),
         kind: TransactionKind::Correct,
-        top_k: vec![ScoredClass {
-            class: "Cat".into(),
-            probability: 0.9,
-        }],
+        top_k: vec![ScoredClass { class: "Cat".into(), probability: 0.9 }],
         chosen_class: Some("Dog".into()),
         user: "ann".into(),
         latency_ms: 1.25,
     };
     let second = catalog.log_transaction(correction.clone()).await.unwrap();
     let listed = catalog.list_transactions(10, 0).await.unwrap();
-    assert_eq!(
-        listed.iter().map(|t| t.id).collect::<Vec<_>>(),
-        vec![second, first]
-    );
+    assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![second, first]);
     assert_eq!(listed[0].kind, TransactionKind::Correct);
     assert_eq!(listed[0].top_k, correction.top_k);
     assert_eq!(listed[0].chosen_class.as_deref(), Some("Dog"));
     assert_eq!(listed[0].latency_ms, 1.25);
     assert_eq!(catalog.list_transactions(1, 1).await.unwrap()[0].id, first);
 
-    let orphan = NewTransaction {
-        image_id: sha256_hex(b"zz"),
-        ..correction
-    };
-    assert!(matches!(
-        catalog.log_transaction(orphan).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    let orphan = NewTransaction { image_id: sha256_hex(b"zz"), ..correction };
+    assert!(matches!(catalog.log_transaction(orphan).await, Err(StoreError::NotFound { .. })));
 }
 
 #[tokio::test]
 async fn embeddings_round_trip_exactly() {
     let catalog = catalog().await;
     let a = image(&*catalog, b"a").await;
-    let vector = vec![
-        0.1f32,
-        -3.5e-8,
-        f32::MAX,
-        f32::MIN_POSITIVE,
-        -0.0,
-        1.0 / 3.0,
-    ];
-    catalog
-        .put_embedding(&a, "dinov2-s", &vector)
-        .await
-        .unwrap();
-    let back = catalog
-        .get_embedding(&a, "dinov2-s")
-        .await
-        .unwrap()
-        .unwrap();
+    let vector = vec![0.1f32, -3.5e-8, f32::MAX, f32::MIN_POSITIVE, -0.0, 1.0 / 3.0];
+    catalog.put_embedding(&a, "dinov2-s", &vector).await.unwrap();
+    let back = catalog.get_embedding(&a, "dinov2-s").await.unwrap().unwrap();
     assert_eq!(
         back.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
         vector.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
@@ -73,18 +47,9 @@ async fn embeddings_round_trip_exactly() {
     assert!(catalog.get_embedding(&a, "other").await.unwrap().is_none());
 
     catalog.put_embedding(&a, "dinov2-s", &[2.0]).await.unwrap();
-    assert_eq!(
-        catalog.get_embedding(&a, "dinov2-s").await.unwrap(),
-        Some(vec![2.0])
-    );
-    assert!(matches!(
-        catalog.put_embedding(&a, "x", &[]).await,
-        Err(StoreError::Invalid(_))
-    ));
-    assert!(matches!(
-        catalog.put_embedding(&sha256_hex(b"zz"), "x", &[1.0]).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert_eq!(catalog.get_embedding(&a, "dinov2-s").await.unwrap(), Some(vec![2.0]));
+    assert!(matches!(catalog.put_embedding(&a, "x", &[]).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(catalog.put_embedding(&sha256_hex(b"zz"), "x", &[1.0]).await, Err(StoreError::NotFound { .. })));
 }
 
 #[tokio::test]
@@ -92,55 +57,20 @@ async fn users_are_found_by_token_hash() {
     let catalog = catalog().await;
     let hash = sha256_hex(b"secret-token");
     let user = catalog
-        .create_user(NewUser {
-            name: "ann".into(),
-            role: Role::Annotator,
-            token_sha256: hash.clone(),
-        })
+        .create_user(NewUser { name: "ann".into(), role: Role::Annotator, token_sha256: hash.clone() })
         .await
         .unwrap();
-    assert_eq!(
-        catalog.user_by_token_hash(&hash).await.unwrap(),
-        Some(user.clone())
-    );
-    assert!(catalog
-        .user_by_token_hash(&sha256_hex(b"wrong"))
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!(catalog.user_by_token_hash(&hash).await.unwrap(), Some(user.clone()));
+    assert!(catalog.user_by_token_hash(&sha256_hex(b"wrong")).await.unwrap().is_none());
 
-    let same_name = NewUser {
-        name: "ann".into(),
-        role: Role::Admin,
-        token_sha256: sha256_hex(b"t2"),
-    };
-    assert!(matches!(
-        catalog.create_user(same_name).await,
-        Err(StoreError::AlreadyExists { what: "user", .. })
-    ));
-    let same_token = NewUser {
-        name: "bob".into(),
-        role: Role::Viewer,
-        token_sha256: hash,
-    };
-    assert!(matches!(
-        catalog.create_user(same_token).await,
-        Err(StoreError::AlreadyExists { what: "token", .. })
-    ));
-    let plain = NewUser {
-        name: "eve".into(),
-        role: Role::Viewer,
-        token_sha256: "plain-token".into(),
-    };
-    assert!(matches!(
-        catalog.create_user(plain).await,
-        Err(StoreError::Invalid(_))
-    ));
+    let same_name = NewUser { name: "ann".into(), role: Role::Admin, token_sha256: sha256_hex(b"t2") };
+    assert!(matches!(catalog.create_user(same_name).await, Err(StoreError::AlreadyExists { what: "user", .. })));
+    let same_token = NewUser { name: "bob".into(), role: Role::Viewer, token_sha256: hash };
+    assert!(matches!(catalog.create_user(same_token).await, Err(StoreError::AlreadyExists { what: "token", .. })));
+    let plain = NewUser { name: "eve".into(), role: Role::Viewer, token_sha256: "plain-token".into() };
+    assert!(matches!(catalog.create_user(plain).await, Err(StoreError::Invalid(_))));
     assert_eq!(catalog.list_users().await.unwrap(), vec![user.clone()]);
-    assert!(
-        !serde_json::to_string(&user).unwrap().contains("token"),
-        "hashes stay out of JSON"
-    );
+    assert!(!serde_json::to_string(&user).unwrap().contains("token"), "hashes stay out of JSON");
 }
 
 #[tokio::test]
@@ -151,10 +81,7 @@ async fn latest_head_snapshot_wins() {
     let newest = catalog.save_head_snapshot(7, b"new").await.unwrap();
     let latest = catalog.latest_head_snapshot().await.unwrap().unwrap();
     assert_eq!(latest, newest);
-    assert_eq!(
-        (latest.label_seq, latest.bytes.as_slice()),
-        (7, &b"new"[..])
-    );
+    assert_eq!((latest.label_seq, latest.bytes.as_slice()), (7, &b"new"[..]));
     assert_eq!(catalog.prune_head_snapshots(1).await.unwrap(), 1);
     assert_eq!(catalog.latest_head_snapshot().await.unwrap(), Some(newest));
 }
@@ -170,152 +97,57 @@ async fn exactly_one_model_is_promoted() {
     };
     let m1 = catalog.create_model_version(new("m1", None)).await.unwrap();
     assert_eq!(m1.status, ModelStatus::Candidate);
-    catalog
-        .create_model_version(new("m2", Some("m1")))
-        .await
-        .unwrap();
-    assert!(matches!(
-        catalog.create_model_version(new("m1", None)).await,
-        Err(StoreError::AlreadyExists { .. })
-    ));
-    assert!(matches!(
-        catalog.create_model_version(new("m3", Some("nope"))).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    catalog.create_model_version(new("m2", Some("m1"))).await.unwrap();
+    assert!(matches!(catalog.create_model_version(new("m1", None)).await, Err(StoreError::AlreadyExists { .. })));
+    assert!(matches!(catalog.create_model_version(new("m3", Some("nope"))).await, Err(StoreError::NotFound { .. })));
     assert!(catalog.promoted_model_version().await.unwrap().is_none());
 
     catalog.promote("m1").await.unwrap();
     let promoted = catalog.promote("m2").await.unwrap();
     assert_eq!(promoted.status, ModelStatus::Promoted);
-    assert!(matches!(
-        catalog.promote("nope").await,
-        Err(StoreError::NotFound { .. })
-    ));
-    let statuses: Vec<(String, ModelStatus)> = catalog
-        .list_model_versions()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| (m.id, m.status))
-        .collect();
+    assert!(matches!(catalog.promote("nope").await, Err(StoreError::NotFound { .. })));
+    let statuses: Vec<(String, ModelStatus)> =
+        catalog.list_model_versions().await.unwrap().into_iter().map(|m| (m.id, m.status)).collect();
     assert!(statuses.contains(&("m1".into(), ModelStatus::Retired)));
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|(_, s)| *s == ModelStatus::Promoted)
-            .count(),
-        1
-    );
-    assert_eq!(
-        catalog.promoted_model_version().await.unwrap().unwrap().id,
-        "m2",
-        "a failed promote changes nothing"
-    );
+    assert_eq!(statuses.iter().filter(|(_, s)| *s == ModelStatus::Promoted).count(), 1);
+    assert_eq!(catalog.promoted_model_version().await.unwrap().unwrap().id, "m2", "a failed promote changes nothing");
 
-    catalog
-        .set_model_metrics("m2", &json!({"accuracy": 0.9}))
-        .await
-        .unwrap();
-    assert_eq!(
-        catalog
-            .get_model_version("m2")
-            .await
-            .unwrap()
-            .unwrap()
-            .metrics["accuracy"],
-        0.9
-    );
+    catalog.set_model_metrics("m2", &json!({"accuracy": 0.9})).await.unwrap();
+    assert_eq!(catalog.get_model_version("m2").await.unwrap().unwrap().metrics["accuracy"], 0.9);
 }
 
 #[tokio::test]
 async fn job_claims_are_exclusive_and_leases_expire() {
     let catalog = catalog().await;
-    let job = catalog
-        .enqueue_job("train", &json!({"epochs": 3}))
-        .await
-        .unwrap();
+    let job = catalog.enqueue_job("train", &json!({"epochs": 3})).await.unwrap();
     assert_eq!((job.state, job.attempt), (JobState::Queued, 0));
-    assert!(catalog
-        .claim_job(&["import"], Duration::from_secs(60))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(catalog.claim_job(&["import"], Duration::from_secs(60)).await.unwrap().is_none());
 
-    let claimed = catalog
-        .claim_job(&["train"], Duration::from_millis(50))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (claimed.id, claimed.state, claimed.attempt),
-        (job.id, JobState::Running, 1)
-    );
+    let claimed = catalog.claim_job(&["train"], Duration::from_millis(50)).await.unwrap().unwrap();
+    assert_eq!((claimed.id, claimed.state, claimed.attempt), (job.id, JobState::Running, 1));
     assert_eq!(claimed.params, json!({"epochs": 3}));
-    assert!(
-        catalog
-            .claim_job(&[], Duration::from_secs(60))
-            .await
-            .unwrap()
-            .is_none(),
-        "held by a live lease"
-    );
+    assert!(catalog.claim_job(&[], Duration::from_secs(60)).await.unwrap().is_none(), "held by a live lease");
 
     // The first worker dies; once its lease runs out the job is claimed again.
     tokio::time::sleep(Duration::from_millis(80)).await;
-    let reclaimed = catalog
-        .claim_job(&[], Duration::from_secs(60))
-        .await
-        .unwrap()
-        .unwrap();
+    let reclaimed = catalog.claim_job(&[], Duration::from_secs(60)).await.unwrap().unwrap();
     assert_eq!((reclaimed.id, reclaimed.attempt), (job.id, 2));
     // The stale worker's heartbeat and finish are refused; the new one's succeed.
-    assert!(!catalog
-        .heartbeat_job(job.id, 1, 0.5, None, Duration::from_secs(60))
-        .await
-        .unwrap());
-    assert!(!catalog
-        .finish_job(job.id, 1, JobOutcome::Failed, Some("late"))
-        .await
-        .unwrap());
-    assert!(catalog
-        .heartbeat_job(job.id, 2, 0.5, Some("half"), Duration::from_secs(60))
-        .await
-        .unwrap());
+    assert!(!catalog.heartbeat_job(job.id, 1, 0.5, None, Duration::from_secs(60)).await.unwrap());
+    assert!(!catalog.finish_job(job.id, 1, JobOutcome::Failed, Some("late")).await.unwrap());
+    assert!(catalog.heartbeat_job(job.id, 2, 0.5, Some("half"), Duration::from_secs(60)).await.unwrap());
     let running = catalog.get_job(job.id).await.unwrap().unwrap();
-    assert_eq!(
-        (running.progress, running.message.as_deref()),
-        (0.5, Some("half"))
-    );
-    assert!(catalog
-        .finish_job(job.id, 2, JobOutcome::Succeeded, None)
-        .await
-        .unwrap());
+    assert_eq!((running.progress, running.message.as_deref()), (0.5, Some("half")));
+    assert!(catalog.finish_job(job.id, 2, JobOutcome::Succeeded, None).await.unwrap());
     let done = catalog.get_job(job.id).await.unwrap().unwrap();
-    assert_eq!(
-        (done.state, done.progress, done.lease_until),
-        (JobState::Succeeded, 1.0, None)
-    );
-    assert!(
-        !catalog.cancel_job(job.id).await.unwrap(),
-        "finished jobs stay finished"
-    );
-    assert!(catalog
-        .claim_job(&[], Duration::from_secs(60))
-        .await
-        .unwrap()
-        .is_none());
+    assert_eq!((done.state, done.progress, done.lease_until), (JobState::Succeeded, 1.0, None));
+    assert!(!catalog.cancel_job(job.id).await.unwrap(), "finished jobs stay finished");
+    assert!(catalog.claim_job(&[], Duration::from_secs(60)).await.unwrap().is_none());
 
     let queued = catalog.enqueue_job("import", &json!({})).await.unwrap();
     assert!(catalog.cancel_job(queued.id).await.unwrap());
-    assert!(catalog
-        .claim_job(&[], Duration::from_secs(60))
-        .await
-        .unwrap()
-        .is_none());
-    assert!(matches!(
-        catalog.cancel_job(999).await,
-        Err(StoreError::NotFound { .. })
-    ));
+    assert!(catalog.claim_job(&[], Duration::from_secs(60)).await.unwrap().is_none());
+    assert!(matches!(catalog.cancel_job(999).await, Err(StoreError::NotFound { .. })));
     assert_eq!(catalog.list_jobs(10, 0).await.unwrap().len(), 2);
 }
 
@@ -323,8 +155,7 @@ async fn job_claims_are_exclusive_and_leases_expire() {
 async fn concurrent_claims_never_share_a_job() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jobs.db");
-    let catalog: Arc<dyn Catalog> =
-        Arc::new(SqliteCatalog::open(path.to_str().unwrap()).await.unwrap());
+    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(path.to_str().unwrap()).await.unwrap());
     for _ in 0..20 {
         catalog.enqueue_job("embed", &json!({})).await.unwrap();
     }
@@ -333,11 +164,7 @@ async fn concurrent_claims_never_share_a_job() {
             let catalog = catalog.clone();
             tokio::spawn(async move {
                 let mut mine = Vec::new();
-                while let Some(job) = catalog
-                    .claim_job(&[], Duration::from_secs(60))
-                    .await
-                    .unwrap()
-                {
+                while let Some(job) = catalog.claim_job(&[], Duration::from_secs(60)).await.unwrap() {
                     mine.push(job.id);
                 }
                 mine
@@ -366,22 +193,10 @@ async fn file_catalog_survives_reopen() {
         // Dropped without close(), as a crash would: every acknowledged write is already in the WAL.
         (id, label.id)
     };
-    let catalog = SqliteCatalog::open(&format!("sqlite://{path}"))
-        .await
-        .unwrap();
+    let catalog = SqliteCatalog::open(&format!("sqlite://{path}")).await.unwrap();
     assert!(catalog.get_image(&image_id).await.unwrap().is_some());
-    assert_eq!(
-        catalog.current_label(&image_id).await.unwrap().unwrap().id,
-        label_id
-    );
-    assert_eq!(
-        catalog.get_embedding(&image_id, "b").await.unwrap(),
-        Some(vec![1.5, 2.5])
-    );
-    assert_eq!(
-        catalog.list_classes().await.unwrap().len(),
-        2,
-        "migrations are not re-applied"
-    );
+    assert_eq!(catalog.current_label(&image_id).await.unwrap().unwrap().id, label_id);
+    assert_eq!(catalog.get_embedding(&image_id, "b").await.unwrap(), Some(vec![1.5, 2.5]));
+    assert_eq!(catalog.list_classes().await.unwrap().len(), 2, "migrations are not re-applied");
     catalog.close().await;
 }
