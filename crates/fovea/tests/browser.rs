@@ -1,7 +1,8 @@
 //! The web UI in a real headless Chromium (Debian's chromium + chromium-driver, over WebDriver): upload, see a
 //! prediction, correct it to a brand-new class, upload a similar image and see the new class predicted.
 
-use std::io::{BufRead, BufReader, Cursor};
+mod common;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,33 +22,9 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn serve(data: &Path) -> (Killed, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fovea"))
-        .args(["serve", "--open", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.strip_prefix("fovea is serving ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Killed(child), base)
-}
-
 fn write_variant(dir: &Path, name: &str, k: u32) -> PathBuf {
-    let photos = fovea_model::fetch::ensure_sample_photos(&fovea_model::fovea_home()).unwrap();
-    let img = fovea_vision::decode_file(&photos.join(name), &Default::default()).unwrap();
-    let (w, h) = (img.width() * (85 - k) / 100, img.height() * (85 - k) / 100);
-    let crop = image::imageops::crop_imm(&img, k * 9, k * 6, w, h).to_image();
     let path = dir.join(format!("{k}-{name}.png"));
-    let mut out = Vec::new();
-    crop.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
-    std::fs::write(&path, out).unwrap();
+    std::fs::write(&path, common::photo_variant(name, k)).unwrap();
     path
 }
 
@@ -59,6 +36,20 @@ async fn file_input(client: &fantoccini::Client) -> fantoccini::elements::Elemen
         .await
         .unwrap();
     wait_for(client, "#file-input").await
+}
+
+/// Waits until the element's visible text contains `needle`.
+async fn wait_text(client: &fantoccini::Client, css: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(e) = client.find(Locator::Css(css)).await {
+            if e.text().await.unwrap_or_default().contains(needle) {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {needle:?} in {css}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn wait_for(client: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
@@ -80,7 +71,8 @@ async fn correct_to_a_new_class_in_the_browser() {
         "{driver_path} missing: scripts/setup.sh --test installs chromium-driver"
     );
     let data = tempfile::tempdir().unwrap();
-    let (_server, base) = serve(data.path());
+    let server = common::serve(data.path());
+    let base = server.base.clone();
     let port = free_port();
     let _driver = Killed(
         Command::new(&driver_path)
@@ -121,21 +113,14 @@ async fn correct_to_a_new_class_in_the_browser() {
     client.goto(&format!("{base}/#/classify")).await.unwrap();
     let input = file_input(&client).await;
     input.send_keys(write_variant(files.path(), "chelsea.png", 0).to_str().unwrap()).await.unwrap();
-    wait_for(&client, "#preview img, img#preview").await;
-    // The fresh model knows no classes: teach it one by typing a new name.
+    wait_text(&client, "#result-meta", "ms").await; // the answer (latency shown) has arrived
+                                                    // The fresh model knows no classes: teach it one by typing a new name.
     let picker = wait_for(&client, "#class-input").await;
     picker.send_keys("my cat").await.unwrap();
-    let option = wait_for(&client, ".class-option[data-class='my cat']").await;
-    option.click().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let toast = client.find(Locator::Css("#toast")).await.unwrap().text().await.unwrap_or_default();
-        if toast.contains("my cat") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no feedback that the model learned; toast: {toast:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The picker offers the typed name as a new class; Enter takes the highlighted option, as a person would.
+    wait_for(&client, ".class-option.new[data-class='my cat']").await;
+    picker.send_keys("\u{E007}").await.unwrap();
+    wait_text(&client, "#toast", "my cat").await; // visible feedback that the model learned
 
     // Clear the rows the correction re-rendered, so the rows found next can only come from the new upload.
     client.execute("document.getElementById('predictions').innerHTML = ''", vec![]).await.unwrap();
@@ -145,8 +130,7 @@ async fn correct_to_a_new_class_in_the_browser() {
     assert!(top.text().await.unwrap().contains('%'));
 
     let png = client.screenshot().await.unwrap();
-    let out =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fovea-classify.png");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fovea-classify.png");
     std::fs::write(&out, png).unwrap();
     println!("screenshot saved to {}", out.display());
     client.close().await.unwrap();

@@ -1,54 +1,12 @@
 //! `fovea serve` as a real process: a burst of corrections cut by `kill -9`, and a bounded load test.
 
-use std::io::{BufRead, BufReader, Cursor};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{photo_variant, serve};
+
 use serde_json::Value;
-
-struct Served {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fovea"))
-        .args(["serve", "--open", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
-        if let Some(rest) = line.strip_prefix("fovea is serving ") {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, base }
-}
-
-fn photo_variant(name: &str, k: u32) -> Vec<u8> {
-    let dir = fovea_model::fetch::ensure_sample_photos(&fovea_model::fovea_home()).unwrap();
-    let img = fovea_vision::decode_file(&dir.join(name), &Default::default()).unwrap();
-    let (w, h) = (img.width() * (90 - k % 20) / 100, img.height() * (90 - k % 17) / 100);
-    let crop =
-        image::imageops::crop_imm(&img, (k * 3) % (img.width() - w), (k * 2) % (img.height() - h), w, h).to_image();
-    let mut out = Vec::new();
-    crop.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
-    out
-}
 
 fn classify(base: &str, bytes: &[u8]) -> Value {
     ureq::post(&format!("{base}/api/v1/classify")).send_bytes(bytes).unwrap().into_json().unwrap()
