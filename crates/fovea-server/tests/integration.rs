@@ -236,3 +236,49 @@ async fn a_restarted_app_predicts_exactly_as_before() {
         assert!((a.probability - b.probability).abs() < 1e-9, "{} vs {}", a.probability, b.probability);
     }
 }
+
+fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), format).unwrap();
+    out
+}
+
+#[tokio::test]
+async fn every_common_format_and_pixel_layout_is_classified() {
+    use image::{DynamicImage, ImageFormat};
+    let s = server().await;
+    let (_, t) = s.app.add_user("t", Role::Viewer).await.unwrap();
+    let rgb = DynamicImage::ImageRgb8(image::imageops::thumbnail(&photo("coffee.png"), 120, 80));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("16-bit PNG", encode(DynamicImage::ImageRgb16(rgb.to_rgb16()), ImageFormat::Png)),
+        ("RGBA PNG", encode(DynamicImage::ImageRgba8(rgb.to_rgba8()), ImageFormat::Png)),
+        ("gray PNG", encode(DynamicImage::ImageLuma8(rgb.to_luma8()), ImageFormat::Png)),
+        ("JPEG", encode(rgb.clone(), ImageFormat::Jpeg)),
+        ("GIF", encode(DynamicImage::ImageRgba8(rgb.to_rgba8()), ImageFormat::Gif)),
+        ("WebP", encode(rgb.clone(), ImageFormat::WebP)),
+        ("BMP", encode(rgb.clone(), ImageFormat::Bmp)),
+        ("TIFF", encode(rgb.clone(), ImageFormat::Tiff)),
+        ("CMYK JPEG", include_bytes!("../../fovea-vision/tests/data/cmyk.jpg").to_vec()),
+    ];
+    for (what, bytes) in cases {
+        let (st, body) = call(&s.router, upload(Some(&t), bytes)).await;
+        assert_eq!(st, StatusCode::OK, "{what}: {body}");
+        assert!(body["width"].as_u64().unwrap() > 0, "{what}");
+    }
+    // Content decides, never the name: a JPEG uploaded as "photo.png" in a multipart form.
+    let jpeg = encode(rgb, ImageFormat::Jpeg);
+    let boundary = "fovea-test-boundary";
+    let mut form = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"image\"; filename=\"photo.png\"\r\ncontent-type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    form.extend(&jpeg);
+    form.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let req = Request::post("/api/v1/classify")
+        .header("authorization", format!("Bearer {t}"))
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(Body::from(form))
+        .unwrap();
+    let (st, body) = call(&s.router, req).await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+}
