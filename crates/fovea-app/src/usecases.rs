@@ -101,13 +101,13 @@ impl App {
         let (width, height) = img.dimensions();
         let backbone = self.compute.backbone_name().to_owned();
         let cached = self.catalog.get_embedding(&id, &backbone).await?;
-        let embedding = match cached {
-            Some(e) => e,
+        let (embedding, computed) = match cached {
+            Some(e) => (e, false),
             None => {
                 let input = tokio::task::spawn_blocking(move || fovea_vision::to_input(&img, size))
                     .await
                     .map_err(|e| AppError::Internal(e.to_string()))?;
-                self.compute.embed(input).await?
+                (self.compute.embed(input).await?, true)
             }
         };
         let key = blob_key_for(&id);
@@ -118,7 +118,10 @@ impl App {
             .catalog
             .put_image(NewImage { id: id.clone(), blob_key: key, width, height, format, source: source.to_owned() })
             .await?;
-        self.catalog.put_embedding(&id, &backbone, &embedding).await?;
+        // Only a freshly computed embedding is written: a cache hit must not cost every classify a second write.
+        if computed {
+            self.catalog.put_embedding(&id, &backbone, &embedding).await?;
+        }
         Ok((id, embedding, width, height, created))
     }
 
