@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use fovea_app::{ImageFilter, Role};
 use fovea_store::{ClassId, LabelOrigin};
 use include_dir::{include_dir, Dir};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -42,6 +43,28 @@ pub fn router(state: S) -> Router {
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)
+}
+
+/// `Json` whose rejection is our `{"error":…}` 400, so no handler maps it by hand.
+struct ApiJson<T>(T);
+
+impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &St) -> Result<Self, ApiError> {
+        let Json(v) = Json::<T>::from_request(req, state).await.map_err(|e| bad_request(e.body_text()))?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// `Query` with the same error shape.
+struct ApiQuery<T>(T);
+
+impl<T: DeserializeOwned, St: Send + Sync> axum::extract::FromRequestParts<St> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &St) -> Result<Self, ApiError> {
+        let Query(v) = Query::<T>::from_request_parts(parts, state).await.map_err(|e| bad_request(e.body_text()))?;
+        Ok(ApiQuery(v))
+    }
 }
 
 async fn healthz(axum::extract::State(s): axum::extract::State<S>) -> Json<serde_json::Value> {
@@ -127,10 +150,9 @@ async fn label(
     axum::extract::State(s): axum::extract::State<S>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<LabelBody>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<LabelBody>,
 ) -> ApiResult {
     caller.require(Role::Annotator)?;
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     if body.class.trim().is_empty() {
         return Err(bad_request("`class` must name a class"));
     }
@@ -153,10 +175,9 @@ struct NameBody {
 async fn create_class(
     axum::extract::State(s): axum::extract::State<S>,
     caller: Caller,
-    body: Result<Json<NameBody>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<NameBody>,
 ) -> ApiResult {
     caller.require(Role::Admin)?;
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     Ok((StatusCode::CREATED, Json(s.app.create_class(&body.name).await?)).into_response())
 }
 
@@ -168,10 +189,9 @@ async fn rename_class(
     axum::extract::State(s): axum::extract::State<S>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<NameBody>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<NameBody>,
 ) -> ApiResult {
     caller.require(Role::Admin)?;
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     s.app.rename_class(class_id(&id)?, &body.name).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -185,10 +205,9 @@ async fn merge_class(
     axum::extract::State(s): axum::extract::State<S>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<MergeBody>, axum::extract::rejection::JsonRejection>,
+    ApiJson(body): ApiJson<MergeBody>,
 ) -> ApiResult {
     caller.require(Role::Admin)?;
-    let Json(body) = body.map_err(|e| bad_request(e.body_text()))?;
     s.app.merge_classes(class_id(&id)?, &body.into).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -207,10 +226,9 @@ struct ImagesQuery {
 async fn images(
     axum::extract::State(s): axum::extract::State<S>,
     caller: Caller,
-    q: Result<Query<ImagesQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<ImagesQuery>,
 ) -> ApiResult {
     caller.require(Role::Viewer)?;
-    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
     for c in [q.min_conf, q.max_conf].into_iter().flatten() {
         if !(0.0..=1.0).contains(&c) {
             return Err(bad_request("min_conf and max_conf must lie between 0 and 1"));
@@ -263,10 +281,9 @@ struct Page {
 async fn transactions(
     axum::extract::State(s): axum::extract::State<S>,
     caller: Caller,
-    q: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<Page>,
 ) -> ApiResult {
     caller.require(Role::Viewer)?;
-    let Query(q) = q.map_err(|e| bad_request(e.body_text()))?;
     let rows = s.app.transactions(q.limit.unwrap_or(50), q.offset).await?;
     Ok(Json(json!({"transactions": rows})).into_response())
 }
