@@ -1,0 +1,15 @@
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    #[error("not enough data: {0}")]
+    NotEnoughData(String),
+    #[error("training was cancelled")]
+    Cancelled,
+    #[error(transparent)]
+    Model(#[from] fovea_model::ModelError),
+}
+
+pub type Result<T> = std::result::Result<T, TrainError>;
