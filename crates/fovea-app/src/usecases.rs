@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::head::{new_head, HeadState};
 use crate::{App, AppError, Result};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClassifyOutcome {
     pub image_id: String,
     pub transaction_id: i64,
@@ -27,13 +27,13 @@ pub struct ClassifyOutcome {
     pub new_image: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Predicted {
     pub top: Vec<ScoredClass>,
     pub unknown: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LabelOutcome {
     pub label_id: i64,
     pub class: String,
@@ -43,7 +43,7 @@ pub struct LabelOutcome {
     pub prediction: Predicted,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ClassView {
     pub id: ClassId,
     pub name: String,

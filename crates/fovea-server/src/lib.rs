@@ -1,9 +1,11 @@
 //! fovea's HTTP shell: `/api/v1` JSON routes, the embedded web UI, `/healthz` and `/metrics`.
 //! Handlers extract, call one `fovea_app::App` method, and map the result.
 
+mod api_types;
 mod auth;
 mod error;
 pub mod metrics;
+mod openapi;
 mod routes;
 
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use fovea_app::App;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 pub use error::status_of;
+pub use openapi::document as openapi_document;
 
 pub struct State {
     pub app: Arc<App>,

@@ -282,3 +282,47 @@ async fn every_common_format_and_pixel_layout_is_classified() {
     let (st, body) = call(&s.router, req).await;
     assert_eq!(st, StatusCode::OK, "{body}");
 }
+
+#[tokio::test]
+async fn an_exif_rotated_photo_is_turned_upright_before_it_is_classified() {
+    use image::{DynamicImage, ImageFormat};
+    let s = server().await;
+    let (_, t) = s.app.add_user("t", Role::Viewer).await.unwrap();
+    let upright = image::imageops::thumbnail(&photo("chelsea.png"), 160, 106);
+    // Stored sideways with orientation 6 ("rotate 90° clockwise to view"), as phones do.
+    let sideways = image::imageops::rotate270(&upright);
+    let tagged = fovea_vision::fixtures::with_exif_orientation(
+        &encode(DynamicImage::ImageRgb8(sideways), ImageFormat::Jpeg),
+        6,
+    );
+    let (st, rotated) = call(&s.router, upload(Some(&t), tagged)).await;
+    assert_eq!(st, StatusCode::OK, "{rotated}");
+    assert_eq!((rotated["width"].as_u64(), rotated["height"].as_u64()), (Some(160), Some(106)), "{rotated}");
+    let (_, direct) = call(&s.router, upload(Some(&t), encode(DynamicImage::ImageRgb8(upright), ImageFormat::Jpeg))).await;
+    assert_eq!(rotated["top"][0]["class"], direct["top"][0]["class"], "{rotated} vs {direct}");
+}
+
+#[tokio::test]
+async fn openapi_document_is_generated_from_the_routes() {
+    let s = server().await;
+    let res = s.router.clone().oneshot(Request::get("/openapi.json").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: Value = serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, method) in [
+        ("/api/v1/classify", "post"),
+        ("/api/v1/images/{id}/label", "post"),
+        ("/api/v1/images", "get"),
+        ("/api/v1/classes", "get"),
+        ("/api/v1/transactions", "get"),
+        ("/healthz", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
+    }
+    let schemas = &doc["components"]["schemas"];
+    for name in ["ClassifyOutcome", "LabelOutcome", "ClassView", "ErrorBody", "TransactionRecord"] {
+        assert!(schemas[name].is_object(), "schema {name} missing");
+    }
+    assert!(schemas["ClassifyOutcome"]["properties"]["top"].is_object());
+}
+

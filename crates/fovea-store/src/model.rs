@@ -24,7 +24,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 macro_rules! text_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -162,7 +162,7 @@ pub struct ImageRow {
 
 pub type ClassId = i64;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClassRecord {
     pub id: ClassId,
     pub name: String,
@@ -234,7 +234,7 @@ pub struct LabelRecord {
     pub created_at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScoredClass {
     pub class: String,
     pub probability: f64,
@@ -251,7 +251,7 @@ pub struct NewTransaction {
     pub latency_ms: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TransactionRecord {
     pub id: i64,
     pub image_id: String,
@@ -301,7 +301,7 @@ pub struct NewModelVersion {
     pub metrics: serde_json::Value,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelVersionRecord {
     pub id: String,
     pub parent: Option<String>,
@@ -313,7 +313,7 @@ pub struct ModelVersionRecord {
 
 /// A job as stored. `attempt` counts claims: a worker passes the attempt it claimed to `heartbeat`
 /// and `finish`, so a worker whose lease expired (and whose job was re-claimed) cannot clobber the new run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobRecord {
     pub id: i64,
     pub kind: String,

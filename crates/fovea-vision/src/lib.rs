@@ -10,8 +10,9 @@ mod error;
 mod jpeg;
 mod preprocess;
 
-#[cfg(test)]
-mod fixtures;
+/// Small image builders (EXIF, lying headers, noise) shared by this crate's tests and the API's bad-input tests.
+#[doc(hidden)]
+pub mod fixtures;
 
 pub use augment::Augment;
 pub use decode::{decode, decode_file, DecodeLimits};

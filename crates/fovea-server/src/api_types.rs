@@ -1,0 +1,100 @@
+//! The JSON shapes of the API, typed so `/openapi.json` is generated from the same structs the handlers answer with.
+
+use fovea_app::{ClassView, ScoredClass, TransactionRecord};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub model_version: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    pub user: String,
+    /// viewer, annotator or admin.
+    pub role: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `not_an_image`, `forbidden`.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LabelBody {
+    /// An existing class name, or a new one (created on the fly).
+    pub class: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NameBody {
+    pub name: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MergeBody {
+    /// Name of the class that absorbs this one.
+    pub into: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ClassesPage {
+    /// Images per class a fine-tune run needs; classes below it are left out.
+    pub cutoff: u64,
+    pub classes: Vec<ClassView>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ImagesQuery {
+    /// Current label (class name).
+    pub class: Option<String>,
+    pub labelled: Option<bool>,
+    /// Lowest top-1 probability, 0..1.
+    pub min_conf: Option<f64>,
+    /// Highest top-1 probability, 0..1.
+    pub max_conf: Option<f64>,
+    /// Page size, 1..500 (default 60).
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub offset: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ImageSummary {
+    pub id: String,
+    pub class: Option<String>,
+    pub width: u32,
+    pub height: u32,
+    pub top1: Option<ScoredClass>,
+    /// Milliseconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ImagesPage {
+    pub total: u64,
+    pub images: Vec<ImageSummary>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub offset: u32,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TransactionsPage {
+    pub transactions: Vec<TransactionRecord>,
+}

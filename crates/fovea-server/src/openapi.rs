@@ -1,0 +1,38 @@
+//! `/openapi.json`, generated from the handlers' `#[utoipa::path]` attributes and the API types.
+
+use std::sync::OnceLock;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "fovea", description = "Human-in-the-loop image classification: classify, correct, learn at once."),
+    paths(
+        routes::healthz, routes::me, routes::classify, routes::label, routes::images, routes::blob,
+        routes::transactions, routes::classes, routes::create_class, routes::rename_class, routes::merge_class,
+    ),
+    modifiers(&BearerToken),
+    tags((name = "images"), (name = "classes"), (name = "history"), (name = "service"))
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("fovea token").build()),
+        );
+    }
+}
+
+/// The document, rendered once.
+pub fn document() -> &'static str {
+    static DOC: OnceLock<String> = OnceLock::new();
+    DOC.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")))
+}

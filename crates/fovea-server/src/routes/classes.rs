@@ -1,0 +1,64 @@
+//! Classes: list with counts against the cutoff; admin create, rename and merge.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use fovea_app::{ClassId, ClassView, Role};
+
+use super::{ApiJson, ApiResult, S};
+use crate::api_types::{ClassesPage, ErrorBody, MergeBody, NameBody};
+use crate::auth::Caller;
+use crate::error::{bad_request, ApiError};
+
+/// Classes with image counts and whether each reaches the training cutoff.
+#[utoipa::path(get, path = "/api/v1/classes", tag = "classes",
+    responses((status = 200, body = ClassesPage)), security(("token" = [])))]
+pub async fn classes(State(s): State<S>, caller: Caller) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let classes = s.app.classes().await?;
+    Ok(Json(ClassesPage { cutoff: s.app.config().cutoff, classes }).into_response())
+}
+
+/// Create a class (admin).
+#[utoipa::path(post, path = "/api/v1/classes", tag = "classes", request_body = NameBody,
+    responses((status = 201, body = ClassView), (status = 409, body = ErrorBody)), security(("token" = [])))]
+pub async fn create_class(State(s): State<S>, caller: Caller, ApiJson(body): ApiJson<NameBody>) -> ApiResult {
+    caller.require(Role::Admin)?;
+    Ok((StatusCode::CREATED, Json(s.app.create_class(&body.name).await?)).into_response())
+}
+
+fn class_id(raw: &str) -> Result<ClassId, ApiError> {
+    raw.parse::<ClassId>().map_err(|_| bad_request(format!("{raw:?} is not a class id")))
+}
+
+/// Rename a class (admin).
+#[utoipa::path(patch, path = "/api/v1/classes/{id}", tag = "classes", request_body = NameBody,
+    params(("id" = i64, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn rename_class(
+    State(s): State<S>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<NameBody>,
+) -> ApiResult {
+    caller.require(Role::Admin)?;
+    s.app.rename_class(class_id(&id)?, &body.name).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Merge this class into another (admin): its labels move, the head is rebuilt.
+#[utoipa::path(post, path = "/api/v1/classes/{id}/merge", tag = "classes", request_body = MergeBody,
+    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn merge_class(
+    State(s): State<S>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MergeBody>,
+) -> ApiResult {
+    caller.require(Role::Admin)?;
+    s.app.merge_classes(class_id(&id)?, &body.into).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,149 @@
+//! Classify, label, list and fetch images; the transaction log.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use fovea_app::{ClassifyOutcome, ImageFilter, LabelOrigin, LabelOutcome, Role, ScoredClass};
+
+use super::{ApiJson, ApiQuery, ApiResult, S};
+use crate::api_types::{ImageSummary, ImagesPage, ImagesQuery, LabelBody, Page, TransactionsPage};
+use crate::auth::Caller;
+use crate::error::{bad_request, ApiError};
+
+/// The image comes as multipart (field `image`, or the first file field) or as the raw request body.
+async fn upload_bytes(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let is_multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if is_multipart {
+        let mut mp = Multipart::from_request(req, state).await.map_err(|e| bad_request(e.body_text()))?;
+        while let Some(field) = mp.next_field().await.map_err(|e| bad_request(e.body_text()))? {
+            if field.name() == Some("image") || field.file_name().is_some() {
+                return field.bytes().await.map_err(|e| bad_request(e.body_text()));
+            }
+        }
+        Err(bad_request("the form has no `image` file field"))
+    } else {
+        Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError(fovea_app::AppError::Image(too_large(state)))
+            } else {
+                bad_request(e.body_text())
+            }
+        })
+    }
+}
+
+fn too_large(state: &S) -> fovea_app::VisionError {
+    let max = state.app.config().limits.max_bytes as u64;
+    fovea_app::VisionError::TooLarge { bytes: max + 1, max }
+}
+
+/// Classify an image: top classes with probabilities, logged as a transaction.
+#[utoipa::path(post, path = "/api/v1/classify", tag = "images",
+    request_body(content = Vec<u8>, description = "the image: raw body, or multipart field `image`",
+        content_type = "application/octet-stream"),
+    responses((status = 200, body = ClassifyOutcome), (status = 413, body = crate::api_types::ErrorBody),
+        (status = 415, body = crate::api_types::ErrorBody), (status = 422, body = crate::api_types::ErrorBody),
+        (status = 429, body = crate::api_types::ErrorBody)),
+    security(("token" = [])))]
+pub async fn classify(State(s): State<S>, caller: Caller, req: Request) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let bytes = upload_bytes(req, &s).await?;
+    if bytes.is_empty() {
+        return Err(ApiError(fovea_app::AppError::Image(fovea_app::VisionError::Empty)));
+    }
+    let start = std::time::Instant::now();
+    let out = s.app.classify(bytes, &caller.user).await?;
+    metrics::histogram!(crate::metrics::CLASSIFY_SECONDS).record(start.elapsed().as_secs_f64());
+    Ok(Json(out).into_response())
+}
+
+/// Label an image with an existing or a new class; the model learns at once and answers its new prediction.
+#[utoipa::path(post, path = "/api/v1/images/{id}/label", tag = "images", request_body = LabelBody,
+    params(("id" = String, Path, description = "image id (SHA-256)")),
+    responses((status = 200, body = LabelOutcome), (status = 400, body = crate::api_types::ErrorBody),
+        (status = 404, body = crate::api_types::ErrorBody)),
+    security(("token" = [])))]
+pub async fn label(
+    State(s): State<S>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<LabelBody>,
+) -> ApiResult {
+    caller.require(Role::Annotator)?;
+    if body.class.trim().is_empty() {
+        return Err(bad_request("`class` must name a class"));
+    }
+    let out = s.app.label(&id, &body.class, &caller.user, LabelOrigin::Human).await?;
+    metrics::counter!(crate::metrics::LABELS).increment(1);
+    Ok(Json(out).into_response())
+}
+
+/// List images, filtered by class, labelled state and confidence range.
+#[utoipa::path(get, path = "/api/v1/images", tag = "images", params(ImagesQuery),
+    responses((status = 200, body = ImagesPage), (status = 400, body = crate::api_types::ErrorBody)),
+    security(("token" = [])))]
+pub async fn images(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<ImagesQuery>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    for c in [q.min_conf, q.max_conf].into_iter().flatten() {
+        if !(0.0..=1.0).contains(&c) {
+            return Err(bad_request("min_conf and max_conf must lie between 0 and 1"));
+        }
+    }
+    let filter = ImageFilter {
+        class: q.class,
+        labelled: q.labelled,
+        min_conf: q.min_conf,
+        max_conf: q.max_conf,
+        limit: Some(q.limit.unwrap_or(60).clamp(1, 500)),
+        offset: q.offset,
+        ..Default::default()
+    };
+    let (rows, total) = s.app.images(&filter).await?;
+    let images = rows
+        .into_iter()
+        .map(|r| ImageSummary {
+            id: r.image.id,
+            class: r.current_class,
+            width: r.image.width,
+            height: r.image.height,
+            top1: r.last_top1.map(|(class, probability)| ScoredClass { class, probability }),
+            created_at: r.image.created_at,
+        })
+        .collect();
+    Ok(Json(ImagesPage { total, images }).into_response())
+}
+
+/// The stored image bytes, as uploaded.
+#[utoipa::path(get, path = "/api/v1/images/{id}/blob", tag = "images",
+    params(("id" = String, Path, description = "image id (SHA-256)")),
+    responses((status = 200, description = "the image", content_type = "image/*"),
+        (status = 404, body = crate::api_types::ErrorBody)),
+    security(("token" = [])))]
+pub async fn blob(State(s): State<S>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let bytes = s.app.image_bytes(&id).await?;
+    let mime = match bytes.get(..4) {
+        Some([0xff, 0xd8, ..]) => "image/jpeg",
+        Some([0x89, b'P', b'N', b'G']) => "image/png",
+        Some([b'G', b'I', b'F', _]) => "image/gif",
+        Some([b'R', b'I', b'F', b'F']) => "image/webp",
+        Some([b'B', b'M', ..]) => "image/bmp",
+        _ => "application/octet-stream",
+    };
+    Ok(([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "private, max-age=86400")], bytes).into_response())
+}
+
+/// Every prediction and correction, newest first, with model version, user and time.
+#[utoipa::path(get, path = "/api/v1/transactions", tag = "history", params(Page),
+    responses((status = 200, body = TransactionsPage)), security(("token" = [])))]
+pub async fn transactions(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<Page>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let transactions = s.app.transactions(q.limit.unwrap_or(50), q.offset).await?;
+    Ok(Json(TransactionsPage { transactions }).into_response())
+}

@@ -1,0 +1,114 @@
+//! The router: `/api/v1` JSON routes, `/healthz`, `/metrics`, `/openapi.json` and the embedded web UI.
+
+mod classes;
+mod images;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use fovea_app::Role;
+use include_dir::{include_dir, Dir};
+use serde::de::DeserializeOwned;
+
+use crate::api_types::{Health, Me};
+use crate::auth::Caller;
+use crate::error::{bad_request, ApiError};
+
+pub(crate) use classes::*;
+pub(crate) use images::*;
+
+static ASSETS: Dir = include_dir!("$CARGO_MANIFEST_DIR/assets");
+
+pub(crate) type S = Arc<crate::State>;
+pub(crate) type ApiResult = Result<Response, ApiError>;
+
+pub fn router(state: S) -> Router {
+    let upload_limit = state.app.config().limits.max_bytes + 64 * 1024;
+    let api = Router::new()
+        .route("/me", get(me))
+        .route("/classify", post(classify))
+        .route("/images", get(images))
+        .route("/images/{id}/label", post(label))
+        .route("/images/{id}/blob", get(blob))
+        .route("/classes", get(classes).post(create_class))
+        .route("/classes/{id}", patch(rename_class))
+        .route("/classes/{id}/merge", post(merge_class))
+        .route("/transactions", get(transactions))
+        .fallback(|| async { ApiError(fovea_app::AppError::NotFound { what: "route", id: String::new() }) });
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
+        .fallback(get(asset))
+        .layer(DefaultBodyLimit::max(upload_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
+        .with_state(state)
+}
+
+/// `Json` whose rejection is our `{"error":…}` 400, so no handler maps it by hand.
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for ApiJson<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &St) -> Result<Self, ApiError> {
+        let Json(v) = Json::<T>::from_request(req, state).await.map_err(|e| bad_request(e.body_text()))?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// `Query` with the same error shape.
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, St: Send + Sync> axum::extract::FromRequestParts<St> for ApiQuery<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &St) -> Result<Self, ApiError> {
+        let Query(v) = Query::<T>::from_request_parts(parts, state).await.map_err(|e| bad_request(e.body_text()))?;
+        Ok(ApiQuery(v))
+    }
+}
+
+/// Liveness, with the model version being served.
+#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health)))]
+pub async fn healthz(State(s): State<S>) -> Json<Health> {
+    Json(Health { status: "ok", model_version: s.app.model_version().await })
+}
+
+async fn metrics_text(State(s): State<S>) -> Response {
+    match &s.prometheus {
+        Some(h) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable").into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::document()).into_response()
+}
+
+async fn asset(uri: Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    let Some(file) = ASSETS.get_file(path).or_else(|| ASSETS.get_file("index.html")) else {
+        return (StatusCode::NOT_FOUND, "no web UI built in").into_response();
+    };
+    let mime = match file.path().extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("js") => "text/javascript; charset=utf-8",
+        Some("css") => "text/css; charset=utf-8",
+        Some("svg") => "image/svg+xml",
+        _ => "application/octet-stream",
+    };
+    ([(header::CONTENT_TYPE, mime)], file.contents()).into_response()
+}
+
+/// Who the token belongs to and what it may do.
+#[utoipa::path(get, path = "/api/v1/me", tag = "service", responses((status = 200, body = Me),
+    (status = 401, body = crate::api_types::ErrorBody)), security(("token" = [])))]
+pub async fn me(caller: Caller) -> Result<Json<Me>, ApiError> {
+    caller.require(Role::Viewer)?;
+    Ok(Json(Me { user: caller.user, role: caller.role.as_str() }))
+}
