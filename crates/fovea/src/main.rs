@@ -1,6 +1,7 @@
 //! `fovea`: the command-line shell over fovea's library crates.
 
 mod cmd;
+mod config;
 mod npy;
 
 use std::path::PathBuf;
@@ -10,6 +11,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "fovea", version, about = "Self-hosted image classification that learns from every correction")]
 pub struct Cli {
+    /// Settings file (TOML; keys as the long flags with `_`). Flags and FOVEA_* variables override it
+    /// [default: ./fovea.toml when present]
+    #[arg(long, global = true, env = "FOVEA_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Cache folder for weights and samples [default: ~/.cache/fovea]
     #[arg(long, global = true, env = "FOVEA_HOME")]
     pub home: Option<PathBuf>,
@@ -50,6 +55,11 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FOVEA_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    let args: Vec<String> = std::env::args().collect();
+    if let Err(e) = config::apply(&args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
     let cli = Cli::parse();
     let home = cli.home.clone().unwrap_or_else(fovea_model::fovea_home);
     let result = match &cli.command {

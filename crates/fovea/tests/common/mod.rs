@@ -20,9 +20,15 @@ impl Drop for Served {
 
 /// Starts the server on a free loopback port and waits until it listens.
 pub fn serve(data: &Path) -> Served {
+    let data = data.to_str().unwrap();
+    serve_with(&["serve", "--open", "--listen", "127.0.0.1:0", "--data", data], &[])
+}
+
+/// Starts `fovea ARGS` with extra environment variables and waits for "fovea is serving".
+pub fn serve_with(args: &[&str], envs: &[(&str, &str)]) -> Served {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fovea"))
-        .args(["serve", "--open", "--listen", "127.0.0.1:0", "--data"])
-        .arg(data)
+        .args(args)
+        .envs(envs.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
