@@ -33,7 +33,7 @@ pub fn new_head(kind: &str, dim: usize) -> Result<AnyHead> {
 
 impl HeadState {
     pub async fn restore(catalog: &dyn Catalog, kind: &str, dim: usize, backbone: &str) -> Result<Self> {
-        let mut state = match catalog.latest_head_snapshot().await? {
+        let mut state = match catalog.latest_head_snapshot(backbone).await? {
             Some(s) => {
                 let snap = HeadSnapshot::from_bytes(&s.bytes)?;
                 HeadState {
@@ -88,8 +88,8 @@ impl HeadState {
 
     pub async fn save(&mut self, catalog: &dyn Catalog) -> Result<()> {
         let bytes = self.head.snapshot().to_bytes()?;
-        catalog.save_head_snapshot(self.seq, &bytes).await?;
-        catalog.prune_head_snapshots(3).await?;
+        catalog.save_head_snapshot(&self.backbone, self.seq, &bytes).await?;
+        catalog.prune_head_snapshots(&self.backbone, 3).await?;
         self.since_snapshot = 0;
         Ok(())
     }

@@ -4,6 +4,7 @@
 mod compute;
 mod error;
 mod head;
+mod identify;
 mod usecases;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ pub use error::{AppError, Result};
 pub use fovea_store::{ClassId, LabelOrigin};
 pub use fovea_store::{ImageFilter, ImageRow, Role, ScoredClass, TransactionRecord, UserRecord};
 pub use fovea_vision::VisionError;
+pub use identify::Identified;
 pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 
 use fovea_model::{Backbone, Variant};

@@ -71,6 +71,20 @@ fn find_file(dir: &Path, ext: &str) -> Option<PathBuf> {
     None
 }
 
+/// The ONNX Runtime the benchmark and the optional `ort` engine load: the shared library shipped inside the pinned
+/// `onnxruntime` wheel (it needs only libc and libstdc++), installed under `home/pip` on first use.
+pub fn ensure_onnxruntime(home: &Path) -> Result<PathBuf> {
+    let dir = pip_install(home, "onnxruntime==1.32.0", "onnxruntime-1.32.0")?;
+    let capi = dir.join("onnxruntime").join("capi");
+    let entries = std::fs::read_dir(&capi).map_err(|e| ModelError::io(&capi, e))?;
+    // The wheel ships the versioned file (libonnxruntime.so.1.32.0); take the longest name, the most specific.
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
+        .max_by_key(|p| p.as_os_str().len())
+        .ok_or_else(|| ModelError::Fetch(format!("no libonnxruntime.so under {}", capi.display())))
+}
+
 /// Path of the variant's safetensors weights, fetching and converting them on first use.
 pub fn ensure_weights(home: &Path, variant: Variant) -> Result<PathBuf> {
     let out = home.join("models").join(format!("{}.safetensors", variant.name()));

@@ -1,11 +1,10 @@
 //! ONNX Runtime as a [`Backbone`]: the exported ONNX graph run by the `onnxruntime` library, loaded at run time.
 //!
 //! The library is not linked at build time (the `ort` crate's default features download binaries, which this
-//! project cannot rely on); it is opened from `ORT_DYLIB_PATH` or from the `onnxruntime` Python wheel's `capi/`
-//! folder. It serves as a yardstick for the native paths and as an optional serving backend.
+//! project cannot rely on); it is opened from `ORT_DYLIB_PATH` or from the pinned `onnxruntime` wheel,
+//! installed under the fovea home. It serves as a yardstick for the native paths and as an optional serving backend.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
@@ -20,27 +19,13 @@ fn ort_err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Checkpoint(format!("onnx runtime: {e}"))
 }
 
-/// Where the ONNX Runtime shared library is: `ORT_DYLIB_PATH`, else the Python wheel's `capi/libonnxruntime.so*`.
+/// Where the ONNX Runtime shared library is: `ORT_DYLIB_PATH`, else the pinned `onnxruntime` wheel's library,
+/// installed under the fovea home on first use.
 pub fn find_dylib() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        return Ok(PathBuf::from(p));
+    match std::env::var_os("ORT_DYLIB_PATH") {
+        Some(p) => Ok(PathBuf::from(p)),
+        None => crate::fetch::ensure_onnxruntime(&crate::fovea_home()),
     }
-    let python = std::env::var("FOVEA_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(&python)
-        .args(["-c", "import onnxruntime, os; print(os.path.dirname(onnxruntime.__file__))"])
-        .output()
-        .map_err(|e| ort_err(format!("running {python} to find the onnxruntime wheel: {e}")))?;
-    if !out.status.success() {
-        return Err(ort_err("set ORT_DYLIB_PATH or `pip install onnxruntime==1.32.0`"));
-    }
-    let capi = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi");
-    let entries = std::fs::read_dir(&capi).map_err(|e| ModelError::io(&capi, e))?;
-    // The wheel ships the versioned file (libonnxruntime.so.1.32.0); take the longest name, the most specific.
-    entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so")))
-        .max_by_key(|p| p.as_os_str().len())
-        .ok_or_else(|| ort_err(format!("no libonnxruntime.so under {}", capi.display())))
 }
 
 /// ONNX Runtime allows one environment per process, and the library can be loaded only once; the first caller's

@@ -79,11 +79,7 @@ fn onnx_runtime_runs_the_export_like_the_burn_network() {
 #[cfg(feature = "ort")]
 #[test]
 fn ort_backbone_matches_the_burn_network() {
-    use fovea_model::ort_backbone::{find_dylib, OrtBackbone};
-    if find_dylib().is_err() {
-        println!("SKIPPED: no ONNX Runtime library (set ORT_DYLIB_PATH or pip install onnxruntime==1.32.0)");
-        return;
-    }
+    use fovea_model::ort_backbone::OrtBackbone;
     let w = weights();
     let input = two_inputs(Variant::Lite0.input_size());
     let burn = BurnBackbone::new(&w, Variant::Lite0, burn::prelude::Device::flex()).unwrap().run(&input, 2).unwrap();

@@ -74,11 +74,12 @@ pub trait Catalog: Send + Sync {
 
     // ---- online head snapshots ----
 
-    async fn save_head_snapshot(&self, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot>;
-    /// The most recently saved snapshot.
-    async fn latest_head_snapshot(&self) -> Result<Option<HeadSnapshot>>;
-    /// Deletes all but the newest `keep` snapshots; returns how many were deleted.
-    async fn prune_head_snapshots(&self, keep: u32) -> Result<u64>;
+    /// Saves a head learned from `backbone`'s embeddings (a snapshot is valid for that backbone only).
+    async fn save_head_snapshot(&self, backbone: &str, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot>;
+    /// The most recently saved snapshot for `backbone`.
+    async fn latest_head_snapshot(&self, backbone: &str) -> Result<Option<HeadSnapshot>>;
+    /// Deletes all but `backbone`'s newest `keep` snapshots; returns how many were deleted.
+    async fn prune_head_snapshots(&self, backbone: &str, keep: u32) -> Result<u64>;
 
     // ---- model versions ----
 

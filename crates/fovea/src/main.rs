@@ -38,12 +38,14 @@ pub enum Command {
     Fetch(cmd::fetch::FetchArgs),
     /// Convert a legacy PyTorch .pth checkpoint to safetensors
     Convert(cmd::fetch::ConvertArgs),
-    /// Measure speed: `fovea bench embed`
+    /// Measure speed: backbone vs ONNX Runtime, online head, HTTP classify, bulk identify, peak RSS
     Bench(cmd::bench::BenchArgs),
     /// Run the web app and JSON API
     Serve(cmd::serve::ServeArgs),
     /// Import a folder of images (with --labelled: sub-folder name = class)
     Import(cmd::serve::ImportArgs),
+    /// Bulk-identify a folder of images; predictions are stored and logged
+    Identify(cmd::identify::IdentifyArgs),
     /// Manage users and API tokens
     Users(cmd::serve::UsersArgs),
     /// Evaluate the online heads: `fovea eval stream --train DIR --test DIR`
@@ -70,6 +72,7 @@ fn main() {
         Command::Bench(a) => cmd::bench::bench(&home, cli.backbone, a),
         Command::Serve(a) => cmd::serve::serve(&home, cli.backbone, cli.engine, a),
         Command::Import(a) => cmd::serve::import(&home, cli.backbone, cli.engine, a),
+        Command::Identify(a) => cmd::identify::identify(&home, cli.backbone, cli.engine, a),
         Command::Users(a) => cmd::serve::users(&home, cli.backbone, cli.engine, a),
         Command::Eval(a) => cmd::eval::eval(&home, cli.backbone, cli.engine, a),
     };

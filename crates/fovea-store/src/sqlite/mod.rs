@@ -184,14 +184,14 @@ impl Catalog for SqliteCatalog {
         users::list_users(&self.pool).await
     }
 
-    async fn save_head_snapshot(&self, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot> {
-        models::save_head_snapshot(&self.pool, label_seq, bytes).await
+    async fn save_head_snapshot(&self, backbone: &str, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot> {
+        models::save_head_snapshot(&self.pool, backbone, label_seq, bytes).await
     }
-    async fn latest_head_snapshot(&self) -> Result<Option<HeadSnapshot>> {
-        models::latest_head_snapshot(&self.pool).await
+    async fn latest_head_snapshot(&self, backbone: &str) -> Result<Option<HeadSnapshot>> {
+        models::latest_head_snapshot(&self.pool, backbone).await
     }
-    async fn prune_head_snapshots(&self, keep: u32) -> Result<u64> {
-        models::prune_head_snapshots(&self.pool, keep).await
+    async fn prune_head_snapshots(&self, backbone: &str, keep: u32) -> Result<u64> {
+        models::prune_head_snapshots(&self.pool, backbone, keep).await
     }
 
     async fn create_model_version(&self, version: NewModelVersion) -> Result<ModelVersionRecord> {

@@ -108,11 +108,17 @@ fn snapshot_from_row(row: &SqliteRow) -> Result<HeadSnapshot> {
     })
 }
 
-pub(super) async fn save_head_snapshot(pool: &SqlitePool, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot> {
+pub(super) async fn save_head_snapshot(
+    pool: &SqlitePool,
+    backbone: &str,
+    label_seq: i64,
+    bytes: &[u8],
+) -> Result<HeadSnapshot> {
     let row = sqlx::query(
-        "INSERT INTO head_snapshots (label_seq, bytes, created_at) VALUES (?, ?, ?)
+        "INSERT INTO head_snapshots (backbone, label_seq, bytes, created_at) VALUES (?, ?, ?, ?)
          RETURNING id, label_seq, bytes, created_at",
     )
+    .bind(backbone)
     .bind(label_seq)
     .bind(bytes)
     .bind(now_millis())
@@ -121,17 +127,22 @@ pub(super) async fn save_head_snapshot(pool: &SqlitePool, label_seq: i64, bytes:
     snapshot_from_row(&row)
 }
 
-pub(super) async fn latest_head_snapshot(pool: &SqlitePool) -> Result<Option<HeadSnapshot>> {
-    let row = sqlx::query("SELECT id, label_seq, bytes, created_at FROM head_snapshots ORDER BY id DESC LIMIT 1")
-        .fetch_optional(pool)
+pub(super) async fn latest_head_snapshot(pool: &SqlitePool, backbone: &str) -> Result<Option<HeadSnapshot>> {
+    let row = sqlx::query(
+        "SELECT id, label_seq, bytes, created_at FROM head_snapshots WHERE backbone = ? ORDER BY id DESC LIMIT 1",
+    )
+    .bind(backbone)
+    .fetch_optional(pool)
         .await?;
     row.as_ref().map(snapshot_from_row).transpose()
 }
 
-pub(super) async fn prune_head_snapshots(pool: &SqlitePool, keep: u32) -> Result<u64> {
+pub(super) async fn prune_head_snapshots(pool: &SqlitePool, backbone: &str, keep: u32) -> Result<u64> {
     let deleted = sqlx::query(
-        "DELETE FROM head_snapshots WHERE id NOT IN (SELECT id FROM head_snapshots ORDER BY id DESC LIMIT ?)",
+        "DELETE FROM head_snapshots WHERE backbone = ?1
+         AND id NOT IN (SELECT id FROM head_snapshots WHERE backbone = ?1 ORDER BY id DESC LIMIT ?2)",
     )
+    .bind(backbone)
     .bind(i64::from(keep))
     .execute(pool)
     .await?

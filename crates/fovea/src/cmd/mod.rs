@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod eval;
 pub mod fetch;
+pub mod identify;
 pub mod predict;
 pub mod serve;
 
@@ -15,6 +16,8 @@ pub enum Engine {
     Fast,
     /// The burn network on the flex CPU backend
     Burn,
+    /// ONNX Runtime on the exported graph (library from the pinned `onnxruntime` wheel)
+    Ort,
 }
 
 /// Loads the served backbone, fetching and converting its weights on first use.
@@ -24,6 +27,10 @@ pub fn load_backbone(home: &Path, variant: Variant, engine: Engine) -> anyhow::R
     Ok(match engine {
         Engine::Fast => Box::new(FastBackbone::new(&weights, variant, 0)?),
         Engine::Burn => Box::new(BurnBackbone::new(&weights, variant, burn::prelude::Device::flex())?),
+        #[cfg(feature = "ort")]
+        Engine::Ort => Box::new(fovea_model::ort_backbone::OrtBackbone::from_weights(&weights, variant, 0)?),
+        #[cfg(not(feature = "ort"))]
+        Engine::Ort => anyhow::bail!("this build of fovea has no `ort` feature"),
     })
 }
 

@@ -74,7 +74,7 @@ pub enum UsersAction {
     List,
 }
 
-async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &AppArgs) -> anyhow::Result<Arc<App>> {
+pub(crate) async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &AppArgs) -> anyhow::Result<Arc<App>> {
     let backbone = load_backbone(home, variant, engine)?;
     let limits = fovea_vision::DecodeLimits {
         max_bytes: a.max_upload_mb * 1024 * 1024,
@@ -92,7 +92,7 @@ async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &AppArgs) ->
     Ok(App::open(cfg, backbone).await?)
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
@@ -124,19 +124,11 @@ pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) 
     let files: Vec<(PathBuf, Option<String>)> = if args.labelled {
         super::eval::image_folder(&args.dir)?.into_iter().map(|(p, c)| (p, Some(c))).collect()
     } else {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&args.dir)
-            .with_context(|| format!("reading {}", args.dir.display()))?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        v.sort();
-        v.into_iter().map(|p| (p, None)).collect()
+        flat_folder(&args.dir)?.into_iter().map(|p| (p, None)).collect()
     };
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
-        let bar = ProgressBar::new(files.len() as u64);
-        bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} eta {eta}").unwrap());
+        let bar = progress_bar(files.len() as u64);
         let mut report = ImportReport::default();
         for (path, class) in &files {
             let source = format!("import:{}", path.display());
@@ -184,4 +176,22 @@ pub fn users(home: &Path, variant: Variant, engine: Engine, args: &UsersArgs) ->
         }
         Ok(0)
     })
+}
+
+/// The files directly inside `dir`, sorted.
+pub(crate) fn flat_folder(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+pub(crate) fn progress_bar(len: u64) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} eta {eta}").expect("valid template"));
+    bar
 }

@@ -76,14 +76,17 @@ async fn users_are_found_by_token_hash() {
 #[tokio::test]
 async fn latest_head_snapshot_wins() {
     let catalog = catalog().await;
-    assert!(catalog.latest_head_snapshot().await.unwrap().is_none());
-    catalog.save_head_snapshot(3, b"old").await.unwrap();
-    let newest = catalog.save_head_snapshot(7, b"new").await.unwrap();
-    let latest = catalog.latest_head_snapshot().await.unwrap().unwrap();
+    assert!(catalog.latest_head_snapshot("lite0").await.unwrap().is_none());
+    catalog.save_head_snapshot("lite0", 3, b"old").await.unwrap();
+    let newest = catalog.save_head_snapshot("lite0", 7, b"new").await.unwrap();
+    let other = catalog.save_head_snapshot("ft-1", 8, b"other backbone").await.unwrap();
+    let latest = catalog.latest_head_snapshot("lite0").await.unwrap().unwrap();
     assert_eq!(latest, newest);
     assert_eq!((latest.label_seq, latest.bytes.as_slice()), (7, &b"new"[..]));
-    assert_eq!(catalog.prune_head_snapshots(1).await.unwrap(), 1);
-    assert_eq!(catalog.latest_head_snapshot().await.unwrap(), Some(newest));
+    assert_eq!(catalog.prune_head_snapshots("lite0", 1).await.unwrap(), 1);
+    assert_eq!(catalog.latest_head_snapshot("lite0").await.unwrap(), Some(newest));
+    // Pruning one backbone's snapshots leaves another's alone.
+    assert_eq!(catalog.latest_head_snapshot("ft-1").await.unwrap(), Some(other));
 }
 
 #[tokio::test]

@@ -1,0 +1,119 @@
+//! `fovea bench`: every speed target measured in one run, as ratios against a baseline timed in the same run
+//! (the machine is noisy, so absolute numbers are printed for the record but never asserted).
+//!
+//! - backbone: fovea's fast path against ONNX Runtime (and burn) on the same weights and inputs, batch 1 and 16;
+//! - online: head update and predict latency;
+//! - http: classify over HTTP on 127.0.0.1 (p50, p99) against the raw model time;
+//! - identify: bulk identification img/s against raw embed img/s;
+//! - peak RSS after each part.
+
+mod backbone;
+mod service;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use fovea_model::Variant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchTarget {
+    /// Everything below except training
+    All,
+    /// The backbone: fast path vs ONNX Runtime vs burn, batch 1 and 16
+    Backbone,
+    /// Online head update and predict latency
+    Online,
+    /// Classify over HTTP against the raw model time
+    Http,
+    /// Bulk identify against raw embedding throughput
+    Identify,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// What to measure
+    #[arg(default_value = "all")]
+    pub target: BenchTarget,
+    /// Threads for every engine (fast path, ONNX Runtime, burn) [default: all cores]
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seconds of timed runs per case (at least 5 runs each, after a warm-up)
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// Distinct images for the HTTP and identify parts
+    #[arg(long, default_value_t = 48)]
+    pub images: usize,
+    /// Leave out the burn network (slow; it is the training network, not a serving path)
+    #[arg(long)]
+    pub skip_burn: bool,
+    /// Photo to time decoding with (default: the chelsea sample)
+    #[arg(long)]
+    pub image: Option<PathBuf>,
+}
+
+pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<i32> {
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // burn's flex backend sizes rayon's global pool from this when it first starts; set before anything runs.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    println!("fovea bench: {} ({} px), {threads} threads, load average {}", variant.name(), variant.input_size(), load());
+    let all = args.target == BenchTarget::All;
+    let mut ok = true;
+    let mut raw_b1_ms = None;
+    if all || args.target == BenchTarget::Backbone {
+        let r = backbone::run(home, variant, threads, args)?;
+        ok &= r.agree;
+        raw_b1_ms = Some(r.fast_b1_ms);
+        rss("backbone");
+    }
+    if all || args.target == BenchTarget::Online {
+        service::online(args.seconds);
+        rss("online");
+    }
+    if all || args.target == BenchTarget::Http {
+        service::http(home, variant, threads, args, raw_b1_ms)?;
+        rss("http");
+    }
+    if all || args.target == BenchTarget::Identify {
+        service::identify(home, variant, threads, args)?;
+        rss("identify");
+    }
+    println!("load average after: {}", load());
+    Ok(if ok { 0 } else { 1 })
+}
+
+/// Median of per-run values, after one warm-up call; runs for `seconds` and at least 5 times.
+pub(crate) fn time_runs<T>(seconds: f64, mut run: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(f64, T)> {
+    let first = run()?;
+    let mut ms = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs_f64(seconds) || ms.len() < 5 {
+        let t = Instant::now();
+        std::hint::black_box(run()?);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok((percentile(&mut ms, 0.5), first))
+}
+
+pub(crate) fn percentile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Peak resident memory so far (VmHWM), which only grows: each line bounds everything measured up to it.
+fn rss(after: &str) {
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l[6..].trim().to_owned()))
+        .unwrap_or_else(|| "?".into());
+    println!("peak RSS after {after}: {peak}\n");
+}

@@ -1,0 +1,196 @@
+//! The served paths: online head latency, classify over HTTP, bulk identify — each against its raw baseline.
+
+use std::io::{Cursor, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use fovea_app::{App, AppConfig};
+use fovea_learn::head::Head;
+use fovea_model::{Backbone, FastBackbone, Variant, Weights};
+use image::RgbImage;
+
+use super::{percentile, time_runs, BenchArgs};
+
+pub fn sample_photos(home: &Path) -> anyhow::Result<Vec<RgbImage>> {
+    let dir = fovea_model::fetch::ensure_sample_photos(home)?;
+    ["chelsea.png", "coffee.png", "rocket.jpg", "astronaut.png", "motorcycle_left.png"]
+        .iter()
+        .filter(|n| dir.join(n).exists())
+        .map(|n| Ok(fovea_vision::decode_file(&dir.join(n), &Default::default())?))
+        .collect()
+}
+
+pub fn png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).expect("PNG encodes into memory");
+    out
+}
+
+/// `n` distinct camera-sized JPEGs (crops of the sample photos), so no request hits the embedding cache.
+fn distinct_jpegs(photos: &[RgbImage], n: usize, salt: u32) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let img = &photos[i % photos.len()];
+            let k = (i / photos.len()) as u32 * 3 + salt;
+            let (w, h) = (img.width() * (90 - k % 25) / 100, img.height() * (90 - k % 21) / 100);
+            let crop = image::imageops::crop_imm(img, k % (img.width() - w).max(1), k % (img.height() - h).max(1), w, h);
+            let mut out = Vec::new();
+            crop.to_image().write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg).expect("JPEG encodes");
+            out
+        })
+        .collect()
+}
+
+pub fn online(seconds: f64) {
+    use rand::{Rng, SeedableRng};
+    let (dim, classes) = (1280, 50);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let means: Vec<Vec<f32>> = (0..classes).map(|_| (0..dim).map(|_| rng.random_range(0.0..2.0)).collect()).collect();
+    let sample = |rng: &mut rand::rngs::StdRng, c: usize| -> Vec<f32> {
+        means[c].iter().map(|m| m + rng.random_range(-0.5..0.5)).collect()
+    };
+    let names: Vec<String> = (0..classes).map(|c| format!("class{c}")).collect();
+    let mut head = fovea_learn::slda::SldaHead::new(dim);
+    for i in 0..classes * 4 {
+        let x = sample(&mut rng, i % classes);
+        let _ = head.learn_named(&x, &names[i % classes]);
+    }
+    let probes: Vec<Vec<f32>> = (0..64).map(|i| sample(&mut rng, i % classes)).collect();
+    let mut i = 0;
+    let update_ms = time_runs(seconds, || {
+        i += 1;
+        head.learn_named(&probes[i % probes.len()], &names[i % classes])?;
+        Ok(())
+    })
+    .map_or(f64::NAN, |r| r.0);
+    let predict_ms = time_runs(seconds, || {
+        i += 1;
+        head.predict(&probes[i % probes.len()])?;
+        Ok(())
+    })
+    .map_or(f64::NAN, |r| r.0);
+    println!(
+        "online SLDA head ({dim}-d, {classes} classes): update {:.3} ms, predict {:.3} ms (medians)",
+        update_ms, predict_ms
+    );
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn fresh_app(home: &Path, variant: Variant, threads: usize, dir: &Path) -> anyhow::Result<Arc<App>> {
+    let w = Weights::load_safetensors(&fovea_model::ensure_weights(home, variant)?)?;
+    let backbone = Box::new(FastBackbone::new(&w, variant, threads)?);
+    Ok(App::open(AppConfig { data_dir: dir.to_owned(), variant, ..Default::default() }, backbone).await?)
+}
+
+/// One HTTP/1.1 POST over a fresh connection; returns the status code. A dozen lines of std beat pulling an HTTP
+/// client into the binary just for the benchmark.
+fn post(addr: &str, path: &str, body: &[u8]) -> anyhow::Result<u16> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n")?;
+    write!(s, "Content-Length: {}\r\nConnection: close\r\n\r\n", body.len())?;
+    s.write_all(body)?;
+    let mut response = Vec::new();
+    s.read_to_end(&mut response)?;
+    let head = String::from_utf8_lossy(&response[..response.len().min(32)]).into_owned();
+    head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow::anyhow!("bad response {head}"))
+}
+
+pub fn http(
+    home: &Path,
+    variant: Variant,
+    threads: usize,
+    args: &BenchArgs,
+    raw_b1_ms: Option<f64>,
+) -> anyhow::Result<()> {
+    let photos = sample_photos(home)?;
+    let jpegs = distinct_jpegs(&photos, args.images.max(8), 1);
+    let w = Weights::load_safetensors(&fovea_model::ensure_weights(home, variant)?)?;
+    let raw = FastBackbone::new(&w, variant, threads)?;
+    let size = variant.input_size() as u32;
+    // The raw model time: the network alone at batch 1, and decode + preprocess + network, on the same JPEGs.
+    let network_ms = match raw_b1_ms {
+        Some(ms) => ms,
+        None => time_runs(args.seconds, || Ok(raw.run(&fovea_vision::to_input(&photos[0], size), 1)?))?.0,
+    };
+    let mut pipeline = Vec::new();
+    for j in &jpegs {
+        let t = Instant::now();
+        let img = fovea_vision::decode(j, &Default::default())?;
+        raw.run(&fovea_vision::to_input(&img, size), 1)?;
+        pipeline.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let pipeline_ms = percentile(&mut pipeline, 0.5);
+    drop(raw);
+
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let app = rt.block_on(fresh_app(home, variant, threads, dir.path()))?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?.to_string();
+    rt.spawn(async move { axum::serve(listener, fovea_server::create_app(app, true)).await });
+    post(&addr, "/api/v1/classify", &jpegs[0])?; // warm-up, then every request is an image never seen before
+    let mut latencies = Vec::new();
+    for j in &jpegs[1..] {
+        let t = Instant::now();
+        let status = post(&addr, "/api/v1/classify", j)?;
+        latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(status == 200, "classify answered {status}");
+    }
+    let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
+    println!(
+        "classify over HTTP, {} new JPEGs one at a time: p50 {p50:.2} ms, p99 {p99:.2} ms",
+        latencies.len()
+    );
+    println!(
+        "raw model time: network {network_ms:.2} ms, decode + preprocess + network {pipeline_ms:.2} ms; \
+         classify p50 is {:.2}x the network and {:.2}x the whole raw pipeline (target <= 1.3x)",
+        p50 / network_ms,
+        p50 / pipeline_ms
+    );
+    rt.shutdown_background();
+    Ok(())
+}
+
+pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs) -> anyhow::Result<()> {
+    let photos = sample_photos(home)?;
+    let n = args.images.max(16);
+    let jpegs = distinct_jpegs(&photos, n, 2);
+    let w = Weights::load_safetensors(&fovea_model::ensure_weights(home, variant)?)?;
+    let size = variant.input_size() as u32;
+    // Raw embed: decode + preprocess each file, then the network in batches of 16 — what a script would do.
+    let raw = FastBackbone::new(&w, variant, threads)?;
+    raw.run(&fovea_vision::to_input(&photos[0], size), 1)?;
+    let t = Instant::now();
+    for chunk in jpegs.chunks(16) {
+        let mut input = Vec::new();
+        for j in chunk {
+            input.extend(fovea_vision::to_input(&fovea_vision::decode(j, &Default::default())?, size));
+        }
+        raw.run(&input, chunk.len())?;
+    }
+    let raw_rate = n as f64 / t.elapsed().as_secs_f64();
+    drop(raw);
+
+    let dir = tempfile::tempdir()?;
+    let rt = runtime()?;
+    let app = rt.block_on(fresh_app(home, variant, threads, dir.path()))?;
+    let items: Vec<(String, bytes::Bytes)> =
+        jpegs.into_iter().enumerate().map(|(i, j)| (format!("img{i}.jpg"), j.into())).collect();
+    let t = Instant::now();
+    let results = rt.block_on(app.identify(items, "bench", |_, _| {}));
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    let failed = results.iter().filter(|r| r.1.is_err()).count();
+    anyhow::ensure!(failed == 0, "{failed} of {n} images failed to identify");
+    println!(
+        "bulk identify of {n} new JPEGs: {rate:.1} img/s (stored, embedded, predicted, logged); raw embed \
+         {raw_rate:.1} img/s; ratio {:.2}x (target >= 0.9x)",
+        rate / raw_rate
+    );
+    Ok(())
+}
