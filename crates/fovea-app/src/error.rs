@@ -22,6 +22,10 @@ pub enum AppError {
     Store(StoreError),
     #[error("online head: {0}")]
     Head(#[from] fovea_learn::Error),
+    #[error("model: {0}")]
+    Model(#[from] fovea_model::ModelError),
+    #[error("training: {0}")]
+    Train(#[from] fovea_train::TrainError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -48,7 +52,14 @@ impl AppError {
             AppError::Unauthorized => "unauthorized",
             AppError::Forbidden { .. } => "forbidden",
             AppError::Overloaded => "overloaded",
-            AppError::Store(_) | AppError::Head(_) | AppError::Internal(_) => "internal",
+            AppError::Train(fovea_train::TrainError::NotEnoughData(_)) => "not_enough_data",
+            AppError::Train(fovea_train::TrainError::Config(_)) => "invalid",
+            AppError::Train(fovea_train::TrainError::Cancelled) => "cancelled",
+            AppError::Store(_)
+            | AppError::Head(_)
+            | AppError::Model(_)
+            | AppError::Train(_)
+            | AppError::Internal(_) => "internal",
         }
     }
 }

@@ -98,6 +98,11 @@ impl HeadState {
         Ok(self.head.predict(embedding)?)
     }
 
+    /// The backbone whose embeddings this head learned from.
+    pub fn backbone(&self) -> &str {
+        &self.backbone
+    }
+
     /// Names the head's state: changes with every label folded in.
     pub fn version(&self) -> String {
         format!("online-{}", self.seq)

@@ -5,6 +5,9 @@ mod compute;
 mod error;
 mod head;
 mod identify;
+mod jobs;
+mod models;
+mod training;
 mod usecases;
 
 use std::path::PathBuf;
@@ -14,8 +17,11 @@ pub use compute::Compute;
 pub use error::{AppError, Result};
 pub use fovea_store::{ClassId, LabelOrigin};
 pub use fovea_store::{ImageFilter, ImageRow, Role, ScoredClass, TransactionRecord, UserRecord};
+pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;
 pub use identify::Identified;
+pub use jobs::{parse_schedule, TRAIN_JOB};
+pub use training::{TrainParams, TrainProgress, TrainReport};
 pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 
 use fovea_model::{Backbone, Variant};
@@ -41,6 +47,8 @@ pub struct AppConfig {
     pub max_waiting: usize,
     /// Save a head snapshot after this many label changes, so restarts replay little.
     pub snapshot_every: u64,
+    /// The base model's safetensors file, needed to go back to it after a fine-tune was promoted.
+    pub base_weights: Option<PathBuf>,
 }
 
 impl Default for AppConfig {
@@ -54,6 +62,7 @@ impl Default for AppConfig {
             limits: Default::default(),
             max_waiting: 64,
             snapshot_every: 25,
+            base_weights: None,
         }
     }
 }
@@ -63,6 +72,8 @@ pub struct App {
     blobs: Arc<dyn Blobs>,
     compute: Compute,
     head: Mutex<HeadState>,
+    /// Serialises model switches (promotion, rollback, sync), which take seconds.
+    switching: Mutex<()>,
     cfg: AppConfig,
 }
 
@@ -84,10 +95,20 @@ impl App {
         catalog: Arc<dyn Catalog>,
         blobs: Arc<dyn Blobs>,
     ) -> Result<Arc<App>> {
-        let compute = Compute::start(backbone, cfg.max_waiting);
-        let head =
-            HeadState::restore(catalog.as_ref(), &cfg.head, compute.embedding_dim(), compute.backbone_name()).await?;
-        Ok(Arc::new(App { catalog, blobs, compute, head: Mutex::new(head), cfg }))
+        // Serve whatever the registry says is promoted; `backbone` is the base model, used when that is the base.
+        let base = cfg.variant.name();
+        let (backbone, name): (Box<dyn Backbone>, String) = match catalog.promoted_model_version().await? {
+            Some(p) if p.id != base => {
+                let weights = fovea_model::Weights::load_safetensors(&models::model_file(&cfg.data_dir, &p.id))?;
+                (Box::new(fovea_model::FastBackbone::new(&weights, cfg.variant, 0)?), p.id)
+            }
+            _ => (backbone, base),
+        };
+        let compute = Compute::start(backbone, name.clone(), cfg.max_waiting);
+        let head = HeadState::restore(catalog.as_ref(), &cfg.head, compute.embedding_dim(), &name).await?;
+        let app = Arc::new(App { catalog, blobs, compute, head: Mutex::new(head), switching: Mutex::new(()), cfg });
+        app.ensure_base_registered().await?;
+        Ok(app)
     }
 
     pub fn config(&self) -> &AppConfig {

@@ -52,6 +52,16 @@ pub struct ClassView {
     pub reaches_cutoff: bool,
 }
 
+/// An image as stored, with its embedding and the backbone that made it.
+pub(crate) struct Ingested {
+    pub id: String,
+    pub embedding: Vec<f32>,
+    pub backbone: String,
+    pub width: u32,
+    pub height: u32,
+    pub created: bool,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
     pub imported: usize,
@@ -78,8 +88,8 @@ impl App {
         Ok(Predicted { top, unknown: p.unknown || p.ranked.is_empty() })
     }
 
-    /// Stores the image (once per distinct content) and its embedding; returns (id, width, height, new).
-    async fn ingest(&self, bytes: Bytes, source: &str) -> Result<(String, Vec<f32>, u32, u32, bool)> {
+    /// Stores the image (once per distinct content) and its embedding under the served backbone.
+    pub(crate) async fn ingest(&self, bytes: Bytes, source: &str) -> Result<Ingested> {
         if bytes.len() > self.cfg.limits.max_bytes {
             return Err(fovea_vision::VisionError::TooLarge {
                 bytes: bytes.len() as u64,
@@ -99,15 +109,16 @@ impl App {
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
         let (width, height) = img.dimensions();
-        let backbone = self.compute.backbone_name().to_owned();
-        let cached = self.catalog.get_embedding(&id, &backbone).await?;
-        let (embedding, computed) = match cached {
-            Some(e) => (e, false),
+        let served = self.compute.backbone_name();
+        let cached = self.catalog.get_embedding(&id, &served).await?;
+        let (embedding, backbone, computed) = match cached {
+            Some(e) => (e, served, false),
             None => {
                 let input = tokio::task::spawn_blocking(move || fovea_vision::to_input(&img, size))
                     .await
                     .map_err(|e| AppError::Internal(e.to_string()))?;
-                (self.compute.embed(input).await?, true)
+                let (e, by) = self.compute.embed(input).await?;
+                (e, by, true)
             }
         };
         let key = blob_key_for(&id);
@@ -122,18 +133,38 @@ impl App {
         if computed {
             self.catalog.put_embedding(&id, &backbone, &embedding).await?;
         }
-        Ok((id, embedding, width, height, created))
+        Ok(Ingested { id, embedding, backbone, width, height, created })
+    }
+
+    /// A stored image's embedding under `backbone`, computed from its blob (and cached) when missing — e.g. an
+    /// image first seen before the current model was promoted.
+    pub(crate) async fn embedding_for(&self, image_id: &str, backbone: &str) -> Result<Vec<f32>> {
+        if let Some(e) = self.catalog.get_embedding(image_id, backbone).await? {
+            return Ok(e);
+        }
+        let bytes = self.image_bytes(image_id).await?;
+        let ingested = self.ingest(bytes, "re-embed").await?;
+        if ingested.backbone != backbone {
+            return Err(AppError::Conflict(format!("the served model changed while embedding {image_id}; retry")));
+        }
+        Ok(ingested.embedding)
     }
 
     /// Decode → embed → head → log → answer.
     #[tracing::instrument(skip(self, bytes), fields(bytes = bytes.len()))]
     pub async fn classify(&self, bytes: Bytes, user: &str) -> Result<ClassifyOutcome> {
         let start = Instant::now();
-        let (image_id, embedding, width, height, new_image) = self.ingest(bytes, "upload").await?;
-        let (predicted, model_version) = {
+        let mut ingested = self.ingest(bytes.clone(), "upload").await?;
+        let (predicted, model_version) = loop {
             let head = self.head.lock().await;
-            (self.predicted(&head, &embedding)?, head.version())
+            if head.backbone() == ingested.backbone {
+                break (self.predicted(&head, &ingested.embedding)?, head.version());
+            }
+            // A promotion landed between embedding and predicting: embed again with the new backbone.
+            drop(head);
+            ingested = self.ingest(bytes.clone(), "upload").await?;
         };
+        let Ingested { id: image_id, width, height, created: new_image, .. } = ingested;
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
         let transaction_id = self
             .catalog
@@ -169,16 +200,16 @@ impl App {
         if self.catalog.get_image(image_id).await?.is_none() {
             return Err(AppError::NotFound { what: "image", id: image_id.to_owned() });
         }
-        let embedding = self
-            .catalog
-            .get_embedding(image_id, self.compute.backbone_name())
-            .await?
-            .ok_or_else(|| AppError::Internal(format!("image {image_id} has no embedding")))?;
+        let backbone = self.head.lock().await.backbone().to_owned();
+        let embedding = self.embedding_for(image_id, &backbone).await?;
         let (record, created_class) = match self.catalog.class_by_name(class).await? {
             Some(c) => (c, false),
             None => (self.catalog.create_class(class).await?, true),
         };
         let mut head = self.head.lock().await;
+        if head.backbone() != backbone {
+            return Err(AppError::Conflict("the served model changed during this correction; please retry".into()));
+        }
         // Labels logged by another process since our last fold come first, so the head stays a fold of the log.
         head.catch_up(self.catalog.as_ref()).await?;
         let label = self
@@ -298,7 +329,7 @@ impl App {
         class: Option<&str>,
         report: &mut ImportReport,
     ) -> Result<()> {
-        let (id, _, _, _, created) = self.ingest(bytes, source).await?;
+        let Ingested { id, created, .. } = self.ingest(bytes, source).await?;
         if created {
             report.imported += 1;
         } else {

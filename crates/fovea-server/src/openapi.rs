@@ -26,7 +26,9 @@ impl Modify for BearerToken {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("fovea token").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("fovea token").build(),
+            ),
         );
     }
 }

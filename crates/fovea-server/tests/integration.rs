@@ -291,14 +291,13 @@ async fn an_exif_rotated_photo_is_turned_upright_before_it_is_classified() {
     let upright = image::imageops::thumbnail(&photo("chelsea.png"), 160, 106);
     // Stored sideways with orientation 6 ("rotate 90° clockwise to view"), as phones do.
     let sideways = image::imageops::rotate270(&upright);
-    let tagged = fovea_vision::fixtures::with_exif_orientation(
-        &encode(DynamicImage::ImageRgb8(sideways), ImageFormat::Jpeg),
-        6,
-    );
+    let tagged =
+        fovea_vision::fixtures::with_exif_orientation(&encode(DynamicImage::ImageRgb8(sideways), ImageFormat::Jpeg), 6);
     let (st, rotated) = call(&s.router, upload(Some(&t), tagged)).await;
     assert_eq!(st, StatusCode::OK, "{rotated}");
     assert_eq!((rotated["width"].as_u64(), rotated["height"].as_u64()), (Some(160), Some(106)), "{rotated}");
-    let (_, direct) = call(&s.router, upload(Some(&t), encode(DynamicImage::ImageRgb8(upright), ImageFormat::Jpeg))).await;
+    let (_, direct) =
+        call(&s.router, upload(Some(&t), encode(DynamicImage::ImageRgb8(upright), ImageFormat::Jpeg))).await;
     assert_eq!(rotated["top"][0]["class"], direct["top"][0]["class"], "{rotated} vs {direct}");
 }
 
@@ -325,4 +324,3 @@ async fn openapi_document_is_generated_from_the_routes() {
     }
     assert!(schemas["ClassifyOutcome"]["properties"]["top"].is_object());
 }
-

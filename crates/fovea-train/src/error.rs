@@ -8,6 +8,9 @@ pub enum TrainError {
     NotEnoughData(String),
     #[error("training was cancelled")]
     Cancelled,
+    /// The tensor backend failed (reading values back, an unsupported dtype): a bug or a broken build, not bad input.
+    #[error("tensor backend: {0}")]
+    Backend(String),
     #[error(transparent)]
     Model(#[from] fovea_model::ModelError),
 }

@@ -46,6 +46,12 @@ pub enum Command {
     Import(cmd::serve::ImportArgs),
     /// Bulk-identify a folder of images; predictions are stored and logged
     Identify(cmd::identify::IdentifyArgs),
+    /// Fine-tune the served model on the labelled images; promoted if it passes the benchmark gate
+    Train(cmd::train::TrainArgs),
+    /// The model registry: list, show, promote, rollback
+    Models(cmd::train::ModelsArgs),
+    /// Background jobs: list, run, cancel
+    Jobs(cmd::train::JobsArgs),
     /// Manage users and API tokens
     Users(cmd::serve::UsersArgs),
     /// Evaluate the online heads: `fovea eval stream --train DIR --test DIR`
@@ -73,6 +79,9 @@ fn main() {
         Command::Serve(a) => cmd::serve::serve(&home, cli.backbone, cli.engine, a),
         Command::Import(a) => cmd::serve::import(&home, cli.backbone, cli.engine, a),
         Command::Identify(a) => cmd::identify::identify(&home, cli.backbone, cli.engine, a),
+        Command::Train(a) => cmd::train::train(&home, cli.backbone, cli.engine, a),
+        Command::Models(a) => cmd::train::models(&home, cli.backbone, cli.engine, a),
+        Command::Jobs(a) => cmd::train::jobs(&home, cli.backbone, cli.engine, a),
         Command::Users(a) => cmd::serve::users(&home, cli.backbone, cli.engine, a),
         Command::Eval(a) => cmd::eval::eval(&home, cli.backbone, cli.engine, a),
     };

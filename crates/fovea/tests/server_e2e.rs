@@ -134,7 +134,8 @@ fn a_config_file_sets_what_flags_and_environment_leave_open() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("from-file");
     let file = dir.path().join("fovea.toml");
-    std::fs::write(&file, format!("data = {:?}\nlisten = \"127.0.0.1:0\"\ncutoff = 7\n", data.to_str().unwrap())).unwrap();
+    std::fs::write(&file, format!("data = {:?}\nlisten = \"127.0.0.1:0\"\ncutoff = 7\n", data.to_str().unwrap()))
+        .unwrap();
     let config = file.to_str().unwrap();
     // The environment overrides the file's cutoff; the file still decides the data folder and address.
     let served = common::serve_with(&["serve", "--open", "--config", config], &[("FOVEA_CUTOFF", "9")]);
@@ -144,7 +145,8 @@ fn a_config_file_sets_what_flags_and_environment_leave_open() {
     drop(served);
 
     std::fs::write(&file, "cutof = 3\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fovea")).args(["serve", "--config", config]).output().unwrap();
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_fovea")).args(["serve", "--config", config]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown setting `cutof`"), "{err}");

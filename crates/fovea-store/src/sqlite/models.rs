@@ -133,7 +133,7 @@ pub(super) async fn latest_head_snapshot(pool: &SqlitePool, backbone: &str) -> R
     )
     .bind(backbone)
     .fetch_optional(pool)
-        .await?;
+    .await?;
     row.as_ref().map(snapshot_from_row).transpose()
 }
 

@@ -61,7 +61,14 @@ pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyAr
                     let key = if out.unknown || class.is_empty() { "(unknown)".to_owned() } else { class.to_owned() };
                     *by_class.entry(key).or_default() += 1;
                     if let Some(w) = csv.as_mut() {
-                        writeln!(w, "{},{},{},{p:.4},{}", csv_field(&name), out.image_id, csv_field(class), out.unknown)?;
+                        writeln!(
+                            w,
+                            "{},{},{},{p:.4},{}",
+                            csv_field(&name),
+                            out.image_id,
+                            csv_field(class),
+                            out.unknown
+                        )?;
                     }
                 }
                 Err(e) => failed.push((name, e.to_string())),
@@ -71,7 +78,11 @@ pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyAr
             w.flush()?;
         }
         app.snapshot().await?;
-        println!("identified {ok} images in {seconds:.1} s ({:.1} img/s), {} failed", ok as f64 / seconds, failed.len());
+        println!(
+            "identified {ok} images in {seconds:.1} s ({:.1} img/s), {} failed",
+            ok as f64 / seconds,
+            failed.len()
+        );
         for (class, n) in &by_class {
             println!("  {class:<30} {n}");
         }

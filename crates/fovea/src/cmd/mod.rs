@@ -4,6 +4,7 @@ pub mod fetch;
 pub mod identify;
 pub mod predict;
 pub mod serve;
+pub mod train;
 
 use std::path::Path;
 

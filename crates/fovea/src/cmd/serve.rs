@@ -20,8 +20,8 @@ pub struct AppArgs {
     /// Online head: slda, ncm or ncm-cosine
     #[arg(long, env = "FOVEA_HEAD", default_value = "slda")]
     pub head: String,
-    /// Images a class needs before batch fine-tuning takes it
-    #[arg(long, env = "FOVEA_CUTOFF", default_value_t = 40)]
+    /// Images a class needs before batch fine-tuning takes it (a run may go lower only as a throw-away)
+    #[arg(long = "default-cutoff", env = "FOVEA_CUTOFF", default_value_t = 40)]
     pub cutoff: u64,
     /// Largest upload accepted, in megabytes
     #[arg(long, env = "FOVEA_MAX_UPLOAD_MB", default_value_t = 20)]
@@ -41,6 +41,9 @@ pub struct ServeArgs {
     /// Allow anonymous use without a token (only on a loopback address)
     #[arg(long)]
     pub open: bool,
+    /// Queue a fine-tune run on a schedule: off, hourly, daily, weekly or e.g. 12h
+    #[arg(long, env = "FOVEA_TRAIN_SCHEDULE", default_value = "off")]
+    pub train_schedule: String,
 }
 
 #[derive(Args, Debug)]
@@ -87,6 +90,7 @@ pub(crate) async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &
         head: a.head.clone(),
         cutoff: a.cutoff,
         limits,
+        base_weights: Some(fovea_model::ensure_weights(home, variant)?),
         ..Default::default()
     };
     Ok(App::open(cfg, backbone).await?)
@@ -100,8 +104,11 @@ pub fn serve(home: &Path, variant: Variant, engine: Engine, args: &ServeArgs) ->
     if args.open && !args.listen.ip().is_loopback() {
         bail!("--open allows anonymous writes, so it only works on a loopback address (not {})", args.listen);
     }
+    let schedule = fovea_app::parse_schedule(&args.train_schedule)?;
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
+        // Runs queued training jobs and follows promotions made by other processes.
+        let worker = app.spawn_worker(schedule);
         if let Some(token) = app.ensure_admin().await? {
             println!("first start: created user `admin` with token\n\n    {token}\n\nkeep it: it is shown only once");
         }
@@ -115,6 +122,7 @@ pub fn serve(home: &Path, variant: Variant, engine: Engine, args: &ServeArgs) ->
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
+        worker.abort();
         app.snapshot().await?;
         Ok(0)
     })

@@ -30,15 +30,12 @@ pub fn run(home: &Path, variant: Variant, threads: usize, args: &BenchArgs) -> a
         let img = fovea_vision::decode(&bytes, &Default::default())?;
         Ok(fovea_vision::to_input(&img, size as u32))
     })?;
-    println!(
-        "decode + preprocess ({}x{} PNG): {decode_ms:.2} ms/img",
-        decode_image.width(),
-        decode_image.height()
-    );
+    println!("decode + preprocess ({}x{} PNG): {decode_ms:.2} ms/img", decode_image.width(), decode_image.height());
     let inputs: Vec<Vec<f32>> = photos.iter().map(|p| fovea_vision::to_input(p, size as u32)).collect();
     let input: Vec<f32> = (0..16).flat_map(|i| inputs[i % inputs.len()].iter().copied()).collect();
 
-    let mut engines: Vec<(&str, Box<dyn Backbone>)> = vec![("fast", Box::new(FastBackbone::new(&w, variant, threads)?))];
+    let mut engines: Vec<(&str, Box<dyn Backbone>)> =
+        vec![("fast", Box::new(FastBackbone::new(&w, variant, threads)?))];
     match ort_engine(&w, variant, threads) {
         Ok(b) => engines.push(("ort", b)),
         Err(e) => println!("ONNX Runtime unavailable, compared with nothing: {e:#}"),

@@ -56,7 +56,12 @@ pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     // burn's flex backend sizes rayon's global pool from this when it first starts; set before anything runs.
     std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    println!("fovea bench: {} ({} px), {threads} threads, load average {}", variant.name(), variant.input_size(), load());
+    println!(
+        "fovea bench: {} ({} px), {threads} threads, load average {}",
+        variant.name(),
+        variant.input_size(),
+        load()
+    );
     let all = args.target == BenchTarget::All;
     let mut ok = true;
     let mut raw_b1_ms = None;

@@ -35,7 +35,8 @@ fn distinct_jpegs(photos: &[RgbImage], n: usize, salt: u32) -> Vec<Vec<u8>> {
             let img = &photos[i % photos.len()];
             let k = (i / photos.len()) as u32 * 3 + salt;
             let (w, h) = (img.width() * (90 - k % 25) / 100, img.height() * (90 - k % 21) / 100);
-            let crop = image::imageops::crop_imm(img, k % (img.width() - w).max(1), k % (img.height() - h).max(1), w, h);
+            let crop =
+                image::imageops::crop_imm(img, k % (img.width() - w).max(1), k % (img.height() - h).max(1), w, h);
             let mut out = Vec::new();
             crop.to_image().write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg).expect("JPEG encodes");
             out
@@ -143,10 +144,7 @@ pub fn http(
         anyhow::ensure!(status == 200, "classify answered {status}");
     }
     let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
-    println!(
-        "classify over HTTP, {} new JPEGs one at a time: p50 {p50:.2} ms, p99 {p99:.2} ms",
-        latencies.len()
-    );
+    println!("classify over HTTP, {} new JPEGs one at a time: p50 {p50:.2} ms, p99 {p99:.2} ms", latencies.len());
     println!(
         "raw model time: network {network_ms:.2} ms, decode + preprocess + network {pipeline_ms:.2} ms; \
          classify p50 is {:.2}x the network and {:.2}x the whole raw pipeline (target <= 1.3x)",

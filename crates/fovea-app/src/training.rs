@@ -1,0 +1,353 @@
+//! The batch fine-tune use case: dataset from the catalog → fine-tune → evaluate against the serving model on the
+//! same splits → gate → registry (→ promotion). Runs its heavy parts on blocking threads; serving goes on.
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use fovea_learn::Head;
+use fovea_model::{Backbone, Weights};
+use fovea_store::{ImageFilter, ModelKind, NewModelVersion, Split as StoredSplit};
+use fovea_train::dataset::{self, DatasetPlan, Sample, Split, SplitConfig};
+use fovea_train::finetune::{self, FineTuneConfig, TrainImage};
+use fovea_train::gate::{self, GateConfig, GateVerdict};
+use fovea_train::metrics::{self, Evaluation};
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use crate::head::new_head;
+use crate::{App, AppError, Result};
+
+/// What a training run is asked to do; every field has a sensible default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainParams {
+    /// Images a class needs to take part [default: the app's cutoff, 40]. Lower only for throw-away runs.
+    pub cutoff: Option<usize>,
+    /// A quick run that may use a lower cutoff; never promoted, but usable for bulk identification.
+    pub throw_away: bool,
+    /// Most epochs to run (early stopping usually ends sooner).
+    pub epochs: Option<usize>,
+    /// Layer-group policy, e.g. `stem=freeze,stage0-4=freeze,stage5-6=finetune,head=finetune,classifier=reinit`.
+    pub policy: Option<String>,
+    /// Leave the result as a candidate even when it passes the gate.
+    pub no_promote: bool,
+    pub seed: Option<u64>,
+}
+
+/// Live state of a run, for progress bars and the web UI's curve.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrainProgress {
+    pub phase: String,
+    /// 0..1 over the whole run.
+    pub fraction: f64,
+    pub epoch: usize,
+    pub epochs: usize,
+    pub train_loss: Option<f64>,
+    pub validation_accuracy: Option<f64>,
+    /// (epoch, train loss, validation accuracy) of every finished epoch.
+    pub history: Vec<(usize, f64, Option<f64>)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TrainReport {
+    pub model_id: String,
+    pub parent: String,
+    pub throw_away: bool,
+    pub classes: Vec<String>,
+    /// Classes below the cutoff, left out (name, images).
+    pub excluded: Vec<(String, usize)>,
+    pub split_sizes: Vec<(String, usize)>,
+    pub best_epoch: usize,
+    pub stopped_early: bool,
+    /// Test accuracy of the serving model (its backbone + an online head fitted on the train split).
+    pub serving_test_accuracy: f64,
+    /// Test accuracy of the new backbone + an online head fitted on the same train split.
+    pub candidate_test_accuracy: f64,
+    /// Test accuracy of the fine-tuned network's own classifier.
+    pub classifier_test_accuracy: f64,
+    #[schema(value_type = Object)]
+    pub serving_benchmark: Evaluation,
+    #[schema(value_type = Object)]
+    pub candidate_benchmark: Evaluation,
+    #[schema(value_type = Object)]
+    pub verdict: GateVerdict,
+    pub promoted: bool,
+    pub seconds: f64,
+}
+
+/// Photos are kept at this multiple of the input size: enough for zoom-in crops, small enough for memory.
+const KEEP_SCALE: f32 = 1.15;
+
+fn shrink(img: RgbImage, size: u32) -> RgbImage {
+    let keep = (size as f32 * KEEP_SCALE) as u32;
+    let short = img.width().min(img.height());
+    if short <= keep {
+        return img;
+    }
+    let (w, h) = (img.width() * keep / short, img.height() * keep / short);
+    image::imageops::resize(&img, w.max(1), h.max(1), image::imageops::FilterType::Triangle)
+}
+
+fn stored_split(s: Split) -> StoredSplit {
+    match s {
+        Split::Train => StoredSplit::Train,
+        Split::Validation => StoredSplit::Val,
+        Split::Test => StoredSplit::Test,
+        Split::Benchmark => StoredSplit::Benchmark,
+    }
+}
+
+impl App {
+    /// Runs one fine-tune from the serving model. `progress` is called from a blocking thread.
+    pub async fn train(
+        &self,
+        params: &TrainParams,
+        progress: impl FnMut(TrainProgress) + Send + 'static,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<TrainReport> {
+        let start = std::time::Instant::now();
+        let cutoff = params.cutoff.unwrap_or(self.cfg.cutoff as usize);
+        if cutoff < self.cfg.cutoff as usize && !params.throw_away {
+            return Err(AppError::Invalid(format!(
+                "a cutoff below {} is only allowed for a throw-away run (--throw-away)",
+                self.cfg.cutoff
+            )));
+        }
+        let mut config = FineTuneConfig { seed: params.seed.unwrap_or(7), ..Default::default() };
+        if let Some(e) = params.epochs {
+            config.epochs = e;
+        }
+        if let Some(p) = &params.policy {
+            config.policies = p.parse()?;
+        }
+        config.input_size = self.compute.input_size() as u32;
+        config.validate()?;
+
+        let parent = self.served_model().await;
+        let weights = Arc::new(self.model_weights(&parent)?);
+        let (samples, images, frozen, stored) = self.labelled_samples().await?;
+        let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..Default::default() })?;
+        for split in Split::ALL {
+            for s in plan.split(split) {
+                if stored[s.image_id as usize] != stored_split(split) {
+                    self.catalog.set_split(&s.sha256, stored_split(split)).await?;
+                }
+            }
+        }
+        let old_classes: Option<Vec<String>> =
+            self.model(&parent).await?.metrics.get("classes").and_then(|c| serde_json::from_value(c.clone()).ok());
+
+        let plan = Arc::new(plan);
+        let images = Arc::new(images);
+        let (w, p, im, cfg) = (weights.clone(), plan.clone(), images.clone(), config.clone());
+        let head_kind = self.cfg.head.clone();
+        let mut progress = progress;
+        let outcome = tokio::task::spawn_blocking(move || {
+            run_blocking(&w, &p, &im, old_classes.as_deref(), &cfg, &head_kind, &mut progress, &cancel)
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("training thread: {e}")))??;
+
+        let (tuned, serving, candidate, classifier_test) = outcome;
+        let throw_away = params.throw_away;
+        let verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
+        let kind = if throw_away { ModelKind::ThrowAway } else { ModelKind::FineTune };
+        let n = self.catalog.list_model_versions().await?.len();
+        let model_id = format!("{}-{:03}", if throw_away { "throwaway" } else { "ft" }, n);
+        self.save_model_weights(&model_id, &tuned.weights)?;
+        let report = TrainReport {
+            model_id: model_id.clone(),
+            parent: parent.clone(),
+            throw_away,
+            classes: plan.classes.clone(),
+            excluded: plan.excluded.iter().map(|e| (e.class.clone(), e.count)).collect(),
+            split_sizes: Split::ALL.iter().map(|s| (s.to_string(), plan.split(*s).len())).collect(),
+            best_epoch: tuned.best_epoch,
+            stopped_early: tuned.stopped_early,
+            serving_test_accuracy: serving.0.accuracy,
+            candidate_test_accuracy: candidate.0.accuracy,
+            classifier_test_accuracy: classifier_test.accuracy,
+            serving_benchmark: serving.1,
+            candidate_benchmark: candidate.1,
+            verdict,
+            promoted: false,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        let metrics = serde_json::json!({
+            "classes": report.classes,
+            "report": report,
+            "history": tuned.history,
+            "config": config,
+        });
+        self.catalog
+            .create_model_version(NewModelVersion { id: model_id.clone(), parent: Some(parent), kind, metrics })
+            .await?;
+        let mut report = report;
+        if report.verdict.passed && !params.no_promote {
+            self.promote(&model_id).await?;
+            report.promoted = true;
+        }
+        Ok(report)
+    }
+
+    /// Every labelled image (Unknown excluded) as a dataset sample, its shrunk photo, the frozen benchmark and
+    /// each image's stored split. Sample ids are indices into the returned vectors.
+    async fn labelled_samples(&self) -> Result<(Vec<Sample>, Vec<RgbImage>, HashSet<i64>, Vec<StoredSplit>)> {
+        let unknown = self.catalog.unknown_class().await?.name;
+        let rows = self.catalog.list_images(&ImageFilter { labelled: Some(true), ..Default::default() }).await?;
+        let size = self.compute.input_size() as u32;
+        let (mut samples, mut images, mut frozen, mut stored) = (Vec::new(), Vec::new(), HashSet::new(), Vec::new());
+        for row in rows {
+            let Some(class) = row.current_class.filter(|c| *c != unknown) else { continue };
+            let bytes = self.image_bytes(&row.image.id).await?;
+            let limits = self.cfg.limits;
+            let img = tokio::task::spawn_blocking(move || -> Result<RgbImage> {
+                Ok(shrink(fovea_vision::decode(&bytes, &limits)?, size))
+            })
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))??;
+            let idx = samples.len() as i64;
+            if row.image.split == StoredSplit::Benchmark {
+                frozen.insert(idx);
+            }
+            stored.push(row.image.split);
+            samples.push(Sample {
+                image_id: idx,
+                sha256: row.image.id,
+                dhash: fovea_train::perceptual::dhash(&img),
+                class,
+            });
+            images.push(img);
+        }
+        Ok((samples, images, frozen, stored))
+    }
+}
+
+type Evaluated = (Evaluation, Evaluation);
+
+#[allow(clippy::too_many_arguments)]
+fn run_blocking(
+    weights: &Weights,
+    plan: &DatasetPlan,
+    images: &[RgbImage],
+    old_classes: Option<&[String]>,
+    config: &FineTuneConfig,
+    head_kind: &str,
+    progress: &mut (dyn FnMut(TrainProgress) + Send),
+    cancel: &AtomicBool,
+) -> Result<(finetune::FineTuned, Evaluated, Evaluated, Evaluation)> {
+    let to_train = |set: &[Sample]| -> Vec<TrainImage> {
+        set.iter()
+            .filter_map(|s| {
+                plan.class_index(&s.class).map(|label| TrainImage { image: images[s.image_id as usize].clone(), label })
+            })
+            .collect()
+    };
+    let (train, validation) = (to_train(&plan.train), to_train(&plan.validation));
+    if train.is_empty() {
+        return Err(AppError::Train(fovea_train::TrainError::NotEnoughData("the train split is empty".into())));
+    }
+    let old_rows = match old_classes {
+        Some(names) => {
+            let n = names.len();
+            let w = weights.tensors.get("_fc.weight").map(|t| t.1.as_slice());
+            let b = weights.tensors.get("_fc.bias").map(|t| t.1.as_slice());
+            match (w, b) {
+                (Some(w), Some(b)) if b.len() == n => Some((names, w, b)),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let mut state = TrainProgress { phase: "preparing".into(), epochs: config.epochs, ..Default::default() };
+    let epochs = config.epochs.max(1) as f64;
+    let tuned = finetune::fine_tune(
+        weights,
+        &plan.classes,
+        old_rows,
+        &train,
+        &validation,
+        config,
+        &mut |p| {
+            state.phase = p.phase.into();
+            state.epoch = p.epoch;
+            state.train_loss = Some(p.train_loss);
+            let step = if p.steps > 0 { p.step as f64 / p.steps as f64 } else { 0.0 };
+            state.fraction = if p.phase == "training" {
+                0.1 + 0.8 * ((p.epoch.max(1) - 1) as f64 + step) / epochs
+            } else {
+                0.1 * step
+            };
+            if p.validation_accuracy.is_some() && p.step == p.steps && !state.history.iter().any(|h| h.0 == p.epoch) {
+                state.validation_accuracy = p.validation_accuracy;
+                state.history.push((p.epoch, p.train_loss, p.validation_accuracy));
+            }
+            progress(state.clone());
+        },
+        cancel,
+    )?;
+    state.phase = "evaluating".into();
+    state.fraction = 0.92;
+    progress(state.clone());
+    let serving = evaluate_backbone(weights, plan, images, head_kind, config.input_size)?;
+    let candidate = evaluate_backbone(&tuned.weights, plan, images, head_kind, config.input_size)?;
+    let test: Vec<&Sample> = plan.test.iter().collect();
+    let test_images: Vec<RgbImage> = test.iter().map(|s| images[s.image_id as usize].clone()).collect();
+    let probs = finetune::predict(&tuned.weights, &test_images, config.input_size, 16)?;
+    let truth: Vec<usize> = test.iter().map(|s| plan.class_index(&s.class).unwrap_or(0)).collect();
+    let classifier = metrics::evaluate(&plan.classes, &truth, &probs)?;
+    state.fraction = 1.0;
+    state.phase = "done".into();
+    progress(state);
+    Ok((tuned, serving, candidate, classifier))
+}
+
+/// A backbone judged the way it would be served: an online head fitted on the train split's embeddings, then
+/// scored on the test and benchmark splits. Returns (test, benchmark).
+fn evaluate_backbone(
+    weights: &Weights,
+    plan: &DatasetPlan,
+    images: &[RgbImage],
+    head_kind: &str,
+    size: u32,
+) -> Result<Evaluated> {
+    let backbone = fovea_model::FastBackbone::new(weights, fovea_model::Variant::Lite0, 0)?;
+    let embed = |set: &[Sample]| -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(set.len());
+        for chunk in set.chunks(16) {
+            let input: Vec<f32> =
+                chunk.iter().flat_map(|s| fovea_vision::to_input(&images[s.image_id as usize], size)).collect();
+            let e = backbone.run(&input, chunk.len())?;
+            out.extend((0..chunk.len()).map(|i| e.embedding(i).to_vec()));
+        }
+        Ok(out)
+    };
+    let mut head = new_head(head_kind, backbone.embedding_dim())?;
+    for (s, e) in plan.train.iter().zip(embed(&plan.train)?) {
+        head.learn_named(&e, &s.class)?;
+    }
+    let score = |set: &[Sample]| -> Result<Evaluation> {
+        let mut truth = Vec::new();
+        let mut probs = Vec::new();
+        for (s, e) in set.iter().zip(embed(set)?) {
+            let p = head.predict(&e)?;
+            let mut row = vec![0f32; plan.classes.len()];
+            for scored in &p.ranked {
+                if let Some(i) = head.class_name(scored.class).and_then(|n| plan.class_index(n)) {
+                    row[i] = scored.probability as f32;
+                }
+            }
+            let sum: f32 = row.iter().sum();
+            if sum > 0.0 {
+                row.iter_mut().for_each(|v| *v /= sum);
+            } else {
+                row.iter_mut().for_each(|v| *v = 1.0 / plan.classes.len() as f32);
+            }
+            truth.push(plan.class_index(&s.class).unwrap_or(0));
+            probs.push(row);
+        }
+        Ok(metrics::evaluate(&plan.classes, &truth, &probs)?)
+    };
+    Ok((score(&plan.test)?, score(&plan.benchmark)?))
+}

@@ -1,0 +1,215 @@
+//! End-to-end tests of [`fine_tune`] on the tiny network.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::tests::{names, small_config, stripes, tiny_weights};
+use super::*;
+use crate::TrainError;
+
+#[test]
+fn learns_a_separable_set_and_reports_progress() {
+    let w = tiny_weights(11, 10);
+    let train = stripes(10, 12);
+    let validation = stripes(6, 13);
+    let config =
+        FineTuneConfig { epochs: 6, patience: 2, ..small_config("all=freeze,stage1-2=finetune,head=finetune") };
+    let mut reports = Vec::new();
+    let out =
+        fine_tune(&w, &names(2), None, &train, &validation, &config, &mut |p| reports.push(p), &AtomicBool::new(false))
+            .unwrap();
+    let best = out.history.iter().filter_map(|r| r.validation_accuracy).fold(0.0, f64::max);
+    assert!(best >= 0.9, "best validation accuracy {best}: {:?}", out.history);
+    assert!(out.cached);
+    assert!(out.initial_validation_accuracy.is_some());
+    assert!(out.history.len() <= 6 && !out.history.is_empty());
+    assert_eq!(out.stopped_early, out.history.len() < 6);
+    // The plateau rule: a stop comes exactly `patience` epochs after the last strict rise in accuracy.
+    let mut top = out.initial_validation_accuracy.unwrap();
+    let mut last_rise = 0;
+    for r in &out.history {
+        let a = r.validation_accuracy.unwrap();
+        if a > top {
+            (top, last_rise) = (a, r.epoch);
+        }
+    }
+    if out.stopped_early {
+        assert_eq!(out.history.len(), last_rise + 2, "{:?}", out.history);
+    }
+    let kept = out.history.iter().find(|r| r.epoch == out.best_epoch).and_then(|r| r.validation_accuracy);
+    assert_eq!(kept.unwrap_or(top), top, "the kept epoch has the best accuracy");
+    assert!(out.history.iter().all(|r| r.train_loss.is_finite() && r.seconds >= 0.0));
+    // Caching reports come first, then one per step plus one per epoch carrying the validation accuracy.
+    assert_eq!(reports[0].phase, "caching");
+    let training: Vec<&Progress> = reports.iter().filter(|p| p.phase == "training").collect();
+    assert_eq!(training.len(), out.history.len() * (4 + 1));
+    assert!(training.iter().filter(|p| p.validation_accuracy.is_some()).count() == out.history.len());
+
+    // The kept weights classify the validation set as well as the best epoch said (serving's own forward).
+    let images: Vec<_> = validation.iter().map(|t| t.image.clone()).collect();
+    let probs = predict(&out.weights, &images, 32, 8).unwrap();
+    let right = probs.iter().zip(&validation).filter(|(p, t)| (p[1] > p[0]) == (t.label == 1)).count();
+    assert!(right as f64 / validation.len() as f64 >= 0.9, "{right} of {}", validation.len());
+
+    // Same seed, same run.
+    let again =
+        fine_tune(&w, &names(2), None, &train, &validation, &config, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+    assert_eq!(
+        again.history.iter().map(|r| r.train_loss).collect::<Vec<_>>(),
+        out.history.iter().map(|r| r.train_loss).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn cancel_stops_caching_and_training() {
+    let w = tiny_weights(21, 3);
+    let train = stripes(4, 22);
+    let config = small_config("");
+    let config = FineTuneConfig { input_size: 32, ..config };
+    let cancel = AtomicBool::new(true);
+    let err = fine_tune(&w, &names(2), None, &train, &[], &config, &mut |_| {}, &cancel).unwrap_err();
+    assert!(matches!(err, TrainError::Cancelled), "{err}");
+
+    // Cancelled from the progress callback after the first training step.
+    let cancel = AtomicBool::new(false);
+    let mut steps = 0;
+    let err = fine_tune(
+        &w,
+        &names(2),
+        None,
+        &train,
+        &[],
+        &config,
+        &mut |p| {
+            if p.phase == "training" {
+                steps += 1;
+                cancel.store(true, Ordering::Relaxed);
+            }
+        },
+        &cancel,
+    )
+    .unwrap_err();
+    assert!(matches!(err, TrainError::Cancelled), "{err}");
+    assert_eq!(steps, 1);
+}
+
+#[test]
+fn old_classifier_rows_survive_a_frozen_classifier() {
+    let w = tiny_weights(31, 4);
+    let train = stripes(3, 32);
+    let old_names = vec!["c1".to_string()];
+    let old_w: Vec<f32> = (0..16).map(|i| i as f32 * 0.01).collect();
+    let config = small_config("all=freeze,head=finetune,classifier=freeze");
+    let out = fine_tune(
+        &w,
+        &names(2),
+        Some((&old_names, &old_w, &[0.5])),
+        &train,
+        &[],
+        &config,
+        &mut |_| {},
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let (shape, fc) = &out.weights.tensors["_fc.weight"];
+    assert_eq!(shape, &vec![2, 16]);
+    assert_eq!(&fc[16..], &old_w[..]);
+    assert_eq!(out.weights.tensors["_fc.bias"].1[1], 0.5);
+    assert_ne!(out.weights.tensors["_conv_head.weight"].1, w.tensors["_conv_head.weight"].1);
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let w = tiny_weights(41, 3);
+    let train = stripes(2, 42);
+    let run = |classes: &[String], config: &FineTuneConfig, train: &[TrainImage]| {
+        fine_tune(&w, classes, None, train, &[], config, &mut |_| {}, &AtomicBool::new(false)).unwrap_err()
+    };
+    let config = small_config("");
+    assert!(matches!(run(&names(1), &config, &train), TrainError::Config(m) if m.contains("label 1")));
+    assert!(matches!(run(&names(2), &config, &[]), TrainError::NotEnoughData(_)));
+    let frozen = small_config("all=freeze");
+    assert!(matches!(run(&names(2), &frozen, &train), TrainError::Config(m) if m.contains("nothing to train")));
+    // A class without images and without an old row cannot be initialised.
+    assert!(matches!(run(&names(3), &config, &train), TrainError::NotEnoughData(m) if m.contains("c2")));
+    let empty = vec![TrainImage { image: image::RgbImage::new(0, 0), label: 0 }];
+    assert!(matches!(run(&names(1), &config, &empty), TrainError::NotEnoughData(m) if m.contains("no usable input")));
+}
+
+#[test]
+fn bench_reports_both_paths() {
+    let w = tiny_weights(51, 3);
+    let train = stripes(4, 52);
+    let config = small_config("");
+    for cache in [true, false] {
+        let r = bench(&w, &config, &train, cache).unwrap();
+        assert_eq!(r.cached, cache);
+        assert_eq!((r.images, r.full_step_batch), (8, 6));
+        assert!(r.epoch_seconds > 0.0 && r.full_images_per_second > 0.0);
+    }
+}
+
+/// Manual benchmark and sanity run on the real ImageNet Lite0 at 224 px (the five sample photos, cropped and
+/// flipped into 64 training images): `cargo test --release -p fovea-train --lib real_lite0 -- --ignored --nocapture`.
+#[test]
+#[ignore = "needs the real Lite0 weights and sample photos in $FOVEA_HOME; slow"]
+fn real_lite0_bench_and_sanity() {
+    let home = fovea_model::fovea_home();
+    let w = fovea_model::Weights::load_safetensors(&home.join("models/efficientnet-lite0.safetensors")).unwrap();
+    let mut dirs: Vec<_> = std::fs::read_dir(home.join("sample-folder")).unwrap().map(|e| e.unwrap().path()).collect();
+    dirs.sort();
+    let originals: Vec<TrainImage> = dirs
+        .iter()
+        .enumerate()
+        .map(|(label, dir)| {
+            let file = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap().path();
+            let image = fovea_vision::decode_file(&file, &Default::default()).unwrap();
+            TrainImage { image, label }
+        })
+        .collect();
+    let images: Vec<TrainImage> = (0..64)
+        .map(|k| {
+            let t = &originals[k % originals.len()];
+            let (w, h) = t.image.dimensions();
+            let (cw, ch) = (w * 4 / 5, h * 4 / 5);
+            let (x, y) = ((k as u32 * 37) % (w - cw), (k as u32 * 53) % (h - ch));
+            let mut image = image::imageops::crop_imm(&t.image, x, y, cw, ch).to_image();
+            if k % 2 == 1 {
+                image = image::imageops::flip_horizontal(&image);
+            }
+            TrainImage { image, label: t.label }
+        })
+        .collect();
+    let config = FineTuneConfig::default();
+    for cache in [true, false] {
+        let r = bench(&w, &config, &images, cache).unwrap();
+        eprintln!("{}", serde_json::to_string(&r).unwrap());
+    }
+    let classes: Vec<String> = dirs.iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let start = std::time::Instant::now();
+    let out = fine_tune(
+        &w,
+        &classes,
+        None,
+        &images,
+        &originals,
+        &config,
+        &mut |p| {
+            if p.validation_accuracy.is_some() || p.phase == "caching" && p.step == p.steps {
+                eprintln!("{p:?}");
+            }
+        },
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    eprintln!(
+        "fine_tune {:.1}s best {} stopped early {} history {:?}",
+        start.elapsed().as_secs_f64(),
+        out.best_epoch,
+        out.stopped_early,
+        out.history
+    );
+    let probs = predict(&out.weights, &originals.iter().map(|t| t.image.clone()).collect::<Vec<_>>(), 224, 8).unwrap();
+    for (p, t) in probs.iter().zip(&originals) {
+        eprintln!("{}: {:?}", classes[t.label], p.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,214 @@
+//! `fovea train`, `fovea models …`, `fovea jobs …`: shells over the app's training, registry and job use cases.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use fovea_app::{App, TrainParams, TrainReport};
+use fovea_model::Variant;
+
+use super::serve::{open_app, runtime, AppArgs};
+use super::Engine;
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// Images a class needs to take part (below the app's cutoff only with --throw-away)
+    #[arg(long)]
+    pub cutoff: Option<usize>,
+    /// A quick run with a lower cutoff allowed; never promoted
+    #[arg(long)]
+    pub throw_away: bool,
+    /// Most epochs (early stopping on a validation plateau usually ends sooner)
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Layer-group policy, e.g. stem=freeze,stage0-4=freeze,stage5-6=finetune,head=finetune,classifier=reinit
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Keep the result as a candidate even if it passes the benchmark gate
+    #[arg(long)]
+    pub no_promote: bool,
+    /// Seed for augmentation and sampling
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Only queue the run for a server's worker, do not run it here
+    #[arg(long)]
+    pub queue: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    #[command(subcommand)]
+    pub action: ModelsAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelsAction {
+    /// Every model version: kind, status, parent, accuracy
+    List,
+    /// One version's full record (metrics, gate verdict, history) as JSON
+    Show { id: String },
+    /// Serve this version from now on (a running server follows within seconds)
+    Promote { id: String },
+    /// Go back to the served version's parent
+    Rollback,
+}
+
+#[derive(Args, Debug)]
+pub struct JobsArgs {
+    #[command(flatten)]
+    pub app: AppArgs,
+    #[command(subcommand)]
+    pub action: JobsAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobsAction {
+    /// Recent jobs and their state
+    List,
+    /// Run queued (or abandoned) training jobs here until none is left
+    Run,
+    /// Cancel a queued or running job
+    Cancel { id: i64 },
+}
+
+pub fn train(home: &Path, variant: Variant, engine: Engine, args: &TrainArgs) -> anyhow::Result<i32> {
+    let params = TrainParams {
+        cutoff: args.cutoff,
+        throw_away: args.throw_away,
+        epochs: args.epochs,
+        policy: args.policy.clone(),
+        no_promote: args.no_promote,
+        seed: args.seed,
+    };
+    runtime()?.block_on(async {
+        let app = open_app(home, variant, engine, &args.app).await?;
+        let job = app.enqueue_training(&params).await?;
+        println!("queued training job {}", job.id);
+        if args.queue {
+            return Ok(0);
+        }
+        run_jobs(&app).await
+    })
+}
+
+async fn run_jobs(app: &Arc<App>) -> anyhow::Result<i32> {
+    let mut code = 0;
+    loop {
+        let bar = indicatif::ProgressBar::new(1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} [{elapsed_precise}]")
+                .expect("valid template"),
+        );
+        let b = bar.clone();
+        let ran = app
+            .run_next_job(move |p| {
+                b.set_position((p.fraction * 1000.0) as u64);
+                let acc = p.validation_accuracy.map(|a| format!(", val acc {:.1}%", a * 100.0)).unwrap_or_default();
+                let loss = p.train_loss.map(|l| format!(", loss {l:.3}")).unwrap_or_default();
+                b.set_message(format!("{} epoch {}/{}{loss}{acc}", p.phase, p.epoch, p.epochs));
+            })
+            .await?;
+        bar.finish_and_clear();
+        match ran {
+            None => return Ok(code),
+            Some((job, Ok(report))) => print_report(job.id, &report),
+            Some((job, Err(e))) => {
+                eprintln!("training job {} failed: {e}", job.id);
+                code = 1;
+            }
+        }
+    }
+}
+
+fn print_report(job: i64, r: &TrainReport) {
+    println!("job {job}: model {} (from {}){}", r.model_id, r.parent, if r.throw_away { ", throw-away" } else { "" });
+    let sizes: Vec<String> = r.split_sizes.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    println!("  classes: {} ({}); splits: {}", r.classes.len(), r.classes.join(", "), sizes.join(", "));
+    for (c, n) in &r.excluded {
+        println!("  left out (below the cutoff): {c} with {n} images");
+    }
+    println!("  best epoch {}{}", r.best_epoch, if r.stopped_early { " (stopped early on a plateau)" } else { "" });
+    println!(
+        "  test accuracy: serving model + online head {:.1}%, fine-tuned + online head {:.1}%, fine-tuned classifier {:.1}%",
+        r.serving_test_accuracy * 100.0,
+        r.candidate_test_accuracy * 100.0,
+        r.classifier_test_accuracy * 100.0
+    );
+    println!(
+        "  benchmark ({} images): serving {:.1}%, candidate {:.1}%",
+        r.candidate_benchmark.count,
+        r.serving_benchmark.accuracy * 100.0,
+        r.candidate_benchmark.accuracy * 100.0
+    );
+    println!("  gate: {}", if r.verdict.passed { "PASSED" } else { "FAILED" });
+    for reason in &r.verdict.reasons {
+        println!("    {reason}");
+    }
+    println!("  {} in {:.0} s", if r.promoted { "promoted" } else { "not promoted" }, r.seconds);
+}
+
+pub fn models(home: &Path, variant: Variant, engine: Engine, args: &ModelsArgs) -> anyhow::Result<i32> {
+    runtime()?.block_on(async {
+        let app = open_app(home, variant, engine, &args.app).await?;
+        match &args.action {
+            ModelsAction::List => {
+                println!("{:<16} {:<11} {:<10} {:<16} {:>9}", "id", "kind", "status", "parent", "test acc");
+                for m in app.models().await? {
+                    let acc = m.metrics["report"]["candidate_test_accuracy"]
+                        .as_f64()
+                        .map(|a| format!("{:.1}%", a * 100.0))
+                        .unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<16} {:<11} {:<10} {:<16} {acc:>9}",
+                        m.id,
+                        m.kind.as_str(),
+                        m.status.as_str(),
+                        m.parent.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            ModelsAction::Show { id } => println!("{}", serde_json::to_string_pretty(&app.model(id).await?)?),
+            ModelsAction::Promote { id } => {
+                let m = app.promote(id).await?;
+                println!("now serving {}", m.id);
+            }
+            ModelsAction::Rollback => {
+                let m = app.rollback().await?;
+                println!("rolled back; now serving {}", m.id);
+            }
+        }
+        Ok(0)
+    })
+}
+
+pub fn jobs(home: &Path, variant: Variant, engine: Engine, args: &JobsArgs) -> anyhow::Result<i32> {
+    runtime()?.block_on(async {
+        let app = open_app(home, variant, engine, &args.app).await?;
+        match &args.action {
+            JobsAction::List => {
+                for j in app.jobs(20).await? {
+                    println!(
+                        "{:>4} {:<6} {:<10} {:>5.0}% attempt {} {}",
+                        j.id,
+                        j.kind,
+                        j.state.as_str(),
+                        j.progress * 100.0,
+                        j.attempt,
+                        j.message.as_deref().unwrap_or("")
+                    );
+                }
+                Ok(0)
+            }
+            JobsAction::Run => run_jobs(&app).await,
+            JobsAction::Cancel { id } => {
+                let cancelled = app.cancel_job(*id).await?;
+                println!("{}", if cancelled { "cancelled" } else { "already finished" });
+                Ok(if cancelled { 0 } else { 1 })
+            }
+        }
+    })
+}
