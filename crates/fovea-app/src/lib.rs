@@ -3,6 +3,7 @@
 
 mod compute;
 mod error;
+mod export;
 mod head;
 mod identify;
 mod jobs;
@@ -19,6 +20,7 @@ pub use fovea_store::{ClassId, LabelOrigin};
 pub use fovea_store::{ImageFilter, ImageRow, Role, ScoredClass, TransactionRecord, UserRecord};
 pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;
+pub use export::{DatasetFormat, ModelFormat};
 pub use identify::Identified;
 pub use jobs::{parse_schedule, TRAIN_JOB};
 pub use training::{TrainParams, TrainProgress, TrainReport};

@@ -16,6 +16,21 @@ pub(crate) fn model_file(data_dir: &std::path::Path, id: &str) -> PathBuf {
     data_dir.join("models").join(format!("{id}.safetensors"))
 }
 
+/// Writes weights as safetensors (aside, then renamed), tagged with the model version they belong to.
+pub(crate) fn write_weights(path: &std::path::Path, id: &str, weights: &Weights) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| AppError::Internal(format!("{}: {e}", dir.display())))?;
+    }
+    let mut named: Vec<(String, NamedTensor)> = weights
+        .tensors
+        .iter()
+        .map(|(name, (shape, values))| (name.clone(), NamedTensor::from_f32(shape.clone(), values)))
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    fovea_model::weights::write_safetensors(path, &named, HashMap::from([("fovea_model".into(), id.into())]))?;
+    Ok(())
+}
+
 impl App {
     /// Where a model version's weights live.
     pub fn model_path(&self, id: &str) -> PathBuf {
@@ -76,19 +91,10 @@ impl App {
         Ok(Weights::load_safetensors(&path)?)
     }
 
-    /// Saves a trained model's weights into the registry's folder (written aside, then renamed).
+    /// Saves a trained model's weights into the registry's folder.
     pub fn save_model_weights(&self, id: &str, weights: &Weights) -> Result<PathBuf> {
         let path = self.model_path(id);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| AppError::Internal(format!("{}: {e}", dir.display())))?;
-        }
-        let mut named: Vec<(String, NamedTensor)> = weights
-            .tensors
-            .iter()
-            .map(|(name, (shape, values))| (name.clone(), NamedTensor::from_f32(shape.clone(), values)))
-            .collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
-        fovea_model::weights::write_safetensors(&path, &named, HashMap::from([("fovea_model".into(), id.into())]))?;
+        write_weights(&path, id, weights)?;
         Ok(path)
     }
 

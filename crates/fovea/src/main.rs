@@ -52,6 +52,8 @@ pub enum Command {
     Models(cmd::train::ModelsArgs),
     /// Background jobs: list, run, cancel
     Jobs(cmd::train::JobsArgs),
+    /// Export a model (safetensors, ONNX) or the labelled dataset (ImageFolder, CSV)
+    Export(cmd::export::ExportArgs),
     /// Manage users and API tokens
     Users(cmd::serve::UsersArgs),
     /// Evaluate the online heads: `fovea eval stream --train DIR --test DIR`
@@ -82,6 +84,7 @@ fn main() {
         Command::Train(a) => cmd::train::train(&home, cli.backbone, cli.engine, a),
         Command::Models(a) => cmd::train::models(&home, cli.backbone, cli.engine, a),
         Command::Jobs(a) => cmd::train::jobs(&home, cli.backbone, cli.engine, a),
+        Command::Export(a) => cmd::export::export(&home, cli.backbone, cli.engine, a),
         Command::Users(a) => cmd::serve::users(&home, cli.backbone, cli.engine, a),
         Command::Eval(a) => cmd::eval::eval(&home, cli.backbone, cli.engine, a),
     };

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod eval;
+pub mod export;
 pub mod fetch;
 pub mod identify;
 pub mod predict;

@@ -15,8 +15,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub app: AppArgs,
     /// Images a class needs to take part (below the app's cutoff only with --throw-away)
-    #[arg(long)]
-    pub cutoff: Option<usize>,
+    #[arg(long = "cutoff", id = "run_cutoff")]
+    pub run_cutoff: Option<usize>,
     /// A quick run with a lower cutoff allowed; never promoted
     #[arg(long)]
     pub throw_away: bool,
@@ -77,7 +77,7 @@ pub enum JobsAction {
 
 pub fn train(home: &Path, variant: Variant, engine: Engine, args: &TrainArgs) -> anyhow::Result<i32> {
     let params = TrainParams {
-        cutoff: args.cutoff,
+        cutoff: args.run_cutoff,
         throw_away: args.throw_away,
         epochs: args.epochs,
         policy: args.policy.clone(),

@@ -5,10 +5,12 @@
 //! - online: head update and predict latency;
 //! - http: classify over HTTP on 127.0.0.1 (p50, p99) against the raw model time;
 //! - identify: bulk identification img/s against raw embed img/s;
-//! - peak RSS after each part.
+//! - peak RSS after each part;
+//! - `fovea bench train` (not part of `all`): fine-tune epoch time with and without the frozen-prefix cache.
 
 mod backbone;
 mod service;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,6 +30,8 @@ pub enum BenchTarget {
     Http,
     /// Bulk identify against raw embedding throughput
     Identify,
+    /// Fine-tune epoch time with and without the frozen-prefix cache, full forward + backward img/s
+    Train,
 }
 
 #[derive(Args, Debug)]
@@ -82,6 +86,10 @@ pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<
     if all || args.target == BenchTarget::Identify {
         service::identify(home, variant, threads, args)?;
         rss("identify");
+    }
+    if args.target == BenchTarget::Train {
+        train::run(home, variant, args)?;
+        rss("train");
     }
     println!("load average after: {}", load());
     Ok(if ok { 0 } else { 1 })
