@@ -111,24 +111,29 @@ impl App {
         let (width, height) = img.dimensions();
         let served = self.compute.backbone_name();
         let cached = self.catalog.get_embedding(&id, &served).await?;
-        let (embedding, backbone, computed) = match cached {
-            Some(e) => (e, served, false),
-            None => {
-                let input = tokio::task::spawn_blocking(move || fovea_vision::to_input(&img, size))
-                    .await
-                    .map_err(|e| AppError::Internal(e.to_string()))?;
-                let (e, by) = self.compute.embed(input).await?;
-                (e, by, true)
+        let embed = async {
+            match cached {
+                Some(e) => Ok((e, served, false)),
+                None => {
+                    let input = tokio::task::spawn_blocking(move || fovea_vision::to_input(&img, size))
+                        .await
+                        .map_err(|e| AppError::Internal(e.to_string()))?;
+                    let (e, by) = self.compute.embed(input).await?;
+                    Ok::<_, AppError>((e, by, true))
+                }
             }
         };
-        let key = blob_key_for(&id);
-        if !self.blobs.exists(&key).await? {
-            self.blobs.put(&key, bytes).await?;
-        }
-        let (_, created) = self
-            .catalog
-            .put_image(NewImage { id: id.clone(), blob_key: key, width, height, format, source: source.to_owned() })
-            .await?;
+        // Storing the bytes and the image row overlaps the network, so their fsyncs cost no latency.
+        let store = async {
+            let key = blob_key_for(&id);
+            if !self.blobs.exists(&key).await? {
+                self.blobs.put(&key, bytes).await?;
+            }
+            let image = NewImage { id: id.clone(), blob_key: key, width, height, format, source: source.to_owned() };
+            Ok::<_, AppError>(self.catalog.put_image(image).await?.1)
+        };
+        let (embedded, stored) = tokio::join!(embed, store);
+        let ((embedding, backbone, computed), created) = (embedded?, stored?);
         // Only a freshly computed embedding is written: a cache hit must not cost every classify a second write.
         if computed {
             self.catalog.put_embedding(&id, &backbone, &embedding).await?;
