@@ -76,7 +76,8 @@ impl App {
     pub async fn export_dataset(&self, format: DatasetFormat, out: &Path) -> Result<usize> {
         let unknown = self.catalog.unknown_class().await?.name;
         let rows = self.catalog.list_images(&ImageFilter { labelled: Some(true), ..Default::default() }).await?;
-        let rows: Vec<_> = rows.into_iter().filter(|r| r.current_class.as_ref().is_some_and(|c| *c != unknown)).collect();
+        let rows: Vec<_> =
+            rows.into_iter().filter(|r| r.current_class.as_ref().is_some_and(|c| *c != unknown)).collect();
         match format {
             DatasetFormat::ImageFolder => {
                 for r in &rows {

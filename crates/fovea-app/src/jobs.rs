@@ -21,6 +21,9 @@ fn lease() -> Duration {
 
 impl App {
     pub async fn enqueue_training(&self, params: &TrainParams) -> Result<JobRecord> {
+        if params.epochs == Some(0) {
+            return Err(AppError::Invalid("`epochs` must be at least 1".into()));
+        }
         if params.cutoff.is_some_and(|c| c < self.cfg.cutoff as usize) && !params.throw_away {
             return Err(AppError::Invalid(format!(
                 "a cutoff below {} is only allowed for a throw-away run",

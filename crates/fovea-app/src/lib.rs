@@ -16,11 +16,11 @@ use std::sync::Arc;
 
 pub use compute::Compute;
 pub use error::{AppError, Result};
+pub use export::{DatasetFormat, ModelFormat};
 pub use fovea_store::{ClassId, LabelOrigin};
 pub use fovea_store::{ImageFilter, ImageRow, Role, ScoredClass, TransactionRecord, UserRecord};
 pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;
-pub use export::{DatasetFormat, ModelFormat};
 pub use identify::Identified;
 pub use jobs::{parse_schedule, TRAIN_JOB};
 pub use training::{TrainParams, TrainProgress, TrainReport};

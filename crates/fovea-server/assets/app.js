@@ -4,11 +4,13 @@ import { api, state, emit, on, loadClasses, askToken, toast, noteModel } from '.
 import { initClassify, showClassify } from './classify.js';
 import { initDataset, showDataset } from './dataset.js';
 import { initHistory, showHistory } from './history.js';
+import { initModels, showModels } from './models.js';
 
 const ROUTES = {
   classify: showClassify,
   dataset: showDataset,
   history: showHistory,
+  models: showModels,
 };
 
 function currentRoute() {
@@ -69,6 +71,7 @@ function init() {
   initClassify();
   initDataset();
   initHistory();
+  initModels();
   renderMe();
 
   window.addEventListener('hashchange', route);

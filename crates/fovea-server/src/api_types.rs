@@ -1,6 +1,6 @@
 //! The JSON shapes of the API, typed so `/openapi.json` is generated from the same structs the handlers answer with.
 
-use fovea_app::{ClassView, ScoredClass, TransactionRecord};
+use fovea_app::{ClassView, JobRecord, ModelVersionRecord, ScoredClass, TransactionRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -97,4 +97,23 @@ pub struct Page {
 #[derive(Serialize, ToSchema)]
 pub struct TransactionsPage {
     pub transactions: Vec<TransactionRecord>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelsPage {
+    /// Id of the model version being served now.
+    pub served: String,
+    pub models: Vec<ModelVersionRecord>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobsQuery {
+    /// How many of the newest jobs, 1..200 (default 20).
+    pub limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct JobsPage {
+    pub jobs: Vec<JobRecord>,
 }

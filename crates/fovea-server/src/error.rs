@@ -27,7 +27,13 @@ pub fn status_of(e: &AppError) -> StatusCode {
         AppError::Unauthorized => StatusCode::UNAUTHORIZED,
         AppError::Forbidden { .. } => StatusCode::FORBIDDEN,
         AppError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        // Training errors the caller can act on carry their own codes.
+        other => match other.code() {
+            "invalid" => StatusCode::BAD_REQUEST,
+            "not_enough_data" => StatusCode::UNPROCESSABLE_ENTITY,
+            "cancelled" => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        },
     }
 }
 

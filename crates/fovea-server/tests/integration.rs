@@ -314,6 +314,10 @@ async fn openapi_document_is_generated_from_the_routes() {
         ("/api/v1/images", "get"),
         ("/api/v1/classes", "get"),
         ("/api/v1/transactions", "get"),
+        ("/api/v1/models", "get"),
+        ("/api/v1/models/{id}/promote", "post"),
+        ("/api/v1/train", "post"),
+        ("/api/v1/jobs/{id}", "get"),
         ("/healthz", "get"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path} missing");
@@ -323,4 +327,78 @@ async fn openapi_document_is_generated_from_the_routes() {
         assert!(schemas[name].is_object(), "schema {name} missing");
     }
     assert!(schemas["ClassifyOutcome"]["properties"]["top"].is_object());
+}
+
+fn send(method: &str, token: &str, uri: &str, json: Option<&str>) -> Request<Body> {
+    let b = Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {token}"));
+    let b = if json.is_some() { b.header("content-type", "application/json") } else { b };
+    b.body(json.map_or_else(Body::empty, |j| Body::from(j.to_owned()))).unwrap()
+}
+
+#[tokio::test]
+async fn models_and_training_jobs_are_exposed_with_roles_and_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = fovea_model::ensure_weights(&fovea_model::fovea_home(), fovea_model::Variant::Lite0).unwrap();
+    let cfg = AppConfig { data_dir: dir.path().to_owned(), base_weights: Some(weights), ..Default::default() };
+    let app = App::open(cfg, backbone()).await.unwrap();
+    let router = fovea_server::create_app(app.clone(), false);
+    let mut tokens = Vec::new();
+    for (name, role) in [("vic", Role::Viewer), ("ann", Role::Annotator), ("adm", Role::Admin)] {
+        tokens.push(app.add_user(name, role).await.unwrap().1);
+    }
+    let (viewer, annotator, admin) = (&tokens[0], &tokens[1], &tokens[2]);
+    let base = app.served_model().await;
+
+    for t in [viewer, annotator, admin] {
+        for uri in ["/api/v1/models".to_owned(), format!("/api/v1/models/{base}"), "/api/v1/jobs".to_owned()] {
+            assert_eq!(call(&router, get(t, &uri)).await.0, StatusCode::OK, "{uri}");
+        }
+    }
+    let (_, page) = call(&router, get(viewer, "/api/v1/models")).await;
+    assert_eq!(page["served"], base.as_str());
+    assert_eq!(page["models"][0]["status"], "promoted", "{page}");
+    let promote = format!("/api/v1/models/{base}/promote");
+    for t in [viewer, annotator] {
+        for (uri, body) in [("/api/v1/train", Some("{}")), (&promote, None), ("/api/v1/models/rollback", None)] {
+            let (st, err) = call(&router, send("POST", t, uri, body)).await;
+            assert_eq!((st, err["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("forbidden")), "{uri}");
+        }
+        assert_eq!(call(&router, send("POST", t, "/api/v1/jobs/1/cancel", None)).await.0, StatusCode::FORBIDDEN);
+    }
+
+    let train = |body: &str| send("POST", admin, "/api/v1/train", Some(body));
+    let bad = [
+        (train(r#"{"epochs":3,"colour":"red"}"#), StatusCode::BAD_REQUEST, "unknown field"),
+        (train(r#"{"cutoff":2}"#), StatusCode::BAD_REQUEST, "throw-away"),
+        (train(r#"{"policy":"stem=melt"}"#), StatusCode::BAD_REQUEST, "melt"),
+        (train(r#"{"epochs":0}"#), StatusCode::BAD_REQUEST, "epochs"),
+        (get(admin, "/api/v1/models/nope"), StatusCode::NOT_FOUND, "nope"),
+        (send("POST", admin, "/api/v1/models/nope/promote", None), StatusCode::NOT_FOUND, "nope"),
+        (send("POST", admin, "/api/v1/models/rollback", None), StatusCode::BAD_REQUEST, "no parent"),
+        (get(admin, "/api/v1/jobs/999"), StatusCode::NOT_FOUND, "999"),
+        (get(admin, "/api/v1/jobs/abc"), StatusCode::BAD_REQUEST, "not a job id"),
+        (send("POST", admin, "/api/v1/jobs/999/cancel", None), StatusCode::NOT_FOUND, "999"),
+    ];
+    for (req, status, says) in bad {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (st, body) = call(&router, req).await;
+        assert_eq!(st, status, "{what}: {body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(says), "{what}: {body}");
+    }
+
+    // No worker runs in-process, so the job stays queued until it is cancelled.
+    let (st, job) = call(&router, train(r#"{"throw_away":true,"cutoff":5,"epochs":2}"#)).await;
+    assert_eq!((st, job["state"].as_str()), (StatusCode::ACCEPTED, Some("queued")), "{job}");
+    let id = job["id"].as_i64().unwrap();
+    let (_, list) = call(&router, get(viewer, "/api/v1/jobs")).await;
+    assert!(list["jobs"].as_array().unwrap().iter().any(|j| j["id"] == id && j["state"] == "queued"), "{list}");
+    let cancel = format!("/api/v1/jobs/{id}/cancel");
+    let (st, done) = call(&router, send("POST", admin, &cancel, None)).await;
+    assert_eq!((st, done["state"].as_str()), (StatusCode::OK, Some("cancelled")), "{done}");
+    assert_eq!(call(&router, get(viewer, &format!("/api/v1/jobs/{id}"))).await.1["state"], "cancelled");
+    assert_eq!(call(&router, send("POST", admin, &cancel, None)).await.0, StatusCode::CONFLICT);
+
+    let (st, served) = call(&router, send("POST", admin, &promote, None)).await;
+    assert_eq!((st, served["status"].as_str()), (StatusCode::OK, Some("promoted")), "{served}");
+    assert_eq!(app.served_model().await, base);
 }

@@ -1,5 +1,6 @@
 //! The web UI in a real headless Chromium (Debian's chromium + chromium-driver, over WebDriver): upload, see a
-//! prediction, correct it to a brand-new class, upload a similar image and see the new class predicted.
+//! prediction, correct it to a brand-new class, upload a similar image and see the new class predicted; and the
+//! Models page: the served model, a training run started from the form, followed until it fails.
 
 mod common;
 
@@ -63,18 +64,21 @@ async fn wait_for(client: &fantoccini::Client, css: &str) -> fantoccini::element
     }
 }
 
-#[tokio::test]
-async fn correct_to_a_new_class_in_the_browser() {
+/// A headless Chromium driven by chromedriver; both end when this is dropped.
+struct Browser {
+    client: fantoccini::Client,
+    _driver: Killed,
+    _profile: tempfile::TempDir,
+}
+
+async fn browser() -> Browser {
     let driver_path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     assert!(
         Path::new(&driver_path).exists(),
         "{driver_path} missing: scripts/setup.sh --test installs chromium-driver"
     );
-    let data = tempfile::tempdir().unwrap();
-    let server = common::serve(data.path());
-    let base = server.base.clone();
     let port = free_port();
-    let _driver = Killed(
+    let driver = Killed(
         Command::new(&driver_path)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -108,6 +112,22 @@ async fn correct_to_a_new_class_in_the_browser() {
             Err(e) => panic!("chromedriver did not start: {e}"),
         }
     };
+    Browser { client, _driver: driver, _profile: profile }
+}
+
+async fn save_screenshot(client: &fantoccini::Client, name: &str) {
+    let png = client.screenshot().await.unwrap();
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&out, png).unwrap();
+    println!("screenshot saved to {}", out.display());
+}
+
+#[tokio::test]
+async fn correct_to_a_new_class_in_the_browser() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve(data.path());
+    let base = server.base.clone();
+    let Browser { client, _driver, _profile } = browser().await;
 
     let files = tempfile::tempdir().unwrap();
     client.goto(&format!("{base}/#/classify")).await.unwrap();
@@ -129,9 +149,34 @@ async fn correct_to_a_new_class_in_the_browser() {
     let top = wait_for(&client, "#predictions .prediction.top[data-class='my cat']").await;
     assert!(top.text().await.unwrap().contains('%'));
 
-    let png = client.screenshot().await.unwrap();
-    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("fovea-classify.png");
-    std::fs::write(&out, png).unwrap();
-    println!("screenshot saved to {}", out.display());
+    save_screenshot(&client, "fovea-classify.png").await;
+    client.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_models_page_shows_the_served_model_and_a_failed_training_run() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve(data.path());
+    let registry: serde_json::Value =
+        ureq::get(&format!("{}/api/v1/models", server.base)).call().unwrap().into_json().unwrap();
+    let served = registry["served"].as_str().unwrap().to_owned();
+    let Browser { client, _driver, _profile } = browser().await;
+
+    client.goto(&format!("{}/#/models", server.base)).await.unwrap();
+    wait_text(&client, "#served-model", &served).await;
+    let row = wait_for(&client, &format!("#models-table tr.served[data-model='{served}']")).await;
+    let text = row.text().await.unwrap();
+    assert!(text.contains("promoted") && text.contains("serving"), "served row: {text}");
+
+    // Train with the defaults: an empty catalog has no class at the cutoff, so the server's worker (which polls
+    // every 2 s) takes the job and fails it at once; the page follows the job and shows why.
+    wait_for(&client, "#train-btn").await.click().await.unwrap();
+    wait_text(&client, "#job-outcome", "not enough data").await;
+    wait_text(&client, "#job-state", "failed").await;
+    let job = client.find(Locator::Css("#job-meta")).await.unwrap().text().await.unwrap();
+    assert!(job.contains("job #1"), "{job}");
+    assert!(client.find(Locator::Css("#train-btn")).await.unwrap().is_enabled().await.unwrap());
+
+    save_screenshot(&client, "models.png").await;
     client.close().await.unwrap();
 }

@@ -25,7 +25,12 @@ fn fovea(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
 
 fn ok(out: &Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
 }
 
@@ -75,7 +80,10 @@ fn fine_tune_promote_rollback_export_and_recover_a_killed_job() {
     // An admin may promote by hand; a running server then serves it, and follows a rollback made elsewhere.
     ok(&fovea(&data, &["models", "promote", &ft], &[]));
     let data_s = data.to_str().unwrap();
-    let server = common::serve_with(&["serve", "--open", "--listen", "127.0.0.1:0", "--data", data_s], &[("FOVEA_CUTOFF", CUTOFF)]);
+    let server = common::serve_with(
+        &["serve", "--open", "--listen", "127.0.0.1:0", "--data", data_s],
+        &[("FOVEA_CUTOFF", CUTOFF)],
+    );
     assert!(served_version(&server.base, 1).starts_with(&format!("{ft}/")));
     let rolled = ok(&fovea(&data, &["models", "rollback"], &[]));
     assert!(rolled.contains("now serving efficientnet-lite0"), "{rolled}");
@@ -100,7 +108,11 @@ fn fine_tune_promote_rollback_export_and_recover_a_killed_job() {
         let variant = fovea_model::Variant::Lite0;
         let ort = fovea_model::ort_backbone::OrtBackbone::from_file(&onnx, variant, 2).unwrap();
         let fast = fovea_model::FastBackbone::new(&w, variant, 2).unwrap();
-        let img = image::imageops::thumbnail(&image::open(set.join("train/3").read_dir().unwrap().next().unwrap().unwrap().path()).unwrap().to_rgb8(), 64, 64);
+        let img = image::imageops::thumbnail(
+            &image::open(set.join("train/3").read_dir().unwrap().next().unwrap().unwrap().path()).unwrap().to_rgb8(),
+            64,
+            64,
+        );
         let x = fovea_vision::to_input(&img, 224);
         let (a, b) = (ort.run(&x, 1).unwrap(), fast.run(&x, 1).unwrap());
         let worst = a.logits.iter().zip(&b.logits).map(|(p, q)| (p - q).abs() / q.abs().max(1.0)).fold(0.0, f32::max);
@@ -109,7 +121,8 @@ fn fine_tune_promote_rollback_export_and_recover_a_killed_job() {
     }
     let folder = dir.path().join("export");
     ok(&fovea(&data, &["export", "dataset", "--format", "imagefolder", folder.to_str().unwrap()], &[]));
-    let files: usize = std::fs::read_dir(&folder).unwrap().map(|c| std::fs::read_dir(c.unwrap().path()).unwrap().count()).sum();
+    let files: usize =
+        std::fs::read_dir(&folder).unwrap().map(|c| std::fs::read_dir(c.unwrap().path()).unwrap().count()).sum();
     assert_eq!(files, 140);
     let csv = dir.path().join("labels.csv");
     ok(&fovea(&data, &["export", "dataset", "--format", "csv", csv.to_str().unwrap()], &[]));

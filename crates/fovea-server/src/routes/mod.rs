@@ -2,6 +2,7 @@
 
 mod classes;
 mod images;
+mod models;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use crate::error::{bad_request, ApiError};
 
 pub(crate) use classes::*;
 pub(crate) use images::*;
+pub(crate) use models::*;
 
 static ASSETS: Dir = include_dir!("$CARGO_MANIFEST_DIR/assets");
 
@@ -38,6 +40,14 @@ pub fn router(state: S) -> Router {
         .route("/classes/{id}", patch(rename_class))
         .route("/classes/{id}/merge", post(merge_class))
         .route("/transactions", get(transactions))
+        .route("/models", get(models))
+        .route("/models/rollback", post(rollback_model))
+        .route("/models/{id}", get(model))
+        .route("/models/{id}/promote", post(promote_model))
+        .route("/train", post(train))
+        .route("/jobs", get(jobs))
+        .route("/jobs/{id}", get(job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
         .fallback(|| async { ApiError(fovea_app::AppError::NotFound { what: "route", id: String::new() }) });
     Router::new()
         .nest("/api/v1", api)

@@ -17,7 +17,8 @@ pub fn run(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<()
             let img = &photos[i % photos.len()];
             let k = (i / photos.len()) as u32 * 4;
             let (cw, ch) = (img.width() * (90 - k % 30) / 100, img.height() * (90 - k % 27) / 100);
-            let crop = image::imageops::crop_imm(img, k % (img.width() - cw).max(1), k % (img.height() - ch).max(1), cw, ch);
+            let crop =
+                image::imageops::crop_imm(img, k % (img.width() - cw).max(1), k % (img.height() - ch).max(1), cw, ch);
             TrainImage { image: crop.to_image(), label: i % photos.len() }
         })
         .collect();
