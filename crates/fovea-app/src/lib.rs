@@ -76,6 +76,9 @@ pub struct App {
     head: Mutex<HeadState>,
     /// Serialises model switches (promotion, rollback, sync), which take seconds.
     switching: Mutex<()>,
+    /// Decoding and preprocessing run on at most half the cores: the network's threads synchronise per layer,
+    /// and a decode preempting one of them stalls all of them, so unbounded decoding makes bulk work slower.
+    decode_permits: tokio::sync::Semaphore,
     cfg: AppConfig,
 }
 
@@ -107,8 +110,18 @@ impl App {
             _ => (backbone, base),
         };
         let compute = Compute::start(backbone, name.clone(), cfg.max_waiting);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let decode_permits = tokio::sync::Semaphore::new((cores / 2).max(1));
         let head = HeadState::restore(catalog.as_ref(), &cfg.head, compute.embedding_dim(), &name).await?;
-        let app = Arc::new(App { catalog, blobs, compute, head: Mutex::new(head), switching: Mutex::new(()), cfg });
+        let app = Arc::new(App {
+            catalog,
+            blobs,
+            compute,
+            head: Mutex::new(head),
+            switching: Mutex::new(()),
+            decode_permits,
+            cfg,
+        });
         app.ensure_base_registered().await?;
         Ok(app)
     }

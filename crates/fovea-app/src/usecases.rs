@@ -52,14 +52,16 @@ pub struct ClassView {
     pub reaches_cutoff: bool,
 }
 
-/// An image as stored, with its embedding and the backbone that made it.
+/// A decoded, embedded image whose bytes are stored; its catalog row is written by the caller (see `persist`).
 pub(crate) struct Ingested {
     pub id: String,
     pub embedding: Vec<f32>,
     pub backbone: String,
     pub width: u32,
     pub height: u32,
-    pub created: bool,
+    pub image: NewImage,
+    /// The embedding was computed now (not read from the cache), so it still has to be cached.
+    pub computed: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -88,7 +90,7 @@ impl App {
         Ok(Predicted { top, unknown: p.unknown || p.ranked.is_empty() })
     }
 
-    /// Stores the image (once per distinct content) and its embedding under the served backbone.
+    /// Decodes, stores the bytes (once per distinct content) and embeds under the served backbone.
     pub(crate) async fn ingest(&self, bytes: Bytes, source: &str) -> Result<Ingested> {
         if bytes.len() > self.cfg.limits.max_bytes {
             return Err(fovea_vision::VisionError::TooLarge {
@@ -100,6 +102,7 @@ impl App {
         let limits = self.cfg.limits;
         let size = self.compute.input_size() as u32;
         let b = bytes.clone();
+        let permit = self.decode_permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
         let (id, img, format) = tokio::task::spawn_blocking(move || -> Result<_> {
             let img = fovea_vision::decode(&b, &limits)?;
             let format =
@@ -108,6 +111,7 @@ impl App {
         })
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
+        drop(permit);
         let (width, height) = img.dimensions();
         let served = self.compute.backbone_name();
         let cached = self.catalog.get_embedding(&id, &served).await?;
@@ -115,30 +119,39 @@ impl App {
             match cached {
                 Some(e) => Ok((e, served, false)),
                 None => {
+                    let permit = self.decode_permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
                     let input = tokio::task::spawn_blocking(move || fovea_vision::to_input(&img, size))
                         .await
                         .map_err(|e| AppError::Internal(e.to_string()))?;
+                    drop(permit);
                     let (e, by) = self.compute.embed(input).await?;
                     Ok::<_, AppError>((e, by, true))
                 }
             }
         };
-        // Storing the bytes and the image row overlaps the network, so their fsyncs cost no latency.
+        // Storing the bytes overlaps the network, so their fsync costs no latency.
+        let key = blob_key_for(&id);
         let store = async {
-            let key = blob_key_for(&id);
             if !self.blobs.exists(&key).await? {
                 self.blobs.put(&key, bytes).await?;
             }
-            let image = NewImage { id: id.clone(), blob_key: key, width, height, format, source: source.to_owned() };
-            Ok::<_, AppError>(self.catalog.put_image(image).await?.1)
+            Ok::<_, AppError>(())
         };
         let (embedded, stored) = tokio::join!(embed, store);
-        let ((embedding, backbone, computed), created) = (embedded?, stored?);
-        // Only a freshly computed embedding is written: a cache hit must not cost every classify a second write.
-        if computed {
-            self.catalog.put_embedding(&id, &backbone, &embedding).await?;
+        let (embedding, backbone, computed) = embedded?;
+        stored?;
+        let image = NewImage { id: id.clone(), blob_key: key, width, height, format, source: source.to_owned() };
+        Ok(Ingested { id, embedding, backbone, width, height, image, computed })
+    }
+
+    /// Registers an ingested image and caches its embedding if it was computed now.
+    async fn persist(&self, ingested: &Ingested) -> Result<bool> {
+        let (_, created) = self.catalog.put_image(ingested.image.clone()).await?;
+        // Only a freshly computed embedding is written: a cache hit must not cost a second write.
+        if ingested.computed {
+            self.catalog.put_embedding(&ingested.id, &ingested.backbone, &ingested.embedding).await?;
         }
-        Ok(Ingested { id, embedding, backbone, width, height, created })
+        Ok(created)
     }
 
     /// A stored image's embedding under `backbone`, computed from its blob (and cached) when missing — e.g. an
@@ -149,6 +162,7 @@ impl App {
         }
         let bytes = self.image_bytes(image_id).await?;
         let ingested = self.ingest(bytes, "re-embed").await?;
+        self.persist(&ingested).await?;
         if ingested.backbone != backbone {
             return Err(AppError::Conflict(format!("the served model changed while embedding {image_id}; retry")));
         }
@@ -169,20 +183,21 @@ impl App {
             drop(head);
             ingested = self.ingest(bytes.clone(), "upload").await?;
         };
-        let Ingested { id: image_id, width, height, created: new_image, .. } = ingested;
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
-        let transaction_id = self
-            .catalog
-            .log_transaction(NewTransaction {
-                image_id: image_id.clone(),
-                model_version: model_version.clone(),
-                kind: TransactionKind::Predict,
-                top_k: predicted.top.clone(),
-                chosen_class: None,
-                user: user.to_owned(),
-                latency_ms,
-            })
-            .await?;
+        let txn = NewTransaction {
+            image_id: ingested.id.clone(),
+            model_version: model_version.clone(),
+            kind: TransactionKind::Predict,
+            top_k: predicted.top.clone(),
+            chosen_class: None,
+            user: user.to_owned(),
+            latency_ms,
+        };
+        // Image, fresh embedding and log entry in one commit: one fsync per classify instead of three.
+        let fresh = ingested.computed.then_some((ingested.backbone.as_str(), ingested.embedding.as_slice()));
+        let (_, new_image, transaction_id) =
+            self.catalog.record_classification(ingested.image.clone(), fresh, txn).await?;
+        let Ingested { id: image_id, width, height, .. } = ingested;
         Ok(ClassifyOutcome {
             image_id,
             transaction_id,
@@ -334,7 +349,8 @@ impl App {
         class: Option<&str>,
         report: &mut ImportReport,
     ) -> Result<()> {
-        let Ingested { id, created, .. } = self.ingest(bytes, source).await?;
+        let ingested = self.ingest(bytes, source).await?;
+        let (id, created) = (ingested.id.clone(), self.persist(&ingested).await?);
         if created {
             report.imported += 1;
         } else {

@@ -64,6 +64,14 @@ pub trait Catalog: Send + Sync {
 
     /// Stores (or replaces) the embedding of an image under a backbone name.
     async fn put_embedding(&self, image_id: &str, backbone: &str, vector: &[f32]) -> Result<()>;
+    /// A classification in one atomic write: the image (a no-op when known), its freshly computed embedding (if
+    /// any) and the transaction-log entry. Returns the image, whether it was new, and the transaction id.
+    async fn record_classification(
+        &self,
+        image: NewImage,
+        embedding: Option<(&str, &[f32])>,
+        txn: NewTransaction,
+    ) -> Result<(ImageRecord, bool, i64)>;
     async fn get_embedding(&self, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>>;
 
     // ---- users ----

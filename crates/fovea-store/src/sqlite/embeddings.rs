@@ -1,6 +1,6 @@
 //! The embedding cache: one f32 vector per (image, backbone), so re-training never re-runs the network.
 
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
 use crate::error::{Result, StoreError};
 use crate::model::*;
@@ -17,7 +17,12 @@ fn decode(bytes: &[u8], dim: i64) -> Result<Vec<f32>> {
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-pub(super) async fn put_embedding(pool: &SqlitePool, image_id: &str, backbone: &str, vector: &[f32]) -> Result<()> {
+pub(super) async fn put_embedding(
+    conn: &mut SqliteConnection,
+    image_id: &str,
+    backbone: &str,
+    vector: &[f32],
+) -> Result<()> {
     if vector.is_empty() {
         return Err(StoreError::Invalid("embedding is empty".into()));
     }
@@ -32,7 +37,7 @@ pub(super) async fn put_embedding(pool: &SqlitePool, image_id: &str, backbone: &
     .bind(dim)
     .bind(encode(vector))
     .bind(now_millis())
-    .execute(pool)
+    .execute(conn)
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found("image", image_id),

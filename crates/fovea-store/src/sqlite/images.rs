@@ -1,7 +1,7 @@
 //! Images and the filtered listing the browse page pages through.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
 
 use super::{parse_text, sql_limit};
 use crate::error::{Result, StoreError};
@@ -26,7 +26,7 @@ pub(super) fn image_from_row(row: &SqliteRow) -> Result<ImageRecord> {
     })
 }
 
-pub(super) async fn put_image(pool: &SqlitePool, image: NewImage) -> Result<(ImageRecord, bool)> {
+pub(super) async fn put_image(conn: &mut SqliteConnection, image: NewImage) -> Result<(ImageRecord, bool)> {
     validate_image_id(&image.id)?;
     if image.blob_key.is_empty() {
         return Err(StoreError::Invalid("image blob_key is empty".into()));
@@ -45,18 +45,21 @@ pub(super) async fn put_image(pool: &SqlitePool, image: NewImage) -> Result<(Ima
     .bind(&image.source)
     .bind(Split::Unassigned.as_str())
     .bind(now_millis())
-    .execute(pool)
+    .execute(&mut *conn)
     .await?
     .rows_affected()
         == 1;
-    let record = get_image(pool, &image.id).await?.ok_or_else(|| StoreError::not_found("image", &image.id))?;
+    let record = get_image(&mut *conn, &image.id).await?.ok_or_else(|| StoreError::not_found("image", &image.id))?;
     Ok((record, inserted))
 }
 
-pub(super) async fn get_image(pool: &SqlitePool, id: &str) -> Result<Option<ImageRecord>> {
+pub(super) async fn get_image<'e>(
+    ex: impl sqlx::Executor<'e, Database = Sqlite>,
+    id: &str,
+) -> Result<Option<ImageRecord>> {
     let row = sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images i WHERE i.id = ?"))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(ex)
         .await?;
     row.as_ref().map(image_from_row).transpose()
 }

@@ -110,7 +110,7 @@ fn sql_limit(limit: Option<u32>) -> i64 {
 #[async_trait]
 impl Catalog for SqliteCatalog {
     async fn put_image(&self, image: NewImage) -> Result<(ImageRecord, bool)> {
-        images::put_image(&self.pool, image).await
+        images::put_image(&mut *self.pool.acquire().await?, image).await
     }
     async fn get_image(&self, id: &str) -> Result<Option<ImageRecord>> {
         images::get_image(&self.pool, id).await
@@ -161,14 +161,31 @@ impl Catalog for SqliteCatalog {
     }
 
     async fn log_transaction(&self, txn: NewTransaction) -> Result<i64> {
-        transactions::log_transaction(&self.pool, txn).await
+        transactions::log_transaction(&mut *self.pool.acquire().await?, txn).await
     }
     async fn list_transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
         transactions::list_transactions(&self.pool, limit, offset).await
     }
 
     async fn put_embedding(&self, image_id: &str, backbone: &str, vector: &[f32]) -> Result<()> {
-        embeddings::put_embedding(&self.pool, image_id, backbone, vector).await
+        embeddings::put_embedding(&mut *self.pool.acquire().await?, image_id, backbone, vector).await
+    }
+    async fn record_classification(
+        &self,
+        image: NewImage,
+        embedding: Option<(&str, &[f32])>,
+        txn: NewTransaction,
+    ) -> Result<(ImageRecord, bool, i64)> {
+        // One transaction, so one fsync instead of three: the image row, its fresh embedding, the log entry.
+        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
+        let image_id = image.id.clone();
+        let (record, created) = images::put_image(&mut tx, image).await?;
+        if let Some((backbone, vector)) = embedding {
+            embeddings::put_embedding(&mut tx, &image_id, backbone, vector).await?;
+        }
+        let id = transactions::log_transaction(&mut tx, txn).await?;
+        tx.commit().await?;
+        Ok((record, created, id))
     }
     async fn get_embedding(&self, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>> {
         embeddings::get_embedding(&self.pool, image_id, backbone).await

@@ -1,7 +1,7 @@
 //! The transaction log: every prediction shown and every correction made.
 
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::{parse_json, parse_text, to_json};
 use crate::error::{Result, StoreError};
@@ -21,7 +21,7 @@ fn transaction_from_row(row: &SqliteRow) -> Result<TransactionRecord> {
     })
 }
 
-pub(super) async fn log_transaction(pool: &SqlitePool, txn: NewTransaction) -> Result<i64> {
+pub(super) async fn log_transaction(conn: &mut SqliteConnection, txn: NewTransaction) -> Result<i64> {
     if txn.top_k.iter().any(|s| !s.probability.is_finite()) {
         return Err(StoreError::Invalid("top-k probabilities must be finite".into()));
     }
@@ -42,7 +42,7 @@ pub(super) async fn log_transaction(pool: &SqlitePool, txn: NewTransaction) -> R
     .bind(&txn.user)
     .bind(txn.latency_ms)
     .bind(now_millis())
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await
     .map_err(|e| match &e {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found("image", &txn.image_id),

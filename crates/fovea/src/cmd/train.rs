@@ -156,14 +156,14 @@ pub fn models(home: &Path, variant: Variant, engine: Engine, args: &ModelsArgs) 
         let app = open_app(home, variant, engine, &args.app).await?;
         match &args.action {
             ModelsAction::List => {
-                println!("{:<16} {:<11} {:<10} {:<16} {:>9}", "id", "kind", "status", "parent", "test acc");
+                println!("{:<20} {:<11} {:<10} {:<20} {:>9}", "id", "kind", "status", "parent", "test acc");
                 for m in app.models().await? {
                     let acc = m.metrics["report"]["candidate_test_accuracy"]
                         .as_f64()
                         .map(|a| format!("{:.1}%", a * 100.0))
                         .unwrap_or_else(|| "-".into());
                     println!(
-                        "{:<16} {:<11} {:<10} {:<16} {acc:>9}",
+                        "{:<20} {:<11} {:<10} {:<20} {acc:>9}",
                         m.id,
                         m.kind.as_str(),
                         m.status.as_str(),
