@@ -78,12 +78,12 @@ function init() {
   route();
   loadMe().then(() => {
     loadClasses().catch(() => {});
-    // Show the current model version before the first prediction of this session.
-    if (!state.modelVersion) {
-      api('/transactions?limit=1&offset=0', { quiet: true })
-        .then((d) => noteModel(d?.transactions?.[0]?.model_version))
-        .catch(() => {});
-    }
+    // Show the model being served now (not the one that made the last logged prediction: a promotion or
+    // rollback may have happened since).
+    fetch('/healthz')
+      .then((r) => r.json())
+      .then((d) => noteModel(d?.model_version))
+      .catch(() => {});
   });
 }
 
