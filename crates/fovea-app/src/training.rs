@@ -125,9 +125,10 @@ impl App {
         config.validate()?;
 
         let parent = self.served_model().await;
-        let weights = Arc::new(self.model_weights(&parent)?);
+        // The dataset first: "not enough data" is the common answer and needs no weights loaded.
         let (samples, images, frozen, stored) = self.labelled_samples().await?;
         let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..Default::default() })?;
+        let weights = Arc::new(self.model_weights(&parent)?);
         for split in Split::ALL {
             for s in plan.split(split) {
                 if stored[s.image_id as usize] != stored_split(split) {

@@ -402,3 +402,26 @@ async fn models_and_training_jobs_are_exposed_with_roles_and_clear_errors() {
     assert_eq!((st, served["status"].as_str()), (StatusCode::OK, Some("promoted")), "{served}");
     assert_eq!(app.served_model().await, base);
 }
+
+#[tokio::test]
+async fn a_due_training_schedule_queues_a_run_that_the_worker_runs() {
+    let s = server().await;
+    let worker = s.app.spawn_worker(fovea_app::parse_schedule("weekly").unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let job = loop {
+        let jobs = s.app.jobs(10).await.unwrap();
+        if let Some(j) = jobs.iter().find(|j| j.state.is_terminal()) {
+            break j.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no scheduled run finished: {jobs:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    worker.abort();
+    // Nothing is labelled, so the scheduled run fails cleanly, and says why; serving is untouched.
+    assert_eq!(job.kind, fovea_app::TRAIN_JOB);
+    assert_eq!(job.state, fovea_app::JobState::Failed);
+    assert!(job.message.as_deref().unwrap_or("").contains("not enough data"), "{job:?}");
+    assert_eq!(s.app.served_model().await, s.app.base_model_id());
+    // The schedule is not due again right away: exactly one run was queued.
+    assert_eq!(s.app.jobs(10).await.unwrap().len(), 1);
+}
