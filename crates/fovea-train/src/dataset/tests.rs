@@ -87,8 +87,8 @@ fn exact_and_near_duplicates_share_a_split_even_across_classes() {
             // Exact copy (sha differs only in case), labelled differently.
             samples.push(sample(id, &s.sha256.to_uppercase(), !s.dhash, "dog"));
         } else {
-            // Re-encoded copy: new bytes, hash 3 bits away.
-            samples.push(sample(id, &format!("ff{}", &s.sha256[2..]), s.dhash ^ 0b1011, "cat"));
+            // Re-encoded copy: new bytes, hash 2 bits away (the default threshold; re-encodes measure 0–1).
+            samples.push(sample(id, &format!("ff{}", &s.sha256[2..]), s.dhash ^ 0b1001, "cat"));
         }
     }
     let plan = build(&samples, &HashSet::new(), &no_cutoff()).unwrap();
