@@ -11,8 +11,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "fovea", version, about = "Self-hosted image classification that learns from every correction")]
 pub struct Cli {
-    /// Settings file (TOML; keys as the long flags with `_`). Flags and FOVEA_* variables override it
-    /// [default: ./fovea.toml when present]
+    /// Settings file (TOML keys: data, listen, cutoff, head, backbone, engine, home, max_upload_mb,
+    /// max_megapixels, train_schedule). Flags and FOVEA_* variables override it [default: ./fovea.toml when present]
     #[arg(long, global = true, env = "FOVEA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Cache folder for weights and samples [default: ~/.cache/fovea]
