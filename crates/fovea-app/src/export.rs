@@ -49,7 +49,8 @@ fn folder_name(class: &str) -> String {
     }
 }
 
-fn csv_field(s: &str) -> String {
+/// One CSV field: quoted (with doubled quotes) when it holds a comma, quote or line break.
+pub fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -21,18 +21,7 @@ fn lease() -> Duration {
 
 impl App {
     pub async fn enqueue_training(&self, params: &TrainParams) -> Result<JobRecord> {
-        if params.epochs == Some(0) {
-            return Err(AppError::Invalid("`epochs` must be at least 1".into()));
-        }
-        if params.cutoff.is_some_and(|c| c < self.cfg.cutoff as usize) && !params.throw_away {
-            return Err(AppError::Invalid(format!(
-                "a cutoff below {} is only allowed for a throw-away run",
-                self.cfg.cutoff
-            )));
-        }
-        if let Some(p) = &params.policy {
-            p.parse::<fovea_train::finetune::Policies>()?;
-        }
+        self.run_settings(params)?;
         let value = serde_json::to_value(params).map_err(|e| AppError::Internal(e.to_string()))?;
         Ok(self.catalog.enqueue_job(TRAIN_JOB, &value).await?)
     }

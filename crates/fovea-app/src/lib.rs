@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 pub use compute::Compute;
 pub use error::{AppError, Result};
-pub use export::{DatasetFormat, ModelFormat};
+pub use export::{csv_field, DatasetFormat, ModelFormat};
 pub use fovea_store::{ClassId, LabelOrigin};
 pub use fovea_store::{ImageFilter, ImageRow, Role, ScoredClass, TransactionRecord, UserRecord};
 pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};

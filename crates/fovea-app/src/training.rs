@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use fovea_learn::Head;
-use fovea_model::{Backbone, Weights};
+use fovea_model::{Backbone, Variant, Weights};
 use fovea_store::{ImageFilter, ModelKind, NewModelVersion, Split as StoredSplit};
 use fovea_train::dataset::{self, DatasetPlan, Sample, Split, SplitConfig};
 use fovea_train::finetune::{self, FineTuneConfig, TrainImage};
@@ -99,14 +99,12 @@ fn stored_split(s: Split) -> StoredSplit {
 }
 
 impl App {
-    /// Runs one fine-tune from the serving model. `progress` is called from a blocking thread.
-    pub async fn train(
-        &self,
-        params: &TrainParams,
-        progress: impl FnMut(TrainProgress) + Send + 'static,
-        cancel: Arc<AtomicBool>,
-    ) -> Result<TrainReport> {
-        let start = std::time::Instant::now();
+    /// Checks a run's parameters and turns them into the cutoff and fine-tune settings it will use, so a job is
+    /// refused when queued for exactly the reasons it would fail when run.
+    pub(crate) fn run_settings(&self, params: &TrainParams) -> Result<(usize, FineTuneConfig)> {
+        if params.epochs == Some(0) {
+            return Err(AppError::Invalid("`epochs` must be at least 1".into()));
+        }
         let cutoff = params.cutoff.unwrap_or(self.cfg.cutoff as usize);
         if cutoff < self.cfg.cutoff as usize && !params.throw_away {
             return Err(AppError::Invalid(format!(
@@ -123,6 +121,18 @@ impl App {
         }
         config.input_size = self.compute.input_size() as u32;
         config.validate()?;
+        Ok((cutoff, config))
+    }
+
+    /// Runs one fine-tune from the serving model. `progress` is called from a blocking thread.
+    pub async fn train(
+        &self,
+        params: &TrainParams,
+        progress: impl FnMut(TrainProgress) + Send + 'static,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<TrainReport> {
+        let start = std::time::Instant::now();
+        let (cutoff, config) = self.run_settings(params)?;
 
         let parent = self.served_model().await;
         // The dataset first: "not enough data" is the common answer and needs no weights loaded.
@@ -142,10 +152,10 @@ impl App {
         let plan = Arc::new(plan);
         let images = Arc::new(images);
         let (w, p, im, cfg) = (weights.clone(), plan.clone(), images.clone(), config.clone());
-        let head_kind = self.cfg.head.clone();
+        let (head_kind, variant) = (self.cfg.head.clone(), self.cfg.variant);
         let mut progress = progress;
         let outcome = tokio::task::spawn_blocking(move || {
-            run_blocking(&w, &p, &im, old_classes.as_deref(), &cfg, &head_kind, &mut progress, &cancel)
+            run_blocking(&w, &p, &im, old_classes.as_deref(), &cfg, (&head_kind, variant), &mut progress, &cancel)
         })
         .await
         .map_err(|e| AppError::Internal(format!("training thread: {e}")))??;
@@ -234,7 +244,7 @@ fn run_blocking(
     images: &[RgbImage],
     old_classes: Option<&[String]>,
     config: &FineTuneConfig,
-    head_kind: &str,
+    (head_kind, variant): (&str, Variant),
     progress: &mut (dyn FnMut(TrainProgress) + Send),
     cancel: &AtomicBool,
 ) -> Result<(finetune::FineTuned, Evaluated, Evaluated, Evaluation)> {
@@ -291,8 +301,8 @@ fn run_blocking(
     state.phase = "evaluating".into();
     state.fraction = 0.92;
     progress(state.clone());
-    let serving = evaluate_backbone(weights, plan, images, head_kind, config.input_size)?;
-    let candidate = evaluate_backbone(&tuned.weights, plan, images, head_kind, config.input_size)?;
+    let serving = evaluate_backbone(weights, variant, plan, images, head_kind)?;
+    let candidate = evaluate_backbone(&tuned.weights, variant, plan, images, head_kind)?;
     let test: Vec<&Sample> = plan.test.iter().collect();
     let test_images: Vec<RgbImage> = test.iter().map(|s| images[s.image_id as usize].clone()).collect();
     let probs = finetune::predict(&tuned.weights, &test_images, config.input_size, 16)?;
@@ -308,12 +318,13 @@ fn run_blocking(
 /// scored on the test and benchmark splits. Returns (test, benchmark).
 fn evaluate_backbone(
     weights: &Weights,
+    variant: Variant,
     plan: &DatasetPlan,
     images: &[RgbImage],
     head_kind: &str,
-    size: u32,
 ) -> Result<Evaluated> {
-    let backbone = fovea_model::FastBackbone::new(weights, fovea_model::Variant::Lite0, 0)?;
+    let backbone = fovea_model::FastBackbone::new(weights, variant, 0)?;
+    let size = variant.input_size() as u32;
     let embed = |set: &[Sample]| -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(set.len());
         for chunk in set.chunks(16) {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
+use fovea_app::csv_field;
 use fovea_model::Variant;
 
 use super::serve::{flat_folder, open_app, progress_bar, runtime, AppArgs};
@@ -91,12 +92,4 @@ pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyAr
         }
         Ok(if failed.is_empty() { 0 } else { 1 })
     })
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
 }

@@ -28,17 +28,25 @@ pub fn png(img: &RgbImage) -> Vec<u8> {
     out
 }
 
-/// `n` distinct camera-sized JPEGs (crops of the sample photos), so no request hits the embedding cache.
-fn distinct_jpegs(photos: &[RgbImage], n: usize, salt: u32) -> Vec<Vec<u8>> {
+/// `n` distinct crops of the sample photos (cycling through them), so no image repeats another.
+pub fn distinct_crops(photos: &[RgbImage], n: usize, salt: u32) -> Vec<RgbImage> {
     (0..n)
         .map(|i| {
             let img = &photos[i % photos.len()];
             let k = (i / photos.len()) as u32 * 3 + salt;
             let (w, h) = (img.width() * (90 - k % 25) / 100, img.height() * (90 - k % 21) / 100);
-            let crop =
-                image::imageops::crop_imm(img, k % (img.width() - w).max(1), k % (img.height() - h).max(1), w, h);
+            image::imageops::crop_imm(img, k % (img.width() - w).max(1), k % (img.height() - h).max(1), w, h).to_image()
+        })
+        .collect()
+}
+
+/// `n` distinct camera-sized JPEGs (crops of the sample photos), so no request hits the embedding cache.
+fn distinct_jpegs(photos: &[RgbImage], n: usize, salt: u32) -> Vec<Vec<u8>> {
+    distinct_crops(photos, n, salt)
+        .into_iter()
+        .map(|crop| {
             let mut out = Vec::new();
-            crop.to_image().write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg).expect("JPEG encodes");
+            crop.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Jpeg).expect("JPEG encodes");
             out
         })
         .collect()

@@ -12,15 +12,10 @@ pub fn run(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<()
     let w = Weights::load_safetensors(&fovea_model::ensure_weights(home, variant)?)?;
     let photos = super::service::sample_photos(home)?;
     let n = args.images.max(photos.len());
-    let images: Vec<TrainImage> = (0..n)
-        .map(|i| {
-            let img = &photos[i % photos.len()];
-            let k = (i / photos.len()) as u32 * 4;
-            let (cw, ch) = (img.width() * (90 - k % 30) / 100, img.height() * (90 - k % 27) / 100);
-            let crop =
-                image::imageops::crop_imm(img, k % (img.width() - cw).max(1), k % (img.height() - ch).max(1), cw, ch);
-            TrainImage { image: crop.to_image(), label: i % photos.len() }
-        })
+    let images: Vec<TrainImage> = super::service::distinct_crops(&photos, n, 0)
+        .into_iter()
+        .enumerate()
+        .map(|(i, image)| TrainImage { image, label: i % photos.len() })
         .collect();
     let config = FineTuneConfig { input_size: variant.input_size() as u32, ..Default::default() };
     println!(
