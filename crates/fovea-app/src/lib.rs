@@ -1,6 +1,7 @@
 //! The use cases of fovea in one place: classify, correct, browse, import, users. HTTP and CLI are thin shells
 //! over [`App`]; the app owns the served backbone (on its compute thread) and the online head.
 
+mod calibration;
 mod compute;
 mod error;
 mod export;
@@ -14,6 +15,7 @@ mod usecases;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use calibration::{CalibrationReport, LiveReliability, ReliabilityBinView, FALLBACK_MAX_DISTANCE, TARGET_FALSE_UNKNOWN};
 pub use compute::Compute;
 pub use error::{AppError, Result};
 pub use export::{csv_field, DatasetFormat, ModelFormat};
@@ -74,6 +76,9 @@ pub struct App {
     blobs: Arc<dyn Blobs>,
     compute: Compute,
     head: Mutex<HeadState>,
+    /// The served head's calibration report; held while a refit runs so only one runs at a time.
+    calibration: Mutex<Option<CalibrationReport>>,
+    live_evidence: std::sync::Mutex<calibration::LiveEvidence>,
     /// Serialises model switches (promotion, rollback, sync), which take seconds.
     switching: Mutex<()>,
     /// Decoding and preprocessing run on at most half the cores: the network's threads synchronise per layer,
@@ -118,11 +123,18 @@ impl App {
             blobs,
             compute,
             head: Mutex::new(head),
+            calibration: Mutex::new(None),
+            live_evidence: Default::default(),
             switching: Mutex::new(()),
             decode_permits,
             cfg,
         });
         app.ensure_base_registered().await?;
+        // One-shot commands (identify, predict-style CLI use) must serve calibrated numbers from the start.
+        if let Err(e) = app.ensure_calibrated().await {
+            tracing::warn!(error = %e, "could not calibrate the online head at start");
+        }
+        calibration::spawn_refresher(&app);
         Ok(app)
     }
 

@@ -236,6 +236,9 @@ impl App {
             .catalog
             .add_label(NewLabel { image_id: image_id.to_owned(), class_id: record.id, user: user.to_owned(), origin })
             .await?;
+        if label.previous_class_id.is_none() {
+            self.note_served_outcome(&head.head, &embedding, &record.name);
+        }
         head.apply(&label, &embedding, self.catalog.as_ref()).await?;
         if head.since_snapshot >= self.cfg.snapshot_every {
             head.save(self.catalog.as_ref()).await?;

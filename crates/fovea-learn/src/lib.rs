@@ -9,6 +9,7 @@ pub mod classes;
 pub mod error;
 pub mod eval;
 pub mod head;
+pub mod heldout;
 mod linalg;
 pub mod ncm;
 pub mod offline;
@@ -28,6 +29,7 @@ pub use eval::{
     accuracy, balanced_accuracy, correction_check, per_class_accuracy, run_stream, stream_order, Checkpoint,
     ClassAccuracy, Classifier, CorrectionCase, CorrectionReport, Example, LatencyStats, StreamOrder, StreamReport,
 };
+pub use heldout::{fit_held_out, held_out_reliability, leave_one_out, reliability, CalibrationFit, HeldOut, Reliability};
 pub use head::{Event, Head, HeadKind, Prediction, RawScores, Scored};
 pub use ncm::{Metric, NcmConfig, NcmHead};
 pub use offline::{batch_ncm, FitReport, LogisticConfig, LogisticRegression};

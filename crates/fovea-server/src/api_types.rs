@@ -104,6 +104,8 @@ pub struct ModelsPage {
     /// Id of the model version being served now.
     pub served: String,
     pub models: Vec<ModelVersionRecord>,
+    /// The served online head's calibration and the held-out evidence behind it (absent until fitted).
+    pub calibration: Option<fovea_app::CalibrationReport>,
 }
 
 #[derive(Deserialize, IntoParams)]

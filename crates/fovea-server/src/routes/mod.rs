@@ -41,6 +41,7 @@ pub fn router(state: S) -> Router {
         .route("/classes/{id}/merge", post(merge_class))
         .route("/transactions", get(transactions))
         .route("/models", get(models))
+        .route("/calibration", get(calibration).post(recalibrate))
         .route("/models/rollback", post(rollback_model))
         .route("/models/{id}", get(model))
         .route("/models/{id}/promote", post(promote_model))

@@ -4,7 +4,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use fovea_app::{AppError, JobRecord, ModelVersionRecord, Role, TrainParams};
+use fovea_app::{AppError, CalibrationReport, JobRecord, ModelVersionRecord, Role, TrainParams};
 
 use super::{ApiJson, ApiQuery, ApiResult, S};
 use crate::api_types::{ErrorBody, JobsPage, JobsQuery, ModelsPage};
@@ -17,7 +17,28 @@ use crate::error::{bad_request, ApiError};
 pub async fn models(State(s): State<S>, caller: Caller) -> ApiResult {
     caller.require(Role::Viewer)?;
     let models = s.app.models().await?;
-    Ok(Json(ModelsPage { served: s.app.served_model().await, models }).into_response())
+    Ok(Json(ModelsPage { served: s.app.served_model().await, models, calibration: s.app.calibration().await })
+        .into_response())
+}
+
+/// The served online head's calibration: temperature, open-set threshold, and the held-out evidence (sample
+/// size, expected calibration error before and after, reliability diagram). 404 until a head has been fitted.
+#[utoipa::path(get, path = "/api/v1/calibration", tag = "models",
+    responses((status = 200, body = CalibrationReport), (status = 404, body = ErrorBody)), security(("token" = [])))]
+pub async fn calibration(State(s): State<S>, caller: Caller) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    match s.app.calibration().await {
+        Some(report) => Ok(Json(report).into_response()),
+        None => Err(ApiError(AppError::NotFound { what: "calibration", id: s.app.served_model().await })),
+    }
+}
+
+/// Refit the served head's calibration now (admin); it is also refreshed on its own as labels arrive.
+#[utoipa::path(post, path = "/api/v1/calibration", tag = "models",
+    responses((status = 200, body = CalibrationReport)), security(("token" = [])))]
+pub async fn recalibrate(State(s): State<S>, caller: Caller) -> ApiResult {
+    caller.require(Role::Admin)?;
+    Ok(Json(s.app.recalibrate().await?).into_response())
 }
 
 /// One model version with its metrics (for a fine-tune: the training report and per-epoch history).
