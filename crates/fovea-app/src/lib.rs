@@ -9,6 +9,8 @@ mod head;
 mod identify;
 mod jobs;
 mod models;
+#[cfg(test)]
+mod tests;
 mod training;
 mod usecases;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use fovea_model::{Backbone, FastBackbone, NamedTensor, Weights};
-use fovea_store::{ImageFilter, ModelKind, ModelVersionRecord, NewModelVersion};
+use fovea_store::{ImageFilter, ModelKind, ModelStatus, ModelVersionRecord, NewModelVersion};
 
 use crate::head::HeadState;
 use crate::{App, AppError, Result};
@@ -78,15 +78,16 @@ impl App {
 
     /// The weights of a model version: the base file, or the registry's file for a fine-tune.
     pub fn model_weights(&self, id: &str) -> Result<Weights> {
+        // A registered model whose weights cannot be found is the server's failure, not the caller's.
         let path = if id == self.base_model_id() {
             self.cfg.base_weights.clone().ok_or_else(|| {
-                AppError::Invalid("this app was started without the base weights' path; cannot load the base".into())
+                AppError::Internal("this app was started without the base weights' path; cannot load the base".into())
             })?
         } else {
             self.model_path(id)
         };
         if !path.exists() {
-            return Err(AppError::NotFound { what: "model weights", id: path.display().to_string() });
+            return Err(AppError::Internal(format!("the weights of model {id} are missing: {}", path.display())));
         }
         Ok(Weights::load_safetensors(&path)?)
     }
@@ -96,6 +97,34 @@ impl App {
         let path = self.model_path(id);
         write_weights(&path, id, weights)?;
         Ok(path)
+    }
+
+    /// Registers a trained model under a fresh id `{prefix}-NNN`: the id is reserved in the catalog first (a row
+    /// that cannot be promoted yet), then the weights are written under it, then the row becomes a candidate with
+    /// the metrics `describe` gives for the id. So runs finishing at once, in this process or another, never share
+    /// an id or a weights file. On failure the reservation and any weights written are dropped.
+    pub(crate) async fn register_model<T>(
+        &self,
+        prefix: &str,
+        parent: &str,
+        kind: ModelKind,
+        weights: &Weights,
+        describe: impl FnOnce(&str) -> (T, serde_json::Value),
+    ) -> Result<T> {
+        let id = self.catalog.reserve_model_version(prefix, Some(parent), kind).await?.id;
+        let (described, metrics) = describe(&id);
+        let registered = match self.save_model_weights(&id, weights) {
+            Ok(_) => self.catalog.complete_model_version(&id, &metrics).await.map_err(AppError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = registered {
+            let _ = std::fs::remove_file(self.model_path(&id));
+            if let Err(discard) = self.catalog.discard_model_version(&id).await {
+                tracing::warn!(model = id, error = %discard, "could not drop the reservation of a failed model");
+            }
+            return Err(e);
+        }
+        Ok(described)
     }
 
     pub(crate) fn build_backbone(&self, weights: &Weights) -> Result<Box<dyn Backbone>> {
@@ -148,6 +177,9 @@ impl App {
         if record.kind == ModelKind::ThrowAway {
             return Err(AppError::Invalid(format!("{id} is a throw-away run; throw-away models are never promoted")));
         }
+        if record.status == ModelStatus::Training {
+            return Err(AppError::Conflict(format!("{id} is still being trained; it cannot be promoted yet")));
+        }
         self.switch_to(id, true).await?;
         self.model(id).await
     }
@@ -161,14 +193,26 @@ impl App {
         self.promote(&parent).await
     }
 
-    /// Picks up a promotion made by another process (e.g. `fovea models promote` beside a running server).
+    /// Picks up a promotion made by another process (e.g. `fovea models promote` beside a running server), and a
+    /// rename or merge made by another process (the online head is rebuilt under the new label-log epoch).
     pub async fn sync_model(&self) -> Result<bool> {
+        self.sync_head().await?;
         let Some(promoted) = self.catalog.promoted_model_version().await? else { return Ok(false) };
         if promoted.id == self.served_model().await {
             return Ok(false);
         }
         self.switch_to(&promoted.id, false).await?;
         Ok(true)
+    }
+
+    async fn sync_head(&self) -> Result<()> {
+        let epoch = self.catalog.label_log_epoch().await?;
+        let mut head = self.head.lock().await;
+        if head.epoch() != epoch {
+            head.catch_up(self.catalog.as_ref()).await?;
+            head.save(self.catalog.as_ref()).await?;
+        }
+        Ok(())
     }
 
     async fn switch_to(&self, id: &str, record_promotion: bool) -> Result<()> {

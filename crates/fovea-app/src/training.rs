@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use fovea_learn::Head;
 use fovea_model::{Backbone, Variant, Weights};
-use fovea_store::{ImageFilter, ModelKind, NewModelVersion, Split as StoredSplit};
+use fovea_store::{ImageFilter, ModelKind, Split as StoredSplit};
 use fovea_train::dataset::{self, DatasetPlan, Sample, Split, SplitConfig};
 use fovea_train::finetune::{self, FineTuneConfig, TrainImage};
 use fovea_train::gate::{self, GateConfig, GateVerdict};
@@ -164,39 +164,38 @@ impl App {
         let throw_away = params.throw_away;
         let verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
         let kind = if throw_away { ModelKind::ThrowAway } else { ModelKind::FineTune };
-        let n = self.catalog.list_model_versions().await?.len();
-        let model_id = format!("{}-{:03}", if throw_away { "throwaway" } else { "ft" }, n);
-        self.save_model_weights(&model_id, &tuned.weights)?;
-        let report = TrainReport {
-            model_id: model_id.clone(),
-            parent: parent.clone(),
-            throw_away,
-            classes: plan.classes.clone(),
-            excluded: plan.excluded.iter().map(|e| (e.class.clone(), e.count)).collect(),
-            split_sizes: Split::ALL.iter().map(|s| (s.to_string(), plan.split(*s).len())).collect(),
-            best_epoch: tuned.best_epoch,
-            stopped_early: tuned.stopped_early,
-            serving_test_accuracy: serving.0.accuracy,
-            candidate_test_accuracy: candidate.0.accuracy,
-            classifier_test_accuracy: classifier_test.accuracy,
-            serving_benchmark: serving.1,
-            candidate_benchmark: candidate.1,
-            verdict,
-            promoted: false,
-            seconds: start.elapsed().as_secs_f64(),
-        };
-        let metrics = serde_json::json!({
-            "classes": report.classes,
-            "report": report,
-            "history": tuned.history,
-            "config": config,
-        });
-        self.catalog
-            .create_model_version(NewModelVersion { id: model_id.clone(), parent: Some(parent), kind, metrics })
+        let prefix = if throw_away { "throwaway" } else { "ft" };
+        let mut report = self
+            .register_model(prefix, &parent, kind, &tuned.weights, |model_id| {
+                let report = TrainReport {
+                    model_id: model_id.to_owned(),
+                    parent: parent.clone(),
+                    throw_away,
+                    classes: plan.classes.clone(),
+                    excluded: plan.excluded.iter().map(|e| (e.class.clone(), e.count)).collect(),
+                    split_sizes: Split::ALL.iter().map(|s| (s.to_string(), plan.split(*s).len())).collect(),
+                    best_epoch: tuned.best_epoch,
+                    stopped_early: tuned.stopped_early,
+                    serving_test_accuracy: serving.0.accuracy,
+                    candidate_test_accuracy: candidate.0.accuracy,
+                    classifier_test_accuracy: classifier_test.accuracy,
+                    serving_benchmark: serving.1,
+                    candidate_benchmark: candidate.1,
+                    verdict,
+                    promoted: false,
+                    seconds: start.elapsed().as_secs_f64(),
+                };
+                let metrics = serde_json::json!({
+                    "classes": report.classes,
+                    "report": report,
+                    "history": tuned.history,
+                    "config": config,
+                });
+                (report, metrics)
+            })
             .await?;
-        let mut report = report;
         if report.verdict.passed && !params.no_promote {
-            self.promote(&model_id).await?;
+            self.promote(&report.model_id).await?;
             report.promoted = true;
         }
         Ok(report)

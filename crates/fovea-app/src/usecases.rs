@@ -5,12 +5,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use fovea_learn::Head;
 use fovea_store::{
-    blob_key_for, sha256_hex, ClassId, ImageFilter, ImageRow, LabelOrigin, NewImage, NewLabel, NewTransaction, NewUser,
-    Role, ScoredClass, TransactionKind, TransactionRecord, UserRecord,
+    blob_key_for, class_name_key, sha256_hex, ClassId, ImageFilter, ImageRow, LabelOrigin, NewImage, NewLabel,
+    NewTransaction, NewUser, Role, ScoredClass, TransactionKind, TransactionRecord, UserRecord,
 };
 use serde::Serialize;
 
-use crate::head::{new_head, HeadState};
+use crate::head::HeadState;
 use crate::{App, AppError, Result};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -69,6 +69,9 @@ pub struct ImportReport {
     pub imported: usize,
     pub duplicates: usize,
     pub labelled: usize,
+    /// Images whose folder named another class than a person's label: left alone, since an import never
+    /// overrides a human label (of any origin but import).
+    pub kept_human: usize,
     pub failed: Vec<(String, String)>,
 }
 
@@ -281,7 +284,8 @@ impl App {
         Ok(ClassView { id: c.id, name: c.name, images: 0, is_unknown: false, reaches_cutoff: false })
     }
 
-    /// Renames and merges change which class every past label points at, so the head is rebuilt from the log.
+    /// Renames and merges change which class every past label points at: the catalog starts a new label-log epoch in
+    /// the same commit, and the head, on catching up, is rebuilt from the log.
     pub async fn rename_class(&self, id: ClassId, name: &str) -> Result<()> {
         self.catalog.rename_class(id, name.trim()).await?;
         self.rebuild_head().await
@@ -299,9 +303,6 @@ impl App {
 
     async fn rebuild_head(&self) -> Result<()> {
         let mut head = self.head.lock().await;
-        let fresh = new_head(&self.cfg.head, self.compute.embedding_dim())?;
-        head.head = fresh;
-        head.seq = 0;
         head.catch_up(self.catalog.as_ref()).await?;
         head.save(self.catalog.as_ref()).await
     }
@@ -313,7 +314,14 @@ impl App {
     pub async fn image_bytes(&self, id: &str) -> Result<Bytes> {
         let img =
             self.catalog.get_image(id).await?.ok_or_else(|| AppError::NotFound { what: "image", id: id.to_owned() })?;
-        Ok(self.blobs.get(&img.blob_key).await?)
+        // The catalog knows the image, so bytes missing from the blob store are the server's loss, not a 404.
+        self.blobs.get(&img.blob_key).await.map_err(|e| match e {
+            fovea_store::StoreError::NotFound { .. } => AppError::Internal(format!(
+                "the bytes of image {id} are missing from the blob store ({})",
+                img.blob_key
+            )),
+            other => other.into(),
+        })
     }
 
     pub async fn transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
@@ -344,7 +352,9 @@ impl App {
         Ok(None)
     }
 
-    /// Imports one file: stored, embedded, and labelled when `class` is given (skipped if already so labelled).
+    /// Imports one file: stored, embedded, and labelled when `class` is given. An import only labels images no
+    /// person has labelled: an image with a human label keeps it (counted in `kept_human` when the folder's class
+    /// differs), while one labelled only by earlier imports follows the folder.
     pub async fn import_bytes(
         &self,
         bytes: Bytes,
@@ -359,12 +369,21 @@ impl App {
         } else {
             report.duplicates += 1;
         }
-        if let Some(class) = class {
-            let current = self.catalog.current_label(&id).await?;
-            if current.map(|l| l.class_name) != Some(class.to_owned()) {
-                self.label(&id, class, "import", LabelOrigin::Import).await?;
-                report.labelled += 1;
-            }
+        let Some(class) = class else { return Ok(()) };
+        let same_class = |name: &str| class_name_key(name) == class_name_key(class);
+        let current = self.catalog.current_label(&id).await?;
+        if current.as_ref().is_some_and(|l| same_class(&l.class_name)) {
+            return Ok(());
+        }
+        if self.catalog.human_label(&id).await?.is_some() {
+            report.kept_human += 1;
+            return Ok(());
+        }
+        match self.label(&id, class, "import", LabelOrigin::Import).await {
+            Ok(_) => report.labelled += 1,
+            // A person labelled it since the check above: the catalog refused the import's label, as it should.
+            Err(AppError::Conflict(_)) if self.catalog.human_label(&id).await?.is_some() => report.kept_human += 1,
+            Err(e) => return Err(e),
         }
         Ok(())
     }

@@ -129,7 +129,7 @@ function renderModels() {
   body.replaceChildren(...view.models.map((m) => {
     const report = m.metrics?.report;
     const isServed = m.id === view.served;
-    const canPromote = !isServed && m.status !== 'promoted' && m.kind !== 'throw-away';
+    const canPromote = !isServed && m.status !== 'promoted' && m.status !== 'training' && m.kind !== 'throw-away';
     return h('tr', { dataset: { model: m.id, status: m.status }, class: isServed ? 'served' : '' },
       h('th', { scope: 'row' }, m.id, isServed ? [' ', h('span', { class: 'badge badge-ok serving-tag' }, 'serving')] : null),
       h('td', {}, h('span', { class: `kind kind-${m.kind}` }, m.kind)),

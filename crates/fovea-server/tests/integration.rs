@@ -425,3 +425,23 @@ async fn a_due_training_schedule_queues_a_run_that_the_worker_runs() {
     // The schedule is not due again right away: exactly one run was queued.
     assert_eq!(s.app.jobs(10).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_storage_failure_is_a_5xx_that_names_no_internal_path() {
+    let s = server().await;
+    let (_, t) = s.app.add_user("t", Role::Admin).await.unwrap();
+    let data = s._dir.path().to_str().unwrap().to_owned();
+    // The blob folder turned into a file: every write of new image bytes now fails on the server's side.
+    let blobs = s._dir.path().join("blobs");
+    std::fs::remove_dir_all(&blobs).unwrap();
+    std::fs::write(&blobs, b"not a folder").unwrap();
+    let (st, body) = call(&s.router, upload(Some(&t), crop(&photo("coffee.png"), 0))).await;
+    assert!(st.is_server_error(), "{st}: {body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(!message.is_empty(), "{body}");
+    assert!(!message.contains(&data) && !message.contains("blobs") && !message.contains('/'), "{body}");
+    // The caller's own mistakes are still 4xx, with the message that tells them what to fix.
+    let (st, body) = call(&s.router, upload(Some(&t), b"hello, not an image".to_vec())).await;
+    assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("not_an_image")));
+    assert_eq!(call(&s.router, get(&t, "/healthz")).await.0, StatusCode::OK);
+}

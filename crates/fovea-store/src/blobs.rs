@@ -77,7 +77,7 @@ impl LocalBlobs {
     pub fn new(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Invalid(format!("cannot create blob directory {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::io(format!("cannot create blob directory {}", dir.display()), e))?;
         let store = LocalFileSystem::new_with_prefix(dir)?.with_automatic_cleanup(true);
         Ok(Self { store: Arc::new(store) })
     }
@@ -101,10 +101,11 @@ impl Blobs for LocalBlobs {
         let location = location(key)?;
         self.store.put(&location, PutPayload::from(bytes)).await?;
         let path = self.store.path_to_filesystem(&location)?;
+        let shown = path.display().to_string();
         tokio::task::spawn_blocking(move || sync_file_and_dir(&path))
             .await
-            .map_err(|e| StoreError::Invalid(format!("fsync task failed: {e}")))?
-            .map_err(|e| StoreError::Blob(object_store::Error::Generic { store: "LocalFileSystem", source: e.into() }))
+            .map_err(|e| StoreError::io("fsync task", std::io::Error::other(e.to_string())))?
+            .map_err(|e| StoreError::io(format!("fsync {shown}"), e))
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {

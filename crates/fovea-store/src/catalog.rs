@@ -36,15 +36,17 @@ pub trait Catalog: Send + Sync {
     async fn unknown_class(&self) -> Result<ClassRecord>;
     /// All classes by id, with how many images currently carry each.
     async fn list_classes(&self) -> Result<Vec<ClassStats>>;
-    /// Renames a class; the Unknown class cannot be renamed.
+    /// Renames a class; the Unknown class cannot be renamed. Bumps the label log's epoch in the same transaction.
     async fn rename_class(&self, id: ClassId, new_name: &str) -> Result<ClassRecord>;
     /// Moves every label of `from` to `into` and deletes `from`, in one transaction. This rewrites label
-    /// history, so a head folded from the label log must merge the two classes' statistics (or be rebuilt).
+    /// history, so it bumps the label log's epoch in the same transaction: heads folded before it are void.
     async fn merge_classes(&self, from: ClassId, into: ClassId) -> Result<MergeOutcome>;
 
     // ---- labels ----
 
-    /// Appends a label; `previous_class_id` is filled from the image's current label atomically.
+    /// Appends a label; `previous_class_id` is filled from the image's current label atomically. A label of origin
+    /// [`LabelOrigin::Import`] is refused with `AlreadyExists` when the image has any label of another origin,
+    /// checked in the same statement: an import never overrides a human label.
     async fn add_label(&self, label: NewLabel) -> Result<LabelRecord>;
     /// The newest label of an image.
     async fn current_label(&self, image_id: &str) -> Result<Option<LabelRecord>>;
@@ -53,6 +55,11 @@ pub trait Catalog: Send + Sync {
     async fn labels_since(&self, after_seq: i64, limit: u32) -> Result<Vec<LabelRecord>>;
     /// The id of the newest label, 0 when there is none.
     async fn last_label_seq(&self) -> Result<i64>;
+    /// The newest label of an image that a person gave (any origin but [`LabelOrigin::Import`]).
+    async fn human_label(&self, image_id: &str) -> Result<Option<LabelRecord>>;
+    /// The label log's epoch. Label ids only order events within one epoch: every rename and merge rewrites what
+    /// past labels mean and bumps the epoch, so a head folded under an older epoch must be replayed from the start.
+    async fn label_log_epoch(&self) -> Result<i64>;
 
     // ---- transactions (predictions and corrections) ----
 
@@ -82,22 +89,45 @@ pub trait Catalog: Send + Sync {
 
     // ---- online head snapshots ----
 
-    /// Saves a head learned from `backbone`'s embeddings (a snapshot is valid for that backbone only).
-    async fn save_head_snapshot(&self, backbone: &str, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot>;
-    /// The most recently saved snapshot for `backbone`.
+    /// Saves a head learned from `backbone`'s embeddings (a snapshot is valid for that backbone only), folded from
+    /// the labels up to `label_seq` read under label-log epoch `epoch`.
+    async fn save_head_snapshot(
+        &self,
+        backbone: &str,
+        epoch: i64,
+        label_seq: i64,
+        bytes: &[u8],
+    ) -> Result<HeadSnapshot>;
+    /// The most recently saved snapshot for `backbone` of the current label-log epoch; snapshots of an older epoch
+    /// are never returned.
     async fn latest_head_snapshot(&self, backbone: &str) -> Result<Option<HeadSnapshot>>;
-    /// Deletes all but `backbone`'s newest `keep` snapshots; returns how many were deleted.
+    /// Deletes all but `backbone`'s newest `keep` snapshots, and every snapshot (of any backbone) of an older
+    /// label-log epoch; returns how many were deleted.
     async fn prune_head_snapshots(&self, backbone: &str, keep: u32) -> Result<u64>;
 
     // ---- model versions ----
 
     /// Registers a model version as a candidate.
     async fn create_model_version(&self, version: NewModelVersion) -> Result<ModelVersionRecord>;
+    /// Reserves a fresh id `{prefix}-{NNN}` for a model being produced: a row with status `training` (never
+    /// promoted) is inserted before anything is written under the id, so concurrent runs, in this process or
+    /// another, always get distinct ids.
+    async fn reserve_model_version(
+        &self,
+        prefix: &str,
+        parent: Option<&str>,
+        kind: ModelKind,
+    ) -> Result<ModelVersionRecord>;
+    /// Turns a reserved (`training`) version into a candidate with its metrics, once its weights are in place.
+    async fn complete_model_version(&self, id: &str, metrics: &serde_json::Value) -> Result<ModelVersionRecord>;
+    /// Drops a reservation whose run failed; returns false when `id` is not a reservation (left alone).
+    async fn discard_model_version(&self, id: &str) -> Result<bool>;
     async fn get_model_version(&self, id: &str) -> Result<Option<ModelVersionRecord>>;
     /// Newest first.
     async fn list_model_versions(&self) -> Result<Vec<ModelVersionRecord>>;
     async fn promoted_model_version(&self) -> Result<Option<ModelVersionRecord>>;
-    /// Retires the promoted version (if any) and promotes `id`, in one transaction.
+    /// Retires the promoted version (if any) and promotes `id`, in one transaction; a `training` reservation is
+    /// refused as `Invalid`.
     async fn promote(&self, id: &str) -> Result<ModelVersionRecord>;
     async fn set_model_metrics(&self, id: &str, metrics: &serde_json::Value) -> Result<()>;
 

@@ -23,6 +23,14 @@ pub enum StoreError {
     /// The blob store failed.
     #[error("blob store error: {0}")]
     Blob(#[from] object_store::Error),
+    /// A local file operation failed: a directory that cannot be created, a write or an fsync that fails. Not the
+    /// caller's fault (maps to 500); the message names paths, so it belongs in the log, not in an HTTP answer.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A stored value could not be decoded (a corrupt row, or a value written by a newer version).
     #[error("corrupt stored value: {0}")]
     Corrupt(String),
@@ -33,6 +41,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 impl StoreError {
     pub(crate) fn not_found(what: &'static str, id: impl ToString) -> Self {
         StoreError::NotFound { what, id: id.to_string() }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        StoreError::Io { context: context.into(), source }
     }
 
     pub(crate) fn already_exists(what: &'static str, name: impl ToString) -> Self {

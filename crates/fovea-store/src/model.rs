@@ -78,8 +78,9 @@ text_enum!(
     ModelKind { Online => "online", FineTune => "fine-tune", ThrowAway => "throw-away" }
 );
 text_enum!(
-    /// Lifecycle of a model version; exactly one is `Promoted` at a time.
-    ModelStatus { Candidate => "candidate", Promoted => "promoted", Retired => "retired" }
+    /// Lifecycle of a model version; exactly one is `Promoted` at a time. `Training` is an id reserved for a run
+    /// whose weights are not registered yet: never promoted.
+    ModelStatus { Training => "training", Candidate => "candidate", Promoted => "promoted", Retired => "retired" }
 );
 text_enum!(
     /// Lifecycle of a persisted job.
@@ -283,10 +284,13 @@ pub struct UserRecord {
     pub created_at: Millis,
 }
 
-/// A serialized online head, valid for all labels with id <= `label_seq`.
+/// A serialized online head, valid for all labels with id <= `label_seq` as long as the label log's epoch is still
+/// `epoch` (see [`crate::Catalog::label_log_epoch`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeadSnapshot {
     pub id: i64,
+    /// The label log's epoch the head was folded under.
+    pub epoch: i64,
     pub label_seq: i64,
     #[serde(skip)]
     pub bytes: Vec<u8>,

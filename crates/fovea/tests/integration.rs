@@ -1,5 +1,7 @@
 //! The `fovea` command as a user runs it: real weights, real photos, bad files among good ones.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -102,4 +104,38 @@ fn eval_stream_compares_online_and_offline_on_an_image_folder() {
     let missing = fovea(&["eval", "stream", "--train", "/nonexistent", "--test", "/nonexistent"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent"));
+}
+
+#[test]
+fn a_labelled_reimport_leaves_a_persons_label_alone_and_says_so() {
+    let dir = tmp("reimport");
+    let (folder, data) = (dir.join("folder"), dir.join("data"));
+    for (class, photo, k) in [("cat", "chelsea.png", 1), ("cat", "chelsea.png", 2), ("coffee", "coffee.png", 3)] {
+        std::fs::create_dir_all(folder.join(class)).unwrap();
+        std::fs::write(folder.join(class).join(format!("{k}.png")), common::photo_variant(photo, k)).unwrap();
+    }
+    let import = || {
+        let out = fovea(&["import", "--data", data.to_str().unwrap(), "--labelled", folder.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let first = import();
+    assert!(first.contains("3 labels, 0 human labels left alone"), "{first}");
+
+    // A person corrects one imported cat to coffee in the web app.
+    let server = common::serve(&data);
+    let bytes = std::fs::read(folder.join("cat").join("1.png")).unwrap();
+    let c: serde_json::Value =
+        ureq::post(&format!("{}/api/v1/classify", server.base)).send_bytes(&bytes).unwrap().into_json().unwrap();
+    let label = format!("{}/api/v1/images/{}/label", server.base, c["image_id"].as_str().unwrap());
+    ureq::post(&label).send_json(serde_json::json!({ "class": "coffee" })).unwrap();
+    drop(server);
+
+    // Importing the same folder again keeps the person's label and reports it.
+    let again = import();
+    assert!(again.contains("0 labels, 1 human labels left alone"), "{again}");
+    let server = common::serve(&data);
+    let rows: serde_json::Value =
+        ureq::get(&format!("{}/api/v1/images?class=coffee", server.base)).call().unwrap().into_json().unwrap();
+    assert_eq!(rows["total"], 2, "{rows}");
 }

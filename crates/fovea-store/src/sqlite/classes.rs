@@ -3,6 +3,7 @@
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
+use super::labels::bump_label_log_epoch;
 use super::BEGIN_IMMEDIATE;
 use crate::error::{is_unique_violation, Result, StoreError};
 use crate::model::*;
@@ -89,7 +90,8 @@ pub(super) async fn list_classes(pool: &SqlitePool) -> Result<Vec<ClassStats>> {
 
 pub(super) async fn rename_class(pool: &SqlitePool, id: ClassId, new_name: &str) -> Result<ClassRecord> {
     let name = validate_class_name(new_name)?;
-    let class = fetch_class(pool, id).await?.ok_or_else(|| StoreError::not_found("class", id))?;
+    let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+    let class = fetch_class(&mut *tx, id).await?.ok_or_else(|| StoreError::not_found("class", id))?;
     if class.is_unknown {
         return Err(StoreError::Invalid("the Unknown class cannot be renamed".into()));
     }
@@ -98,13 +100,16 @@ pub(super) async fn rename_class(pool: &SqlitePool, id: ClassId, new_name: &str)
         .bind(&name)
         .bind(class_name_key(&name))
         .bind(id)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(|e| match is_unique_violation(&e) {
             true => StoreError::already_exists("class", &name),
             false => e.into(),
         })?
         .ok_or_else(|| StoreError::not_found("class", id))?;
+    // Every past label of this class now reads under the new name: heads folded before are void.
+    bump_label_log_epoch(&mut tx).await?;
+    tx.commit().await?;
     class_from_row(&row)
 }
 
@@ -131,6 +136,7 @@ pub(super) async fn merge_classes(pool: &SqlitePool, from: ClassId, into: ClassI
         .execute(&mut *tx)
         .await?;
     sqlx::query("DELETE FROM classes WHERE id = ?").bind(from).execute(&mut *tx).await?;
+    bump_label_log_epoch(&mut tx).await?;
     tx.commit().await?;
     Ok(MergeOutcome { from: from_class, into: into_class, labels_moved })
 }

@@ -41,20 +41,23 @@ pub(super) async fn add_label(pool: &SqlitePool, label: NewLabel) -> Result<Labe
         return Err(StoreError::not_found("class", label.class_id));
     }
     // One statement reads the current class and appends the new label, so no concurrent label of the
-    // same image can slip in between and leave previous_class_id stale.
-    let id: i64 = sqlx::query_scalar(
+    // same image can slip in between and leave previous_class_id stale. The same statement refuses an import's
+    // label for an image a person has labelled, so a person's label landing meanwhile is never overridden either.
+    let id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO labels (image_id, class_id, previous_class_id, user_name, origin, created_at)
-         SELECT ?, ?, (SELECT p.class_id FROM labels p WHERE p.image_id = ? ORDER BY p.id DESC LIMIT 1), ?, ?, ?
+         SELECT ?1, ?2, (SELECT p.class_id FROM labels p WHERE p.image_id = ?1 ORDER BY p.id DESC LIMIT 1), ?3, ?4, ?5
+         WHERE ?4 <> 'import'
+            OR NOT EXISTS (SELECT 1 FROM labels h WHERE h.image_id = ?1 AND h.origin <> 'import')
          RETURNING id",
     )
     .bind(&label.image_id)
     .bind(label.class_id)
-    .bind(&label.image_id)
     .bind(&label.user)
     .bind(label.origin.as_str())
     .bind(now_millis())
-    .fetch_one(pool)
+    .fetch_optional(pool)
     .await?;
+    let id = id.ok_or_else(|| StoreError::already_exists("human label of image", &label.image_id))?;
     let row = sqlx::query(&format!("{LABEL_SELECT} WHERE l.id = ?")).bind(id).fetch_one(pool).await?;
     label_from_row(&row)
 }
@@ -79,4 +82,35 @@ pub(super) async fn labels_since(pool: &SqlitePool, after_seq: i64, limit: u32) 
 pub(super) async fn last_label_seq(pool: &SqlitePool) -> Result<i64> {
     let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM labels").fetch_one(pool).await?;
     Ok(seq.unwrap_or(0))
+}
+
+pub(super) async fn human_label(pool: &SqlitePool, image_id: &str) -> Result<Option<LabelRecord>> {
+    let row = sqlx::query(&format!(
+        "{LABEL_SELECT} WHERE l.image_id = ? AND l.origin <> 'import' ORDER BY l.id DESC LIMIT 1"
+    ))
+    .bind(image_id)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(label_from_row).transpose()
+}
+
+pub(super) async fn label_log_epoch<'e, E>(executor: E) -> Result<i64>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let epoch: Option<i64> =
+        sqlx::query_scalar("SELECT epoch FROM label_log_epoch WHERE id = 1").fetch_optional(executor).await?;
+    epoch.ok_or_else(|| StoreError::Corrupt("the label log's epoch row is missing".into()))
+}
+
+/// Starts a new label-log epoch inside the caller's transaction (a rename or a merge) and drops the snapshots it
+/// voids. A snapshot of the old epoch saved concurrently is never restored either (see `latest_head_snapshot`).
+pub(super) async fn bump_label_log_epoch(conn: &mut sqlx::SqliteConnection) -> Result<i64> {
+    let epoch: Option<i64> =
+        sqlx::query_scalar("UPDATE label_log_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch")
+            .fetch_optional(&mut *conn)
+            .await?;
+    let epoch = epoch.ok_or_else(|| StoreError::Corrupt("the label log's epoch row is missing".into()))?;
+    sqlx::query("DELETE FROM head_snapshots WHERE epoch < ?").bind(epoch).execute(&mut *conn).await?;
+    Ok(epoch)
 }

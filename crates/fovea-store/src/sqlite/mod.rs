@@ -159,6 +159,12 @@ impl Catalog for SqliteCatalog {
     async fn last_label_seq(&self) -> Result<i64> {
         labels::last_label_seq(&self.pool).await
     }
+    async fn human_label(&self, image_id: &str) -> Result<Option<LabelRecord>> {
+        labels::human_label(&self.pool, image_id).await
+    }
+    async fn label_log_epoch(&self) -> Result<i64> {
+        labels::label_log_epoch(&self.pool).await
+    }
 
     async fn log_transaction(&self, txn: NewTransaction) -> Result<i64> {
         transactions::log_transaction(&mut *self.pool.acquire().await?, txn).await
@@ -201,8 +207,14 @@ impl Catalog for SqliteCatalog {
         users::list_users(&self.pool).await
     }
 
-    async fn save_head_snapshot(&self, backbone: &str, label_seq: i64, bytes: &[u8]) -> Result<HeadSnapshot> {
-        models::save_head_snapshot(&self.pool, backbone, label_seq, bytes).await
+    async fn save_head_snapshot(
+        &self,
+        backbone: &str,
+        epoch: i64,
+        label_seq: i64,
+        bytes: &[u8],
+    ) -> Result<HeadSnapshot> {
+        models::save_head_snapshot(&self.pool, backbone, epoch, label_seq, bytes).await
     }
     async fn latest_head_snapshot(&self, backbone: &str) -> Result<Option<HeadSnapshot>> {
         models::latest_head_snapshot(&self.pool, backbone).await
@@ -213,6 +225,20 @@ impl Catalog for SqliteCatalog {
 
     async fn create_model_version(&self, version: NewModelVersion) -> Result<ModelVersionRecord> {
         models::create_model_version(&self.pool, version).await
+    }
+    async fn reserve_model_version(
+        &self,
+        prefix: &str,
+        parent: Option<&str>,
+        kind: ModelKind,
+    ) -> Result<ModelVersionRecord> {
+        models::reserve_model_version(&self.pool, prefix, parent, kind).await
+    }
+    async fn complete_model_version(&self, id: &str, metrics: &serde_json::Value) -> Result<ModelVersionRecord> {
+        models::complete_model_version(&self.pool, id, metrics).await
+    }
+    async fn discard_model_version(&self, id: &str) -> Result<bool> {
+        models::discard_model_version(&self.pool, id).await
     }
     async fn get_model_version(&self, id: &str) -> Result<Option<ModelVersionRecord>> {
         models::get_model_version(&self.pool, id).await

@@ -155,10 +155,11 @@ pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) 
         bar.finish_and_clear();
         app.snapshot().await?;
         println!(
-            "imported {} new images ({} already present), {} labels, {} failed",
+            "imported {} new images ({} already present), {} labels, {} human labels left alone, {} failed",
             report.imported,
             report.duplicates,
             report.labelled,
+            report.kept_human,
             report.failed.len()
         );
         for (p, e) in &report.failed {

@@ -130,6 +130,67 @@ async fn rename_collides_and_merge_moves_labels() {
 }
 
 #[tokio::test]
+async fn an_import_never_overrides_a_human_label() {
+    let catalog = catalog().await;
+    let cat = catalog.create_class("Cat").await.unwrap();
+    let dog = catalog.create_class("Dog").await.unwrap();
+    let with =
+        |image_id: &str, class_id, origin| NewLabel { image_id: image_id.into(), class_id, user: "u".into(), origin };
+    let (a, b) = (image(&*catalog, b"a").await, image(&*catalog, b"b").await);
+
+    // Imports may relabel what only imports labelled.
+    catalog.add_label(with(&a, cat.id, LabelOrigin::Import)).await.unwrap();
+    catalog.add_label(with(&a, dog.id, LabelOrigin::Import)).await.unwrap();
+    assert!(catalog.human_label(&a).await.unwrap().is_none());
+    // A person's label wins from then on, whichever import comes later.
+    let human = catalog.add_label(with(&a, cat.id, LabelOrigin::Human)).await.unwrap();
+    assert_eq!(catalog.human_label(&a).await.unwrap(), Some(human.clone()));
+    let refused = catalog.add_label(with(&a, dog.id, LabelOrigin::Import)).await;
+    assert!(matches!(refused, Err(StoreError::AlreadyExists { .. })), "{refused:?}");
+    assert_eq!(catalog.current_label(&a).await.unwrap(), Some(human));
+    // An accepted prediction is a person's label too; a person may still change any label.
+    catalog.add_label(with(&b, cat.id, LabelOrigin::Accepted)).await.unwrap();
+    assert!(catalog.add_label(with(&b, dog.id, LabelOrigin::Import)).await.is_err());
+    assert_eq!(catalog.add_label(with(&b, dog.id, LabelOrigin::Human)).await.unwrap().class_name, "Dog");
+}
+
+#[tokio::test]
+async fn renames_and_merges_void_every_older_head_snapshot() {
+    let catalog = catalog().await;
+    let cat = catalog.create_class("Cat").await.unwrap();
+    let dog = catalog.create_class("Dog").await.unwrap();
+    let a = image(&*catalog, b"a").await;
+    let seq = label(&*catalog, &a, cat.id).await.id;
+    let epoch = catalog.label_log_epoch().await.unwrap();
+    let served = catalog.save_head_snapshot("lite0", epoch, seq, b"served").await.unwrap();
+    let other = catalog.save_head_snapshot("ft-001", epoch, seq, b"other").await.unwrap();
+    assert_eq!(served.epoch, epoch);
+    assert_eq!(catalog.latest_head_snapshot("ft-001").await.unwrap(), Some(other));
+
+    // The rename and the new epoch are one commit: no backbone's snapshot with the old names is restored again.
+    catalog.rename_class(cat.id, "Kitten").await.unwrap();
+    let renamed = catalog.label_log_epoch().await.unwrap();
+    assert!(renamed > epoch);
+    assert_eq!(catalog.latest_head_snapshot("lite0").await.unwrap(), None);
+    assert_eq!(catalog.latest_head_snapshot("ft-001").await.unwrap(), None);
+    // A head folded before the rename but saved after it (a save racing the rename) is never restored either.
+    catalog.save_head_snapshot("ft-001", epoch, seq, b"late").await.unwrap();
+    assert_eq!(catalog.latest_head_snapshot("ft-001").await.unwrap(), None);
+    let fresh = catalog.save_head_snapshot("ft-001", renamed, seq, b"fresh").await.unwrap();
+    assert_eq!(catalog.latest_head_snapshot("ft-001").await.unwrap(), Some(fresh));
+    // Pruning drops the late, stale snapshot whatever its backbone.
+    assert_eq!(catalog.prune_head_snapshots("lite0", 3).await.unwrap(), 1);
+
+    catalog.merge_classes(dog.id, cat.id).await.unwrap();
+    assert!(catalog.label_log_epoch().await.unwrap() > renamed);
+    assert_eq!(catalog.latest_head_snapshot("ft-001").await.unwrap(), None);
+    // A refused rename changes nothing.
+    let before = catalog.label_log_epoch().await.unwrap();
+    assert!(catalog.rename_class(cat.id, "").await.is_err());
+    assert_eq!(catalog.label_log_epoch().await.unwrap(), before);
+}
+
+#[tokio::test]
 async fn image_filters_select_the_right_rows() {
     let catalog = catalog().await;
     let cat = catalog.create_class("Cat").await.unwrap();

@@ -77,9 +77,10 @@ async fn users_are_found_by_token_hash() {
 async fn latest_head_snapshot_wins() {
     let catalog = catalog().await;
     assert!(catalog.latest_head_snapshot("lite0").await.unwrap().is_none());
-    catalog.save_head_snapshot("lite0", 3, b"old").await.unwrap();
-    let newest = catalog.save_head_snapshot("lite0", 7, b"new").await.unwrap();
-    let other = catalog.save_head_snapshot("ft-1", 8, b"other backbone").await.unwrap();
+    let epoch = catalog.label_log_epoch().await.unwrap();
+    catalog.save_head_snapshot("lite0", epoch, 3, b"old").await.unwrap();
+    let newest = catalog.save_head_snapshot("lite0", epoch, 7, b"new").await.unwrap();
+    let other = catalog.save_head_snapshot("ft-1", epoch, 8, b"other backbone").await.unwrap();
     let latest = catalog.latest_head_snapshot("lite0").await.unwrap().unwrap();
     assert_eq!(latest, newest);
     assert_eq!((latest.label_seq, latest.bytes.as_slice()), (7, &b"new"[..]));
@@ -117,6 +118,57 @@ async fn exactly_one_model_is_promoted() {
 
     catalog.set_model_metrics("m2", &json!({"accuracy": 0.9})).await.unwrap();
     assert_eq!(catalog.get_model_version("m2").await.unwrap().unwrap().metrics["accuracy"], 0.9);
+}
+
+#[tokio::test]
+async fn concurrent_reservations_get_distinct_model_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("models.db");
+    let path = path.to_str().unwrap();
+    // Two catalogs on one file stand for two processes; each also reserves from several tasks at once.
+    let catalogs: Vec<Arc<dyn Catalog>> =
+        vec![Arc::new(SqliteCatalog::open(path).await.unwrap()), Arc::new(SqliteCatalog::open(path).await.unwrap())];
+    let base = NewModelVersion { id: "base".into(), parent: None, kind: ModelKind::Online, metrics: json!({}) };
+    catalogs[0].create_model_version(base).await.unwrap();
+    catalogs[0].promote("base").await.unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let catalog = catalogs[i % 2].clone();
+            tokio::spawn(async move { catalog.reserve_model_version("ft", Some("base"), ModelKind::FineTune).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        let reserved = task.await.unwrap().unwrap();
+        assert_eq!((reserved.status, reserved.parent.as_deref()), (ModelStatus::Training, Some("base")));
+        ids.push(reserved.id);
+    }
+    ids.sort();
+    let expected: Vec<String> = (1..=12).map(|n| format!("ft-{n:03}")).collect();
+    assert_eq!(ids, expected, "every run gets its own id, numbered after the versions before it");
+
+    let catalog = &catalogs[1];
+    // A reservation is never served; once completed it is an ordinary candidate.
+    assert!(matches!(catalog.promote("ft-001").await, Err(StoreError::Invalid(_))));
+    assert_eq!(catalog.promoted_model_version().await.unwrap().unwrap().id, "base");
+    let done = catalog.complete_model_version("ft-001", &json!({"accuracy": 0.9})).await.unwrap();
+    assert_eq!((done.status, done.metrics["accuracy"].as_f64()), (ModelStatus::Candidate, Some(0.9)));
+    assert!(matches!(catalog.complete_model_version("ft-001", &json!({})).await, Err(StoreError::NotFound { .. })));
+    catalog.promote("ft-001").await.unwrap();
+    // A failed run gives its reservation back; a registered version is never discarded.
+    assert!(catalog.discard_model_version("ft-002").await.unwrap());
+    assert!(!catalog.discard_model_version("ft-001").await.unwrap());
+    assert!(catalog.get_model_version("ft-002").await.unwrap().is_none());
+    let next = catalog.reserve_model_version("throwaway", None, ModelKind::ThrowAway).await.unwrap();
+    assert_eq!(next.id, "throwaway-012");
+    assert!(matches!(
+        catalog.reserve_model_version("ft", Some("nope"), ModelKind::FineTune).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        catalog.reserve_model_version("a/b", None, ModelKind::FineTune).await,
+        Err(StoreError::Invalid(_))
+    ));
 }
 
 #[tokio::test]
