@@ -425,3 +425,6 @@ async fn a_due_training_schedule_queues_a_run_that_the_worker_runs() {
     // The schedule is not due again right away: exactly one run was queued.
     assert_eq!(s.app.jobs(10).await.unwrap().len(), 1);
 }
+
+#[path = "integration/bounded.rs"]
+mod bounded;
