@@ -202,11 +202,14 @@ fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<
             }
             Err(Failure::Panic(msg)) => {
                 tracing::error!(error = %msg, "compute worker panicked");
+                // Down before anyone hears of the failure, so health never lags an answered error.
+                healthy.store(false, Ordering::SeqCst);
                 for (_, reply) in jobs {
                     let _ = reply.send(Err(AppError::Internal(msg.clone())));
                 }
-                let ok = probe(backbone.as_ref());
-                healthy.store(ok, Ordering::SeqCst);
+                if probe(backbone.as_ref()) {
+                    healthy.store(true, Ordering::SeqCst);
+                }
             }
         }
     }

@@ -111,11 +111,13 @@ fn listing_commands_work_without_readable_weights() {
     std::fs::create_dir_all(home.join("models")).unwrap();
     std::fs::write(home.join("models").join("lite0.safetensors"), b"not weights").unwrap();
     let data = tmp("no-weights-data");
+    // `fovea GROUP --data DIR ACTION`
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_fovea"))
             .env("FOVEA_HOME", &home)
-            .args(args)
+            .arg(args[0])
             .args(["--data", data.to_str().unwrap()])
+            .args(&args[1..])
             .output()
             .unwrap()
     };
@@ -125,7 +127,12 @@ fn listing_commands_work_without_readable_weights() {
     }
     assert!(String::from_utf8_lossy(&run(&["models", "list"]).stdout).contains("status"));
     // A command that needs the network still says why it cannot run.
-    assert!(!run(&["identify", data.to_str().unwrap()]).status.success());
+    let identify = Command::new(env!("CARGO_BIN_EXE_fovea"))
+        .env("FOVEA_HOME", &home)
+        .args(["identify", "--data", data.to_str().unwrap(), data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!identify.status.success());
 }
 
 #[test]
