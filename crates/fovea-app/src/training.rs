@@ -167,7 +167,16 @@ impl App {
         let (head_kind, variant, engine) = (self.cfg.head.clone(), self.cfg.variant, self.cfg.engine);
         let mut progress = progress;
         let outcome = tokio::task::spawn_blocking(move || {
-            run_blocking(&w, &p, &im, old_classes.as_deref(), &cfg, (&head_kind, variant, engine), &mut progress, &cancel)
+            run_blocking(
+                &w,
+                &p,
+                &im,
+                old_classes.as_deref(),
+                &cfg,
+                (&head_kind, variant, engine),
+                &mut progress,
+                &cancel,
+            )
         })
         .await
         .map_err(|e| AppError::Internal(format!("training thread: {e}")))??;

@@ -151,7 +151,11 @@ fn identify_walks_a_folder_recursively() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("identified 7 images"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("identified 7 images"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(str::to_owned).collect();
     assert_eq!(rows.len(), 7);
     // Rows follow the walk's sorted order.

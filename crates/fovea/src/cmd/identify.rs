@@ -56,7 +56,10 @@ pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyAr
         let mut by_class: BTreeMap<String, usize> = BTreeMap::new();
         let (mut ok, mut failed, mut write_error) = (0usize, Vec::new(), None);
         let items = walk_files(&args.dir).map(|f| match f {
-            Ok(path) => (path.display().to_string(), Box::new(move || std::fs::read(&path).map(Into::into).map_err(|e| e.to_string())) as Loader),
+            Ok(path) => (
+                path.display().to_string(),
+                Box::new(move || std::fs::read(&path).map(Into::into).map_err(|e| e.to_string())) as Loader,
+            ),
             Err(e) => (e.clone(), Box::new(move || Err(e)) as Loader),
         });
         app.identify_stream(items, "identify", |(name, r)| {

@@ -196,15 +196,15 @@ pub fn jobs(home: &Path, variant: Variant, engine: Engine, args: &JobsArgs) -> a
         if let JobsAction::List = args.action {
             // Reading the queue needs no network: only the catalog is opened.
             for j in fovea_app::open_catalog(&args.app.data).await?.list_jobs(20, 0).await? {
-                    println!(
-                        "{:>4} {:<6} {:<10} {:>5.0}% attempt {} {}",
-                        j.id,
-                        j.kind,
-                        j.state.as_str(),
-                        j.progress * 100.0,
-                        j.attempt,
-                        j.message.as_deref().unwrap_or("")
-                    );
+                println!(
+                    "{:>4} {:<6} {:<10} {:>5.0}% attempt {} {}",
+                    j.id,
+                    j.kind,
+                    j.state.as_str(),
+                    j.progress * 100.0,
+                    j.attempt,
+                    j.message.as_deref().unwrap_or("")
+                );
             }
             return Ok(0);
         }
