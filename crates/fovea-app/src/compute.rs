@@ -2,9 +2,17 @@
 //! Requests that arrive while it is busy are run together as one batch; a bounded number may wait, and the
 //! rest are refused at once (HTTP 429) instead of queueing without limit. A promotion swaps the backbone
 //! between two batches, so no request ever sees half of one model and half of another.
+//!
+//! A panic inside the network (a kernel bug, a malformed fine-tune) must not kill the thread and leave every
+//! later request failing while the service looks alive: the batch that hit it is answered with an error, the
+//! worker marks itself unhealthy, and probes the backbone with a blank image (at once, then every second while
+//! idle) until a run succeeds again. `/healthz` reports the flag.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use fovea_model::Backbone;
 use tokio::sync::{oneshot, Semaphore};
@@ -12,6 +20,8 @@ use tokio::sync::{oneshot, Semaphore};
 use crate::{AppError, Result};
 
 const MAX_BATCH: usize = 16;
+/// While unhealthy and idle, the worker probes the backbone this often.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// An embedding with the name of the backbone that computed it (the embedding cache's key).
 pub type Embedding = (Vec<f32>, String);
@@ -28,6 +38,8 @@ pub struct Compute {
     input_size: usize,
     dim: usize,
     backbone_name: Arc<RwLock<String>>,
+    engine: Arc<RwLock<&'static str>>,
+    healthy: Arc<AtomicBool>,
 }
 
 impl Compute {
@@ -37,11 +49,25 @@ impl Compute {
         let input_size = backbone.input_size();
         let dim = backbone.embedding_dim();
         let backbone_name = Arc::new(RwLock::new(name.clone()));
+        let engine = Arc::new(RwLock::new(backbone.engine()));
+        let healthy = Arc::new(AtomicBool::new(true));
+        let flag = healthy.clone();
         std::thread::Builder::new()
             .name("fovea-compute".into())
-            .spawn(move || worker(backbone, name, rx))
+            .spawn(move || worker(backbone, name, rx, &flag))
             .expect("spawn compute thread");
-        Compute { tx, permits: Arc::new(Semaphore::new(max_waiting.max(1))), input_size, dim, backbone_name }
+        let permits = Arc::new(Semaphore::new(max_waiting.max(1)));
+        Compute { tx, permits, input_size, dim, backbone_name, engine, healthy }
+    }
+
+    /// False while the network is down: its last run panicked and no run or probe has succeeded since.
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+
+    /// The engine running the served backbone (`fast`, `burn`, `ort`).
+    pub fn engine(&self) -> &'static str {
+        *self.engine.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Serves `backbone` from the next batch on. Returns once the swap happened.
@@ -49,12 +75,14 @@ impl Compute {
         if backbone.input_size() != self.input_size || backbone.embedding_dim() != self.dim {
             return Err(AppError::Invalid("a swapped-in backbone must keep the input size and embedding size".into()));
         }
+        let engine = backbone.engine();
         let (done, rx) = oneshot::channel();
         self.tx
             .send(Msg::Swap { backbone, name: name.clone(), done })
             .map_err(|_| AppError::Internal("compute thread stopped".into()))?;
         rx.await.map_err(|_| AppError::Internal("compute thread dropped a swap".into()))?;
         *self.backbone_name.write().unwrap_or_else(|p| p.into_inner()) = name;
+        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = engine;
         Ok(())
     }
 
@@ -78,20 +106,70 @@ impl Compute {
     }
 }
 
-fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<Msg>) {
+/// Why a batch produced no embeddings.
+enum Failure {
+    /// The backbone returned an error: the input's fault, the worker is fine.
+    Error(String),
+    /// The backbone panicked: the worker is suspect until a probe succeeds.
+    Panic(String),
+}
+
+/// Runs a batch with panics caught; answers one embedding per image, or why not.
+fn run_caught(backbone: &dyn Backbone, input: &[f32], batch: usize) -> std::result::Result<Vec<Vec<f32>>, Failure> {
+    let run = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<Vec<Vec<f32>>, Failure> {
+        let out = backbone.run(input, batch).map_err(|e| Failure::Error(e.to_string()))?;
+        // Slicing is inside the guard too: a backbone answering too few rows would panic here.
+        Ok((0..batch).map(|i| out.embedding(i).to_vec()).collect())
+    }));
+    match run {
+        Ok(r) => r,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(Failure::Panic(format!("the network failed on this batch ({what}); the worker restarted")))
+        }
+    }
+}
+
+/// One blank image through the backbone: whether it runs at all.
+fn probe(backbone: &dyn Backbone) -> bool {
+    let size = backbone.input_size();
+    run_caught(backbone, &vec![0.0; 3 * size * size], 1).is_ok()
+}
+
+fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<Msg>, healthy: &AtomicBool) {
     let mut pending: Option<Msg> = None;
     loop {
         let first = match pending.take() {
             Some(m) => m,
-            None => match rx.recv() {
+            None if healthy.load(Ordering::SeqCst) => match rx.recv() {
                 Ok(m) => m,
                 Err(_) => return,
+            },
+            // Down: wait for work, but probe the backbone now and then, so health comes back without traffic.
+            None => match rx.recv_timeout(PROBE_EVERY) {
+                Ok(m) => m,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if probe(backbone.as_ref()) {
+                        healthy.store(true, Ordering::SeqCst);
+                        tracing::info!("compute worker healthy again");
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
             },
         };
         let mut jobs = Vec::new();
         match first {
             Msg::Swap { backbone: b, name: n, done } => {
                 (backbone, name) = (b, n);
+                // A new backbone gets a fresh chance; the next run or probe tells.
+                if !healthy.load(Ordering::SeqCst) && probe(backbone.as_ref()) {
+                    healthy.store(true, Ordering::SeqCst);
+                }
                 let _ = done.send(());
                 continue;
             }
@@ -109,16 +187,28 @@ fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<
             }
         }
         let input: Vec<f32> = jobs.iter().flat_map(|j| j.0.iter().copied()).collect();
-        match backbone.run(&input, jobs.len()) {
-            Ok(out) => {
-                for (i, (_, reply)) in jobs.into_iter().enumerate() {
-                    let _ = reply.send(Ok((out.embedding(i).to_vec(), name.clone())));
+        let result = run_caught(backbone.as_ref(), &input, jobs.len());
+        match result {
+            Ok(rows) => {
+                healthy.store(true, Ordering::SeqCst);
+                for ((_, reply), row) in jobs.into_iter().zip(rows) {
+                    let _ = reply.send(Ok((row, name.clone())));
                 }
             }
-            Err(e) => {
-                let msg = e.to_string();
+            Err(Failure::Error(msg)) => {
                 for (_, reply) in jobs {
                     let _ = reply.send(Err(AppError::Internal(msg.clone())));
+                }
+            }
+            Err(Failure::Panic(msg)) => {
+                tracing::error!(error = %msg, "compute worker panicked");
+                // Down before anyone hears of the failure, so health never lags an answered error.
+                healthy.store(false, Ordering::SeqCst);
+                for (_, reply) in jobs {
+                    let _ = reply.send(Err(AppError::Internal(msg.clone())));
+                }
+                if probe(backbone.as_ref()) {
+                    healthy.store(true, Ordering::SeqCst);
                 }
             }
         }

@@ -3,7 +3,12 @@
 //! Images are classified concurrently so decoding (blocking pool, all cores) overlaps the network (compute
 //! thread, which batches whatever is waiting); the window stays under the compute queue's limit, so a bulk run
 //! never starves interactive requests into 429s.
+//!
+//! A collection may be far larger than memory: items are pulled from an iterator only when the window has room,
+//! each item's bytes are read inside its task (so at most `window` files are held at once), and results leave in
+//! input order through a callback as soon as every earlier one is done, so nothing grows with the collection.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -15,7 +20,13 @@ use crate::{App, AppError, ClassifyOutcome, Result};
 pub type Identified = (String, Result<ClassifyOutcome>);
 
 impl App {
+    /// Items classified at once by a bulk run: under the compute queue's limit, so interactive requests still fit.
+    pub fn identify_window(&self) -> usize {
+        (self.cfg.max_waiting / 2).clamp(1, 32)
+    }
+
     /// Classifies `items` (name, bytes), calling `progress(done, total)` as they finish; results keep input order.
+    /// Holds every result; for a collection of unknown size use [`App::identify_stream`].
     pub async fn identify(
         self: &Arc<Self>,
         items: Vec<(String, Bytes)>,
@@ -23,33 +34,65 @@ impl App {
         mut progress: impl FnMut(usize, usize),
     ) -> Vec<Identified> {
         let total = items.len();
-        let window = (self.cfg.max_waiting / 2).clamp(1, 32);
-        let mut results: Vec<Option<Identified>> = (0..total).map(|_| None).collect();
-        let mut pending = items.into_iter().enumerate();
+        let mut results = Vec::with_capacity(total);
+        let loaders = items.into_iter().map(|(name, bytes)| (name, move || Ok::<_, String>(bytes)));
+        self.identify_stream(loaders, user, |r| {
+            results.push(r);
+            progress(results.len(), total);
+        })
+        .await;
+        results
+    }
+
+    /// Classifies the items of a lazy iterator of (name, loader). A loader reads the item's bytes; it runs on a
+    /// blocking thread inside the item's task, and an `Err` from it becomes that item's error. At most
+    /// [`App::identify_window`] items are loaded or in flight at any time, and `sink` receives every result in
+    /// input order.
+    pub async fn identify_stream<I, F>(self: &Arc<Self>, items: I, user: &str, mut sink: impl FnMut(Identified))
+    where
+        I: IntoIterator<Item = (String, F)>,
+        F: FnOnce() -> std::result::Result<Bytes, String> + Send + 'static,
+    {
+        let window = self.identify_window();
+        let mut pending = items.into_iter().enumerate().peekable();
         let mut running = JoinSet::new();
-        let mut done = 0;
+        // Finished results waiting for an earlier one; bounded because item `i` starts only while
+        // `i < next + window`.
+        let mut ready: BTreeMap<usize, Identified> = BTreeMap::new();
+        // Which item each task runs, so a panicked task's item still gets its (error) result.
+        let mut tasks: std::collections::HashMap<tokio::task::Id, (usize, String)> = Default::default();
+        let mut next = 0;
         loop {
-            while running.len() < window {
-                let Some((i, (name, bytes))) = pending.next() else { break };
-                let (app, user) = (self.clone(), user.to_owned());
-                running.spawn(async move { (i, name, app.classify(bytes, &user).await) });
+            while running.len() < window && pending.peek().is_some_and(|(i, _)| *i < next + window) {
+                let Some((i, (name, load))) = pending.next() else { break };
+                let (app, user, label) = (self.clone(), user.to_owned(), name.clone());
+                let handle = running.spawn(async move {
+                    let bytes = match tokio::task::spawn_blocking(load).await {
+                        Ok(Ok(b)) => b,
+                        Ok(Err(e)) => return (i, name, Err(AppError::Invalid(format!("cannot read: {e}")))),
+                        Err(e) => return (i, name, Err(AppError::Internal(format!("reading: {e}")))),
+                    };
+                    (i, name, app.classify(bytes, &user).await)
+                });
+                tasks.insert(handle.id(), (i, label));
             }
-            let Some(joined) = running.join_next().await else { break };
-            let (i, name, outcome) = match joined {
-                Ok(r) => r,
+            let Some(joined) = running.join_next_with_id().await else { break };
+            match joined {
+                Ok((id, (i, name, outcome))) => {
+                    tasks.remove(&id);
+                    ready.insert(i, (name, outcome));
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "identify task failed");
-                    continue;
+                    if let Some((i, name)) = tasks.remove(&e.id()) {
+                        ready.insert(i, (name, Err(AppError::Internal("task panicked".into()))));
+                    }
                 }
-            };
-            results[i] = Some((name, outcome));
-            done += 1;
-            progress(done, total);
+            }
+            while let Some(r) = ready.remove(&next) {
+                sink(r);
+                next += 1;
+            }
         }
-        results
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| r.unwrap_or_else(|| (format!("#{i}"), Err(AppError::Internal("task panicked".into())))))
-            .collect()
     }
 }

@@ -30,11 +30,20 @@ pub use jobs::{parse_schedule, TRAIN_JOB};
 pub use training::{TrainParams, TrainProgress, TrainReport};
 pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 
+pub use fovea_model::Engine;
 use fovea_model::{Backbone, Variant};
 use fovea_store::{Blobs, Catalog, LocalBlobs, SqliteCatalog};
 use tokio::sync::Mutex;
 
 use head::HeadState;
+
+/// The catalog alone (SQLite under `data_dir`), for commands that only read or write records — listing users,
+/// jobs or models — and so need no network loaded.
+pub async fn open_catalog(data_dir: &std::path::Path) -> Result<Arc<dyn Catalog>> {
+    std::fs::create_dir_all(data_dir).map_err(|e| AppError::Internal(format!("{}: {e}", data_dir.display())))?;
+    let path = data_dir.join("fovea.db");
+    Ok(Arc::new(SqliteCatalog::open(path.to_str().unwrap_or("fovea.db")).await?))
+}
 
 /// Everything the app needs to start, passed whole.
 #[derive(Debug, Clone)]
@@ -55,6 +64,11 @@ pub struct AppConfig {
     pub snapshot_every: u64,
     /// The base model's safetensors file, needed to go back to it after a fine-tune was promoted.
     pub base_weights: Option<PathBuf>,
+    /// Decoded training photos kept in memory during a fine-tune run, in MiB; beyond it photos are decoded again
+    /// from their blobs when needed, so a run's memory does not grow with the number of labelled images.
+    pub train_keep_mib: usize,
+    /// Builds every backbone the app serves or evaluates (the base is passed in built; fine-tunes are built here).
+    pub engine: Engine,
 }
 
 impl Default for AppConfig {
@@ -69,6 +83,8 @@ impl Default for AppConfig {
             max_waiting: 64,
             snapshot_every: 25,
             base_weights: None,
+            train_keep_mib: 256,
+            engine: Engine::default(),
         }
     }
 }
@@ -86,16 +102,19 @@ pub struct App {
     /// Decoding and preprocessing run on at most half the cores: the network's threads synchronise per layer,
     /// and a decode preempting one of them stalls all of them, so unbounded decoding makes bulk work slower.
     decode_permits: tokio::sync::Semaphore,
+    /// Uploads being received or processed. A full set answers "busy" before a body is read, so waiting uploads
+    /// hold at most `max_waiting` bodies, not one per connection.
+    upload_permits: Arc<tokio::sync::Semaphore>,
     cfg: AppConfig,
 }
+
+/// Held while an admitted upload is read and processed.
+pub type UploadPermit = tokio::sync::OwnedSemaphorePermit;
 
 impl App {
     /// Opens the embedded default: SQLite catalog + local blobs under `cfg.data_dir`.
     pub async fn open(cfg: AppConfig, backbone: Box<dyn Backbone>) -> Result<Arc<App>> {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|e| AppError::Internal(format!("{}: {e}", cfg.data_dir.display())))?;
-        let catalog: Arc<dyn Catalog> =
-            Arc::new(SqliteCatalog::open(cfg.data_dir.join("fovea.db").to_str().unwrap_or("fovea.db")).await?);
+        let catalog = open_catalog(&cfg.data_dir).await?;
         let blobs: Arc<dyn Blobs> = Arc::new(LocalBlobs::new(cfg.data_dir.join("blobs"))?);
         Self::with_parts(cfg, backbone, catalog, blobs).await
     }
@@ -112,7 +131,7 @@ impl App {
         let (backbone, name): (Box<dyn Backbone>, String) = match catalog.promoted_model_version().await? {
             Some(p) if p.id != base => {
                 let weights = fovea_model::Weights::load_safetensors(&models::model_file(&cfg.data_dir, &p.id))?;
-                (Box::new(fovea_model::FastBackbone::new(&weights, cfg.variant, 0)?), p.id)
+                (cfg.engine.build(&weights, cfg.variant, 0)?, p.id)
             }
             _ => (backbone, base),
         };
@@ -129,6 +148,7 @@ impl App {
             live_evidence: Default::default(),
             switching: Mutex::new(()),
             decode_permits,
+            upload_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_waiting.max(1))),
             cfg,
         });
         app.ensure_base_registered().await?;
@@ -146,6 +166,22 @@ impl App {
 
     pub fn catalog(&self) -> &dyn Catalog {
         self.catalog.as_ref()
+    }
+
+    /// Admits one upload, or answers `Overloaded` at once when `max_waiting` are already in: call it before reading
+    /// the body, and keep the permit until the request is answered.
+    pub fn admit_upload(&self) -> Result<UploadPermit> {
+        self.upload_permits.clone().try_acquire_owned().map_err(|_| AppError::Overloaded)
+    }
+
+    /// False while the compute worker is down (its network panicked and has not run successfully since).
+    pub fn compute_healthy(&self) -> bool {
+        self.compute.healthy()
+    }
+
+    /// The engine serving now (`fast`, `burn`, `ort`): the one `AppConfig::engine` chose, after any promotion.
+    pub fn engine(&self) -> &'static str {
+        self.compute.engine()
     }
 
     /// Saves the head now (also done every `snapshot_every` label changes); call before a clean shutdown.

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use fovea_model::{Backbone, FastBackbone, NamedTensor, Weights};
+use fovea_model::{Backbone, NamedTensor, Weights};
 use fovea_store::{ImageFilter, ModelKind, ModelStatus, ModelVersionRecord, NewModelVersion};
 
 use crate::head::HeadState;
@@ -128,7 +128,7 @@ impl App {
     }
 
     pub(crate) fn build_backbone(&self, weights: &Weights) -> Result<Box<dyn Backbone>> {
-        Ok(Box::new(FastBackbone::new(weights, self.cfg.variant, 0)?))
+        Ok(self.cfg.engine.build(weights, self.cfg.variant, 0)?)
     }
 
     /// Embeds every labelled image that lacks an embedding under `name`, with a private backbone instance on a

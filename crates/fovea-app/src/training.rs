@@ -6,10 +6,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use fovea_learn::Head;
-use fovea_model::{Backbone, Variant, Weights};
+use fovea_model::{Engine, Variant, Weights};
 use fovea_store::{ImageFilter, ModelKind, Split as StoredSplit};
 use fovea_train::dataset::{self, DatasetPlan, Sample, Split, SplitConfig};
-use fovea_train::finetune::{self, FineTuneConfig, TrainImage};
+use fovea_train::finetune::{self, FineTuneConfig, Photo, TrainImage};
 use fovea_train::gate::{self, GateConfig, GateVerdict};
 use fovea_train::metrics::{self, Evaluation};
 use image::RgbImage;
@@ -79,6 +79,18 @@ pub struct TrainReport {
 /// Photos are kept at this multiple of the input size: enough for zoom-in crops, small enough for memory.
 const KEEP_SCALE: f32 = 1.15;
 
+/// The labelled photos of a run, read from the catalog one at a time: each is decoded once (for its perceptual
+/// hash) and kept, shrunk, while the kept ones fit in `AppConfig::train_keep_mib`; the rest are decoded again
+/// from their blobs when training needs them, so memory stays bounded whatever the number of labelled images.
+pub(crate) struct Prepared {
+    pub samples: Vec<Sample>,
+    pub photos: Vec<Photo>,
+    pub frozen: HashSet<i64>,
+    pub stored: Vec<StoredSplit>,
+    /// How many photos are kept decoded (the rest are reloaded on use).
+    pub kept: usize,
+}
+
 fn shrink(img: RgbImage, size: u32) -> RgbImage {
     let keep = (size as f32 * KEEP_SCALE) as u32;
     let short = img.width().min(img.height());
@@ -136,7 +148,7 @@ impl App {
 
         let parent = self.served_model().await;
         // The dataset first: "not enough data" is the common answer and needs no weights loaded.
-        let (samples, images, frozen, stored) = self.labelled_samples().await?;
+        let Prepared { samples, photos: images, frozen, stored, .. } = self.labelled_samples().await?;
         let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..Default::default() })?;
         let weights = Arc::new(self.model_weights(&parent)?);
         for split in Split::ALL {
@@ -152,10 +164,19 @@ impl App {
         let plan = Arc::new(plan);
         let images = Arc::new(images);
         let (w, p, im, cfg) = (weights.clone(), plan.clone(), images.clone(), config.clone());
-        let (head_kind, variant) = (self.cfg.head.clone(), self.cfg.variant);
+        let (head_kind, variant, engine) = (self.cfg.head.clone(), self.cfg.variant, self.cfg.engine);
         let mut progress = progress;
         let outcome = tokio::task::spawn_blocking(move || {
-            run_blocking(&w, &p, &im, old_classes.as_deref(), &cfg, (&head_kind, variant), &mut progress, &cancel)
+            run_blocking(
+                &w,
+                &p,
+                &im,
+                old_classes.as_deref(),
+                &cfg,
+                (&head_kind, variant, engine),
+                &mut progress,
+                &cancel,
+            )
         })
         .await
         .map_err(|e| AppError::Internal(format!("training thread: {e}")))??;
@@ -201,36 +222,69 @@ impl App {
         Ok(report)
     }
 
-    /// Every labelled image (Unknown excluded) as a dataset sample, its shrunk photo, the frozen benchmark and
-    /// each image's stored split. Sample ids are indices into the returned vectors.
-    async fn labelled_samples(&self) -> Result<(Vec<Sample>, Vec<RgbImage>, HashSet<i64>, Vec<StoredSplit>)> {
+    /// What a run's preparation holds, without training: (labelled photos, photos kept decoded in memory). For
+    /// tests and for measuring the preparation's memory.
+    #[doc(hidden)]
+    pub async fn prepare_training(&self) -> Result<(usize, usize)> {
+        let prepared = self.labelled_samples().await?;
+        // A reloaded photo must load as training will load it: on a blocking thread.
+        if let Some(photo) = prepared.photos.iter().find(|p| matches!(p, Photo::Load(_))).cloned() {
+            tokio::task::spawn_blocking(move || photo.get().map(|_| ()))
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))??;
+        }
+        Ok((prepared.photos.len(), prepared.kept))
+    }
+
+    /// Every labelled image (Unknown excluded) as a dataset sample, its shrunk photo (kept or reloaded on use),
+    /// the frozen benchmark and each image's stored split. Sample ids are indices into the returned vectors.
+    pub(crate) async fn labelled_samples(&self) -> Result<Prepared> {
         let unknown = self.catalog.unknown_class().await?.name;
         let rows = self.catalog.list_images(&ImageFilter { labelled: Some(true), ..Default::default() }).await?;
         let size = self.compute.input_size() as u32;
-        let (mut samples, mut images, mut frozen, mut stored) = (Vec::new(), Vec::new(), HashSet::new(), Vec::new());
+        let budget = self.cfg.train_keep_mib.saturating_mul(1 << 20);
+        let (limits, runtime) = (self.cfg.limits, tokio::runtime::Handle::current());
+        let mut out =
+            Prepared { samples: Vec::new(), photos: Vec::new(), frozen: HashSet::new(), stored: Vec::new(), kept: 0 };
+        let mut kept_bytes = 0usize;
         for row in rows {
             let Some(class) = row.current_class.filter(|c| *c != unknown) else { continue };
-            let bytes = self.image_bytes(&row.image.id).await?;
-            let limits = self.cfg.limits;
+            let bytes = self.blobs.get(&row.image.blob_key).await?;
             let img = tokio::task::spawn_blocking(move || -> Result<RgbImage> {
                 Ok(shrink(fovea_vision::decode(&bytes, &limits)?, size))
             })
             .await
             .map_err(|e| AppError::Internal(e.to_string()))??;
-            let idx = samples.len() as i64;
+            let idx = out.samples.len() as i64;
             if row.image.split == StoredSplit::Benchmark {
-                frozen.insert(idx);
+                out.frozen.insert(idx);
             }
-            stored.push(row.image.split);
-            samples.push(Sample {
+            out.stored.push(row.image.split);
+            out.samples.push(Sample {
                 image_id: idx,
                 sha256: row.image.id,
                 dhash: fovea_train::perceptual::dhash(&img),
                 class,
             });
-            images.push(img);
+            let len = img.as_raw().len();
+            if kept_bytes + len <= budget {
+                kept_bytes += len;
+                out.kept += 1;
+                out.photos.push(img.into());
+            } else {
+                // Called from the training thread (a blocking one), where waiting on the runtime is allowed.
+                let (blobs, key, runtime) = (self.blobs.clone(), row.image.blob_key, runtime.clone());
+                out.photos.push(Photo::Load(Arc::new(move || {
+                    let bytes = runtime
+                        .block_on(blobs.get(&key))
+                        .map_err(|e| fovea_train::TrainError::Load(format!("{key}: {e}")))?;
+                    let img = fovea_vision::decode(&bytes, &limits)
+                        .map_err(|e| fovea_train::TrainError::Load(format!("{key}: {e}")))?;
+                    Ok(shrink(img, size))
+                })));
+            }
         }
-        Ok((samples, images, frozen, stored))
+        Ok(out)
     }
 }
 
@@ -240,10 +294,10 @@ type Evaluated = (Evaluation, Evaluation);
 fn run_blocking(
     weights: &Weights,
     plan: &DatasetPlan,
-    images: &[RgbImage],
+    images: &[Photo],
     old_classes: Option<&[String]>,
     config: &FineTuneConfig,
-    (head_kind, variant): (&str, Variant),
+    (head_kind, variant, engine): (&str, Variant, Engine),
     progress: &mut (dyn FnMut(TrainProgress) + Send),
     cancel: &AtomicBool,
 ) -> Result<(finetune::FineTuned, Evaluated, Evaluated, Evaluation)> {
@@ -300,12 +354,12 @@ fn run_blocking(
     state.phase = "evaluating".into();
     state.fraction = 0.92;
     progress(state.clone());
-    let serving = evaluate_backbone(weights, variant, plan, images, head_kind)?;
-    let candidate = evaluate_backbone(&tuned.weights, variant, plan, images, head_kind)?;
-    let test: Vec<&Sample> = plan.test.iter().collect();
-    let test_images: Vec<RgbImage> = test.iter().map(|s| images[s.image_id as usize].clone()).collect();
+    let serving = evaluate_backbone(weights, (variant, engine), plan, images, head_kind)?;
+    let candidate = evaluate_backbone(&tuned.weights, (variant, engine), plan, images, head_kind)?;
+    // Handles only: `predict` loads each batch's photos as it goes.
+    let test_images: Vec<Photo> = plan.test.iter().map(|s| images[s.image_id as usize].clone()).collect();
     let probs = finetune::predict(&tuned.weights, &test_images, config.input_size, 16)?;
-    let truth: Vec<usize> = test.iter().map(|s| plan.class_index(&s.class).unwrap_or(0)).collect();
+    let truth: Vec<usize> = plan.test.iter().map(|s| plan.class_index(&s.class).unwrap_or(0)).collect();
     let classifier = metrics::evaluate(&plan.classes, &truth, &probs)?;
     state.fraction = 1.0;
     state.phase = "done".into();
@@ -317,18 +371,20 @@ fn run_blocking(
 /// scored on the test and benchmark splits. Returns (test, benchmark).
 fn evaluate_backbone(
     weights: &Weights,
-    variant: Variant,
+    (variant, engine): (Variant, Engine),
     plan: &DatasetPlan,
-    images: &[RgbImage],
+    images: &[Photo],
     head_kind: &str,
 ) -> Result<Evaluated> {
-    let backbone = fovea_model::FastBackbone::new(weights, variant, 0)?;
+    let backbone = engine.build(weights, variant, 0)?;
     let size = variant.input_size() as u32;
     let embed = |set: &[Sample]| -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(set.len());
         for chunk in set.chunks(16) {
-            let input: Vec<f32> =
-                chunk.iter().flat_map(|s| fovea_vision::to_input(&images[s.image_id as usize], size)).collect();
+            let mut input = Vec::with_capacity(chunk.len() * 3 * (size as usize).pow(2));
+            for s in chunk {
+                input.extend(fovea_vision::to_input(&*images[s.image_id as usize].get()?, size));
+            }
             let e = backbone.run(&input, chunk.len())?;
             out.extend((0..chunk.len()).map(|i| e.embedding(i).to_vec()));
         }

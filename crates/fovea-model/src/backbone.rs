@@ -32,6 +32,8 @@ pub trait Backbone: Send + Sync {
         self.variant().input_size()
     }
     fn embedding_dim(&self) -> usize;
+    /// Which engine runs it (`fast`, `burn`, `ort`, or a test double's name), reported by `/healthz`.
+    fn engine(&self) -> &'static str;
     /// `input` is `batch` images of 3×size×size floats, normalised as (pixel − 127) / 128.
     fn run(&self, input: &[f32], batch: usize) -> Result<Embedded>;
 }
@@ -67,6 +69,9 @@ impl BurnBackbone {
 impl Backbone for BurnBackbone {
     fn variant(&self) -> Variant {
         self.variant
+    }
+    fn engine(&self) -> &'static str {
+        "burn"
     }
     fn embedding_dim(&self) -> usize {
         self.dim
@@ -111,6 +116,9 @@ impl Backbone for FastBackbone {
     fn variant(&self) -> Variant {
         self.variant
     }
+    fn engine(&self) -> &'static str {
+        "fast"
+    }
     fn embedding_dim(&self) -> usize {
         self.net.embedding_dim()
     }
@@ -121,5 +129,40 @@ impl Backbone for FastBackbone {
             self.net.embed(input, batch, size).map_err(|e| ModelError::Checkpoint(format!("fast path: {e}")))?;
         let logits = self.net.classify(&embeddings, batch);
         Ok(Embedded { batch, embeddings, logits })
+    }
+}
+
+/// The one factory for backbones: every network the app serves or evaluates is built here, so the engine chosen
+/// at start-up (`--engine`) holds for the base model and for every fine-tuned model promoted later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// Pure-Rust NHWC kernels with BatchNorm folded (fovea-kernels).
+    #[default]
+    Fast,
+    /// The burn network on the flex CPU backend.
+    Burn,
+    /// ONNX Runtime on the exported graph (only with the `ort` feature).
+    Ort,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Fast => "fast",
+            Engine::Burn => "burn",
+            Engine::Ort => "ort",
+        }
+    }
+
+    /// Builds a backbone over `weights`; `threads` 0 means one per core (ignored by burn).
+    pub fn build(self, weights: &Weights, variant: Variant, threads: usize) -> Result<Box<dyn Backbone>> {
+        Ok(match self {
+            Engine::Fast => Box::new(FastBackbone::new(weights, variant, threads)?),
+            Engine::Burn => Box::new(BurnBackbone::new(weights, variant, Device::flex())?),
+            #[cfg(feature = "ort")]
+            Engine::Ort => Box::new(crate::ort_backbone::OrtBackbone::from_weights(weights, variant, threads)?),
+            #[cfg(not(feature = "ort"))]
+            Engine::Ort => return Err(ModelError::Checkpoint("this build of fovea has no `ort` feature".into())),
+        })
     }
 }

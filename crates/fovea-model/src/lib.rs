@@ -12,7 +12,7 @@ pub mod weights;
 
 use std::path::{Path, PathBuf};
 
-pub use backbone::{Backbone, BurnBackbone, Embedded, FastBackbone};
+pub use backbone::{Backbone, BurnBackbone, Embedded, Engine, FastBackbone};
 pub use fetch::{convert_checkpoint, ensure_imagenet_names, ensure_weights, fovea_home};
 pub use network::LiteNet;
 pub use weights::{NamedTensor, Weights};

@@ -95,6 +95,9 @@ impl Backbone for OrtBackbone {
     fn embedding_dim(&self) -> usize {
         self.dim
     }
+    fn engine(&self) -> &'static str {
+        "ort"
+    }
     fn run(&self, input: &[f32], batch: usize) -> Result<Embedded> {
         check_input(input, batch, self.size)?;
         // A view, not a copy: ONNX Runtime reads the caller's buffer directly.

@@ -6,8 +6,11 @@ use utoipa::{IntoParams, ToSchema};
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok`, or `unhealthy` (answered with 503) while the compute worker is down.
     pub status: &'static str,
     pub model_version: String,
+    /// The engine serving the model: fast, burn or ort.
+    pub engine: &'static str,
 }
 
 #[derive(Serialize, ToSchema)]

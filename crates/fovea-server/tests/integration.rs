@@ -445,3 +445,6 @@ async fn a_storage_failure_is_a_5xx_that_names_no_internal_path() {
     assert_eq!((st, body["error"]["code"].as_str()), (StatusCode::UNSUPPORTED_MEDIA_TYPE, Some("not_an_image")));
     assert_eq!(call(&s.router, get(&t, "/healthz")).await.0, StatusCode::OK);
 }
+
+#[path = "integration/bounded.rs"]
+mod bounded;

@@ -139,3 +139,61 @@ fn a_labelled_reimport_leaves_a_persons_label_alone_and_says_so() {
         ureq::get(&format!("{}/api/v1/images?class=coffee", server.base)).call().unwrap().into_json().unwrap();
     assert_eq!(rows["total"], 2, "{rows}");
 }
+
+#[test]
+fn listing_commands_work_without_readable_weights() {
+    // A home whose weights file is garbage: any command that loads the network fails on it.
+    let home = tmp("no-weights");
+    std::fs::create_dir_all(home.join("models")).unwrap();
+    std::fs::write(home.join("models").join("lite0.safetensors"), b"not weights").unwrap();
+    let data = tmp("no-weights-data");
+    // `fovea GROUP --data DIR ACTION`
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_fovea"))
+            .env("FOVEA_HOME", &home)
+            .arg(args[0])
+            .args(["--data", data.to_str().unwrap()])
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    };
+    for cmd in [&["users", "list"][..], &["jobs", "list"], &["models", "list"]] {
+        let out = run(cmd);
+        assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(String::from_utf8_lossy(&run(&["models", "list"]).stdout).contains("status"));
+    // A command that needs the network still says why it cannot run.
+    let identify = Command::new(env!("CARGO_BIN_EXE_fovea"))
+        .env("FOVEA_HOME", &home)
+        .args(["identify", "--data", data.to_str().unwrap(), data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!identify.status.success());
+}
+
+#[test]
+fn identify_walks_a_folder_recursively() {
+    let dir = tmp("identify-tree");
+    photo_folder(&dir.join("photos"), 2, 0);
+    std::fs::create_dir_all(dir.join("photos").join("cat").join("deeper")).unwrap();
+    std::fs::copy(samples().join("chelsea.png"), dir.join("photos").join("cat").join("deeper").join("x.png")).unwrap();
+    let csv = dir.join("out.csv");
+    let out = Command::new(env!("CARGO_BIN_EXE_fovea"))
+        .env("FOVEA_HOME", fovea_model::fovea_home())
+        .args(["identify", dir.join("photos").to_str().unwrap(), "--data"])
+        .arg(dir.join("data"))
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("identified 7 images"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(str::to_owned).collect();
+    assert_eq!(rows.len(), 7);
+    // Rows follow the walk's sorted order.
+    assert!(rows[0].contains("cat/0.png") && rows[2].contains("cat/deeper/x.png"), "{rows:?}");
+}

@@ -53,6 +53,9 @@ fn too_large(state: &S) -> fovea_app::VisionError {
     security(("token" = [])))]
 pub async fn classify(State(s): State<S>, caller: Caller, req: Request) -> ApiResult {
     caller.require(Role::Viewer)?;
+    // Admission before the body is read: when the queue is full the client hears 429 at once, and the server
+    // holds no more bodies than it has slots.
+    let _admitted = s.app.admit_upload()?;
     let bytes = upload_bytes(req, &s).await?;
     if bytes.is_empty() {
         return Err(ApiError(fovea_app::AppError::Image(fovea_app::VisionError::Empty)));

@@ -83,10 +83,18 @@ impl<T: DeserializeOwned, St: Send + Sync> axum::extract::FromRequestParts<St> f
     }
 }
 
-/// Liveness, with the model version being served.
-#[utoipa::path(get, path = "/healthz", tag = "service", responses((status = 200, body = Health)))]
-pub async fn healthz(State(s): State<S>) -> Json<Health> {
-    Json(Health { status: "ok", model_version: s.app.model_version().await })
+/// Liveness, with the model version and engine being served; 503 while the compute worker is down.
+#[utoipa::path(get, path = "/healthz", tag = "service",
+    responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn healthz(State(s): State<S>) -> Response {
+    let healthy = s.app.compute_healthy();
+    let body = Health {
+        status: if healthy { "ok" } else { "unhealthy" },
+        model_version: s.app.model_version().await,
+        engine: s.app.engine(),
+    };
+    let code = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(body)).into_response()
 }
 
 async fn metrics_text(State(s): State<S>) -> Response {

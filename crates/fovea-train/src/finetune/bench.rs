@@ -9,7 +9,7 @@ use fovea_model::{LiteNet, Weights};
 use image::RgbImage;
 use serde::Serialize;
 
-use super::cache::TrainImage;
+use super::cache::{Photo, TrainImage};
 use super::config::FineTuneConfig;
 use super::groups::Policies;
 use super::net::values;
@@ -19,7 +19,7 @@ use crate::{Result, TrainError};
 /// Softmax class probabilities for `images` (centre crop at `input_size`) under `weights`' own classifier,
 /// `batch` images per forward. Uses fovea-model's `LiteNet` exactly as serving builds it — with burn's
 /// BatchNorm, not the training fold — so it also checks that the written-back weights load as intended.
-pub fn predict(weights: &Weights, images: &[RgbImage], input_size: u32, batch: usize) -> Result<Vec<Vec<f32>>> {
+pub fn predict<P: PhotoRef>(weights: &Weights, images: &[P], input_size: u32, batch: usize) -> Result<Vec<Vec<f32>>> {
     let device = Device::flex();
     let net = LiteNet::from_weights(weights, &device)?;
     let s = input_size as usize;
@@ -27,7 +27,7 @@ pub fn predict(weights: &Weights, images: &[RgbImage], input_size: u32, batch: u
     for chunk in images.chunks(batch.max(1)) {
         let mut input = Vec::with_capacity(chunk.len() * 3 * s * s);
         for (i, img) in chunk.iter().enumerate() {
-            let v = fovea_vision::to_input(img, input_size);
+            let v = fovea_vision::to_input(&*img.photo()?, input_size);
             if v.len() != 3 * s * s {
                 return Err(TrainError::NotEnoughData(format!("image {i} of a batch gives no usable input")));
             }
@@ -38,6 +38,23 @@ pub fn predict(weights: &Weights, images: &[RgbImage], input_size: u32, batch: u
         out.extend(p.chunks_exact(shape[1]).map(<[f32]>::to_vec));
     }
     Ok(out)
+}
+
+/// Anything [`predict`] can read an image from: a decoded image, or a [`Photo`] loaded batch by batch.
+pub trait PhotoRef {
+    fn photo(&self) -> Result<std::borrow::Cow<'_, RgbImage>>;
+}
+
+impl PhotoRef for RgbImage {
+    fn photo(&self) -> Result<std::borrow::Cow<'_, RgbImage>> {
+        Ok(std::borrow::Cow::Borrowed(self))
+    }
+}
+
+impl PhotoRef for Photo {
+    fn photo(&self) -> Result<std::borrow::Cow<'_, RgbImage>> {
+        self.get()
+    }
 }
 
 /// What one benchmark run measured (wall clock, this machine, whatever threads burn's CPU backend uses).

@@ -11,6 +11,9 @@
 //! [`Features::batch`] and give bit-identical activations; the live path exists for benchmarks and for sets too
 //! large to keep.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use burn::prelude::*;
 use fovea_vision::Augment;
 use image::RgbImage;
@@ -20,10 +23,45 @@ use rand::SeedableRng;
 use super::net::{values, Trunk};
 use crate::{Result, TrainError};
 
-/// A labelled training or validation photo (already decoded and upright).
+/// A photo as training sees it (decoded and upright): kept in memory, or loaded again each time it is needed,
+/// so a set larger than memory can be trained on — a run touches each image a few times (once per augmented
+/// view, the cache keeps the rest), so reloading costs a few decodes per image, not one per epoch.
+#[derive(Clone)]
+pub enum Photo {
+    /// Shared, so the train / validation / test lists built from one decoded set do not copy pixels.
+    Kept(Arc<RgbImage>),
+    Load(Arc<dyn Fn() -> Result<RgbImage> + Send + Sync>),
+}
+
+impl Photo {
+    /// The image, borrowed when kept, loaded now otherwise.
+    pub fn get(&self) -> Result<Cow<'_, RgbImage>> {
+        match self {
+            Photo::Kept(img) => Ok(Cow::Borrowed(img.as_ref())),
+            Photo::Load(load) => load().map(Cow::Owned),
+        }
+    }
+}
+
+impl From<RgbImage> for Photo {
+    fn from(img: RgbImage) -> Self {
+        Photo::Kept(Arc::new(img))
+    }
+}
+
+impl std::fmt::Debug for Photo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Photo::Kept(img) => write!(f, "Kept({}x{})", img.width(), img.height()),
+            Photo::Load(_) => f.write_str("Load"),
+        }
+    }
+}
+
+/// A labelled training or validation photo.
 #[derive(Debug, Clone)]
 pub struct TrainImage {
-    pub image: RgbImage,
+    pub image: Photo,
     /// Index into the class list passed to [`super::fine_tune`].
     pub label: usize,
 }
@@ -113,13 +151,16 @@ impl<'a> Features<'a> {
             Set::Train => (self.train, 0),
             Set::Validation => (self.validation, 1u64 << 62),
         };
-        let img =
-            &images.get(image).ok_or_else(|| TrainError::Config(format!("image index {image} out of range")))?.image;
+        let img = images
+            .get(image)
+            .ok_or_else(|| TrainError::Config(format!("image index {image} out of range")))?
+            .image
+            .get()?;
         let v = if view == 0 {
-            fovea_vision::to_input(img, self.size)
+            fovea_vision::to_input(&img, self.size)
         } else {
             let mut rng = StdRng::seed_from_u64(mix(self.seed, tag | image as u64, view as u64));
-            self.augment.augment(img, self.size, &mut rng)
+            self.augment.augment(&img, self.size, &mut rng)
         };
         let expected = 3 * (self.size as usize).pow(2);
         if v.len() != expected {

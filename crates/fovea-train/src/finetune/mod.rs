@@ -24,8 +24,8 @@ mod tests;
 #[cfg(test)]
 mod tests_train;
 
-pub use bench::{bench, predict, BenchReport};
-pub use cache::TrainImage;
+pub use bench::{bench, predict, BenchReport, PhotoRef};
+pub use cache::{Photo, TrainImage};
 pub use classifier::{extended_classifier, ClassifierRows};
 pub use config::FineTuneConfig;
 pub use groups::{Group, GroupPolicy, Policies};

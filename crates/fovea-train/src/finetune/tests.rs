@@ -78,7 +78,7 @@ pub(crate) fn stripes(n_per_class: usize, seed: u64) -> Vec<TrainImage> {
                 _ => Rgb([30 + noise, 60 + noise, 190 + noise]),
             }
         });
-        out.push(TrainImage { image, label });
+        out.push(TrainImage { image: image.into(), label });
     }
     out
 }
@@ -194,7 +194,7 @@ fn written_back_weights_reload_with_the_trained_logits() {
     );
     let (trained, _) = values(softmax(tail.valid().logits(x), 1)).unwrap();
     // ... match serving's LiteNet (burn BatchNorm, no fold) built from the written-back tensors.
-    let images: Vec<RgbImage> = train.iter().map(|t| t.image.clone()).collect();
+    let images: Vec<RgbImage> = train.iter().map(|t| t.image.get().unwrap().into_owned()).collect();
     let reloaded: Vec<f32> = predict(&exported, &images, 32, 4).unwrap().concat();
     let worst = trained.iter().zip(&reloaded).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
     assert!(worst < 1e-4, "probabilities differ by {worst}");

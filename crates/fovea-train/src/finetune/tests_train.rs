@@ -131,7 +131,7 @@ fn bad_inputs_are_typed_errors() {
     assert!(matches!(run(&names(2), &frozen, &train), TrainError::Config(m) if m.contains("nothing to train")));
     // A class without images and without an old row cannot be initialised.
     assert!(matches!(run(&names(3), &config, &train), TrainError::NotEnoughData(m) if m.contains("c2")));
-    let empty = vec![TrainImage { image: image::RgbImage::new(0, 0), label: 0 }];
+    let empty = vec![TrainImage { image: image::RgbImage::new(0, 0).into(), label: 0 }];
     assert!(matches!(run(&names(1), &config, &empty), TrainError::NotEnoughData(m) if m.contains("no usable input")));
 }
 
@@ -163,20 +163,21 @@ fn real_lite0_bench_and_sanity() {
         .map(|(label, dir)| {
             let file = std::fs::read_dir(dir).unwrap().next().unwrap().unwrap().path();
             let image = fovea_vision::decode_file(&file, &Default::default()).unwrap();
-            TrainImage { image, label }
+            TrainImage { image: image.into(), label }
         })
         .collect();
     let images: Vec<TrainImage> = (0..64)
         .map(|k| {
             let t = &originals[k % originals.len()];
-            let (w, h) = t.image.dimensions();
+            let original = t.image.get().unwrap();
+            let (w, h) = original.dimensions();
             let (cw, ch) = (w * 4 / 5, h * 4 / 5);
             let (x, y) = ((k as u32 * 37) % (w - cw), (k as u32 * 53) % (h - ch));
-            let mut image = image::imageops::crop_imm(&t.image, x, y, cw, ch).to_image();
+            let mut image = image::imageops::crop_imm(&*original, x, y, cw, ch).to_image();
             if k % 2 == 1 {
                 image = image::imageops::flip_horizontal(&image);
             }
-            TrainImage { image, label: t.label }
+            TrainImage { image: image.into(), label: t.label }
         })
         .collect();
     let config = FineTuneConfig::default();

@@ -10,38 +10,35 @@ use clap::Args;
 use fovea_app::csv_field;
 use fovea_model::Variant;
 
-use super::serve::{flat_folder, open_app, progress_bar, runtime, AppArgs};
+use super::serve::{open_app, runtime, AppArgs};
 use super::Engine;
 
 #[derive(Args, Debug)]
 pub struct IdentifyArgs {
     #[command(flatten)]
     pub app: AppArgs,
-    /// A folder of images (not recursive)
+    /// A folder of images, walked recursively
     pub dir: PathBuf,
     /// Also write one CSV row per image: file, image id, top class, probability, unknown
     #[arg(long)]
     pub csv: Option<PathBuf>,
 }
 
+/// The files under `dir`, recursively, in sorted order, found lazily: a folder's listing is read when the walk
+/// reaches it, so a collection of any size is never listed into memory at once.
+pub(crate) fn walk_files(dir: &Path) -> impl Iterator<Item = Result<PathBuf, String>> {
+    walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_map(|e| match e {
+        Ok(e) if e.file_type().is_file() => Some(Ok(e.into_path())),
+        Ok(_) => None,
+        Err(e) => Some(Err(e.to_string())),
+    })
+}
+
 pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyArgs) -> anyhow::Result<i32> {
-    let files = flat_folder(&args.dir)?;
-    anyhow::ensure!(!files.is_empty(), "{} holds no files", args.dir.display());
+    // Stops at the first file: the walk itself is never collected.
+    anyhow::ensure!(walk_files(&args.dir).any(|f| f.is_ok()), "{} holds no files", args.dir.display());
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
-        let mut items = Vec::with_capacity(files.len());
-        let mut failed = Vec::new();
-        for f in &files {
-            match std::fs::read(f) {
-                Ok(b) => items.push((f.display().to_string(), b.into())),
-                Err(e) => failed.push((f.display().to_string(), e.to_string())),
-            }
-        }
-        let bar = progress_bar(items.len() as u64);
-        let start = Instant::now();
-        let results = app.identify(items, "identify", |done, _| bar.set_position(done as u64)).await;
-        bar.finish_and_clear();
-        let seconds = start.elapsed().as_secs_f64();
         let mut csv = match &args.csv {
             Some(p) => {
                 let mut w = std::io::BufWriter::new(
@@ -52,9 +49,21 @@ pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyAr
             }
             None => None,
         };
+        // The total is unknown until the walk ends: a count, not a bar.
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} images [{elapsed}]").expect("valid"));
+        let start = Instant::now();
         let mut by_class: BTreeMap<String, usize> = BTreeMap::new();
-        let mut ok = 0;
-        for (name, r) in results {
+        let (mut ok, mut failed, mut write_error) = (0usize, Vec::new(), None);
+        let items = walk_files(&args.dir).map(|f| match f {
+            Ok(path) => (
+                path.display().to_string(),
+                Box::new(move || std::fs::read(&path).map(Into::into).map_err(|e| e.to_string())) as Loader,
+            ),
+            Err(e) => (e.clone(), Box::new(move || Err(e)) as Loader),
+        });
+        app.identify_stream(items, "identify", |(name, r)| {
+            bar.inc(1);
             match r {
                 Ok(out) => {
                     ok += 1;
@@ -62,19 +71,28 @@ pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyAr
                     let key = if out.unknown || class.is_empty() { "(unknown)".to_owned() } else { class.to_owned() };
                     *by_class.entry(key).or_default() += 1;
                     if let Some(w) = csv.as_mut() {
-                        writeln!(
+                        let row = writeln!(
                             w,
                             "{},{},{},{p:.4},{}",
                             csv_field(&name),
                             out.image_id,
                             csv_field(class),
                             out.unknown
-                        )?;
+                        );
+                        if let Err(e) = row {
+                            write_error.get_or_insert(e);
+                        }
                     }
                 }
                 Err(e) => failed.push((name, e.to_string())),
             }
+        })
+        .await;
+        bar.finish_and_clear();
+        if let Some(e) = write_error {
+            return Err(e).context("writing the CSV");
         }
+        let seconds = start.elapsed().as_secs_f64();
         if let Some(mut w) = csv {
             w.flush()?;
         }
@@ -93,3 +111,5 @@ pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyAr
         Ok(if failed.is_empty() { 0 } else { 1 })
     })
 }
+
+type Loader = Box<dyn FnOnce() -> Result<bytes::Bytes, String> + Send>;

@@ -10,7 +10,7 @@ pub mod train;
 use std::path::Path;
 
 use anyhow::Context;
-use fovea_model::{Backbone, BurnBackbone, FastBackbone, Variant, Weights};
+use fovea_model::{Backbone, Variant, Weights};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Engine {
@@ -22,18 +22,21 @@ pub enum Engine {
     Ort,
 }
 
+impl From<Engine> for fovea_model::Engine {
+    fn from(e: Engine) -> Self {
+        match e {
+            Engine::Fast => fovea_model::Engine::Fast,
+            Engine::Burn => fovea_model::Engine::Burn,
+            Engine::Ort => fovea_model::Engine::Ort,
+        }
+    }
+}
+
 /// Loads the served backbone, fetching and converting its weights on first use.
 pub fn load_backbone(home: &Path, variant: Variant, engine: Engine) -> anyhow::Result<Box<dyn Backbone>> {
     let path = fovea_model::ensure_weights(home, variant).context("preparing backbone weights")?;
     let weights = Weights::load_safetensors(&path)?;
-    Ok(match engine {
-        Engine::Fast => Box::new(FastBackbone::new(&weights, variant, 0)?),
-        Engine::Burn => Box::new(BurnBackbone::new(&weights, variant, burn::prelude::Device::flex())?),
-        #[cfg(feature = "ort")]
-        Engine::Ort => Box::new(fovea_model::ort_backbone::OrtBackbone::from_weights(&weights, variant, 0)?),
-        #[cfg(not(feature = "ort"))]
-        Engine::Ort => anyhow::bail!("this build of fovea has no `ort` feature"),
-    })
+    Ok(fovea_model::Engine::from(engine).build(&weights, variant, 0)?)
 }
 
 pub fn softmax(logits: &[f32]) -> Vec<f32> {

@@ -91,6 +91,7 @@ pub(crate) async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &
         cutoff: a.cutoff,
         limits,
         base_weights: Some(fovea_model::ensure_weights(home, variant)?),
+        engine: engine.into(),
         ..Default::default()
     };
     Ok(App::open(cfg, backbone).await?)
@@ -171,14 +172,15 @@ pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) 
 
 pub fn users(home: &Path, variant: Variant, engine: Engine, args: &UsersArgs) -> anyhow::Result<i32> {
     runtime()?.block_on(async {
-        let app = open_app(home, variant, engine, &args.app).await?;
         match &args.action {
             UsersAction::Add { name, role } => {
+                let app = open_app(home, variant, engine, &args.app).await?;
                 let (user, token) = app.add_user(name, *role).await?;
                 println!("created {} ({}); token:\n{token}", user.name, user.role.as_str());
             }
+            // Reading records needs no network: only the catalog is opened.
             UsersAction::List => {
-                for u in app.catalog().list_users().await? {
+                for u in fovea_app::open_catalog(&args.app.data).await?.list_users().await? {
                     println!("{:<20} {}", u.name, u.role.as_str());
                 }
             }

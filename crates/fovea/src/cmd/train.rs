@@ -153,11 +153,12 @@ fn print_report(job: i64, r: &TrainReport) {
 
 pub fn models(home: &Path, variant: Variant, engine: Engine, args: &ModelsArgs) -> anyhow::Result<i32> {
     runtime()?.block_on(async {
-        let app = open_app(home, variant, engine, &args.app).await?;
+        // Listing and showing read the registry only: no network is loaded for them.
+        let catalog = fovea_app::open_catalog(&args.app.data).await?;
         match &args.action {
             ModelsAction::List => {
                 println!("{:<20} {:<11} {:<10} {:<20} {:>9}", "id", "kind", "status", "parent", "test acc");
-                for m in app.models().await? {
+                for m in catalog.list_model_versions().await? {
                     let acc = m.metrics["report"]["candidate_test_accuracy"]
                         .as_f64()
                         .map(|a| format!("{:.1}%", a * 100.0))
@@ -171,12 +172,17 @@ pub fn models(home: &Path, variant: Variant, engine: Engine, args: &ModelsArgs) 
                     );
                 }
             }
-            ModelsAction::Show { id } => println!("{}", serde_json::to_string_pretty(&app.model(id).await?)?),
+            ModelsAction::Show { id } => {
+                let m = catalog.get_model_version(id).await?.ok_or_else(|| anyhow::anyhow!("model {id} not found"))?;
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            }
             ModelsAction::Promote { id } => {
+                let app = open_app(home, variant, engine, &args.app).await?;
                 let m = app.promote(id).await?;
                 println!("now serving {}", m.id);
             }
             ModelsAction::Rollback => {
+                let app = open_app(home, variant, engine, &args.app).await?;
                 let m = app.rollback().await?;
                 println!("rolled back; now serving {}", m.id);
             }
@@ -187,22 +193,24 @@ pub fn models(home: &Path, variant: Variant, engine: Engine, args: &ModelsArgs) 
 
 pub fn jobs(home: &Path, variant: Variant, engine: Engine, args: &JobsArgs) -> anyhow::Result<i32> {
     runtime()?.block_on(async {
+        if let JobsAction::List = args.action {
+            // Reading the queue needs no network: only the catalog is opened.
+            for j in fovea_app::open_catalog(&args.app.data).await?.list_jobs(20, 0).await? {
+                println!(
+                    "{:>4} {:<6} {:<10} {:>5.0}% attempt {} {}",
+                    j.id,
+                    j.kind,
+                    j.state.as_str(),
+                    j.progress * 100.0,
+                    j.attempt,
+                    j.message.as_deref().unwrap_or("")
+                );
+            }
+            return Ok(0);
+        }
         let app = open_app(home, variant, engine, &args.app).await?;
         match &args.action {
-            JobsAction::List => {
-                for j in app.jobs(20).await? {
-                    println!(
-                        "{:>4} {:<6} {:<10} {:>5.0}% attempt {} {}",
-                        j.id,
-                        j.kind,
-                        j.state.as_str(),
-                        j.progress * 100.0,
-                        j.attempt,
-                        j.message.as_deref().unwrap_or("")
-                    );
-                }
-                Ok(0)
-            }
+            JobsAction::List => Ok(0),
             JobsAction::Run => run_jobs(&app).await,
             JobsAction::Cancel { id } => {
                 let cancelled = app.cancel_job(*id).await?;

@@ -15,7 +15,7 @@ pub fn run(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<()
     let images: Vec<TrainImage> = super::service::distinct_crops(&photos, n, 0)
         .into_iter()
         .enumerate()
-        .map(|(i, image)| TrainImage { image, label: i % photos.len() })
+        .map(|(i, image)| TrainImage { image: image.into(), label: i % photos.len() })
         .collect();
     let config = FineTuneConfig { input_size: variant.input_size() as u32, ..Default::default() };
     println!(
