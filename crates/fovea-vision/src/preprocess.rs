@@ -16,20 +16,34 @@ pub const NORM_STD: f32 = 128.0;
 /// bilinear lookup would alias. CatmullRom is marginally sharper but slower and rings on edges.
 pub(crate) const FILTER: FilterType = FilterType::Triangle;
 
-/// The network input for `img`: shorter side resized to `size`, centre `size`×`size` crop, CHW
-/// order (all red, then all green, then all blue; rows top to bottom), each value
-/// `(p − 127) / 128`. Returns `3 * size * size` floats (none for `size == 0`).
+/// Fraction of the resized image that the centre crop keeps: the evaluation protocol the ImageNet
+/// weights were scored with (timm / torchvision "resize 256, centre-crop 224"). Feeding the whole
+/// shorter side instead shows the network a zoomed-out view it never saw in evaluation: on the cat
+/// sample photo that moved the embedding to cosine 0.963 of the protocol's and flipped the top-1.
+pub const CROP_FRACTION: f64 = 0.875;
+
+/// The shorter-side length the image is resized to before the centre `size`×`size` crop:
+/// `round(size / 0.875)`, i.e. 256 for Lite0 (224), 274 for Lite1 (240), 297 for Lite2 (260).
+pub fn resize_size(size: u32) -> u32 {
+    ((f64::from(size) / CROP_FRACTION).round() as u32).max(size)
+}
+
+/// The network input for `img`: shorter side resized to [`resize_size`]`(size)`, centre
+/// `size`×`size` crop (the model's evaluation protocol, [`CROP_FRACTION`]), CHW order (all red,
+/// then all green, then all blue; rows top to bottom), each value `(p − 127) / 128`. Returns
+/// `3 * size * size` floats (none for `size == 0`).
 ///
-/// The crop is taken in source coordinates *before* resizing — the same geometry as
-/// resize-then-crop, but the long side's discarded margins are never resampled, which matters
-/// for wide panoramas. Large photos are first shrunk by an exact integer box average (see
-/// `reduce_factor`), so a 24 MP photo costs tens of milliseconds, not a second.
+/// The long side's margins outside the centred shorter-side square are cut *before* resizing —
+/// they would be cropped away anyway, and are never resampled, which matters for wide panoramas.
+/// Large photos are first shrunk by an exact integer box average (see `reduce_factor`), so a
+/// 24 MP photo costs tens of milliseconds, not a second.
 pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     let (w, h) = img.dimensions();
     if size == 0 || w == 0 || h == 0 {
         return Vec::new();
     }
-    let k = reduce_factor(w.min(h), size);
+    let resize = resize_size(size);
+    let k = reduce_factor(w.min(h), resize);
     // A multiple of k, so the box reduction uses whole blocks and the crop stays centred.
     let side = w.min(h) / k * k;
     let (x0, y0) = ((w - side) / 2, (h - side) / 2);
@@ -40,8 +54,18 @@ pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     } else {
         imageops::crop_imm(img, x0, y0, side, side).to_image()
     };
-    let resized = if square.width() == size { square } else { imageops::resize(&square, size, size, FILTER) };
-    chw_normalised(&resized)
+    let resized = if square.width() == resize { square } else { imageops::resize(&square, resize, resize, FILTER) };
+    chw_normalised(&centre_crop(&resized, size))
+}
+
+/// The centre `size`×`size` of `img` (which must be at least that large); odd margins put the
+/// extra pixel on the right / bottom, as torchvision's `CenterCrop` does.
+pub(crate) fn centre_crop(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    if (w, h) == (size, size) {
+        return img.clone();
+    }
+    imageops::crop_imm(img, (w - size) / 2, (h - size) / 2, size, size).to_image()
 }
 
 /// The integer factor by which to box-average before the filtered resize, keeping at least
@@ -170,24 +194,40 @@ mod tests {
 
     #[test]
     fn tall_image_is_centre_cropped_and_chw_ordered() {
-        // 20×60, top/bottom thirds black; the middle third has a left-to-right red ramp.
-        let img =
-            RgbImage::from_fn(
-                20,
-                60,
-                |x, y| {
-                    if (20..40).contains(&y) {
-                        Rgb([(x * 12) as u8, 0, 0])
-                    } else {
-                        Rgb([0, 0, 0])
-                    }
-                },
-            );
-        let v = to_input(&img, 20); // no resampling: exact pixels
-        assert_eq!(v[0], value(0));
-        assert_eq!(v[19], value(19 * 12)); // row 0, last column
-        assert_eq!(v[20 * 20 - 1], value(19 * 12)); // last row, last column
-        assert!(v[20 * 20..].iter().all(|&x| x == value(0)));
+        // 256×600: the shorter side is already 256, so no resampling: the input is exactly the
+        // pixels of the centre 224×224 (x 16..240, y 188..412). Red encodes x, green y − 188.
+        let img = RgbImage::from_fn(256, 600, |x, y| Rgb([x as u8, y.saturating_sub(188).min(255) as u8, 9]));
+        let v = to_input(&img, 224);
+        let plane = 224 * 224;
+        assert_eq!(v[0], value(16)); // row 0, column 0 is source (16, 188)
+        assert_eq!(v[223], value(239)); // row 0, last column
+        assert_eq!(v[plane - 1], value(239)); // last row, last column
+        assert_eq!(v[plane], value(0)); // green plane starts at source row 188
+        assert_eq!(v[2 * plane - 1], value(223));
+        assert!(v[2 * plane..].iter().all(|&x| x == value(9)));
+    }
+
+    #[test]
+    fn follows_the_resize_256_centre_crop_224_protocol() {
+        assert_eq!([224, 240, 260].map(resize_size), [256, 274, 297]);
+        // A 512² photo framed by a 24-pixel red border: the protocol's 0.875 crop keeps only the
+        // inner 448² (32 pixels go on each side, a little less for the larger variants' rounding),
+        // so no red may reach the input. Cropping the whole shorter side (the old geometry) put
+        // the border in every edge row.
+        let img = RgbImage::from_fn(512, 512, |x, y| {
+            let border = !(24..488).contains(&x) || !(24..488).contains(&y);
+            if border {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 200, 0])
+            }
+        });
+        for size in [224, 240, 260] {
+            let v = to_input(&img, size);
+            let plane = (size * size) as usize;
+            let worst_red = v[..plane].iter().fold(f32::MIN, |a, &b| a.max(b));
+            assert!(worst_red <= value(1), "size {size}: red border leaked in ({worst_red})");
+        }
     }
 
     #[test]
@@ -226,7 +266,8 @@ mod tests {
         });
         let fast = to_input(&img, 64);
         let square = imageops::crop_imm(&img, 300, 0, 1200, 1200).to_image();
-        let direct = chw_normalised(&imageops::resize(&square, 64, 64, FILTER));
+        let resized = imageops::resize(&square, resize_size(64), resize_size(64), FILTER);
+        let direct = chw_normalised(&centre_crop(&resized, 64));
         let mean_abs = fast.iter().zip(&direct).map(|(a, b)| (a - b).abs()).sum::<f32>() / fast.len() as f32;
         assert!(mean_abs < 2.0 / 128.0, "mean difference {mean_abs}");
     }
