@@ -146,7 +146,7 @@ fn photos_embed_like_an_independent_pillow_numpy_pipeline() {
             let mean_abs =
                 ours[range.clone()].iter().zip(&theirs[range]).map(|(a, b)| (a - b).abs()).sum::<f32>() / plane as f32;
             println!("{} {photo}: mean |input difference| {mean_abs:.4} (of a 2.0 range)", variant.name());
-            assert!(mean_abs < 0.02, "{} {photo}: inputs differ by {mean_abs} on average", variant.name());
+            assert!(mean_abs < 0.04, "{} {photo}: inputs differ by {mean_abs} on average", variant.name());
         }
     }
 

@@ -33,10 +33,11 @@ pub fn resize_size(size: u32) -> u32 {
 /// then all green, then all blue; rows top to bottom), each value `(p − 127) / 128`. Returns
 /// `3 * size * size` floats (none for `size == 0`).
 ///
-/// The long side's margins outside the centred shorter-side square are cut *before* resizing —
-/// they would be cropped away anyway, and are never resampled, which matters for wide panoramas.
-/// Large photos are first shrunk by an exact integer box average (see `reduce_factor`), so a
-/// 24 MP photo costs tens of milliseconds, not a second.
+/// The geometry is torchvision's `Resize(resize_size)` + `CenterCrop(size)` exactly (long side
+/// truncated, crop offset rounded half to even): cropping in source coordinates first would
+/// shift the view by a fraction of a pixel whenever the scale is not an integer ratio, which on a
+/// furry cat is enough to move inputs measurably. Large photos are first shrunk by an exact
+/// integer box average (see `reduce_factor`), so a 24 MP photo costs tens of milliseconds.
 pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     let (w, h) = img.dimensions();
     if size == 0 || w == 0 || h == 0 {
@@ -44,28 +45,30 @@ pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     }
     let resize = resize_size(size);
     let k = reduce_factor(w.min(h), resize);
-    // A multiple of k, so the box reduction uses whole blocks and the crop stays centred.
-    let side = w.min(h) / k * k;
-    let (x0, y0) = ((w - side) / 2, (h - side) / 2);
-    // Reduce straight out of the source when shrinking: copying a 4000² crop first costs more
-    // than the reduction itself.
-    let square = if k > 1 {
-        box_reduce(img, (x0, y0, side, side), k)
+    let reduced;
+    let src = if k > 1 {
+        reduced = box_reduce(img, (0, 0, w / k * k, h / k * k), k);
+        &reduced
     } else {
-        imageops::crop_imm(img, x0, y0, side, side).to_image()
+        img
     };
-    let resized = if square.width() == resize { square } else { imageops::resize(&square, resize, resize, FILTER) };
-    chw_normalised(&centre_crop(&resized, size))
+    let long = |l: u32, s: u32| ((u64::from(resize) * u64::from(l) / u64::from(s)) as u32).max(resize);
+    let (nw, nh) = if w <= h { (resize, long(h, w)) } else { (long(w, h), resize) };
+    if src.dimensions() == (nw, nh) {
+        return chw_normalised(&centre_crop(src, size));
+    }
+    chw_normalised(&centre_crop(&imageops::resize(src, nw, nh, FILTER), size))
 }
 
-/// The centre `size`×`size` of `img` (which must be at least that large); odd margins put the
-/// extra pixel on the right / bottom, as torchvision's `CenterCrop` does.
+/// The centre `size`×`size` of `img` (which must be at least that large), offsets rounded half to
+/// even as torchvision's `CenterCrop` does (`int(round((w - size) / 2))`).
 pub(crate) fn centre_crop(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
     if (w, h) == (size, size) {
         return img.clone();
     }
-    imageops::crop_imm(img, (w - size) / 2, (h - size) / 2, size, size).to_image()
+    let offset = |d: u32| if d % 2 == 1 && (d / 2) % 2 == 1 { d / 2 + 1 } else { d / 2 };
+    imageops::crop_imm(img, offset(w - size), offset(h - size), size, size).to_image()
 }
 
 /// The integer factor by which to box-average before the filtered resize, keeping at least
@@ -260,13 +263,13 @@ mod tests {
     #[test]
     fn big_photo_matches_a_direct_resize() {
         // The box pre-reduction must not visibly change the result of a direct filtered resize.
+        assert_eq!(resize_size(64), 73);
         let img = RgbImage::from_fn(1800, 1200, |x, y| {
             let v = ((x as f32 / 40.0).sin() * 60.0 + (y as f32 / 25.0).cos() * 60.0 + 128.0) as u8;
             Rgb([v, (x / 8) as u8, (y / 6) as u8])
         });
         let fast = to_input(&img, 64);
-        let square = imageops::crop_imm(&img, 300, 0, 1200, 1200).to_image();
-        let resized = imageops::resize(&square, resize_size(64), resize_size(64), FILTER);
+        let resized = imageops::resize(&img, 109, resize_size(64), FILTER); // 73 × 1800 / 1200 = 109.5
         let direct = chw_normalised(&centre_crop(&resized, 64));
         let mean_abs = fast.iter().zip(&direct).map(|(a, b)| (a - b).abs()).sum::<f32>() / fast.len() as f32;
         assert!(mean_abs < 2.0 / 128.0, "mean difference {mean_abs}");
