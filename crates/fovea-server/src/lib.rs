@@ -4,6 +4,7 @@
 mod api_types;
 mod auth;
 mod error;
+mod guard;
 pub mod metrics;
 mod openapi;
 mod routes;

@@ -137,30 +137,105 @@ async fn every_route_checks_the_callers_role() {
     assert_eq!(body["error"]["code"], "forbidden");
     assert_eq!(call(&s.router, label(&annotator, &id, "rocket")).await.0, StatusCode::OK);
 
-    let new_class = |t: &str| {
+    // Annotators create classes (a label with a new name does the same); renaming and merging stay admin's.
+    let new_class = |t: &str, name: &str| {
         Request::post("/api/v1/classes")
             .header("authorization", format!("Bearer {t}"))
             .header("content-type", "application/json")
-            .body(Body::from(r#"{"name":"boat"}"#))
+            .body(Body::from(json!({ "name": name }).to_string()))
             .unwrap()
     };
-    assert_eq!(call(&s.router, new_class(&annotator)).await.0, StatusCode::FORBIDDEN);
-    let (st, boat) = call(&s.router, new_class(&admin)).await;
+    assert_eq!(call(&s.router, new_class(&viewer, "boat")).await.0, StatusCode::FORBIDDEN);
+    let (st, boat) = call(&s.router, new_class(&annotator, "boat")).await;
+    assert_eq!(st, StatusCode::CREATED, "{boat}");
+    assert_eq!(call(&s.router, new_class(&admin, "boat")).await.0, StatusCode::CONFLICT);
+    let (st, _) = call(&s.router, new_class(&admin, "plane")).await;
     assert_eq!(st, StatusCode::CREATED);
-    assert_eq!(call(&s.router, new_class(&admin)).await.0, StatusCode::CONFLICT);
-    let rename = Request::patch(format!("/api/v1/classes/{}", boat["id"]))
-        .header("authorization", format!("Bearer {admin}"))
+    let with_body = |method: &str, uri: String, t: &str, body: &str| {
+        Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {t}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap()
+    };
+    let rename = |t: &str| with_body("PATCH", format!("/api/v1/classes/{}", boat["id"]), t, r#"{"name":"ship"}"#);
+    let merge = |t: &str| with_body("POST", format!("/api/v1/classes/{}/merge", boat["id"]), t, r#"{"into":"rocket"}"#);
+    for who in [&viewer, &annotator] {
+        assert_eq!(call(&s.router, rename(who)).await.0, StatusCode::FORBIDDEN);
+        assert_eq!(call(&s.router, merge(who)).await.0, StatusCode::FORBIDDEN);
+    }
+    let (_, classes) = call(&s.router, get(&admin, "/api/v1/classes")).await;
+    assert!(classes["classes"].as_array().unwrap().iter().any(|c| c["name"] == "boat"), "a refused rename renamed");
+    assert_eq!(call(&s.router, rename(&admin)).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&s.router, merge(&admin)).await.0, StatusCode::NO_CONTENT);
+
+    // `?token=` works only where an <img> tag needs it: GET of an image's bytes. Anywhere else it is ignored.
+    let bare = |method: &str, uri: String| Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+    let res = s.router.clone().oneshot(bare("GET", format!("/api/v1/images/{id}/blob?token={viewer}"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = s.router.clone().oneshot(bare("GET", format!("/api/v1/images/{id}/blob?token=fv_wrong"))).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    for uri in ["/api/v1/classes", "/api/v1/me", "/api/v1/transactions", "/api/v1/images"] {
+        let (st, _) = call(&s.router, bare("GET", format!("{uri}?token={admin}"))).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri} accepted a query token");
+    }
+    let by_query = Request::post(format!("/api/v1/images/{id}/label?token={admin}"))
         .header("content-type", "application/json")
-        .body(Body::from(r#"{"name":"ship"}"#))
+        .body(Body::from(r#"{"class":"boat"}"#))
         .unwrap();
-    assert_eq!(call(&s.router, rename).await.0, StatusCode::NO_CONTENT);
-    let merge = Request::post(format!("/api/v1/classes/{}/merge", boat["id"]))
-        .header("authorization", format!("Bearer {admin}"))
+    assert_eq!(call(&s.router, by_query).await.0, StatusCode::UNAUTHORIZED);
+    let by_query = Request::post(format!("/api/v1/classes?token={admin}"))
         .header("content-type", "application/json")
-        .body(Body::from(r#"{"into":"rocket"}"#))
+        .body(Body::from(r#"{"name":"kite"}"#))
         .unwrap();
-    assert_eq!(call(&s.router, merge).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&s.router, by_query).await.0, StatusCode::UNAUTHORIZED);
     assert_eq!(call(&s.router, get(&admin, "/healthz")).await.0, StatusCode::OK);
+}
+
+/// `--open` makes anonymous callers admins, so the server refuses what a hostile web page could make a browser send:
+/// requests addressed to another host name (DNS rebinding) and cross-site writes.
+#[tokio::test]
+async fn open_mode_refuses_rebound_hosts_and_cross_site_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = AppConfig { data_dir: dir.path().to_owned(), ..Default::default() };
+    let app = App::open(cfg, backbone()).await.unwrap();
+    let router = fovea_server::create_app(app, true);
+    let req = |method: &str, uri: &str, headers: &[(&str, &str)], json: Option<&str>| {
+        let mut b = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        match json {
+            Some(j) => b.header("content-type", "application/json").body(Body::from(j.to_owned())).unwrap(),
+            None => b.body(Body::empty()).unwrap(),
+        }
+    };
+    let host = ("host", "127.0.0.1:8080");
+    assert_eq!(call(&router, req("GET", "/api/v1/me", &[host], None)).await.0, StatusCode::OK);
+    assert_eq!(call(&router, req("GET", "/api/v1/me", &[("host", "localhost:8080")], None)).await.0, StatusCode::OK);
+    let (st, body) = call(&router, req("GET", "/api/v1/me", &[("host", "evil.example:8080")], None)).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "a rebound host name was served");
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert_eq!(call(&router, req("GET", "/", &[("host", "evil.example")], None)).await.0, StatusCode::FORBIDDEN);
+
+    let class = Some(r#"{"name":"boat"}"#);
+    for cross in [[("origin", "http://evil.example")], [("sec-fetch-site", "cross-site")], [("origin", "null")]] {
+        let headers = [host, cross[0]];
+        let (st, body) = call(&router, req("POST", "/api/v1/classes", &headers, class)).await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{cross:?}: {body}");
+    }
+    // A cross-site form post of an image is refused too; the same page's own fetch, and curl, are served.
+    let form = req("POST", "/api/v1/classify", &[host, ("origin", "http://evil.example")], None);
+    assert_eq!(call(&router, form).await.0, StatusCode::FORBIDDEN);
+    let same = [host, ("origin", "http://127.0.0.1:8080"), ("sec-fetch-site", "same-origin")];
+    assert_eq!(call(&router, req("POST", "/api/v1/classes", &same, class)).await.0, StatusCode::CREATED);
+    let curl = req("POST", "/api/v1/classes", &[host], Some(r#"{"name":"kite"}"#));
+    assert_eq!(call(&router, curl).await.0, StatusCode::CREATED);
+    // Only the two allowed writes happened (plus the built-in Unknown class).
+    let (_, classes) = call(&router, req("GET", "/api/v1/classes", &[host], None)).await;
+    assert_eq!(classes["classes"].as_array().unwrap().len(), 3, "{classes}");
 }
 
 fn crc32(bytes: &[u8]) -> u32 {

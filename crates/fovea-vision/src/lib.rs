@@ -1,7 +1,8 @@
 //! fovea-vision: from untrusted image bytes to the network's input tensor.
 //!
 //! - [`decode`] / [`decode_file`]: any common format → upright RGB8, with size limits and typed errors.
-//! - [`to_input`]: shorter side → `size`, centre crop, CHW floats normalised as `(p − 127) / 128`.
+//! - [`to_input`]: shorter side → `size / 0.875`, centre `size` crop (the weights' evaluation protocol), CHW
+//!   floats normalised as `(p − 127) / 128`.
 //! - [`Augment`]: seeded random flip / rotation / zoom with the same output layout, for fine-tuning.
 
 mod augment;
@@ -17,7 +18,7 @@ pub mod fixtures;
 pub use augment::Augment;
 pub use decode::{decode, decode_file, DecodeLimits};
 pub use error::{Result, VisionError};
-pub use preprocess::{to_input, NORM_MEAN, NORM_STD};
+pub use preprocess::{resize_size, to_input, CROP_FRACTION, NORM_MEAN, NORM_STD};
 
 /// Re-exported so callers name the same `image` version this crate decodes with.
 pub use image;

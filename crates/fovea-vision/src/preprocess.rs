@@ -16,32 +16,59 @@ pub const NORM_STD: f32 = 128.0;
 /// bilinear lookup would alias. CatmullRom is marginally sharper but slower and rings on edges.
 pub(crate) const FILTER: FilterType = FilterType::Triangle;
 
-/// The network input for `img`: shorter side resized to `size`, centre `size`×`size` crop, CHW
-/// order (all red, then all green, then all blue; rows top to bottom), each value
-/// `(p − 127) / 128`. Returns `3 * size * size` floats (none for `size == 0`).
+/// Fraction of the resized image that the centre crop keeps: the evaluation protocol the ImageNet
+/// weights were scored with (timm / torchvision "resize 256, centre-crop 224"). Feeding the whole
+/// shorter side instead shows the network a zoomed-out view it never saw in evaluation: on the cat
+/// sample photo that moved the embedding to cosine 0.963 of the protocol's and flipped the top-1.
+pub const CROP_FRACTION: f64 = 0.875;
+
+/// The shorter-side length the image is resized to before the centre `size`×`size` crop:
+/// `round(size / 0.875)`, i.e. 256 for Lite0 (224), 274 for Lite1 (240), 297 for Lite2 (260).
+pub fn resize_size(size: u32) -> u32 {
+    ((f64::from(size) / CROP_FRACTION).round() as u32).max(size)
+}
+
+/// The network input for `img`: shorter side resized to [`resize_size`]`(size)`, centre
+/// `size`×`size` crop (the model's evaluation protocol, [`CROP_FRACTION`]), CHW order (all red,
+/// then all green, then all blue; rows top to bottom), each value `(p − 127) / 128`. Returns
+/// `3 * size * size` floats (none for `size == 0`).
 ///
-/// The crop is taken in source coordinates *before* resizing — the same geometry as
-/// resize-then-crop, but the long side's discarded margins are never resampled, which matters
-/// for wide panoramas. Large photos are first shrunk by an exact integer box average (see
-/// `reduce_factor`), so a 24 MP photo costs tens of milliseconds, not a second.
+/// The geometry is torchvision's `Resize(resize_size)` + `CenterCrop(size)` exactly (long side
+/// truncated, crop offset rounded half to even): cropping in source coordinates first would
+/// shift the view by a fraction of a pixel whenever the scale is not an integer ratio, which on a
+/// furry cat is enough to move inputs measurably. Large photos are first shrunk by an exact
+/// integer box average (see `reduce_factor`), so a 24 MP photo costs tens of milliseconds.
 pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     let (w, h) = img.dimensions();
     if size == 0 || w == 0 || h == 0 {
         return Vec::new();
     }
-    let k = reduce_factor(w.min(h), size);
-    // A multiple of k, so the box reduction uses whole blocks and the crop stays centred.
-    let side = w.min(h) / k * k;
-    let (x0, y0) = ((w - side) / 2, (h - side) / 2);
-    // Reduce straight out of the source when shrinking: copying a 4000² crop first costs more
-    // than the reduction itself.
-    let square = if k > 1 {
-        box_reduce(img, (x0, y0, side, side), k)
+    let resize = resize_size(size);
+    let k = reduce_factor(w.min(h), resize);
+    let reduced;
+    let src = if k > 1 {
+        reduced = box_reduce(img, (0, 0, w / k * k, h / k * k), k);
+        &reduced
     } else {
-        imageops::crop_imm(img, x0, y0, side, side).to_image()
+        img
     };
-    let resized = if square.width() == size { square } else { imageops::resize(&square, size, size, FILTER) };
-    chw_normalised(&resized)
+    let long = |l: u32, s: u32| ((u64::from(resize) * u64::from(l) / u64::from(s)) as u32).max(resize);
+    let (nw, nh) = if w <= h { (resize, long(h, w)) } else { (long(w, h), resize) };
+    if src.dimensions() == (nw, nh) {
+        return chw_normalised(&centre_crop(src, size));
+    }
+    chw_normalised(&centre_crop(&imageops::resize(src, nw, nh, FILTER), size))
+}
+
+/// The centre `size`×`size` of `img` (which must be at least that large), offsets rounded half to
+/// even as torchvision's `CenterCrop` does (`int(round((w - size) / 2))`).
+pub(crate) fn centre_crop(img: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = img.dimensions();
+    if (w, h) == (size, size) {
+        return img.clone();
+    }
+    let offset = |d: u32| if d % 2 == 1 && (d / 2) % 2 == 1 { d / 2 + 1 } else { d / 2 };
+    imageops::crop_imm(img, offset(w - size), offset(h - size), size, size).to_image()
 }
 
 /// The integer factor by which to box-average before the filtered resize, keeping at least
@@ -170,24 +197,40 @@ mod tests {
 
     #[test]
     fn tall_image_is_centre_cropped_and_chw_ordered() {
-        // 20×60, top/bottom thirds black; the middle third has a left-to-right red ramp.
-        let img =
-            RgbImage::from_fn(
-                20,
-                60,
-                |x, y| {
-                    if (20..40).contains(&y) {
-                        Rgb([(x * 12) as u8, 0, 0])
-                    } else {
-                        Rgb([0, 0, 0])
-                    }
-                },
-            );
-        let v = to_input(&img, 20); // no resampling: exact pixels
-        assert_eq!(v[0], value(0));
-        assert_eq!(v[19], value(19 * 12)); // row 0, last column
-        assert_eq!(v[20 * 20 - 1], value(19 * 12)); // last row, last column
-        assert!(v[20 * 20..].iter().all(|&x| x == value(0)));
+        // 256×600: the shorter side is already 256, so no resampling: the input is exactly the
+        // pixels of the centre 224×224 (x 16..240, y 188..412). Red encodes x, green y − 188.
+        let img = RgbImage::from_fn(256, 600, |x, y| Rgb([x as u8, y.saturating_sub(188).min(255) as u8, 9]));
+        let v = to_input(&img, 224);
+        let plane = 224 * 224;
+        assert_eq!(v[0], value(16)); // row 0, column 0 is source (16, 188)
+        assert_eq!(v[223], value(239)); // row 0, last column
+        assert_eq!(v[plane - 1], value(239)); // last row, last column
+        assert_eq!(v[plane], value(0)); // green plane starts at source row 188
+        assert_eq!(v[2 * plane - 1], value(223));
+        assert!(v[2 * plane..].iter().all(|&x| x == value(9)));
+    }
+
+    #[test]
+    fn follows_the_resize_256_centre_crop_224_protocol() {
+        assert_eq!([224, 240, 260].map(resize_size), [256, 274, 297]);
+        // A 512² photo framed by a 24-pixel red border: the protocol's 0.875 crop keeps only the
+        // inner 448² (32 pixels go on each side, a little less for the larger variants' rounding),
+        // so no red may reach the input. Cropping the whole shorter side (the old geometry) put
+        // the border in every edge row.
+        let img = RgbImage::from_fn(512, 512, |x, y| {
+            let border = !(24..488).contains(&x) || !(24..488).contains(&y);
+            if border {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 200, 0])
+            }
+        });
+        for size in [224, 240, 260] {
+            let v = to_input(&img, size);
+            let plane = (size * size) as usize;
+            let worst_red = v[..plane].iter().fold(f32::MIN, |a, &b| a.max(b));
+            assert!(worst_red <= value(1), "size {size}: red border leaked in ({worst_red})");
+        }
     }
 
     #[test]
@@ -220,13 +263,14 @@ mod tests {
     #[test]
     fn big_photo_matches_a_direct_resize() {
         // The box pre-reduction must not visibly change the result of a direct filtered resize.
+        assert_eq!(resize_size(64), 73);
         let img = RgbImage::from_fn(1800, 1200, |x, y| {
             let v = ((x as f32 / 40.0).sin() * 60.0 + (y as f32 / 25.0).cos() * 60.0 + 128.0) as u8;
             Rgb([v, (x / 8) as u8, (y / 6) as u8])
         });
         let fast = to_input(&img, 64);
-        let square = imageops::crop_imm(&img, 300, 0, 1200, 1200).to_image();
-        let direct = chw_normalised(&imageops::resize(&square, 64, 64, FILTER));
+        let resized = imageops::resize(&img, 109, resize_size(64), FILTER); // 73 × 1800 / 1200 = 109.5
+        let direct = chw_normalised(&centre_crop(&resized, 64));
         let mean_abs = fast.iter().zip(&direct).map(|(a, b)| (a - b).abs()).sum::<f32>() / fast.len() as f32;
         assert!(mean_abs < 2.0 / 128.0, "mean difference {mean_abs}");
     }

@@ -23,8 +23,11 @@ fn kill_9_during_a_burst_of_corrections_loses_no_acknowledged_label() {
         let c = classify(&server.base, &photo_variant(photos[k as usize % 3], k));
         images.push((c["image_id"].as_str().unwrap().to_owned(), classes[k as usize % 3]));
     }
-    // Corrections from another thread; the server is killed while they are in flight.
-    let base = server.base.clone();
+    // Corrections from another thread; the server is killed while they are in flight: as soon as a few are
+    // acknowledged, so the kill lands mid-burst (checked below) rather than after the last one.
+    let sent = images.len();
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (base, counter) = (server.base.clone(), acked.clone());
     let burst = std::thread::spawn(move || {
         let mut acknowledged = Vec::new();
         for (id, class) in images {
@@ -34,16 +37,21 @@ fn kill_9_during_a_burst_of_corrections_loses_no_acknowledged_label() {
                 Ok(_) => acknowledged.push((id, class)),
                 Err(_) => break,
             }
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         acknowledged
     });
-    std::thread::sleep(Duration::from_millis(400));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(std::sync::atomic::Ordering::SeqCst) < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut server = server;
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
     let acknowledged = burst.join().unwrap();
+    eprintln!("{} of {sent} corrections acknowledged before kill -9", acknowledged.len());
     assert!(!acknowledged.is_empty(), "no correction finished before the kill; the test proves nothing");
-    eprintln!("{} corrections acknowledged before kill -9", acknowledged.len());
+    assert!(acknowledged.len() < sent, "every correction finished before the kill; it did not land mid-burst");
 
     let restarted = serve(data.path());
     for (id, class) in &acknowledged {

@@ -67,8 +67,12 @@ fn fine_tune_promote_rollback_export_and_recover_a_killed_job() {
     assert!(imported.contains("imported 140 new images"), "{imported}");
 
     // A real fine-tune: judged against the serving model on the same splits; promoted exactly when the gate passes.
-    let report = ok(&fovea(&data, &["train", "--epochs", "2", "--seed", "3"], &[]));
+    let run = fovea(&data, &["train", "--epochs", "2", "--seed", "3"], &[]);
+    let report = ok(&run);
     eprintln!("{report}");
+    // Its output is a pipe here, where indicatif draws nothing: progress must still show, a line per epoch.
+    let progress = String::from_utf8_lossy(&run.stderr);
+    assert!(progress.contains("training…") && progress.contains("epoch 1/2: loss"), "no progress lines:\n{progress}");
     let ft = model_id_from(&report, "ft-");
     for needle in ["test accuracy: serving model + online head", "benchmark (", "gate: "] {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");

@@ -1,4 +1,4 @@
-//! Classes: list with counts against the cutoff; admin create, rename and merge.
+//! Classes: list with counts against the cutoff; annotators create (as a label does), admins rename and merge.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,11 +20,11 @@ pub async fn classes(State(s): State<S>, caller: Caller) -> ApiResult {
     Ok(Json(ClassesPage { cutoff: s.app.config().cutoff, classes }).into_response())
 }
 
-/// Create a class (admin).
+/// Create a class (annotator: labelling an image with a new name creates one too).
 #[utoipa::path(post, path = "/api/v1/classes", tag = "classes", request_body = NameBody,
     responses((status = 201, body = ClassView), (status = 409, body = ErrorBody)), security(("token" = [])))]
 pub async fn create_class(State(s): State<S>, caller: Caller, ApiJson(body): ApiJson<NameBody>) -> ApiResult {
-    caller.require(Role::Admin)?;
+    caller.require(Role::Annotator)?;
     Ok((StatusCode::CREATED, Json(s.app.create_class(&body.name).await?)).into_response())
 }
 

@@ -9,7 +9,7 @@ use fovea_app::{ClassifyOutcome, ImageFilter, LabelOrigin, LabelOutcome, Role, S
 
 use super::{ApiJson, ApiQuery, ApiResult, S};
 use crate::api_types::{ImageSummary, ImagesPage, ImagesQuery, LabelBody, Page, TransactionsPage};
-use crate::auth::Caller;
+use crate::auth::{Caller, ImageCaller};
 use crate::error::{bad_request, ApiError};
 
 /// The image comes as multipart (field `image`, or the first file field) or as the raw request body.
@@ -122,13 +122,13 @@ pub async fn images(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<Im
     Ok(Json(ImagesPage { total, images }).into_response())
 }
 
-/// The stored image bytes, as uploaded.
+/// The stored image bytes, as uploaded. The one route that also takes `?token=`, for `<img src>`.
 #[utoipa::path(get, path = "/api/v1/images/{id}/blob", tag = "images",
     params(("id" = String, Path, description = "image id (SHA-256)")),
     responses((status = 200, description = "the image", content_type = "image/*"),
         (status = 404, body = crate::api_types::ErrorBody)),
     security(("token" = [])))]
-pub async fn blob(State(s): State<S>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+pub async fn blob(State(s): State<S>, ImageCaller(caller): ImageCaller, Path(id): Path<String>) -> ApiResult {
     caller.require(Role::Viewer)?;
     let bytes = s.app.image_bytes(&id).await?;
     let mime = match bytes.get(..4) {

@@ -56,6 +56,7 @@ pub fn router(state: S) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/openapi.json", get(openapi))
         .fallback(get(asset))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::guard::open_mode_guard))
         .layer(DefaultBodyLimit::max(upload_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .with_state(state)

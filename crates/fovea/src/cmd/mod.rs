@@ -4,6 +4,7 @@ pub mod export;
 pub mod fetch;
 pub mod identify;
 pub mod predict;
+pub(crate) mod progress;
 pub mod serve;
 pub mod train;
 

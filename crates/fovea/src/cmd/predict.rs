@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use fovea_model::{Backbone, Embedded, Variant};
 use fovea_vision::DecodeLimits;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use serde_json::json;
 
 use super::{load_backbone, softmax, top_k, Engine};
@@ -50,9 +50,11 @@ pub enum Outcome {
 pub fn run_files(backbone: &dyn Backbone, files: &[PathBuf], quiet: bool) -> anyhow::Result<Vec<Outcome>> {
     let size = backbone.input_size();
     let limits = DecodeLimits::default();
-    let bar =
-        if quiet || files.len() < BATCH * 2 { ProgressBar::hidden() } else { ProgressBar::new(files.len() as u64) };
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} images {per_sec} eta {eta}").unwrap());
+    let bar = if quiet || files.len() < BATCH * 2 {
+        ProgressBar::hidden()
+    } else {
+        super::progress::counted(files.len() as u64, "{bar:40} {pos}/{len} images {per_sec} eta {eta}")
+    };
     let mut out = Vec::with_capacity(files.len());
     for chunk in files.chunks(BATCH) {
         let mut inputs = Vec::new();

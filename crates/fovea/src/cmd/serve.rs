@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use fovea_app::{App, AppConfig, ImportReport, Role};
 use fovea_model::Variant;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::{load_backbone, Engine};
 
@@ -202,7 +202,5 @@ pub(crate) fn flat_folder(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 pub(crate) fn progress_bar(len: u64) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(ProgressStyle::with_template("{bar:40} {pos}/{len} {msg} eta {eta}").expect("valid template"));
-    bar
+    super::progress::counted(len, "{bar:40} {pos}/{len} {msg} eta {eta}")
 }

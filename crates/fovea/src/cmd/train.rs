@@ -98,14 +98,25 @@ pub fn train(home: &Path, variant: Variant, engine: Engine, args: &TrainArgs) ->
 async fn run_jobs(app: &Arc<App>) -> anyhow::Result<i32> {
     let mut code = 0;
     loop {
-        let bar = indicatif::ProgressBar::new(1000);
+        // A bar on a terminal; in a log or pipe (where indicatif draws nothing) a line per phase and epoch.
+        let bar = if super::progress::interactive() {
+            indicatif::ProgressBar::new(1000)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
         bar.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {percent:>3}% {msg} [{elapsed_precise}]")
                 .expect("valid template"),
         );
         let b = bar.clone();
+        let log =
+            (!super::progress::interactive()).then(|| std::sync::Mutex::new(super::progress::TrainLog::default()));
         let ran = app
             .run_next_job(move |p| {
+                let lines = log.as_ref().map(|l| l.lock().unwrap_or_else(|e| e.into_inner()).lines(p));
+                for line in lines.unwrap_or_default() {
+                    eprintln!("{line}");
+                }
                 b.set_position((p.fraction * 1000.0) as u64);
                 let acc = p.validation_accuracy.map(|a| format!(", val acc {:.1}%", a * 100.0)).unwrap_or_default();
                 let loss = p.train_loss.map(|l| format!(", loss {l:.3}")).unwrap_or_default();
