@@ -206,7 +206,8 @@ async fn wait_js(client: &fantoccini::Client, script: &str) {
 /// One key press sent to whatever has the focus, as a person's keyboard would (not typed into an element).
 async fn press(client: &fantoccini::Client, key: char) {
     use fantoccini::actions::{InputSource, KeyAction, KeyActions};
-    let keys = KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
+    let keys =
+        KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
     client.perform_actions(keys).await.unwrap();
 }
 
@@ -215,7 +216,12 @@ fn get(base: &str, path: &str) -> serde_json::Value {
 }
 
 fn class_names(base: &str) -> Vec<String> {
-    get(base, "/classes")["classes"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_owned()).collect()
+    get(base, "/classes")["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 const ACTIVE_ID: &str = "return document.activeElement ? document.activeElement.id : ''";
@@ -295,7 +301,9 @@ async fn a_labellers_day_keyboard_search_batch_undo_history_captions_and_a_narro
     picker.send_keys(&ESCAPE.to_string()).await.unwrap();
     picker.send_keys(&format!("Tro{ENTER}")).await.unwrap();
     wait_text(&client, "#toast", "Learned: Trouser").await;
-    let coffee_id: String = serde_json::from_value(js(&client, "return document.querySelector('.recent-item.current').dataset.id").await).unwrap();
+    let coffee_id: String =
+        serde_json::from_value(js(&client, "return document.querySelector('.recent-item.current').dataset.id").await)
+            .unwrap();
 
     // ── Three files at once: a queue with progress, then labelled with the keyboard alone, one Enter each.
     let paths: Vec<String> = [("chelsea.png", 2), ("coffee.png", 3), ("rocket.jpg", 4)]
@@ -325,7 +333,8 @@ async fn a_labellers_day_keyboard_search_batch_undo_history_captions_and_a_narro
     // ── History: readable times, the model's prediction beside the chosen class, corrections marked.
     client.goto(&format!("{base}/#/history")).await.unwrap();
     wait_for(&client, "#history-table tbody tr[data-kind='correct']").await;
-    let times = js(&client, "return [...document.querySelectorAll('#history-table time')].map(t => t.textContent)").await;
+    let times =
+        js(&client, "return [...document.querySelectorAll('#history-table time')].map(t => t.textContent)").await;
     let times = times.as_array().unwrap();
     assert!(times.len() >= 9, "{times:?}");
     assert!(times.iter().map(|t| t.as_str().unwrap()).all(|t| t == "just now" || t.ends_with(" min ago")), "{times:?}");
@@ -355,7 +364,11 @@ async fn a_labellers_day_keyboard_search_batch_undo_history_captions_and_a_narro
     assert_eq!(coffee["model_top1"]["class"], "Trouser", "the model learned the correction: {coffee}");
     client.goto(&format!("{base}/#/dataset")).await.unwrap();
     wait_for(&client, &format!(".thumb[data-id='{coffee_id}']")).await;
-    let stale = js(&client, "return [...document.querySelectorAll('.thumb-caption')].filter(c => c.textContent.includes('my cat')).length").await;
+    let stale = js(
+        &client,
+        "return [...document.querySelectorAll('.thumb-caption')].filter(c => c.textContent.includes('my cat')).length",
+    )
+    .await;
     assert_eq!(stale, 0, "a caption names a merged-away class");
     let coffee_caption = js(&client, &format!(
         "const t = document.querySelector(\".thumb[data-id='{coffee_id}']\"); return [t.querySelector('.thumb-class').textContent, Boolean(t.querySelector('.mismatch'))]"
