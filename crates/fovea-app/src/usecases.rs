@@ -311,6 +311,29 @@ impl App {
         Ok((self.catalog.list_images(filter).await?, self.catalog.count_images(filter).await?))
     }
 
+    /// The served model's top-1 for each image now, from its cached embedding (`None` where the image has none
+    /// under the served backbone, or the model knows no class). The Dataset grid shows it beside the label, so a
+    /// caption follows labelling, merges and promotions instead of repeating what the model said at upload.
+    pub async fn current_top1(&self, image_ids: &[String]) -> Result<Vec<Option<ScoredClass>>> {
+        let backbone = self.head.lock().await.backbone().to_owned();
+        let mut embeddings = Vec::with_capacity(image_ids.len());
+        for id in image_ids {
+            embeddings.push(self.catalog.get_embedding(id, &backbone).await?);
+        }
+        let head = self.head.lock().await;
+        if head.backbone() != backbone {
+            // A promotion landed meanwhile: these embeddings belong to the old backbone.
+            return Ok(vec![None; image_ids.len()]);
+        }
+        embeddings
+            .iter()
+            .map(|e| match e {
+                Some(e) => Ok(self.predicted(&head, e)?.top.into_iter().next()),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
     pub async fn image_bytes(&self, id: &str) -> Result<Bytes> {
         let img =
             self.catalog.get_image(id).await?.ok_or_else(|| AppError::NotFound { what: "image", id: id.to_owned() })?;

@@ -8,6 +8,7 @@ export const state = {
   me: null,          // {user, role}
   classes: [],       // [{id, name, images, is_unknown, reaches_cutoff}]
   cutoff: 40,
+  maxNameChars: 64,  // the server's class-name limit, from GET /classes
   modelVersion: null,
 };
 
@@ -111,6 +112,7 @@ export async function loadClasses() {
   const data = await api('/classes');
   state.classes = Array.isArray(data?.classes) ? data.classes : [];
   if (typeof data?.cutoff === 'number') state.cutoff = data.cutoff;
+  if (typeof data?.max_name_chars === 'number') state.maxNameChars = data.max_name_chars;
   emit('classes', state.classes);
   return state.classes;
 }
@@ -137,6 +139,19 @@ export function toast(message, kind = 'info', ms) {
   el.setAttribute('role', kind === 'error' ? 'alert' : 'status');
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => el.classList.remove('show'), ms ?? (kind === 'error' ? 7000 : 4500));
+}
+
+/** A toast with one action button (e.g. "Undo"); it stays a little longer so there is time to press it. */
+export function toastAction(message, kind, label, fn, ms = 9000) {
+  toast(message, kind, ms);
+  const el = document.getElementById('toast');
+  if (!el) return;
+  const b = document.createElement('button');
+  b.type = 'button';
+  b.className = 'toast-action';
+  b.textContent = label;
+  b.addEventListener('click', () => { el.classList.remove('show'); b.remove(); fn(); }, { once: true });
+  el.append(' ', b);
 }
 
 // ───────────────────────── dialogs ─────────────────────────
@@ -224,9 +239,10 @@ export function pct(p, digits = 1) {
   return `${v.toFixed(v >= 99.95 || v === 0 ? 0 : digits)}%`;
 }
 
-export function relTime(iso) {
-  const t = Date.parse(iso);
-  if (Number.isNaN(t)) return iso || '';
+/** "3 min ago" for epoch milliseconds (what the API sends) or an ISO string. */
+export function relTime(when) {
+  const t = typeof when === 'number' ? when : Date.parse(when);
+  if (Number.isNaN(t)) return when ? String(when) : '';
   const s = Math.round((Date.now() - t) / 1000);
   if (s < 45) return 'just now';
   if (s < 3600) return `${Math.round(s / 60)} min ago`;

@@ -1,9 +1,9 @@
 // fovea — Dataset page: classes with progress to the cutoff, image grid with filters, selection, bulk actions.
 
 import {
-  api, state, loadClasses, canLabel, isAdmin, toast, pct, h, on, blobUrl, promptDialog, noteModel,
+  api, state, loadClasses, canLabel, isAdmin, toast, toastAction, pct, h, on, blobUrl, promptDialog, noteModel,
 } from './api.js';
-import { createPicker } from './picker.js';
+import { createPicker, maxNameChars } from './picker.js';
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 60;
@@ -57,8 +57,10 @@ export function initDataset() {
     readFilters();
   });
 
-  $('grid-prev').addEventListener('click', () => { view.offset = Math.max(0, view.offset - PAGE); loadImages(); });
-  $('grid-next').addEventListener('click', () => { view.offset += PAGE; loadImages(); });
+  // The pager sits under the grid: a new page starts at its top, not where the old one ended.
+  const toTop = () => $('grid-title').closest('.grid-panel').scrollIntoView({ block: 'start' });
+  $('grid-prev').addEventListener('click', () => { view.offset = Math.max(0, view.offset - PAGE); loadImages().then(toTop); });
+  $('grid-next').addEventListener('click', () => { view.offset += PAGE; loadImages().then(toTop); });
 
   $('image-grid').addEventListener('click', onThumbClick);
   $('image-grid').addEventListener('keydown', (e) => {
@@ -122,6 +124,7 @@ function selectClass(name) {
 function renderClasses() {
   const list = $('class-list');
   const cutoff = state.cutoff || 40;
+  $('new-class-name').maxLength = maxNameChars();
   $('cutoff-note').textContent = `cutoff ${cutoff}`;
   $('all-images').classList.toggle('selected', view.cls === null);
   $('all-images').setAttribute('aria-pressed', view.cls === null ? 'true' : 'false');
@@ -204,22 +207,26 @@ function renderGrid() {
   } else {
     grid.replaceChildren(...view.images.map((im, i) => {
       const sel = view.selected.has(im.id);
-      const t1 = im.top1;
+      // The served model's answer now (older servers only send the one made at upload).
+      const t1 = im.model_top1 || im.top1;
+      const atUpload = im.top1;
       const mismatch = im.class && t1 && t1.class !== im.class;
+      const unknownLabel = im.class && state.classes.find((c) => c.is_unknown)?.name === im.class;
       return h('div', {
         class: `thumb${sel ? ' selected' : ''}`,
         role: 'option',
         tabindex: '0',
         'aria-selected': sel ? 'true' : 'false',
         dataset: { id: im.id, index: i },
-        title: `${im.class ? `Label: ${im.class}` : 'Unlabelled'}${t1 ? ` · model: ${t1.class} ${pct(t1.probability)}` : ''}`,
+        title: `${im.class ? `Label: ${im.class}` : 'Unlabelled'}${t1 ? ` · model now: ${t1.class} ${pct(t1.probability)}` : ''}`
+          + `${atUpload ? ` · at upload: ${atUpload.class} ${pct(atUpload.probability)}` : ''}`,
       },
         h('img', { src: blobUrl(im.id), alt: im.class || 'unlabelled image', loading: 'lazy', decoding: 'async', draggable: 'false' }),
         selectable ? h('span', { class: 'check', 'aria-hidden': 'true' }, '✓') : null,
         h('span', { class: 'thumb-caption' },
           h('span', { class: `thumb-class${im.class ? '' : ' none'}` }, im.class || 'unlabelled'),
-          t1 ? h('span', { class: `thumb-conf${mismatch ? ' mismatch' : ''}`, title: `Model top-1: ${t1.class}` },
-            mismatch ? `${t1.class} ${pct(t1.probability, 0)}` : pct(t1.probability, 0)) : null),
+          t1 ? h('span', { class: `thumb-conf${mismatch && !unknownLabel ? ' mismatch' : ''}`, title: `Model now: ${t1.class}` },
+            (mismatch || !im.class) ? `${t1.class} ${pct(t1.probability, 0)}` : pct(t1.probability, 0)) : null),
       );
     }));
   }
@@ -271,6 +278,9 @@ async function bulkLabel(name) {
   if (!ids.length || bulkBusy) return;
   bulkBusy = true;
   syncSelection();
+  // What each image was before, for Undo (selected images on other pages are unknown here: left as they are).
+  const before = new Map(view.images.map((im) => [im.id, im.class || null]));
+  const done = [];
   let ok = 0;
   let created = false;
   const failed = [];
@@ -281,6 +291,7 @@ async function bulkLabel(name) {
       noteModel(res?.model_version);
       created = created || Boolean(res?.created_class);
       ok++;
+      done.push(id);
       view.selected.delete(id);
     } catch (err) {
       failed.push(err);
@@ -289,7 +300,26 @@ async function bulkLabel(name) {
   }
   bulkBusy = false;
   if (failed.length) toast(`${ok} of ${ids.length} images moved to ${name}; ${failed.length} failed: ${failed[0].message}`, 'error');
-  else toast(`${ok} image${ok === 1 ? '' : 's'} labelled ${name}${created ? ' (new class)' : ''}`, 'success');
+  else {
+    toastAction(`${ok} image${ok === 1 ? '' : 's'} labelled ${name}${created ? ' (new class)' : ''}`, 'success', 'Undo',
+      () => undoBulk(done.filter((id) => before.has(id)).map((id) => [id, before.get(id)]), name));
+  }
+  try { await loadClasses(); } catch { /* toasted */ }
+  await loadImages();
+}
+
+/** Put each image back to the class it had (an unlabelled one goes to Unknown: out of training). */
+async function undoBulk(pairs, name) {
+  const unknown = state.classes.find((c) => c.is_unknown)?.name || 'Unknown';
+  let ok = 0;
+  for (const [id, prev] of pairs) {
+    try {
+      await api(`/images/${encodeURIComponent(id)}/label`, { method: 'POST', json: { class: prev || unknown }, quiet: true });
+      ok++;
+    } catch { /* counted below */ }
+  }
+  toast(ok === pairs.length ? `Undone: ${ok} image${ok === 1 ? '' : 's'} no longer ${name}`
+    : `Undo: ${ok} of ${pairs.length} images restored`, ok === pairs.length ? 'success' : 'error');
   try { await loadClasses(); } catch { /* toasted */ }
   await loadImages();
 }
@@ -297,7 +327,10 @@ async function bulkLabel(name) {
 async function renameClass() {
   const c = state.classes.find((x) => x.name === view.cls);
   if (!c) return;
+  const input = $('prompt-input');
+  input.maxLength = maxNameChars();
   const name = await promptDialog({ title: `Rename “${c.name}”`, label: 'New name', value: c.name, ok: 'Rename' });
+  input.removeAttribute('maxlength');
   if (!name || name === c.name) return;
   try {
     await api(`/classes/${encodeURIComponent(c.id)}`, { method: 'PATCH', json: { name } });

@@ -39,6 +39,19 @@ async function load() {
   render();
 }
 
+/**
+ * What the model said about the image just before this correction: the newest earlier row of the same image on
+ * this page (its upload prediction, or the answer logged after an earlier correction).
+ */
+function predictedBefore(t) {
+  const i = view.rows.indexOf(t);
+  for (let k = i + 1; k < view.rows.length; k++) {
+    const r = view.rows[k];
+    if (r.image_id === t.image_id) return (Array.isArray(r.top_k) ? r.top_k : [])[0] || null;
+  }
+  return null;
+}
+
 function emptyRow(text) {
   return h('tr', {}, h('td', { colspan: '8', class: 'empty-cell muted' }, text));
 }
@@ -49,20 +62,29 @@ function render() {
     body.replaceChildren(emptyRow(view.offset ? 'No older transactions.' : 'No transactions yet — classify an image to start.'));
   } else {
     body.replaceChildren(...view.rows.map((t) => {
-      const top1 = Array.isArray(t.top) && t.top.length ? t.top[0] : null;
+      // The API names the ranked classes `top_k` (older builds: `top`).
+      const ranked = Array.isArray(t.top_k) ? t.top_k : Array.isArray(t.top) ? t.top : [];
+      // A correction logs the model's answer after it learned; what it said before is the image's prediction.
+      const before = t.kind === 'correct' ? predictedBefore(t) : null;
+      // Without the earlier row (an older page), show the logged answer and say it came after learning.
+      const top1 = before || ranked[0] || null;
+      const afterOnly = t.kind === 'correct' && !before && top1;
       const agreed = top1 && t.chosen_class && top1.class === t.chosen_class;
       const time = new Date(t.created_at);
+      const valid = !Number.isNaN(time.getTime());
       return h('tr', { dataset: { id: t.id, kind: t.kind } },
         h('td', { class: 'nowrap' },
-          h('time', { datetime: t.created_at, title: Number.isNaN(time.getTime()) ? '' : time.toLocaleString() }, relTime(t.created_at))),
+          h('time', { datetime: valid ? time.toISOString() : '', title: valid ? time.toLocaleString() : '' },
+            relTime(t.created_at))),
         h('td', { class: 'thumb-cell' },
           t.image_id ? h('img', { src: blobUrl(t.image_id), alt: '', loading: 'lazy', width: '40', height: '40' }) : null),
         h('td', {}, h('span', { class: `kind kind-${t.kind}` }, t.kind || '')),
-        h('td', {}, top1
-          ? [h('span', { class: 'cls' }, top1.class), ' ', h('span', { class: 'muted small' }, pct(top1.probability))]
+        h('td', { class: 'predicted' }, top1
+          ? [h('span', { class: 'cls' }, top1.class), ' ', h('span', { class: 'muted small' }, pct(top1.probability)),
+            afterOnly ? h('span', { class: 'muted small' }, ' (after learning)') : null]
           : h('span', { class: 'muted' }, '—')),
-        h('td', {}, t.chosen_class
-          ? h('span', { class: `cls chosen${agreed ? ' agreed' : top1 ? ' corrected' : ''}`, title: agreed ? 'Confirmed the prediction' : top1 ? 'Corrected the prediction' : '' },
+        h('td', { class: 'chosen-cell' }, t.chosen_class
+          ? h('span', { class: `cls chosen${agreed ? ' agreed' : top1 && !afterOnly ? ' corrected' : ''}`, title: agreed ? 'Confirmed the prediction' : top1 ? 'Corrected the prediction' : '' },
             t.chosen_class)
           : h('span', { class: 'muted' }, '—')),
         h('td', {}, t.user || '—'),

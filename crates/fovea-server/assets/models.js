@@ -63,7 +63,12 @@ async function loadModels() {
   const table = $('models-table');
   table.classList.add('loading');
   try {
-    const data = await api('/models');
+    const [data, health] = await Promise.all([
+      api('/models'),
+      fetch('/healthz').then((r) => r.json()).catch(() => null),
+    ]);
+    // The version answering now: the served registry model plus the labels its online head has learned.
+    view.online = typeof health?.model_version === 'string' ? health.model_version : null;
     view.models = Array.isArray(data?.models) ? data.models : [];
     view.models.sort((a, b) => b.created_at - a.created_at);
     view.served = data?.served ?? null;
@@ -114,7 +119,8 @@ function benchmarkCell(report) {
 }
 
 function renderModels() {
-  $('served-model').textContent = view.served || '—';
+  $('served-model').textContent = view.online || view.served || '—';
+  const online = view.online && view.served && view.online.startsWith(`${view.served}/`) ? view.online.slice(view.served.length + 1) : null;
   const served = view.models.find((m) => m.id === view.served);
   const rollback = $('rollback-btn');
   rollback.disabled = !served?.parent;
@@ -131,7 +137,10 @@ function renderModels() {
     const isServed = m.id === view.served;
     const canPromote = !isServed && m.status !== 'promoted' && m.status !== 'training' && m.kind !== 'throw-away';
     return h('tr', { dataset: { model: m.id, status: m.status }, class: isServed ? 'served' : '' },
-      h('th', { scope: 'row' }, m.id, isServed ? [' ', h('span', { class: 'badge badge-ok serving-tag' }, 'serving')] : null),
+      h('th', { scope: 'row' }, m.id, isServed ? [' ', h('span', { class: 'badge badge-ok serving-tag' }, 'serving')] : null,
+        // The top bar names the online version; say what it is and why no accuracy is shown for it.
+        isServed && online ? h('div', { class: 'online-note muted small', title: 'The online head learns every label at once; the next training run measures it' },
+          `+ ${online}: labels learned online, accuracy measured by the next training run`) : null),
       h('td', {}, h('span', { class: `kind kind-${m.kind}` }, m.kind)),
       h('td', {}, h('span', { class: `status status-${m.status}` }, m.status)),
       h('td', { class: 'mono small' }, m.parent || h('span', { class: 'muted' }, '—')),

@@ -1,9 +1,14 @@
 // fovea — searchable class picker (ARIA combobox + listbox).
 //
-// Options are <li class="class-option" data-class="name">; the typed text is offered as a new class
-// ("＋ New class “…”", also .class-option.new) when it matches no existing class exactly.
+// Options are <li class="class-option" data-class="name">. Matches rank exact first, then names that start with
+// the typed text, then names that contain it, so "Tro" + Enter picks "Trouser", never "astronaut". The typed
+// text is offered last as a new class (.class-option.new); choosing it asks once more ("Create class “San”?",
+// .class-option.confirm) so a half-typed search never silently creates a class.
 
 import { state, on } from './api.js';
+
+/** The server's class-name limit (GET /classes says it; 64 until it has). */
+export const maxNameChars = () => state.maxNameChars || 64;
 
 let uid = 0;
 
@@ -22,6 +27,7 @@ export function createPicker({ input, list, onChoose, onEmptyEnter, suggest, all
   let items = [];     // [{name, isNew, count}]
   let active = -1;
   let open = false;
+  let confirming = null; // the new name awaiting "Create class …?" confirmation
 
   function compute() {
     const q = input.value.trim();
@@ -44,12 +50,17 @@ export function createPicker({ input, list, onChoose, onEmptyEnter, suggest, all
         const n = c.name.toLowerCase();
         const i = n.indexOf(ql);
         if (i < 0) continue;
-        scored.push({ name: c.name, count: c.images, score: n === ql ? 0 : i === 0 ? 1 : 2 });
+        // A word start ("Ankle boot" for "boo") outranks a match inside a word ("astronaut" for "tro").
+        const wordStart = i > 0 && /[\s_\-./]/.test(n[i - 1]);
+        scored.push({ name: c.name, count: c.images, score: n === ql ? 0 : i === 0 ? 1 : wordStart ? 2 : 3 });
       }
       scored.sort((a, b) => a.score - b.score || (b.count || 0) - (a.count || 0) || a.name.localeCompare(b.name));
       out = scored;
       const exact = classes.some((c) => c.name.toLowerCase() === ql);
-      if (!exact && allowNew()) out.push({ name: q, isNew: true });
+      if (!exact && allowNew()) {
+        const tooLong = [...q].length > maxNameChars();
+        out.push({ name: q, isNew: true, tooLong, confirm: !tooLong && confirming === q });
+      }
     }
     return out.slice(0, max);
   }
@@ -61,16 +72,18 @@ export function createPicker({ input, list, onChoose, onEmptyEnter, suggest, all
     list.replaceChildren(...items.map((it, i) => {
       const li = document.createElement('li');
       li.id = `${id}-opt-${i}`;
-      li.className = `class-option${it.isNew ? ' new' : ''}${i === active ? ' active' : ''}`;
+      li.className = `class-option${it.isNew ? ' new' : ''}${it.confirm ? ' confirm' : ''}${it.tooLong ? ' too-long' : ''}`
+        + `${i === active ? ' active' : ''}`;
       li.dataset.class = it.name;
       li.setAttribute('role', 'option');
       li.setAttribute('aria-selected', i === active ? 'true' : 'false');
       if (it.isNew) {
         const plus = Object.assign(document.createElement('span'), { className: 'opt-plus', textContent: '+' });
         plus.setAttribute('aria-hidden', 'true');
-        li.append(plus, Object.assign(document.createElement('span'), {
-          className: 'opt-name', textContent: `New class “${it.name}”`,
-        }));
+        const text = it.tooLong
+          ? `Too long for a class name (at most ${maxNameChars()} characters)`
+          : it.confirm ? `Create class “${it.name}”? Enter again to create, Esc to cancel` : `New class “${it.name}”`;
+        li.append(plus, Object.assign(document.createElement('span'), { className: 'opt-name', textContent: text }));
       } else {
         li.append(Object.assign(document.createElement('span'), { className: 'opt-name', textContent: it.name }));
         if (it.suggested) {
@@ -103,6 +116,7 @@ export function createPicker({ input, list, onChoose, onEmptyEnter, suggest, all
 
   function hide() {
     open = false;
+    confirming = null;
     list.hidden = true;
     input.setAttribute('aria-expanded', 'false');
     input.removeAttribute('aria-activedescendant');
@@ -111,7 +125,15 @@ export function createPicker({ input, list, onChoose, onEmptyEnter, suggest, all
 
   function choose(i) {
     const it = items[i];
-    if (!it) return;
+    if (!it || it.tooLong) return;
+    if (it.isNew && confirming !== it.name) {
+      // First choice of a new name only asks; the second creates.
+      confirming = it.name;
+      active = i;
+      render();
+      return;
+    }
+    confirming = null;
     input.value = '';
     hide();
     onChoose(it.name, Boolean(it.isNew));
@@ -126,7 +148,7 @@ export function createPicker({ input, list, onChoose, onEmptyEnter, suggest, all
   }
 
   input.addEventListener('focus', show);
-  input.addEventListener('input', () => { active = input.value.trim() ? 0 : -1; show(); });
+  input.addEventListener('input', () => { confirming = null; active = input.value.trim() ? 0 : -1; show(); });
   input.addEventListener('blur', () => setTimeout(() => { if (document.activeElement !== input) hide(); }, 120));
   input.addEventListener('keydown', (e) => {
     if (e.isComposing) return;
@@ -142,7 +164,7 @@ export function createPicker({ input, list, onChoose, onEmptyEnter, suggest, all
       case 'Escape':
         e.preventDefault();
         e.stopPropagation();
-        if (input.value) { input.value = ''; active = -1; render(); } else { hide(); input.blur(); }
+        if (confirming) { confirming = null; render(); } else if (input.value) { input.value = ''; active = -1; render(); } else { hide(); input.blur(); }
         break;
       case 'Tab': hide(); break;
       default: break;
@@ -161,7 +183,7 @@ export function createPicker({ input, list, onChoose, onEmptyEnter, suggest, all
 
   return {
     focus() { input.focus(); },
-    clear() { input.value = ''; active = -1; if (open) render(); },
+    clear() { input.value = ''; confirming = null; active = -1; if (open) render(); },
     close: hide,
     refresh() { if (open) render(); },
     setDisabled(d) { input.disabled = d; if (d) hide(); },

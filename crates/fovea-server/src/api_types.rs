@@ -53,6 +53,8 @@ pub struct MergeBody {
 pub struct ClassesPage {
     /// Images per class a fine-tune run needs; classes below it are left out.
     pub cutoff: u64,
+    /// The longest class name the server accepts, in characters (the UI enforces the same).
+    pub max_name_chars: usize,
     pub classes: Vec<ClassView>,
 }
 
@@ -78,7 +80,10 @@ pub struct ImageSummary {
     pub class: Option<String>,
     pub width: u32,
     pub height: u32,
+    /// The newest logged prediction's top-1 (made at upload); the confidence filters use it.
     pub top1: Option<ScoredClass>,
+    /// The served model's top-1 now (after every label, merge and promotion since the upload).
+    pub model_top1: Option<ScoredClass>,
     /// Milliseconds since the Unix epoch.
     pub created_at: i64,
 }

@@ -137,8 +137,11 @@ async fn correct_to_a_new_class_in_the_browser() {
                                                     // The fresh model knows no classes: teach it one by typing a new name.
     let picker = wait_for(&client, "#class-input").await;
     picker.send_keys("my cat").await.unwrap();
-    // The picker offers the typed name as a new class; Enter takes the highlighted option, as a person would.
+    // The picker offers the typed name as a new class; Enter takes the highlighted option and asks "Create class
+    // …?", a second Enter creates it, as a person would.
     wait_for(&client, ".class-option.new[data-class='my cat']").await;
+    picker.send_keys("\u{E007}").await.unwrap();
+    wait_for(&client, ".class-option.confirm[data-class='my cat']").await;
     picker.send_keys("\u{E007}").await.unwrap();
     wait_text(&client, "#toast", "my cat").await; // visible feedback that the model learned
 
@@ -178,5 +181,211 @@ async fn the_models_page_shows_the_served_model_and_a_failed_training_run() {
     assert!(client.find(Locator::Css("#train-btn")).await.unwrap().is_enabled().await.unwrap());
 
     save_screenshot(&client, "models.png").await;
+    client.close().await.unwrap();
+}
+
+// ───────────────────────── a labeller's day (issue 13) ─────────────────────────
+
+async fn js(client: &fantoccini::Client, script: &str) -> serde_json::Value {
+    client.execute(script, vec![]).await.unwrap()
+}
+
+/// Waits until `script` (a JS expression) is truthy.
+async fn wait_js(client: &fantoccini::Client, script: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = js(client, &format!("return Boolean({script});")).await;
+        if v == serde_json::Value::Bool(true) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {script}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One key press sent to whatever has the focus, as a person's keyboard would (not typed into an element).
+async fn press(client: &fantoccini::Client, key: char) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let keys =
+        KeyActions::new("keyboard".into()).then(KeyAction::Down { value: key }).then(KeyAction::Up { value: key });
+    client.perform_actions(keys).await.unwrap();
+}
+
+fn get(base: &str, path: &str) -> serde_json::Value {
+    ureq::get(&format!("{base}/api/v1{path}")).call().unwrap().into_json().unwrap()
+}
+
+fn class_names(base: &str) -> Vec<String> {
+    get(base, "/classes")["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const ACTIVE_ID: &str = "return document.activeElement ? document.activeElement.id : ''";
+const ENTER: char = '\u{E007}';
+const ESCAPE: char = '\u{E00C}';
+
+/// Elements whose right edge lies beyond the viewport (ignoring ones not rendered).
+const OVERFLOW: &str = r#"
+const w = document.documentElement.clientWidth;
+const bad = [];
+for (const el of document.querySelectorAll('body *')) {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 || r.height === 0) continue;
+  if (r.right > w + 0.5) bad.push(`${el.tagName.toLowerCase()}#${el.id}.${el.className} right=${Math.round(r.right)}`);
+}
+return { width: w, scroll: document.documentElement.scrollWidth, bad: bad.slice(0, 15) };
+"#;
+
+#[tokio::test]
+async fn a_labellers_day_keyboard_search_batch_undo_history_captions_and_a_narrow_screen() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve(data.path());
+    let base = server.base.clone();
+    let Browser { client, _driver, _profile } = browser().await;
+    let files = tempfile::tempdir().unwrap();
+
+    // ── One upload by the file chooser: focus leaves the hidden input, so keys work and Enter does not reopen it.
+    client.goto(&format!("{base}/#/classify")).await.unwrap();
+    file_input(&client).await.send_keys(write_variant(files.path(), "chelsea.png", 0).to_str().unwrap()).await.unwrap();
+    wait_text(&client, "#result-meta", "ms").await;
+    assert_ne!(js(&client, ACTIVE_ID).await, "file-input");
+    // The fresh model knows no class, so the class box has the focus. A new name is only created after a second,
+    // explicit Enter on "Create class …?".
+    let picker = wait_for(&client, "#class-input").await;
+    picker.send_keys(&format!("my cat{ENTER}")).await.unwrap();
+    wait_for(&client, ".class-option.confirm[data-class='my cat']").await;
+    save_screenshot(&client, "labeller-create-confirm.png").await;
+    assert!(!class_names(&base).contains(&"my cat".to_owned()), "one Enter must not create the class");
+    picker.send_keys(&ENTER.to_string()).await.unwrap();
+    wait_text(&client, "#toast", "my cat").await;
+
+    // ── Class names: the same limit in the form as on the server; two classes added from the Dataset page.
+    let max = get(&base, "/classes")["max_name_chars"].as_u64().unwrap();
+    client.goto(&format!("{base}/#/dataset")).await.unwrap();
+    let add = wait_for(&client, "#new-class-name").await;
+    assert_eq!(add.attr("maxlength").await.unwrap(), Some(max.to_string()));
+    for name in ["astronaut", "Trouser"] {
+        add.send_keys(&format!("{name}{ENTER}")).await.unwrap();
+        wait_text(&client, "#toast", &format!("“{name}” created")).await;
+    }
+
+    // ── Search ranks a prefix match above a match inside a word: "Tro" + Enter is Trouser, never astronaut.
+    client.goto(&format!("{base}/#/classify")).await.unwrap();
+    file_input(&client).await.send_keys(write_variant(files.path(), "coffee.png", 1).to_str().unwrap()).await.unwrap();
+    wait_text(&client, "#image-meta", "×").await;
+    wait_text(&client, "#image-meta", "1-coffee").await;
+    wait_js(&client, "!document.getElementById('drop-zone').classList.contains('busy')").await;
+    assert_eq!(js(&client, ACTIVE_ID).await, "result-panel", "after an upload the shortcuts have the focus");
+    press(&client, '/').await;
+    assert_eq!(js(&client, ACTIVE_ID).await, "class-input");
+    let picker = wait_for(&client, "#class-input").await;
+    picker.send_keys("Tro").await.unwrap();
+    wait_js(&client, "document.querySelector('#class-options .class-option')?.dataset.class === 'Trouser'").await;
+    // "San" matches nothing: Enter asks, Esc takes the question back, and no class "San" exists.
+    for _ in 0..3 {
+        picker.send_keys("\u{E003}").await.unwrap(); // backspace
+    }
+    picker.send_keys(&format!("San{ENTER}")).await.unwrap();
+    wait_for(&client, ".class-option.confirm[data-class='San']").await;
+    picker.send_keys(&ESCAPE.to_string()).await.unwrap();
+    wait_js(&client, "!document.querySelector('.class-option.confirm')").await;
+    // Too long for the server: offered as an error, never created.
+    picker.send_keys(&"x".repeat(max as usize - 2)).await.unwrap();
+    wait_for(&client, ".class-option.too-long").await;
+    picker.send_keys(&format!("{ENTER}{ENTER}")).await.unwrap();
+    assert!(class_names(&base).iter().all(|n| n != "San" && !n.starts_with("Sanx")), "{:?}", class_names(&base));
+    picker.send_keys(&ESCAPE.to_string()).await.unwrap();
+    picker.send_keys(&format!("Tro{ENTER}")).await.unwrap();
+    wait_text(&client, "#toast", "Learned: Trouser").await;
+    let coffee_id: String =
+        serde_json::from_value(js(&client, "return document.querySelector('.recent-item.current').dataset.id").await)
+            .unwrap();
+
+    // ── Three files at once: a queue with progress, then labelled with the keyboard alone, one Enter each.
+    let paths: Vec<String> = [("chelsea.png", 2), ("coffee.png", 3), ("rocket.jpg", 4)]
+        .iter()
+        .map(|(n, k)| write_variant(files.path(), n, *k).to_str().unwrap().to_owned())
+        .collect();
+    let input = file_input(&client).await;
+    assert_eq!(input.attr("multiple").await.unwrap().as_deref(), Some("true"));
+    input.send_keys(&paths.join("\n")).await.unwrap();
+    wait_text(&client, "#queue-text", "Classified 3 of 3").await;
+    wait_text(&client, "#queue-text", "3 to label").await;
+    save_screenshot(&client, "labeller-batch.png").await;
+    assert_ne!(js(&client, ACTIVE_ID).await, "file-input");
+    for left in ["2 to label", "1 to label", "all labelled"] {
+        press(&client, ENTER).await;
+        wait_text(&client, "#queue-text", left).await;
+    }
+    assert_eq!(get(&base, "/images?labelled=true")["total"], 5, "5 images labelled: 2 one by one, 3 in the batch");
+
+    // ── Undo from the toast: the batch's last image had no label before, so it goes to Unknown (out of training)
+    // and is back on screen for a decision.
+    wait_for(&client, "#toast .toast-action").await.click().await.unwrap();
+    wait_text(&client, "#toast", "Undone").await;
+    wait_text(&client, "#queue-text", "1 to label").await;
+    assert_eq!(get(&base, "/images?class=Unknown")["total"], 1);
+
+    // ── History: readable times, the model's prediction beside the chosen class, corrections marked.
+    client.goto(&format!("{base}/#/history")).await.unwrap();
+    wait_for(&client, "#history-table tbody tr[data-kind='correct']").await;
+    let times =
+        js(&client, "return [...document.querySelectorAll('#history-table time')].map(t => t.textContent)").await;
+    let times = times.as_array().unwrap();
+    assert!(times.len() >= 9, "{times:?}");
+    assert!(times.iter().map(|t| t.as_str().unwrap()).all(|t| t == "just now" || t.ends_with(" min ago")), "{times:?}");
+    let predicted =
+        js(&client, "return [...document.querySelectorAll('#history-table td.predicted')].filter(td => td.textContent.includes('%')).length").await;
+    assert!(predicted.as_u64().unwrap() >= 7, "predicted cells with a probability: {predicted}");
+    // Coffee was predicted "my cat" at upload and corrected to Trouser: shown as a correction of that prediction.
+    let corrected = js(&client, &format!(
+        "return [...document.querySelectorAll('#history-table tr[data-kind=correct]')].filter(tr => tr.querySelector('img')?.src.includes('{coffee_id}')).map(tr => [tr.querySelector('td.predicted').textContent, tr.querySelector('.chosen').className])"
+    )).await;
+    let corrected = corrected.as_array().unwrap();
+    assert_eq!(corrected.len(), 1, "{corrected:?}");
+    assert!(corrected[0][0].as_str().unwrap().contains("my cat"), "{corrected:?}");
+    assert!(corrected[0][1].as_str().unwrap().contains("corrected"), "{corrected:?}");
+    save_screenshot(&client, "labeller-history.png").await;
+
+    // ── Dataset captions follow the model now: after merging "my cat" away no caption names it, and a labelled
+    // image whose model now agrees is not shown as a disagreement.
+    let classes = get(&base, "/classes");
+    let my_cat = classes["classes"].as_array().unwrap().iter().find(|c| c["name"] == "my cat").unwrap()["id"].clone();
+    ureq::post(&format!("{base}/api/v1/classes/{my_cat}/merge"))
+        .send_json(serde_json::json!({ "into": "astronaut" }))
+        .unwrap();
+    let listed = get(&base, "/images?limit=100");
+    let coffee = listed["images"].as_array().unwrap().iter().find(|i| i["id"] == coffee_id.as_str()).unwrap().clone();
+    assert_eq!(coffee["top1"]["class"], "my cat", "the upload-time prediction stays as logged: {coffee}");
+    assert_eq!(coffee["model_top1"]["class"], "Trouser", "the model learned the correction: {coffee}");
+    client.goto(&format!("{base}/#/dataset")).await.unwrap();
+    wait_for(&client, &format!(".thumb[data-id='{coffee_id}']")).await;
+    let stale = js(
+        &client,
+        "return [...document.querySelectorAll('.thumb-caption')].filter(c => c.textContent.includes('my cat')).length",
+    )
+    .await;
+    assert_eq!(stale, 0, "a caption names a merged-away class");
+    let coffee_caption = js(&client, &format!(
+        "const t = document.querySelector(\".thumb[data-id='{coffee_id}']\"); return [t.querySelector('.thumb-class').textContent, Boolean(t.querySelector('.mismatch'))]"
+    )).await;
+    assert_eq!(coffee_caption, serde_json::json!(["Trouser", false]));
+    save_screenshot(&client, "labeller-dataset.png").await;
+
+    // ── 420 px wide: no element reaches past the viewport on any page.
+    client.set_window_size(420, 900).await.unwrap();
+    for page in ["classify", "dataset", "history", "models"] {
+        client.goto(&format!("{base}/#/{page}")).await.unwrap();
+        wait_js(&client, &format!("!document.getElementById('view-{page}').hidden")).await;
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let o = js(&client, OVERFLOW).await;
+        assert!(o["width"].as_u64().unwrap() <= 420, "the window did not narrow: {o}");
+        assert!(o["bad"].as_array().unwrap().is_empty() && o["scroll"] == o["width"], "{page} at 420 px: {o}");
+        save_screenshot(&client, &format!("narrow-{page}.png")).await;
+    }
     client.close().await.unwrap();
 }

@@ -17,7 +17,8 @@ use crate::error::{bad_request, ApiError};
 pub async fn classes(State(s): State<S>, caller: Caller) -> ApiResult {
     caller.require(Role::Viewer)?;
     let classes = s.app.classes().await?;
-    Ok(Json(ClassesPage { cutoff: s.app.config().cutoff, classes }).into_response())
+    let max_name_chars = fovea_store::MAX_CLASS_NAME_CHARS;
+    Ok(Json(ClassesPage { cutoff: s.app.config().cutoff, max_name_chars, classes }).into_response())
 }
 
 /// Create a class (annotator: labelling an image with a new name creates one too).

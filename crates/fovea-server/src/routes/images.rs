@@ -108,14 +108,18 @@ pub async fn images(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<Im
         ..Default::default()
     };
     let (rows, total) = s.app.images(&filter).await?;
+    let ids: Vec<String> = rows.iter().map(|r| r.image.id.clone()).collect();
+    let now = s.app.current_top1(&ids).await?;
     let images = rows
         .into_iter()
-        .map(|r| ImageSummary {
+        .zip(now)
+        .map(|(r, model_top1)| ImageSummary {
             id: r.image.id,
             class: r.current_class,
             width: r.image.width,
             height: r.image.height,
             top1: r.last_top1.map(|(class, probability)| ScoredClass { class, probability }),
+            model_top1,
             created_at: r.image.created_at,
         })
         .collect();
