@@ -20,6 +20,8 @@ pub struct ClassifyOutcome {
     pub model_version: String,
     pub top: Vec<ScoredClass>,
     pub unknown: bool,
+    /// Standardised distance to the nearest class mean; above the calibrated threshold means unknown.
+    pub distance: Option<f64>,
     pub width: u32,
     pub height: u32,
     pub latency_ms: f64,
@@ -31,6 +33,7 @@ pub struct ClassifyOutcome {
 pub struct Predicted {
     pub top: Vec<ScoredClass>,
     pub unknown: bool,
+    pub distance: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -90,7 +93,7 @@ impl App {
                 probability: s.probability,
             })
             .collect();
-        Ok(Predicted { top, unknown: p.unknown || p.ranked.is_empty() })
+        Ok(Predicted { top, unknown: p.unknown || p.ranked.is_empty(), distance: p.distance })
     }
 
     /// Decodes, stores the bytes (once per distinct content) and embeds under the served backbone.
@@ -207,6 +210,7 @@ impl App {
             model_version,
             top: predicted.top,
             unknown: predicted.unknown,
+            distance: predicted.distance,
             width,
             height,
             latency_ms,
