@@ -87,7 +87,9 @@ impl App {
             // The head is held per page, not per scan, so labels keep landing while a big catalog is ranked.
             let head = self.head.lock().await;
             if head.backbone() != backbone {
-                return Err(AppError::Conflict("the served model changed while ranking the review queue; retry".into()));
+                return Err(AppError::Conflict(
+                    "the served model changed while ranking the review queue; retry".into(),
+                ));
             }
             for (id, embedding) in page {
                 let p = head.predict(&embedding)?;

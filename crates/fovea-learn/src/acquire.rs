@@ -43,7 +43,9 @@ impl FromStr for Strategy {
             "uncertainty" => Ok(Strategy::Uncertainty),
             "diverse" => Ok(Strategy::Diverse),
             "random" => Ok(Strategy::Random),
-            _ => Err(Error::Config(format!("unknown acquisition strategy {s:?} (expected uncertainty, diverse or random)"))),
+            _ => Err(Error::Config(format!(
+                "unknown acquisition strategy {s:?} (expected uncertainty, diverse or random)"
+            ))),
         }
     }
 }
