@@ -9,6 +9,7 @@ mod head;
 mod identify;
 mod jobs;
 mod models;
+mod review;
 #[cfg(test)]
 mod tests;
 mod training;
@@ -27,6 +28,7 @@ pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionR
 pub use fovea_vision::VisionError;
 pub use identify::Identified;
 pub use jobs::{parse_schedule, TRAIN_JOB};
+pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
 pub use training::{TrainParams, TrainProgress, TrainReport};
 pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 

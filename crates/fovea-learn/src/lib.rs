@@ -2,6 +2,7 @@
 //! time, calibrated probabilities, open-set "unknown" verdicts, active-learning scores, and offline
 //! baselines to judge them against. Pure f64 math; no I/O, no network code.
 
+pub mod acquire;
 pub mod active;
 pub mod any;
 pub mod calibrate;
@@ -17,6 +18,7 @@ pub mod slda;
 pub mod snapshot;
 pub mod synthetic;
 
+pub use acquire::{acquire, uncertainty_score, AcquireConfig, Candidate, Pick, Strategy};
 pub use active::{entropy, least_confidence, margin, Uncertainty};
 pub use any::AnyHead;
 pub use calibrate::{

@@ -14,7 +14,7 @@ use crate::routes;
         routes::healthz, routes::me, routes::classify, routes::label, routes::images, routes::blob,
         routes::transactions, routes::classes, routes::create_class, routes::rename_class, routes::merge_class,
         routes::models, routes::model, routes::promote_model, routes::rollback_model, routes::train, routes::jobs,
-        routes::job, routes::cancel_job, routes::calibration, routes::recalibrate,
+        routes::job, routes::cancel_job, routes::calibration, routes::recalibrate, routes::review,
     ),
     modifiers(&BearerToken),
     tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "service"))

@@ -3,6 +3,7 @@
 mod classes;
 mod images;
 mod models;
+mod review;
 
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::error::{bad_request, ApiError};
 pub(crate) use classes::*;
 pub(crate) use images::*;
 pub(crate) use models::*;
+pub(crate) use review::*;
 
 static ASSETS: Dir = include_dir!("$CARGO_MANIFEST_DIR/assets");
 
@@ -36,6 +38,7 @@ pub fn router(state: S) -> Router {
         .route("/images", get(images))
         .route("/images/{id}/label", post(label))
         .route("/images/{id}/blob", get(blob))
+        .route("/review", get(review))
         .route("/classes", get(classes).post(create_class))
         .route("/classes/{id}", patch(rename_class))
         .route("/classes/{id}/merge", post(merge_class))

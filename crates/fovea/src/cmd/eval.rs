@@ -13,6 +13,7 @@ use fovea_learn::{
 use fovea_model::{Backbone, Variant};
 use serde_json::json;
 
+use super::eval_acquire::{self, Acquire, Plan};
 use super::predict::{run_files, Outcome};
 use super::{load_backbone, Engine};
 
@@ -61,6 +62,19 @@ pub struct StreamArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+    /// Active learning instead: the training folder is an unlabelled pool; from one image per class, pick the
+    /// next image(s) to label with these strategies (comma-separated) and print each learning curve
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub acquire: Vec<Acquire>,
+    /// With --acquire: images picked per round before the head is asked again
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: u64,
+    /// With --acquire: measure test accuracy after every N labels
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub every: u64,
+    /// With --acquire: stop after this many labels, seed set included [default: the whole pool]
+    #[arg(long)]
+    pub budget: Option<usize>,
 }
 
 pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> anyhow::Result<i32> {
@@ -71,15 +85,33 @@ pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> a
     let test = embed_folder(backbone.as_ref(), &a.test, &cache)?;
     let dim = backbone.embedding_dim();
     let kind: HeadKind = a.head.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut head = match kind {
-        // The prior's scale comes from the data (only its overall variance, not labels), as a user's first images would give.
-        HeadKind::Slda => {
-            let cfg = SldaConfig { prior_strength: a.prior_strength, ..SldaConfig::default() }
-                .with_prior_from(train.iter().map(|e| e.x.as_slice()));
-            AnyHead::Slda(SldaHead::with_config(dim, cfg)?)
-        }
-        other => AnyHead::new(other, dim)?,
+    let new_head = || -> anyhow::Result<AnyHead> {
+        Ok(match kind {
+            // The prior's scale comes from the data (only its overall variance, not labels), as a user's first images would give.
+            HeadKind::Slda => {
+                let cfg = SldaConfig { prior_strength: a.prior_strength, ..SldaConfig::default() }
+                    .with_prior_from(train.iter().map(|e| e.x.as_slice()));
+                AnyHead::Slda(SldaHead::with_config(dim, cfg)?)
+            }
+            other => AnyHead::new(other, dim)?,
+        })
     };
+    if !a.acquire.is_empty() {
+        let plan = Plan { batch: a.batch as usize, every: a.every as usize, budget: a.budget, seed: a.seed };
+        let runs = a
+            .acquire
+            .iter()
+            .map(|&s| eval_acquire::run(new_head()?, &train, &test, s.into(), plan))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        if a.json {
+            let out = json!({"pool_images": train.len(), "test_images": test.len(), "head": a.head, "runs": runs});
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            eval_acquire::print(&runs, train.len(), test.len(), &mut std::io::stdout().lock())?;
+        }
+        return Ok(0);
+    }
+    let mut head = new_head()?;
     let order = match a.order {
         Order::ClassIncremental => StreamOrder::ClassIncremental,
         Order::Shuffled => StreamOrder::Shuffled,

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod eval;
+pub mod eval_acquire;
 pub mod export;
 pub mod fetch;
 pub mod identify;
