@@ -101,7 +101,6 @@ fn served_probabilities_are_calibrated_and_strangers_are_unknown() {
     let root = tmp("digits");
     digits(&root, 12, 30);
     let data = root.join("data");
-    let d = data.to_str().unwrap();
     ok(&fovea(&data, &["import", "--labelled", root.join("train").to_str().unwrap()]));
 
     // Held-out digits: nobody trained on them.
@@ -155,12 +154,42 @@ fn served_probabilities_are_calibrated_and_strangers_are_unknown() {
     assert!(ood.iter().all(|r| !r.1.is_empty()), "an unknown answer still names the nearest class");
 
     // The fit and its evidence are on the served model's registry row.
-    let shown: Value = serde_json::from_str(&ok(&fovea(&data, &["models", "show", "lite0"]))).unwrap();
+    let shown: Value = serde_json::from_str(&ok(&fovea(&data, &["models", "show", "efficientnet-lite0"]))).unwrap();
     let cal = &shown["metrics"]["calibration"];
     assert_eq!(cal["source"], "leave-one-out", "{cal}");
     assert!(cal["samples"].as_u64().unwrap() >= 100, "{cal}");
     assert!(cal["ece_after"].as_f64().unwrap() < cal["ece_before"].as_f64().unwrap(), "{cal}");
     assert!(cal["false_unknown_rate"].as_f64().unwrap() <= 0.05 + 1e-9, "{cal}");
-    let _ = d;
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn with_one_photo_per_class_a_horse_is_unknown_and_a_known_photo_is_not() {
+    let root = tmp("few");
+    let photos = fovea_model::fetch::ensure_sample_photos(&fovea_model::fovea_home()).unwrap();
+    let seed = root.join("seed");
+    for (class, file) in [("cat", "chelsea.png"), ("coffee", "coffee.png"), ("rocket", "rocket.jpg")]
+        .into_iter()
+        .chain([("motorcycle", "motorcycle_left.png"), ("astronaut", "astronaut.png")])
+    {
+        std::fs::create_dir_all(seed.join(class)).unwrap();
+        std::fs::copy(photos.join(file), seed.join(class).join(file)).unwrap();
+    }
+    let data = root.join("data");
+    ok(&fovea(&data, &["import", "--labelled", seed.to_str().unwrap()]));
+    let queries = root.join("queries");
+    std::fs::create_dir_all(&queries).unwrap();
+    std::fs::copy(photos.join("horse.png"), queries.join("horse.png")).unwrap();
+    std::fs::copy(photos.join("motorcycle_right.png"), queries.join("motorcycle_right.png")).unwrap();
+    std::fs::write(queries.join("cat_crop.png"), common::photo_variant("chelsea.png", 3)).unwrap();
+    let csv = root.join("q.csv");
+    ok(&fovea(&data, &["identify", queries.to_str().unwrap(), "--csv", csv.to_str().unwrap()]));
+    let rows = read_csv(&csv);
+    let verdict = |name: &str| rows.iter().find(|r| r.0.ends_with(name)).unwrap_or_else(|| panic!("{name}")).clone();
+    let horse = verdict("horse.png");
+    assert!(horse.3 && !horse.1.is_empty(), "the horse silhouette: {horse:?}");
+    let (cat, moto) = (verdict("cat_crop.png"), verdict("motorcycle_right.png"));
+    assert!(!cat.3 && cat.1 == "cat", "{cat:?}");
+    assert!(!moto.3 && moto.1 == "motorcycle", "{moto:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
