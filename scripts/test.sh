@@ -9,4 +9,4 @@ cargo build --locked --workspace --all-targets
 echo "==> fetching weights and sample photos into $FOVEA_HOME"
 "$CARGO_TARGET_DIR/debug/fovea" fetch --samples
 echo "==> cargo test"
-cargo test --locked --workspace 2>&1
+cargo test --locked --workspace --no-fail-fast 2>&1

@@ -93,14 +93,7 @@ impl App {
             }
             for (id, embedding) in page {
                 let p = head.predict(&embedding)?;
-                let top = p
-                    .top_k(self.cfg.top_k)
-                    .iter()
-                    .map(|s| ScoredClass {
-                        class: head.head.class_name(s.class).unwrap_or("?").to_owned(),
-                        probability: s.probability,
-                    })
-                    .collect();
+                let top = self.named_top(&head, &p);
                 let unknown = p.unknown || p.ranked.is_empty();
                 let c = Candidate { embedding: &embedding, probabilities: &p.probabilities, unknown };
                 let uncertainty = c.uncertainty(cfg.uncertainty);

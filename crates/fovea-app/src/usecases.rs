@@ -85,15 +85,18 @@ fn token_hash(token: &str) -> String {
 impl App {
     fn predicted(&self, head: &HeadState, embedding: &[f32]) -> Result<Predicted> {
         let p = head.predict(embedding)?;
-        let top = p
-            .top_k(self.cfg.top_k)
+        Ok(Predicted { top: self.named_top(head, &p), unknown: p.unknown || p.ranked.is_empty(), distance: p.distance })
+    }
+
+    /// The prediction's top classes by name, as every answer shows them.
+    pub(crate) fn named_top(&self, head: &HeadState, p: &fovea_learn::Prediction) -> Vec<ScoredClass> {
+        p.top_k(self.cfg.top_k)
             .iter()
             .map(|s| ScoredClass {
                 class: head.head.class_name(s.class).unwrap_or("?").to_owned(),
                 probability: s.probability,
             })
-            .collect();
-        Ok(Predicted { top, unknown: p.unknown || p.ranked.is_empty(), distance: p.distance })
+            .collect()
     }
 
     /// Decodes, stores the bytes (once per distinct content) and embeds under the served backbone.

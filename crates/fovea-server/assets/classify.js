@@ -360,9 +360,9 @@ function showCurrent({ animate = false } = {}) {
   if (typeof c.latency_ms === 'number') meta.push(`${c.latency_ms.toFixed(1)} ms`);
   $('result-meta').textContent = meta.join(' · ');
   $('result-empty').hidden = true;
-  $('unknown-note').hidden = c.top.length > 0;
+  $('unknown-note').hidden = c.top.length > 0 && !c.unknown;
   $('unknown-note').textContent = c.top.length
-    ? ''
+    ? 'Unknown: this image is unlike every class the model knows (the nearest are shown below).'
     : (state.classes.some((x) => !x.is_unknown)
       ? 'The model is not confident about any class — name this image to teach it.'
       : 'The model knows no classes yet — name this image to teach it.');

@@ -2,6 +2,7 @@
 
 import { api, state, toast, pct, relTime, h, on } from './api.js';
 import { curveFigure } from './chart.js';
+import { calibrationView } from './calibration.js';
 
 const $ = (id) => document.getElementById(id);
 const ACTIVE = new Set(['queued', 'running']);
@@ -72,6 +73,7 @@ async function loadModels() {
     view.models = Array.isArray(data?.models) ? data.models : [];
     view.models.sort((a, b) => b.created_at - a.created_at);
     view.served = data?.served ?? null;
+    view.calibration = data?.calibration ?? null;
   } catch {
     table.tBodies[0].replaceChildren(emptyRow('Could not load the models.'));
     return;
@@ -119,6 +121,7 @@ function benchmarkCell(report) {
 }
 
 function renderModels() {
+  $('calibration').replaceChildren(...calibrationView(view.calibration));
   $('served-model').textContent = view.online || view.served || '—';
   const online = view.online && view.served && view.online.startsWith(`${view.served}/`) ? view.online.slice(view.served.length + 1) : null;
   const served = view.models.find((m) => m.id === view.served);

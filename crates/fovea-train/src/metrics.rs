@@ -31,15 +31,8 @@ pub struct ClassMetrics {
     pub recall: f64,
 }
 
-/// One bin of the reliability diagram; `confidence` and `accuracy` are means over the bin (0 when empty).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReliabilityBin {
-    pub lower: f64,
-    pub upper: f64,
-    pub count: usize,
-    pub confidence: f64,
-    pub accuracy: f64,
-}
+/// One bin of the reliability diagram (shared with the online head's calibration report).
+pub use fovea_learn::heldout::ReliabilityBin;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {

@@ -9,10 +9,10 @@ use crate::TrainError;
 #[test]
 fn learns_a_separable_set_and_reports_progress() {
     let w = tiny_weights(11, 10);
-    let train = stripes(10, 12);
-    let validation = stripes(6, 13);
+    let train = stripes(16, 12);
+    let validation = stripes(10, 13);
     let config =
-        FineTuneConfig { epochs: 6, patience: 2, ..small_config("all=freeze,stage1-2=finetune,head=finetune") };
+        FineTuneConfig { epochs: 6, patience: 4, ..small_config("all=freeze,stage1-2=finetune,head=finetune") };
     let mut reports = Vec::new();
     let out =
         fine_tune(&w, &names(2), None, &train, &validation, &config, &mut |p| reports.push(p), &AtomicBool::new(false))
@@ -41,7 +41,7 @@ fn learns_a_separable_set_and_reports_progress() {
     // Caching reports come first, then one per step plus one per epoch carrying the validation accuracy.
     assert_eq!(reports[0].phase, "caching");
     let training: Vec<&Progress> = reports.iter().filter(|p| p.phase == "training").collect();
-    assert_eq!(training.len(), out.history.len() * (4 + 1));
+    assert_eq!(training.len(), out.history.len() * (train.len().div_ceil(config.batch_size) + 1));
     assert!(training.iter().filter(|p| p.validation_accuracy.is_some()).count() == out.history.len());
 
     // The kept weights classify the validation set as well as the best epoch said (serving's own forward).
