@@ -18,7 +18,9 @@ mod usecases;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use calibration::{CalibrationReport, LiveReliability, ReliabilityBinView, FALLBACK_MAX_DISTANCE, TARGET_FALSE_UNKNOWN};
+pub use calibration::{
+    CalibrationReport, LiveReliability, ReliabilityBinView, FALLBACK_MAX_DISTANCE, TARGET_FALSE_UNKNOWN,
+};
 pub use compute::Compute;
 pub use error::{AppError, Result};
 pub use export::{csv_field, DatasetFormat, ModelFormat};

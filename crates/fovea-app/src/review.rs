@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use fovea_learn::{acquire, AcquireConfig, Candidate, Head, Strategy};
+use fovea_learn::{acquire, AcquireConfig, Candidate, Strategy};
 use fovea_store::{ImageFilter, ScoredClass};
 use serde::Serialize;
 

@@ -150,10 +150,8 @@ pub fn fit_held_out(
     let before = held_out_reliability(held, 1.0);
     if held.len() < min_samples.max(1) {
         let calibration = Calibration { temperature: 1.0, min_probability: None, max_distance: fallback_max_distance };
-        let rejected = held
-            .iter()
-            .filter(|h| matches!((h.distance, fallback_max_distance), (Some(d), Some(m)) if d > m))
-            .count();
+        let rejected =
+            held.iter().filter(|h| matches!((h.distance, fallback_max_distance), (Some(d), Some(m)) if d > m)).count();
         let false_unknown_rate = if held.is_empty() { 0.0 } else { rejected as f64 / held.len() as f64 };
         return CalibrationFit { calibration, after: before.clone(), before, false_unknown_rate };
     }

@@ -31,8 +31,10 @@ pub use eval::{
     accuracy, balanced_accuracy, correction_check, per_class_accuracy, run_stream, stream_order, Checkpoint,
     ClassAccuracy, Classifier, CorrectionCase, CorrectionReport, Example, LatencyStats, StreamOrder, StreamReport,
 };
-pub use heldout::{fit_held_out, held_out_reliability, leave_one_out, reliability, CalibrationFit, HeldOut, Reliability};
 pub use head::{Event, Head, HeadKind, Prediction, RawScores, Scored};
+pub use heldout::{
+    fit_held_out, held_out_reliability, leave_one_out, reliability, CalibrationFit, HeldOut, Reliability,
+};
 pub use ncm::{Metric, NcmConfig, NcmHead};
 pub use offline::{batch_ncm, FitReport, LogisticConfig, LogisticRegression};
 pub use slda::{SldaConfig, SldaHead};

@@ -31,7 +31,10 @@ fn view(photo: &RgbImage, k: u32, frac: u32, flip: bool, dim: u8) -> RgbImage {
 
 fn embeddings(weights: &Weights, images: &[TrainImage]) -> Vec<Vec<f32>> {
     let net = FastBackbone::new(weights, Variant::Lite0, 2).unwrap();
-    images.iter().map(|t| net.run(&fovea_vision::to_input(&t.image.get().unwrap(), 224), 1).unwrap().embedding(0).to_vec()).collect()
+    images
+        .iter()
+        .map(|t| net.run(&fovea_vision::to_input(&t.image.get().unwrap(), 224), 1).unwrap().embedding(0).to_vec())
+        .collect()
 }
 
 fn unit(v: &[f32]) -> Vec<f64> {

@@ -103,7 +103,7 @@ pub fn run(
             let i = pool[pos];
             head.learn_named(&train[i].x, &train[i].class)?;
             labelled.push(i);
-            if labelled.len() % every == 0 {
+            if labelled.len().is_multiple_of(every) {
                 curve.push(Point { labels: labelled.len(), accuracy: fovea_learn::accuracy(&head, test)? });
             }
         }
