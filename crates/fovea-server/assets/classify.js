@@ -5,6 +5,7 @@
 // labelled with the keyboard alone (Enter, 1–5, U, ←/→).
 
 import { api, state, noteModel, loadClasses, canLabel, toast, toastAction, pct, h, on } from './api.js';
+import { loadReview } from './review.js';
 import { createPicker } from './picker.js';
 
 const $ = (id) => document.getElementById(id);
@@ -20,6 +21,7 @@ let picker;
 const queue = { files: [], running: false, total: 0, done: 0, failed: 0, batch: [] };
 
 export function initClassify() {
+  $('review-btn').addEventListener('click', (e) => loadReview(enqueue, e.currentTarget));
   const drop = $('drop-zone');
   const fileInput = $('file-input');
 

@@ -153,6 +153,20 @@ async fn correct_to_a_new_class_in_the_browser() {
     assert!(top.text().await.unwrap().contains('%'));
 
     save_screenshot(&client, "fovea-classify.png").await;
+
+    // The review queue hands the unlabelled images (the second upload and a coffee) to the same keyboard flow.
+    let input = file_input(&client).await;
+    input.send_keys(write_variant(files.path(), "coffee.png", 2).to_str().unwrap()).await.unwrap();
+    wait_text(&client, "#image-meta", "coffee").await;
+    wait_text(&client, "#result-meta", "ms").await;
+    wait_for(&client, "#review-btn").await.click().await.unwrap();
+    wait_text(&client, "#queue-text", "Classified 2 of 2").await;
+    wait_text(&client, "#queue-text", "2 to label").await;
+    press(&client, '\u{E007}').await;
+    wait_text(&client, "#queue-text", "1 to label").await;
+    press(&client, '\u{E007}').await;
+    wait_text(&client, "#queue-text", "all labelled").await;
+    assert_eq!(get(&base, "/review?limit=5")["items"].as_array().unwrap().len(), 0);
     client.close().await.unwrap();
 }
 
