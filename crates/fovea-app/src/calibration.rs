@@ -26,7 +26,7 @@ const MIN_EVIDENCE: usize = 20;
 /// learned once each: crops of them and another photo of the same motorcycle sit at 0.20–0.56, while unrelated
 /// pictures (a horse, bricks, grass, coins, a page of text, the moon, a camera man) sit at 2.3–3.3.
 pub const FALLBACK_MAX_DISTANCE: f64 = 1.0;
-/// A fit is refreshed once the label log has moved this many entries past it (or a tenth of its evidence).
+/// A fit is refreshed once the label log has moved this many entries past it (or a tenth of the labels learned).
 const REFIT_AFTER_LABELS: i64 = 20;
 /// How often the background task checks whether the fit is stale.
 const POLL: Duration = Duration::from_secs(2);
@@ -148,12 +148,14 @@ impl CalibrationReport {
     }
 
     /// True when the head has moved on far enough that this fit should be redone.
-    fn stale(&self, backbone: &str, seq: i64, head_calibration: &fovea_learn::Calibration) -> bool {
+    /// `learned` is how many samples the head holds now: a refit waits for a tenth more, so a bulk import of
+    /// thousands of labels costs a few dozen refits, not thousands.
+    fn stale(&self, backbone: &str, seq: i64, head_calibration: &fovea_learn::Calibration, learned: u64) -> bool {
         let moved = (seq - self.label_seq).abs();
         self.model != backbone
             || head_calibration.temperature != self.temperature
             || head_calibration.max_distance != self.max_distance
-            || moved >= REFIT_AFTER_LABELS.max(self.samples as i64 / 10)
+            || moved >= REFIT_AFTER_LABELS.max(learned as i64 / 10)
     }
 }
 
@@ -277,7 +279,7 @@ impl App {
         }
         match current {
             None => true,
-            Some(r) => r.stale(h.backbone(), h.seq, h.head.calibration()),
+            Some(r) => r.stale(h.backbone(), h.seq, h.head.calibration(), h.head.total()),
         }
     }
 
@@ -309,6 +311,21 @@ pub(crate) fn spawn_refresher(app: &Arc<App>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fit_goes_stale_with_new_labels_a_new_head_or_another_model() {
+        let fit = fit_held_out(&[], TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE));
+        let report = CalibrationReport::new("m".into(), 100, &fit);
+        let cal = fit.calibration;
+        assert!(!report.stale("m", 119, &cal, 50));
+        assert!(report.stale("m", 120, &cal, 50));
+        // A big head waits for a tenth more labels.
+        assert!(!report.stale("m", 1099, &cal, 10_000));
+        assert!(report.stale("m", 1100, &cal, 10_000));
+        assert!(report.stale("other", 100, &cal, 50));
+        // A head rebuilt after a rename or merge starts uncalibrated.
+        assert!(report.stale("m", 100, &fovea_learn::Calibration::default(), 50));
+    }
 
     #[test]
     fn evidence_is_spread_over_classes_deterministically() {
