@@ -25,7 +25,7 @@ pub use compute::Compute;
 pub use error::{AppError, Result};
 pub use export::{csv_field, DatasetFormat, ModelFormat};
 pub use fovea_store::{ClassId, LabelOrigin};
-pub use fovea_store::{ImageFilter, ImageRow, Role, ScoredClass, TransactionRecord, UserRecord};
+pub use fovea_store::{ImageFilter, ImageRow, ImageSort, Role, ScoredClass, TransactionRecord, UserRecord};
 pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;
 pub use identify::Identified;

@@ -54,6 +54,7 @@ export function initDataset() {
     filters.querySelector('input[name=labelled][value=""]').checked = true;
     $('min-conf').value = '';
     $('max-conf').value = '';
+    $('sort-images').value = 'newest';
     readFilters();
   });
 
@@ -107,6 +108,7 @@ function readFilters() {
   view.labelled = f.querySelector('input[name=labelled]:checked')?.value || '';
   view.minConf = $('min-conf').value;
   view.maxConf = $('max-conf').value;
+  view.sort = $('sort-images').value;
   view.offset = 0;
   loadImages();
 }
@@ -173,6 +175,7 @@ async function loadImages() {
   const max = parseFloat(view.maxConf);
   if (!Number.isNaN(min) && min > 0) q.set('min_conf', String(Math.min(100, min) / 100));
   if (!Number.isNaN(max) && max < 100) q.set('max_conf', String(Math.max(0, max) / 100));
+  if (view.sort && view.sort !== 'newest') q.set('sort', view.sort);
   q.set('limit', String(PAGE));
   q.set('offset', String(view.offset));
   $('image-grid').classList.add('loading');

@@ -282,6 +282,8 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_stays_healthy() {
         .unwrap();
     assert_eq!(call(&s.router, garbage).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(call(&s.router, get(&t, "/api/v1/images?min_conf=7")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&s.router, get(&t, "/api/v1/images?sort=sideways")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&s.router, get(&t, "/api/v1/images?sort=lowest_confidence")).await.0, StatusCode::OK);
     let (st, ok) = call(&s.router, upload(Some(&t), good)).await;
     assert_eq!(st, StatusCode::OK, "still healthy after bad input: {ok}");
 }

@@ -148,9 +148,24 @@ pub struct ImageFilter {
     pub min_conf: Option<f64>,
     pub max_conf: Option<f64>,
     pub split: Option<Split>,
+    /// Order of the listing (newest first by default).
+    #[serde(default)]
+    pub sort: ImageSort,
     /// Page size; `None` means no limit.
     pub limit: Option<u32>,
     pub offset: u32,
+}
+
+/// How an image listing is ordered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSort {
+    /// Newest first.
+    #[default]
+    Newest,
+    /// Lowest top-1 probability of the latest prediction first (images never predicted last): the answers a
+    /// person should check first.
+    LowestConfidence,
 }
 
 /// One row of an image listing: the image with its current label and latest top-1 prediction.

@@ -117,7 +117,12 @@ pub(super) async fn list_images(pool: &SqlitePool, filter: &ImageFilter) -> Resu
     ));
     push_filter(&mut query, filter)?;
     query
-        .push(" ORDER BY i.created_at DESC, i.id LIMIT ")
+        .push(match filter.sort {
+            ImageSort::Newest => " ORDER BY i.created_at DESC, i.id LIMIT ",
+            ImageSort::LowestConfidence => {
+                " ORDER BY p.top1_probability IS NULL, p.top1_probability ASC, i.created_at DESC, i.id LIMIT "
+            }
+        })
         .push_bind(sql_limit(filter.limit))
         .push(" OFFSET ")
         .push_bind(i64::from(filter.offset));

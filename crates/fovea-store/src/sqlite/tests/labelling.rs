@@ -238,6 +238,11 @@ async fn image_filters_select_the_right_rows() {
     let low = list(ImageFilter { max_conf: Some(0.5), labelled: Some(false), ..Default::default() }).await;
     assert_eq!(ids(low), vec![c.clone()]);
 
+    // Least confident first: c (0.2), b (latest 0.6), a (0.9), then d, never predicted.
+    let unsure_first = list(ImageFilter { sort: ImageSort::LowestConfidence, ..Default::default() }).await;
+    let order: Vec<String> = unsure_first.into_iter().map(|r| r.image.id).collect();
+    assert_eq!(order, vec![c.clone(), b.clone(), a.clone(), d.clone()]);
+
     let all = list(ImageFilter::default()).await;
     assert_eq!(all.len(), 4);
     let d_row = all.iter().find(|r| r.image.id == d).unwrap();
