@@ -525,3 +525,5 @@ async fn a_storage_failure_is_a_5xx_that_names_no_internal_path() {
 
 #[path = "integration/bounded.rs"]
 mod bounded;
+#[path = "integration/review.rs"]
+mod review;

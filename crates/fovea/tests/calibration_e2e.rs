@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::ok;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -17,17 +19,6 @@ fn fovea(data: &Path, args: &[&str]) -> Output {
         .args(&args[1..])
         .output()
         .expect("run fovea")
-}
-
-fn ok(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Cursor};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A running `fovea serve --open`; killed when dropped.
 pub struct Served {
@@ -54,4 +54,16 @@ pub fn photo_variant(name: &str, k: u32) -> Vec<u8> {
     let mut out = Vec::new();
     crop.to_image().write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
     out
+}
+
+/// A command's stdout, after asserting it succeeded (its output shown when it did not).
+pub fn ok(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }

@@ -6,21 +6,9 @@ use std::io::Cursor;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use fovea_app::{App, AppConfig, Role};
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
-fn backbone() -> Box<dyn fovea_model::Backbone> {
-    let home = fovea_model::fovea_home();
-    let path = fovea_model::ensure_weights(&home, fovea_model::Variant::Lite0).unwrap();
-    let w = fovea_model::Weights::load_safetensors(&path).unwrap();
-    Box::new(fovea_model::FastBackbone::new(&w, fovea_model::Variant::Lite0, 2).unwrap())
-}
-
-fn photo(name: &str) -> image::RgbImage {
-    let dir = fovea_model::fetch::ensure_sample_photos(&fovea_model::fovea_home()).unwrap();
-    fovea_vision::decode_file(&dir.join(name), &Default::default()).unwrap()
-}
+use super::{backbone, call, get, photo};
 
 /// A crop of a photo: similar to the others of the same photo, never byte-identical.
 fn crop(img: &image::RgbImage, k: u32) -> Vec<u8> {
@@ -33,19 +21,8 @@ fn crop(img: &image::RgbImage, k: u32) -> Vec<u8> {
     out
 }
 
-async fn call(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
-    let res = router.clone().oneshot(req).await.unwrap();
-    let status = res.status();
-    let bytes = res.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
 fn with_token(b: axum::http::request::Builder, token: &str) -> axum::http::request::Builder {
     b.header("authorization", format!("Bearer {token}"))
-}
-
-fn get(token: &str, uri: &str) -> Request<Body> {
-    with_token(Request::get(uri), token).body(Body::empty()).unwrap()
 }
 
 async fn classify(router: &axum::Router, token: &str, bytes: Vec<u8>) -> String {
