@@ -283,8 +283,22 @@ impl App {
         }
     }
 
-    /// Brings the calibration up to date now when it is stale (used on start, so one-shot commands serve it).
+    /// Brings the calibration up to date now when it is stale (used on start, so one-shot commands serve it). The
+    /// last fit recorded on the served model's registry row is adopted first: when the restored head still carries
+    /// it and few labels came since, nothing is refitted on start.
     pub async fn ensure_calibrated(&self) -> Result<()> {
+        let served = self.head.lock().await.backbone().to_owned();
+        let recorded = self
+            .catalog
+            .get_model_version(&served)
+            .await?
+            .and_then(|m| serde_json::from_value::<CalibrationReport>(m.metrics.get("calibration")?.clone()).ok());
+        {
+            let mut current = self.calibration.lock().await;
+            if current.is_none() {
+                *current = recorded;
+            }
+        }
         if self.calibration_stale().await {
             self.recalibrate().await?;
         }
