@@ -85,6 +85,7 @@ pub fn reliability(outcomes: &[(f64, bool, f64)]) -> Reliability {
         if !right {
             wrong.push(p);
         }
+        // A floor on the true class's probability, so a single zero does not make the NLL infinite.
         nll -= p_true.max(1e-12).ln();
     }
     let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };

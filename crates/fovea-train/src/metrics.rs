@@ -11,11 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainError};
 
 /// Number of equal-width confidence bins for the calibration error and the reliability diagram.
-pub const CALIBRATION_BINS: usize = 15;
+pub const CALIBRATION_BINS: usize = fovea_learn::heldout::RELIABILITY_BINS;
 /// How far a probability row's sum may stray from 1 (f32 softmax outputs are not exact).
 const ROW_SUM_TOLERANCE: f64 = 1e-3;
-/// Floor on the probability of the true class in the log-likelihood, so a single zero does not make it infinite.
-const MIN_PROBABILITY: f64 = 1e-12;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassMetrics {
@@ -109,10 +107,8 @@ pub fn evaluate(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>])
     validate(classes, truth, probabilities)?;
     let k = classes.len();
     let mut confusion = vec![vec![0u32; k]; k];
-    let mut bin_count = [0usize; CALIBRATION_BINS];
-    let mut bin_confidence = [0f64; CALIBRATION_BINS];
-    let mut bin_correct = [0usize; CALIBRATION_BINS];
-    let mut nll_sum = 0.0;
+    // (top-1 confidence, right?, probability of the true class): what the shared reliability summary needs.
+    let mut outcomes = Vec::with_capacity(truth.len());
     let mut correct = 0;
 
     for (&t, row) in truth.iter().zip(probabilities) {
@@ -120,13 +116,7 @@ pub fn evaluate(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>])
         confusion[t][predicted] += 1;
         let hit = predicted == t;
         correct += usize::from(hit);
-        let confidence = f64::from(row[predicted]);
-        // Confidence 1.0 belongs to the last bin, which is closed on the right.
-        let bin = ((confidence * CALIBRATION_BINS as f64) as usize).min(CALIBRATION_BINS - 1);
-        bin_count[bin] += 1;
-        bin_confidence[bin] += confidence;
-        bin_correct[bin] += usize::from(hit);
-        nll_sum -= f64::from(row[t]).max(MIN_PROBABILITY).ln();
+        outcomes.push((f64::from(row[predicted]), hit, f64::from(row[t])));
     }
 
     let n = truth.len();
@@ -148,22 +138,7 @@ pub fn evaluate(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>])
         })
         .collect();
 
-    let mut ece = 0.0;
-    let reliability = (0..CALIBRATION_BINS)
-        .map(|b| {
-            let count = bin_count[b];
-            let confidence = if count == 0 { 0.0 } else { bin_confidence[b] / count as f64 };
-            let accuracy = ratio(bin_correct[b], count);
-            ece += ratio(count, n) * (confidence - accuracy).abs();
-            ReliabilityBin {
-                lower: b as f64 / CALIBRATION_BINS as f64,
-                upper: (b + 1) as f64 / CALIBRATION_BINS as f64,
-                count,
-                confidence,
-                accuracy,
-            }
-        })
-        .collect();
+    let calibration = fovea_learn::reliability(&outcomes);
 
     Ok(Evaluation {
         classes: classes.to_vec(),
@@ -171,9 +146,9 @@ pub fn evaluate(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>])
         accuracy: ratio(correct, n),
         per_class,
         confusion,
-        ece,
-        reliability,
-        nll: if n == 0 { 0.0 } else { nll_sum / n as f64 },
+        ece: calibration.ece,
+        reliability: calibration.bins,
+        nll: calibration.nll,
     })
 }
 
