@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::collections::CollectionStore;
 use crate::error::Result;
 use crate::model::*;
 
 #[async_trait]
-pub trait Catalog: Send + Sync {
+pub trait Catalog: CollectionStore + Send + Sync {
     // ---- images ----
 
     /// Registers an image; an image with the same id already present is returned unchanged with

@@ -4,6 +4,7 @@
 
 pub mod blobs;
 pub mod catalog;
+pub mod collections;
 pub mod error;
 pub mod model;
 pub mod sqlite;
@@ -12,6 +13,7 @@ pub use blobs::{blob_key_for, Blobs, LocalBlobs};
 #[cfg(feature = "s3")]
 pub use blobs::{S3Blobs, S3Config};
 pub use catalog::Catalog;
+pub use collections::*;
 pub use error::{Result, StoreError};
 pub use model::*;
 pub use sqlite::SqliteCatalog;

@@ -5,7 +5,9 @@
 //! `BEGIN IMMEDIATE` transaction: it takes the write lock up front, so two writers queue on the busy
 //! timeout instead of one failing with SQLITE_BUSY when it tries to upgrade a read lock.
 
+mod bulk;
 mod classes;
+mod collections;
 mod embeddings;
 mod images;
 mod jobs;
@@ -24,6 +26,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 
 use crate::catalog::Catalog;
+use crate::collections::*;
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
@@ -283,5 +286,60 @@ impl Catalog for SqliteCatalog {
     }
     async fn cancel_job(&self, id: i64) -> Result<bool> {
         jobs::cancel_job(&self.pool, id).await
+    }
+}
+
+#[async_trait]
+impl CollectionStore for SqliteCatalog {
+    async fn create_collection(&self, c: NewCollection) -> Result<CollectionRecord> {
+        collections::create_collection(&self.pool, c).await
+    }
+    async fn get_collection(&self, id: i64) -> Result<Option<CollectionRecord>> {
+        collections::get_collection(&self.pool, id).await
+    }
+    async fn list_collections(&self) -> Result<Vec<CollectionRecord>> {
+        collections::list_collections(&self.pool).await
+    }
+    async fn set_collection_job(&self, id: i64, job_id: i64) -> Result<()> {
+        collections::set_collection_field(&self.pool, id, "job_id", job_id).await
+    }
+    async fn set_collection_total(&self, id: i64, total: u64) -> Result<()> {
+        collections::set_collection_field(&self.pool, id, "total", i64::try_from(total).unwrap_or(i64::MAX)).await
+    }
+    async fn add_collection_items(&self, collection: i64, items: &[NewCollectionItem]) -> Result<u64> {
+        collections::add_collection_items(&self.pool, collection, items).await
+    }
+    async fn list_collection_items(&self, filter: &ItemFilter) -> Result<Vec<CollectionItem>> {
+        collections::list_collection_items(&self.pool, filter).await
+    }
+    async fn count_collection_items(&self, filter: &ItemFilter) -> Result<u64> {
+        collections::count_collection_items(&self.pool, filter).await
+    }
+    async fn confused_pairs(&self, collection: Option<i64>, max_margin: f64, limit: u32) -> Result<Vec<ConfusedPair>> {
+        collections::confused_pairs(&self.pool, collection, max_margin, limit).await
+    }
+    async fn coverage(&self, tags: &[String]) -> Result<Vec<CoverageRow>> {
+        collections::coverage(&self.pool, tags).await
+    }
+    async fn list_tags(&self) -> Result<Vec<(String, u64)>> {
+        collections::list_tags(&self.pool).await
+    }
+    async fn image_tags(&self, image_id: &str) -> Result<Vec<String>> {
+        collections::image_tags(&self.pool, image_id).await
+    }
+    async fn apply_bulk(
+        &self,
+        change: &BulkChange,
+        params: &serde_json::Value,
+        targets: &[BulkTarget],
+        user: &str,
+    ) -> Result<BulkActionRecord> {
+        bulk::apply_bulk(&self.pool, change, params, targets, user).await
+    }
+    async fn undo_bulk(&self, id: i64) -> Result<UndoOutcome> {
+        bulk::undo_bulk(&self.pool, id).await
+    }
+    async fn list_bulk_actions(&self, limit: u32) -> Result<Vec<BulkActionRecord>> {
+        bulk::list_bulk_actions(&self.pool, limit).await
     }
 }

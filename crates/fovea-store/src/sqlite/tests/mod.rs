@@ -6,6 +6,7 @@ use super::SqliteCatalog;
 use crate::model::*;
 use crate::{blob_key_for, Catalog, StoreError};
 
+mod collections;
 mod labelling;
 mod operations;
 
