@@ -208,6 +208,29 @@ impl App {
         self.live_evidence.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
     }
 
+    /// Fits a calibration for `head` (learned from `backbone`'s embeddings) from leave-one-out predictions over
+    /// labelled images `rows` (image id, class), spread over the classes.
+    pub(crate) async fn fit_calibration(
+        &self,
+        head: fovea_learn::AnyHead,
+        backbone: &str,
+        rows: Vec<(String, String)>,
+    ) -> Result<CalibrationFit> {
+        let mut samples = Vec::new();
+        for (id, class) in spread_over_classes(rows, MAX_EVIDENCE) {
+            if let Some(e) = self.catalog.get_embedding(&id, backbone).await? {
+                samples.push((e, class));
+            }
+        }
+        tokio::task::spawn_blocking(move || -> Result<CalibrationFit> {
+            let refs: Vec<(&[f32], &str)> = samples.iter().map(|(e, c)| (e.as_slice(), c.as_str())).collect();
+            let held = leave_one_out(&head, &refs)?;
+            Ok(fit_held_out(&held, TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE)))
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+    }
+
     /// Fits the served head's calibration now from leave-one-out predictions over the labelled images, serves it,
     /// and records it on the served model's registry row.
     pub async fn recalibrate(&self) -> Result<CalibrationReport> {
@@ -226,19 +249,7 @@ impl App {
                 .collect();
             (h.head.clone(), h.seq, h.backbone().to_owned(), rows)
         };
-        let mut samples = Vec::new();
-        for (id, class) in spread_over_classes(rows, MAX_EVIDENCE) {
-            if let Some(e) = self.catalog.get_embedding(&id, &backbone).await? {
-                samples.push((e, class));
-            }
-        }
-        let fit = tokio::task::spawn_blocking(move || -> Result<CalibrationFit> {
-            let refs: Vec<(&[f32], &str)> = samples.iter().map(|(e, c)| (e.as_slice(), c.as_str())).collect();
-            let held = leave_one_out(&head, &refs)?;
-            Ok(fit_held_out(&held, TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE)))
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+        let fit = self.fit_calibration(head, &backbone, rows).await?;
         let report = CalibrationReport::new(backbone.clone(), seq, &fit);
         {
             let mut h = self.head.lock().await;

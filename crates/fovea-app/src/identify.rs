@@ -48,9 +48,14 @@ impl App {
     /// blocking thread inside the item's task, and an `Err` from it becomes that item's error. At most
     /// [`App::identify_window`] items are loaded or in flight at any time, and `sink` receives every result in
     /// input order.
-    pub async fn identify_stream<I, F>(self: &Arc<Self>, items: I, user: &str, mut sink: impl FnMut(Identified))
-    where
-        I: IntoIterator<Item = (String, F)>,
+    pub async fn identify_stream<K, I, F>(
+        self: &Arc<Self>,
+        items: I,
+        user: &str,
+        mut sink: impl FnMut((K, Result<ClassifyOutcome>)),
+    ) where
+        K: Clone + Send + 'static,
+        I: IntoIterator<Item = (K, F)>,
         F: FnOnce() -> std::result::Result<Bytes, String> + Send + 'static,
     {
         let window = self.identify_window();
@@ -58,9 +63,9 @@ impl App {
         let mut running = JoinSet::new();
         // Finished results waiting for an earlier one; bounded because item `i` starts only while
         // `i < next + window`.
-        let mut ready: BTreeMap<usize, Identified> = BTreeMap::new();
+        let mut ready: BTreeMap<usize, (K, Result<ClassifyOutcome>)> = BTreeMap::new();
         // Which item each task runs, so a panicked task's item still gets its (error) result.
-        let mut tasks: std::collections::HashMap<tokio::task::Id, (usize, String)> = Default::default();
+        let mut tasks: std::collections::HashMap<tokio::task::Id, (usize, K)> = Default::default();
         let mut next = 0;
         loop {
             while running.len() < window && pending.peek().is_some_and(|(i, _)| *i < next + window) {

@@ -107,6 +107,21 @@ impl App {
     /// The server's background worker: picks up promotions made elsewhere, runs queued training jobs one at a
     /// time, and enqueues a run when the schedule says one is due.
     pub fn spawn_worker(self: &Arc<Self>, schedule: Option<Duration>) -> tokio::task::JoinHandle<()> {
+        // Bulk identification runs beside training, so a long fine-tune never holds a collection back.
+        let identify = self.clone();
+        tokio::spawn(async move {
+            loop {
+                match identify.run_next_identify_job().await {
+                    Ok(Some((job, Err(e)))) => tracing::warn!(job = job.id, error = %e, "identify job failed"),
+                    Ok(Some((job, Ok(c)))) => tracing::info!(job = job.id, collection = c.id, "identify job done"),
+                    Ok(None) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "identify worker");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        });
         let app = self.clone();
         tokio::spawn(async move {
             loop {

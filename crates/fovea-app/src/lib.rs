@@ -1,7 +1,9 @@
 //! The use cases of fovea in one place: classify, correct, browse, import, users. HTTP and CLI are thin shells
 //! over [`App`]; the app owns the served backbone (on its compute thread) and the online head.
 
+mod browse;
 mod calibration;
+mod collections;
 mod compute;
 mod error;
 mod export;
@@ -10,6 +12,7 @@ mod identify;
 mod jobs;
 mod models;
 mod review;
+mod scorer;
 #[cfg(test)]
 mod tests;
 mod training;
@@ -18,12 +21,17 @@ mod usecases;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use browse::{BulkKind, BulkRequest, CoverageView, ItemRef, MAX_BULK, STAGED_TAGS};
 pub use calibration::{
     CalibrationReport, LiveReliability, ReliabilityBinView, FALLBACK_MAX_DISTANCE, TARGET_FALSE_UNKNOWN,
 };
+pub use collections::{walk_files, CollectionProgress, IDENTIFY_JOB, UPLOAD_SOURCE};
 pub use compute::Compute;
 pub use error::{AppError, Result};
 pub use export::{csv_field, DatasetFormat, ModelFormat};
+pub use fovea_store::{
+    BulkActionRecord, CollectionItem, CollectionRecord, ConfusedPair, ItemFilter as ResultFilter, ItemSort, UndoOutcome,
+};
 pub use fovea_store::{ClassId, LabelOrigin};
 pub use fovea_store::{ImageFilter, ImageRow, ImageSort, Role, ScoredClass, TransactionRecord, UserRecord};
 pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
@@ -109,6 +117,8 @@ pub struct App {
     /// Uploads being received or processed. A full set answers "busy" before a body is read, so waiting uploads
     /// hold at most `max_waiting` bodies, not one per connection.
     upload_permits: Arc<tokio::sync::Semaphore>,
+    /// Hands out upload collections' sequence numbers one at a time.
+    upload_seq: Mutex<()>,
     cfg: AppConfig,
 }
 
@@ -153,6 +163,7 @@ impl App {
             switching: Mutex::new(()),
             decode_permits,
             upload_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_waiting.max(1))),
+            upload_seq: Mutex::new(()),
             cfg,
         });
         app.ensure_base_registered().await?;

@@ -17,9 +17,7 @@ pub fn normalise_tag(tag: &str) -> Result<String> {
         && t.chars().count() <= MAX_TAG_CHARS
         && t.chars().all(|c| c.is_alphanumeric() || c == '-' || c == '_');
     if !ok {
-        return Err(StoreError::Invalid(format!(
-            "tag {tag:?}: use 1 to {MAX_TAG_CHARS} letters, digits, '-' or '_'"
-        )));
+        return Err(StoreError::Invalid(format!("tag {tag:?}: use 1 to {MAX_TAG_CHARS} letters, digits, '-' or '_'")));
     }
     Ok(t)
 }
@@ -155,9 +153,15 @@ pub struct CoverageRow {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum BulkChange {
     /// A label for every image (class resolved by the caller; per image for "accept prediction").
-    Label { origin: LabelOrigin },
-    Tag { tag: String },
-    Untag { tag: String },
+    Label {
+        origin: LabelOrigin,
+    },
+    Tag {
+        tag: String,
+    },
+    Untag {
+        tag: String,
+    },
     /// Hides the items from their collection's results.
     Discard,
 }
@@ -203,6 +207,8 @@ pub trait CollectionStore: Send + Sync {
     /// Appends results in one transaction; a path the collection already has is skipped, so a resumed run never
     /// counts a file twice. Returns how many were new.
     async fn add_collection_items(&self, collection: i64, items: &[NewCollectionItem]) -> Result<u64>;
+    /// One result, discarded or not.
+    async fn collection_item(&self, collection: i64, seq: u64) -> Result<Option<CollectionItem>>;
     async fn list_collection_items(&self, filter: &ItemFilter) -> Result<Vec<CollectionItem>>;
     async fn count_collection_items(&self, filter: &ItemFilter) -> Result<u64>;
     /// Class pairs most often top-1 / top-2 of one result with a margin at most `max_margin`, most frequent first.

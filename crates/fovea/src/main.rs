@@ -44,8 +44,10 @@ pub enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Import a folder of images (with --labelled: sub-folder name = class)
     Import(cmd::serve::ImportArgs),
-    /// Bulk-identify a folder of images; predictions are stored and logged
+    /// Bulk-identify a folder (recursively) as a resumable collection; predictions are stored and logged
     Identify(cmd::identify::IdentifyArgs),
+    /// Browse collections' results with filters (class, confidence, look-alikes, unknown...) and act in bulk
+    Collections(cmd::collections::CollectionsArgs),
     /// Fine-tune the served model on the labelled images; promoted if it passes the benchmark gate
     Train(cmd::train::TrainArgs),
     /// The model registry: list, show, promote, rollback
@@ -81,6 +83,7 @@ fn main() {
         Command::Serve(a) => cmd::serve::serve(&home, cli.backbone, cli.engine, a),
         Command::Import(a) => cmd::serve::import(&home, cli.backbone, cli.engine, a),
         Command::Identify(a) => cmd::identify::identify(&home, cli.backbone, cli.engine, a),
+        Command::Collections(a) => cmd::collections::collections(&home, cli.backbone, cli.engine, a),
         Command::Train(a) => cmd::train::train(&home, cli.backbone, cli.engine, a),
         Command::Models(a) => cmd::train::models(&home, cli.backbone, cli.engine, a),
         Command::Jobs(a) => cmd::train::jobs(&home, cli.backbone, cli.engine, a),

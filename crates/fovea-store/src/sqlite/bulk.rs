@@ -40,8 +40,7 @@ fn action_from_row(row: &SqliteRow) -> Result<BulkActionRecord> {
     })
 }
 
-const ACTION_SELECT: &str =
-    "SELECT id, kind, params, user_name, changed, undone_at, created_at FROM bulk_actions";
+const ACTION_SELECT: &str = "SELECT id, kind, params, user_name, changed, undone_at, created_at FROM bulk_actions";
 
 async fn current_class(conn: &mut SqliteConnection, image_id: &str) -> Result<Option<i64>> {
     Ok(sqlx::query_scalar("SELECT class_id FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1")
@@ -58,15 +57,18 @@ async fn apply_one(
     user: &str,
     now: i64,
 ) -> Result<(bool, Option<i64>)> {
-    let exists: Option<i64> =
-        sqlx::query_scalar("SELECT 1 FROM images WHERE id = ?").bind(&target.image_id).fetch_optional(&mut *conn).await?;
+    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM images WHERE id = ?")
+        .bind(&target.image_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     if exists.is_none() {
         return Err(StoreError::not_found("image", &target.image_id));
     }
     Ok(match change {
         BulkChange::Label { origin } => {
-            let class_id =
-                target.class_id.ok_or_else(|| StoreError::Invalid(format!("no class for image {}", target.image_id)))?;
+            let class_id = target
+                .class_id
+                .ok_or_else(|| StoreError::Invalid(format!("no class for image {}", target.image_id)))?;
             let current = current_class(conn, &target.image_id).await?;
             if current == Some(class_id) {
                 return Ok((false, None));
@@ -86,13 +88,15 @@ async fn apply_one(
             (true, Some(id))
         }
         BulkChange::Tag { tag } => {
-            let n = sqlx::query("INSERT INTO image_tags (image_id, tag, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING")
-                .bind(&target.image_id)
-                .bind(normalise_tag(tag)?)
-                .bind(now)
-                .execute(&mut *conn)
-                .await?
-                .rows_affected();
+            let n = sqlx::query(
+                "INSERT INTO image_tags (image_id, tag, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&target.image_id)
+            .bind(normalise_tag(tag)?)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
             (n == 1, None)
         }
         BulkChange::Untag { tag } => {
@@ -163,7 +167,11 @@ pub(super) async fn apply_bulk(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE bulk_actions SET changed = ? WHERE id = ?").bind(changed).bind(action).execute(&mut *tx).await?;
+    sqlx::query("UPDATE bulk_actions SET changed = ? WHERE id = ?")
+        .bind(changed)
+        .bind(action)
+        .execute(&mut *tx)
+        .await?;
     let row = sqlx::query(&format!("{ACTION_SELECT} WHERE id = ?")).bind(action).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     action_from_row(&row)
@@ -233,7 +241,11 @@ pub(super) async fn undo_bulk(pool: &SqlitePool, id: i64) -> Result<UndoOutcome>
         // Labels left the log: every head folded from it (and its snapshots) must be rebuilt, as after a merge.
         bump_label_log_epoch(&mut tx).await?;
     }
-    sqlx::query("UPDATE bulk_actions SET undone_at = ? WHERE id = ?").bind(now_millis()).bind(id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE bulk_actions SET undone_at = ? WHERE id = ?")
+        .bind(now_millis())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
     let row = sqlx::query(&format!("{ACTION_SELECT} WHERE id = ?")).bind(id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     Ok(UndoOutcome { action: action_from_row(&row)?, restored, kept_newer, labels_changed })

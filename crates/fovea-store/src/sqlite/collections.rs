@@ -68,9 +68,8 @@ pub(super) async fn get_collection(pool: &SqlitePool, id: i64) -> Result<Option<
 }
 
 pub(super) async fn list_collections(pool: &SqlitePool) -> Result<Vec<CollectionRecord>> {
-    let rows = sqlx::query(&format!("{COLLECTION_SELECT} {COLLECTION_GROUP} ORDER BY c.id DESC"))
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query(&format!("{COLLECTION_SELECT} {COLLECTION_GROUP} ORDER BY c.id DESC")).fetch_all(pool).await?;
     rows.iter().map(collection_from_row).collect()
 }
 
@@ -244,12 +243,22 @@ fn item_from_row(row: &SqliteRow) -> Result<CollectionItem> {
     })
 }
 
+const ITEM_SELECT: &str = "
+    SELECT ci.collection_id, ci.seq, ci.path, ci.image_id, ci.error, ci.model_version, ci.top_k,
+           ci.is_unknown, ci.margin, ci.discarded, lc.name AS label,
+           (SELECT group_concat(t.tag, ',') FROM image_tags t WHERE t.image_id = ci.image_id) AS tags";
+
+pub(super) async fn collection_item(pool: &SqlitePool, collection: i64, seq: u64) -> Result<Option<CollectionItem>> {
+    let row = sqlx::query(&format!("{ITEM_SELECT} {ITEM_FROM} AND ci.collection_id = ? AND ci.seq = ?"))
+        .bind(collection)
+        .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(item_from_row).transpose()
+}
+
 pub(super) async fn list_collection_items(pool: &SqlitePool, f: &ItemFilter) -> Result<Vec<CollectionItem>> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT ci.collection_id, ci.seq, ci.path, ci.image_id, ci.error, ci.model_version, ci.top_k,
-                ci.is_unknown, ci.margin, ci.discarded, lc.name AS label,
-                (SELECT group_concat(t.tag, ',') FROM image_tags t WHERE t.image_id = ci.image_id) AS tags",
-    );
+    let mut q = QueryBuilder::<Sqlite>::new(ITEM_SELECT);
     q.push(ITEM_FROM);
     push_item_filter(&mut q, f)?;
     q.push(match f.sort {
@@ -294,9 +303,7 @@ pub(super) async fn confused_pairs(
     }
     q.push(" GROUP BY a, b ORDER BY n DESC, a, b LIMIT ").push_bind(i64::from(limit));
     let rows = q.build().fetch_all(pool).await?;
-    rows.iter()
-        .map(|r| Ok(ConfusedPair { a: r.try_get("a")?, b: r.try_get("b")?, count: count(r, "n")? }))
-        .collect()
+    rows.iter().map(|r| Ok(ConfusedPair { a: r.try_get("a")?, b: r.try_get("b")?, count: count(r, "n")? })).collect()
 }
 
 pub(super) async fn coverage(pool: &SqlitePool, tags: &[String]) -> Result<Vec<CoverageRow>> {
@@ -340,7 +347,8 @@ pub(super) async fn coverage(pool: &SqlitePool, tags: &[String]) -> Result<Vec<C
 }
 
 pub(super) async fn list_tags(pool: &SqlitePool) -> Result<Vec<(String, u64)>> {
-    let rows = sqlx::query("SELECT tag, COUNT(*) AS n FROM image_tags GROUP BY tag ORDER BY tag").fetch_all(pool).await?;
+    let rows =
+        sqlx::query("SELECT tag, COUNT(*) AS n FROM image_tags GROUP BY tag ORDER BY tag").fetch_all(pool).await?;
     rows.iter().map(|r| Ok((r.try_get("tag")?, count(r, "n")?))).collect()
 }
 

@@ -309,6 +309,9 @@ impl CollectionStore for SqliteCatalog {
     async fn add_collection_items(&self, collection: i64, items: &[NewCollectionItem]) -> Result<u64> {
         collections::add_collection_items(&self.pool, collection, items).await
     }
+    async fn collection_item(&self, collection: i64, seq: u64) -> Result<Option<CollectionItem>> {
+        collections::collection_item(&self.pool, collection, seq).await
+    }
     async fn list_collection_items(&self, filter: &ItemFilter) -> Result<Vec<CollectionItem>> {
         collections::list_collection_items(&self.pool, filter).await
     }

@@ -1,13 +1,16 @@
-//! `fovea identify DIR`: bulk-identify a folder of images; every prediction is stored and logged.
+//! `fovea identify DIR`: bulk-identify a folder as a collection. Every prediction is stored and logged; a run that
+//! was killed is resumed by running the same command again.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use fovea_app::csv_field;
+use fovea_app::{csv_field, walk_files, App, ResultFilter};
 use fovea_model::Variant;
 
 use super::serve::{open_app, runtime, AppArgs};
@@ -19,97 +22,116 @@ pub struct IdentifyArgs {
     pub app: AppArgs,
     /// A folder of images, walked recursively
     pub dir: PathBuf,
-    /// Also write one CSV row per image: file, image id, top class, probability, unknown
+    /// Also write one CSV row per image: file, image_id, class, probability (calibrated), unknown, model_version
     #[arg(long)]
     pub csv: Option<PathBuf>,
-}
-
-/// The files under `dir`, recursively, in sorted order, found lazily: a folder's listing is read when the walk
-/// reaches it, so a collection of any size is never listed into memory at once.
-pub(crate) fn walk_files(dir: &Path) -> impl Iterator<Item = Result<PathBuf, String>> {
-    walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_map(|e| match e {
-        Ok(e) if e.file_type().is_file() => Some(Ok(e.into_path())),
-        Ok(_) => None,
-        Err(e) => Some(Err(e.to_string())),
-    })
+    /// Identify with this registry version (any, throw-away runs included) instead of the served model
+    #[arg(long, value_name = "VERSION")]
+    pub model: Option<String>,
+    /// Name of the collection (default: the folder's name)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Start a new collection even if an earlier run over this folder was interrupted (default: resume it)
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyArgs) -> anyhow::Result<i32> {
-    // Stops at the first file: the walk itself is never collected.
-    anyhow::ensure!(walk_files(&args.dir).any(|f| f.is_ok()), "{} holds no files", args.dir.display());
+    anyhow::ensure!(args.dir.is_dir(), "{} is not a folder", args.dir.display());
+    // Counting is a walk that holds nothing; it gives the progress bar its length.
+    let files = walk_files(&args.dir).filter(|f| f.is_ok()).count() as u64;
+    anyhow::ensure!(files > 0, "{} holds no files", args.dir.display());
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
-        let mut csv = match &args.csv {
-            Some(p) => {
-                let mut w = std::io::BufWriter::new(
-                    std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
-                );
-                writeln!(w, "file,image_id,class,probability,unknown")?;
-                Some(w)
+        let model = args.model.as_deref();
+        let resumed = if args.fresh { None } else { app.unfinished_collection(&args.dir, model).await? };
+        let collection = match resumed {
+            Some(c) => {
+                eprintln!("resuming collection {} ({}): {} of {files} files already done", c.id, c.name, c.processed);
+                c
             }
-            None => None,
+            None => app.create_collection(args.name.as_deref(), &args.dir, model, "identify").await?,
         };
-        // The total is unknown until the walk ends: a count, not a bar.
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {pos} images [{elapsed}]").expect("valid"));
+        let bar = super::progress::counted(files, "{bar:40} {pos}/{len} {msg} [{elapsed}<{eta}]");
+        bar.set_message("identified");
+        bar.set_position(collection.processed.min(files));
         let start = Instant::now();
-        let mut by_class: BTreeMap<String, usize> = BTreeMap::new();
-        let (mut ok, mut failed, mut write_error) = (0usize, Vec::new(), None);
-        let items = walk_files(&args.dir).map(|f| match f {
-            Ok(path) => (
-                path.display().to_string(),
-                Box::new(move || std::fs::read(&path).map(Into::into).map_err(|e| e.to_string())) as Loader,
-            ),
-            Err(e) => (e.clone(), Box::new(move || Err(e)) as Loader),
-        });
-        app.identify_stream(items, "identify", |(name, r)| {
-            bar.inc(1);
-            match r {
-                Ok(out) => {
-                    ok += 1;
-                    let (class, p) = out.top.first().map_or(("", 0.0), |s| (s.class.as_str(), s.probability));
-                    let key = if out.unknown || class.is_empty() { "(unknown)".to_owned() } else { class.to_owned() };
-                    *by_class.entry(key).or_default() += 1;
-                    if let Some(w) = csv.as_mut() {
-                        let row = writeln!(
-                            w,
-                            "{},{},{},{p:.4},{}",
-                            csv_field(&name),
-                            out.image_id,
-                            csv_field(class),
-                            out.unknown
-                        );
-                        if let Err(e) = row {
-                            write_error.get_or_insert(e);
-                        }
-                    }
-                }
-                Err(e) => failed.push((name, e.to_string())),
-            }
-        })
-        .await;
+        let before = collection.processed;
+        let done = app
+            .run_collection(collection.id, |p| bar.set_position(p.processed), Arc::new(AtomicBool::new(false)))
+            .await?;
         bar.finish_and_clear();
-        if let Some(e) = write_error {
-            return Err(e).context("writing the CSV");
-        }
         let seconds = start.elapsed().as_secs_f64();
-        if let Some(mut w) = csv {
-            w.flush()?;
+        let now = done.processed - before;
+        if let Some(path) = &args.csv {
+            write_csv(&app, done.id, path).await?;
         }
-        app.snapshot().await?;
         println!(
-            "identified {ok} images in {seconds:.1} s ({:.1} img/s), {} failed",
-            ok as f64 / seconds,
-            failed.len()
+            "collection {} ({}): identified {now} images in {seconds:.1} s ({:.1} img/s); {} in all, {} unknown, {} failed",
+            done.id,
+            done.name,
+            now as f64 / seconds.max(1e-9),
+            done.processed,
+            done.unknown,
+            done.failed
         );
+        let (items, _) = app.collection_items(&ResultFilter { collection: Some(done.id), ..Default::default() }).await?;
+        let mut by_class: BTreeMap<String, usize> = BTreeMap::new();
+        for item in &items {
+            let class = item.top_k.first().map_or("", |s| s.class.as_str());
+            let key = if item.unknown || class.is_empty() { "(unknown)".to_owned() } else { class.to_owned() };
+            *by_class.entry(key).or_default() += 1;
+        }
         for (class, n) in &by_class {
             println!("  {class:<30} {n}");
         }
-        for (name, e) in &failed {
-            eprintln!("  {name}: {e}");
+        let failed = ResultFilter { collection: Some(done.id), failed: true, ..Default::default() };
+        for item in app.collection_items(&failed).await?.0 {
+            eprintln!("  {}: {}", item.path, item.error.unwrap_or_default());
         }
-        Ok(if failed.is_empty() { 0 } else { 1 })
+        println!("browse and act on them: fovea collections show {} (or the Collections tab)", done.id);
+        Ok(if done.failed == 0 { 0 } else { 1 })
     })
 }
 
-type Loader = Box<dyn FnOnce() -> Result<bytes::Bytes, String> + Send>;
+/// Every result of the collection in walk order, paged so memory stays flat.
+async fn write_csv(app: &App, collection: i64, path: &Path) -> anyhow::Result<()> {
+    let mut w =
+        std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    writeln!(w, "file,image_id,class,probability,unknown,model_version,error")?;
+    let page = 1000;
+    for failed in [false, true] {
+        let mut offset = 0;
+        loop {
+            let filter = ResultFilter {
+                collection: Some(collection),
+                failed,
+                include_discarded: true,
+                limit: Some(page),
+                offset,
+                ..Default::default()
+            };
+            let (items, _) = app.collection_items(&filter).await?;
+            for item in &items {
+                let best = item.top_k.iter().max_by(|a, b| a.probability.total_cmp(&b.probability));
+                let (class, p) = best.map_or(("", 0.0), |s| (s.class.as_str(), s.probability));
+                writeln!(
+                    w,
+                    "{},{},{},{p:.4},{},{},{}",
+                    csv_field(&item.path),
+                    item.image_id.as_deref().unwrap_or(""),
+                    csv_field(class),
+                    item.unknown,
+                    csv_field(item.model_version.as_deref().unwrap_or("")),
+                    csv_field(item.error.as_deref().unwrap_or(""))
+                )?;
+            }
+            if items.len() < page as usize {
+                break;
+            }
+            offset += page;
+        }
+    }
+    w.flush()?;
+    Ok(())
+}

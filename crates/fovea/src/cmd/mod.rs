@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod collections;
 pub mod eval;
 pub mod eval_acquire;
 pub mod export;

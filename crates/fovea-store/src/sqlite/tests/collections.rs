@@ -107,10 +107,8 @@ async fn a_bulk_label_is_undone_as_a_whole_and_keeps_a_later_human_label() {
     let dog = c.create_class("dog").await.unwrap();
     label(c, &ids[1], dog.id).await;
     let epoch = c.label_log_epoch().await.unwrap();
-    let targets: Vec<BulkTarget> = ids[..3]
-        .iter()
-        .map(|id| BulkTarget { image_id: id.clone(), class_id: Some(cat.id), item: None })
-        .collect();
+    let targets: Vec<BulkTarget> =
+        ids[..3].iter().map(|id| BulkTarget { image_id: id.clone(), class_id: Some(cat.id), item: None }).collect();
     let change = BulkChange::Label { origin: LabelOrigin::Human };
     let action = c.apply_bulk(&change, &serde_json::json!({"class": "cat"}), &targets, "ann").await.unwrap();
     assert_eq!(action.changed, 3);

@@ -1,0 +1,276 @@
+//! Collections: a folder (or a batch of uploads) bulk-identified as a persisted, resumable job.
+//!
+//! The folder is walked in sorted order, lazily, and results are written in walk order in batches. Because each
+//! batch is one commit and results leave in order, the rows written are always a prefix of the walk: a run killed
+//! at any point resumes by skipping that many files, and the catalog's UNIQUE (collection, path) makes a file
+//! counted twice impossible even if the folder changed in between. Memory stays flat whatever the folder's size:
+//! the walk is never collected, at most a window of files is in flight, and a batch is bounded.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fovea_store::{CollectionRecord, ItemPrediction, JobOutcome, JobRecord, NewCollection, NewCollectionItem};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::{App, AppError, Result};
+
+pub const IDENTIFY_JOB: &str = "identify";
+/// Results written per commit: large enough that fsyncs cost little, small enough that a kill redoes little.
+const WRITE_BATCH: usize = 64;
+
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct CollectionProgress {
+    pub collection: i64,
+    /// Files with a result, including those of earlier (killed) runs.
+    pub processed: u64,
+    pub failed: u64,
+    /// Known once the walk has ended.
+    pub total: Option<u64>,
+}
+
+/// The files under `dir`, recursively, in sorted order, found lazily: a folder's listing is read when the walk
+/// reaches it, so a collection of any size is never listed into memory at once.
+pub fn walk_files(dir: &Path) -> impl Iterator<Item = std::result::Result<PathBuf, String>> {
+    walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_map(|e| match e {
+        Ok(e) if e.file_type().is_file() => Some(Ok(e.into_path())),
+        Ok(_) => None,
+        Err(e) => Some(Err(e.to_string())),
+    })
+}
+
+/// One walked file's result on its way to the catalog.
+pub(crate) type Produced = (u64, String, std::result::Result<ItemPrediction, String>);
+
+impl App {
+    /// Registers a folder as a collection to identify with `model` (a registry version; `None`: the served one).
+    pub async fn create_collection(
+        &self,
+        name: Option<&str>,
+        folder: &Path,
+        model: Option<&str>,
+        user: &str,
+    ) -> Result<CollectionRecord> {
+        let folder =
+            folder.canonicalize().map_err(|e| AppError::Invalid(format!("folder {}: {e}", folder.display())))?;
+        if !folder.is_dir() {
+            return Err(AppError::Invalid(format!("{} is not a folder", folder.display())));
+        }
+        if let Some(id) = model {
+            self.model_for_identify(id).await?;
+        }
+        let default_name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = name.map(str::to_owned).unwrap_or(default_name);
+        let source = folder.to_string_lossy().into_owned();
+        Ok(self
+            .catalog
+            .create_collection(NewCollection { name, source, model: model.map(str::to_owned), created_by: user.into() })
+            .await?)
+    }
+
+    /// A registry version bulk identification may use: any registered model, throw-away runs included, but not
+    /// one whose training has not finished.
+    async fn model_for_identify(&self, id: &str) -> Result<()> {
+        let record = self.model(id).await?;
+        if record.status == fovea_store::ModelStatus::Training {
+            return Err(AppError::Conflict(format!("{id} is still being trained")));
+        }
+        Ok(())
+    }
+
+    /// The newest collection of `folder` with `model` whose walk never ended (a run was killed): resume it.
+    pub async fn unfinished_collection(&self, folder: &Path, model: Option<&str>) -> Result<Option<CollectionRecord>> {
+        let Ok(folder) = folder.canonicalize() else { return Ok(None) };
+        let source = folder.to_string_lossy();
+        Ok(self
+            .catalog
+            .list_collections()
+            .await?
+            .into_iter()
+            .find(|c| c.source == source && c.total.is_none() && c.model.as_deref() == model))
+    }
+
+    pub async fn collections(&self) -> Result<Vec<CollectionRecord>> {
+        Ok(self.catalog.list_collections().await?)
+    }
+
+    pub async fn collection(&self, id: i64) -> Result<CollectionRecord> {
+        self.catalog
+            .get_collection(id)
+            .await?
+            .ok_or_else(|| AppError::NotFound { what: "collection", id: id.to_string() })
+    }
+
+    /// Queues identification of a folder collection for the background worker.
+    pub async fn enqueue_identify(&self, collection: i64) -> Result<JobRecord> {
+        let c = self.collection(collection).await?;
+        if c.source == UPLOAD_SOURCE {
+            return Err(AppError::Invalid("an upload collection grows by uploads; there is no folder to walk".into()));
+        }
+        let job = self.catalog.enqueue_job(IDENTIFY_JOB, &serde_json::json!({ "collection": collection })).await?;
+        self.catalog.set_collection_job(collection, job.id).await?;
+        Ok(job)
+    }
+
+    /// Identifies (or resumes) a folder collection to the end; `progress` sees every committed batch. Setting
+    /// `cancel` stops after the current batch, leaving the collection resumable.
+    pub async fn run_collection(
+        self: &Arc<Self>,
+        id: i64,
+        mut progress: impl FnMut(&CollectionProgress) + Send,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<CollectionRecord> {
+        let c = self.collection(id).await?;
+        if c.source == UPLOAD_SOURCE {
+            return Err(AppError::Invalid("an upload collection has no folder to walk".into()));
+        }
+        let folder = PathBuf::from(&c.source);
+        if !folder.is_dir() {
+            return Err(AppError::Invalid(format!("the folder {} is gone", folder.display())));
+        }
+        let skip = c.processed;
+        // Unbounded only in type: results arrive at the network's pace (milliseconds each) and a batch commit takes
+        // about one fsync, so the queue holds little more than one batch.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Produced>();
+        let producer = {
+            let (app, model, cancel) = (self.clone(), c.model.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let files = walk_files(&folder).enumerate().skip(usize::try_from(skip).unwrap_or(usize::MAX));
+                let items = files.map(|(seq, f)| (seq as u64, f)).take_while(move |_| !cancel.load(Ordering::Relaxed));
+                match model {
+                    Some(m) if m != app.served_model().await => app.produce_with_model(&m, items, tx).await,
+                    _ => {
+                        app.produce_served(items, tx).await;
+                        Ok(())
+                    }
+                }
+            })
+        };
+        let mut state = CollectionProgress { collection: id, processed: c.processed, failed: c.failed, total: None };
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut seen = skip;
+        while let Some(first) = rx.recv().await {
+            batch.push(first);
+            while batch.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(next) => batch.push(next),
+                    Err(_) => break,
+                }
+            }
+            seen += batch.len() as u64;
+            state.failed += batch.iter().filter(|(_, _, r)| r.is_err()).count() as u64;
+            let items: Vec<NewCollectionItem> =
+                batch.drain(..).map(|(seq, path, outcome)| NewCollectionItem { seq, path, outcome }).collect();
+            state.processed += self.catalog.add_collection_items(id, &items).await?;
+            progress(&state);
+        }
+        match producer.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(AppError::Internal(format!("identify producer: {e}"))),
+        }
+        if !cancel.load(Ordering::Relaxed) {
+            self.catalog.set_collection_total(id, seen).await?;
+            state.total = Some(seen);
+            progress(&state);
+        }
+        self.snapshot().await?;
+        self.collection(id).await
+    }
+
+    /// Classifies with the served model: images stored, embedded and their predictions logged, as an upload is.
+    async fn produce_served(
+        self: &Arc<Self>,
+        items: impl Iterator<Item = (u64, std::result::Result<PathBuf, String>)> + Send + 'static,
+        tx: mpsc::UnboundedSender<Produced>,
+    ) {
+        let loaders = items.map(|(seq, f)| {
+            let name = match &f {
+                Ok(p) => p.to_string_lossy().into_owned(),
+                Err(e) => e.clone(),
+            };
+            let load = move || -> std::result::Result<bytes::Bytes, String> {
+                std::fs::read(f?).map(Into::into).map_err(|e| e.to_string())
+            };
+            ((seq, name), load)
+        });
+        self.identify_stream(loaders, "identify", |((seq, name), r)| {
+            let outcome = r.map(|o| prediction_of(&o)).map_err(|e| e.to_string());
+            let _ = tx.send((seq, name, outcome));
+        })
+        .await;
+    }
+}
+
+/// A classify answer as a collection result.
+pub(crate) fn prediction_of(o: &crate::ClassifyOutcome) -> ItemPrediction {
+    let backbone = o.model_version.split('/').next().unwrap_or_default().to_owned();
+    ItemPrediction {
+        image_id: o.image_id.clone(),
+        model_version: o.model_version.clone(),
+        backbone,
+        top_k: o.top.clone(),
+        unknown: o.unknown,
+    }
+}
+
+/// The `source` of collections that grow by uploads from the web UI.
+pub const UPLOAD_SOURCE: &str = "upload";
+
+/// A job's collection id from its parameters.
+pub(crate) fn job_collection(job: &JobRecord) -> Result<i64> {
+    job.params
+        .get("collection")
+        .and_then(|v| v.as_i64())
+        .ok_or_else(|| AppError::Invalid("identify job without a collection".into()))
+}
+
+/// How long an identify job's lease lasts between heartbeats.
+pub(crate) const IDENTIFY_LEASE: Duration = Duration::from_secs(60);
+
+impl App {
+    /// Claims the oldest runnable identify job and runs it; a job whose lease ran out (its worker was killed) is
+    /// claimed again and resumes where the committed results end.
+    pub async fn run_next_identify_job(self: &Arc<Self>) -> Result<Option<(JobRecord, Result<CollectionRecord>)>> {
+        let Some(job) = self.catalog.claim_job(&[IDENTIFY_JOB], IDENTIFY_LEASE).await? else { return Ok(None) };
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, mut rx) = tokio::sync::watch::channel(CollectionProgress::default());
+        // Heartbeats carry the latest progress, renew the lease and notice a cancellation.
+        let beat = {
+            let (app, cancel, id, attempt) = (self.clone(), cancel.clone(), job.id, job.attempt);
+            tokio::spawn(async move {
+                loop {
+                    let p = rx.borrow_and_update().clone();
+                    let fraction = p.total.map_or(0.0, |t| p.processed as f64 / t.max(1) as f64);
+                    let msg = serde_json::to_string(&p).unwrap_or_default();
+                    match app.catalog.heartbeat_job(id, attempt, fraction, Some(&msg), IDENTIFY_LEASE).await {
+                        Ok(true) => {}
+                        Ok(false) => cancel.store(true, Ordering::Relaxed),
+                        Err(e) => tracing::warn!(error = %e, "identify heartbeat failed"),
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(IDENTIFY_LEASE / 4) => {}
+                        changed = rx.changed() => if changed.is_err() { return },
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            })
+        };
+        let outcome = match job_collection(&job) {
+            Ok(id) => self.run_collection(id, move |p| drop(tx.send(p.clone())), cancel).await,
+            Err(e) => Err(e),
+        };
+        beat.abort();
+        let (state, msg) = match &outcome {
+            Ok(c) => (
+                JobOutcome::Succeeded,
+                serde_json::json!({"collection": c.id, "processed": c.processed, "failed": c.failed}).to_string(),
+            ),
+            Err(e) => (JobOutcome::Failed, serde_json::json!({"error": e.to_string()}).to_string()),
+        };
+        self.catalog.finish_job(job.id, job.attempt, state, Some(&msg)).await?;
+        Ok(Some((self.job(job.id).await?, outcome)))
+    }
+}
