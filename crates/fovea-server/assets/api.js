@@ -44,6 +44,13 @@ export function blobUrl(imageId) {
   return token ? `${url}?token=${encodeURIComponent(token)}` : url;
 }
 
+/** URL of a server-made thumbnail (96, 192 or 384 px), so grids never load full-size originals. */
+export function thumbUrl(imageId, size = 192) {
+  const token = getToken();
+  const url = `${BASE}/images/${encodeURIComponent(imageId)}/thumb?size=${size}`;
+  return token ? `${url}&token=${encodeURIComponent(token)}` : url;
+}
+
 async function parseError(res) {
   let code = `http_${res.status}`;
   let message = `${res.status} ${res.statusText || 'Request failed'}`;

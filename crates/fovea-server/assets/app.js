@@ -3,12 +3,14 @@
 import { api, state, emit, on, loadClasses, askToken, toast, noteModel } from './api.js';
 import { initClassify, showClassify } from './classify.js';
 import { initDataset, showDataset } from './dataset.js';
+import { initCollections, showCollections } from './collections.js';
 import { initHistory, showHistory } from './history.js';
 import { initModels, showModels } from './models.js';
 
 const ROUTES = {
   classify: showClassify,
   dataset: showDataset,
+  collections: showCollections,
   history: showHistory,
   models: showModels,
 };
@@ -70,6 +72,7 @@ function init() {
 
   initClassify();
   initDataset();
+  initCollections();
   initHistory();
   initModels();
   renderMe();

@@ -1,7 +1,7 @@
 // fovea — Dataset page: classes with progress to the cutoff, image grid with filters, selection, bulk actions.
 
 import {
-  api, state, loadClasses, canLabel, isAdmin, toast, toastAction, pct, h, on, blobUrl, promptDialog, noteModel,
+  api, state, loadClasses, canLabel, isAdmin, toast, toastAction, pct, h, on, thumbUrl, promptDialog, noteModel,
 } from './api.js';
 import { createPicker, maxNameChars } from './picker.js';
 
@@ -224,7 +224,7 @@ function renderGrid() {
         title: `${im.class ? `Label: ${im.class}` : 'Unlabelled'}${t1 ? ` · model now: ${t1.class} ${pct(t1.probability)}` : ''}`
           + `${atUpload ? ` · at upload: ${atUpload.class} ${pct(atUpload.probability)}` : ''}`,
       },
-        h('img', { src: blobUrl(im.id), alt: im.class || 'unlabelled image', loading: 'lazy', decoding: 'async', draggable: 'false' }),
+        h('img', { src: thumbUrl(im.id), alt: im.class || 'unlabelled image', loading: 'lazy', decoding: 'async', draggable: 'false' }),
         selectable ? h('span', { class: 'check', 'aria-hidden': 'true' }, '✓') : null,
         h('span', { class: 'thumb-caption' },
           h('span', { class: `thumb-class${im.class ? '' : ' none'}` }, im.class || 'unlabelled'),

@@ -15,9 +15,12 @@ use crate::routes;
         routes::transactions, routes::classes, routes::create_class, routes::rename_class, routes::merge_class,
         routes::models, routes::model, routes::promote_model, routes::rollback_model, routes::train, routes::jobs,
         routes::job, routes::cancel_job, routes::calibration, routes::recalibrate, routes::review,
+        routes::list_collections, routes::create_collection, routes::get_collection, routes::upload_to_collection,
+        routes::results, routes::pairs, routes::coverage, routes::tags, routes::bulk, routes::bulk_actions,
+        routes::undo_bulk, routes::thumb,
     ),
     modifiers(&BearerToken),
-    tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "service"))
+    tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "collections"), (name = "service"))
 )]
 struct ApiDoc;
 

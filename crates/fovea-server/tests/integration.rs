@@ -525,5 +525,7 @@ async fn a_storage_failure_is_a_5xx_that_names_no_internal_path() {
 
 #[path = "integration/bounded.rs"]
 mod bounded;
+#[path = "integration/collections.rs"]
+mod collections;
 #[path = "integration/review.rs"]
 mod review;

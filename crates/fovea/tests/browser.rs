@@ -403,3 +403,61 @@ async fn a_labellers_day_keyboard_search_batch_undo_history_captions_and_a_narro
     }
     client.close().await.unwrap();
 }
+
+// ───────────────────────── collections (issue 12) ─────────────────────────
+
+#[tokio::test]
+async fn identify_files_filter_accept_all_matching_and_undo_in_the_browser() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve(data.path());
+    let base = server.base.clone();
+    // Teach two classes over the API, two photo variants each.
+    for (name, class) in [("chelsea.png", "cat"), ("coffee.png", "coffee")] {
+        for k in [0, 4] {
+            let answer: serde_json::Value = ureq::post(&format!("{base}/api/v1/classify"))
+                .send_bytes(&common::photo_variant(name, k))
+                .unwrap()
+                .into_json()
+                .unwrap();
+            let id = answer["image_id"].as_str().unwrap();
+            ureq::post(&format!("{base}/api/v1/images/{id}/label"))
+                .send_json(serde_json::json!({ "class": class }))
+                .unwrap();
+        }
+    }
+    let labelled = |class: &str| -> u64 {
+        let rows = get(&base, "/coverage");
+        rows.as_array().unwrap().iter().find(|r| r["class"] == class).unwrap()["labelled"].as_u64().unwrap()
+    };
+    let Browser { client, _driver, _profile } = browser().await;
+    let files = tempfile::tempdir().unwrap();
+    client.goto(&format!("{base}/#/collections")).await.unwrap();
+    wait_for(&client, "#identify-files").await;
+    js(&client, "const i = document.getElementById('identify-files'); i.className = ''; return 1;").await;
+    let paths: Vec<String> = [("chelsea.png", 8), ("chelsea.png", 12), ("coffee.png", 9), ("coffee.png", 13)]
+        .iter()
+        .map(|(n, k)| write_variant(files.path(), n, *k).to_str().unwrap().to_owned())
+        .collect();
+    wait_for(&client, "#identify-files").await.send_keys(&paths.join("\n")).await.unwrap();
+    wait_text(&client, "#identify-files-status", "4 / 4 identified").await;
+    wait_js(&client, "document.querySelectorAll('#result-grid .thumb').length === 4").await;
+    // Thumbnails, not originals, fill the grid.
+    let src = js(&client, "return document.querySelector('#result-grid .thumb img').getAttribute('src')").await;
+    assert!(src.as_str().unwrap().contains("/thumb?size="), "{src}");
+
+    // Filter to the predicted cats, select every match, accept their predictions: one action, one undo.
+    js(&client, "const s = document.getElementById('rf-class'); s.value = 'cat'; s.dispatchEvent(new Event('change', {bubbles: true})); return 1;").await;
+    wait_js(&client, "document.querySelectorAll('#result-grid .thumb').length === 2").await;
+    wait_for(&client, "#rs-all").await.click().await.unwrap();
+    wait_text(&client, "#rs-count", "all 2 matching selected").await;
+    wait_for(&client, "#result-actions [data-bulk='accept']").await.click().await.unwrap();
+    wait_text(&client, "#toast", "Accepted predictions for 2 images").await;
+    assert_eq!(labelled("cat"), 4);
+    wait_js(&client, "document.querySelectorAll('#result-grid .thumb-label').length === 2").await;
+    save_screenshot(&client, "collections.png").await;
+    wait_for(&client, "#toast .toast-action").await.click().await.unwrap();
+    wait_text(&client, "#toast", "Undone: 2 restored").await;
+    assert_eq!(labelled("cat"), 2);
+    wait_text(&client, "#coverage", "cat").await;
+    client.close().await.unwrap();
+}

@@ -197,3 +197,64 @@ fn identify_walks_a_folder_recursively() {
     // Rows follow the walk's sorted order.
     assert!(rows[0].contains("cat/0.png") && rows[2].contains("cat/deeper/x.png"), "{rows:?}");
 }
+
+/// `processed` of collection 1, from `fovea collections list` (reads only the catalog).
+fn processed(data: &Path) -> Option<(u64, String)> {
+    let out = fovea(&["collections", "list", "--data", data.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let row = text.lines().nth(1)?.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+    Some((row.get(2)?.parse().ok()?, row.get(5)?.clone()))
+}
+
+#[test]
+fn a_collection_killed_mid_run_resumes_with_exact_counts() {
+    let dir = tmp("identify-kill");
+    let photos = dir.join("photos");
+    photo_folder(&photos, 50, 0);
+    let (data, csv) = (dir.join("data"), dir.join("out.csv"));
+    let run = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fovea"));
+        c.env("FOVEA_HOME", fovea_model::fovea_home())
+            .args(["identify", photos.to_str().unwrap(), "--data", data.to_str().unwrap(), "--csv"])
+            .arg(&csv);
+        c
+    };
+    let mut child = run().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let at_kill = loop {
+        assert!(std::time::Instant::now() < deadline, "identify never committed a result");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("identify ended ({status}) before a committed result was seen: {:?}", processed(&data));
+        }
+        if let Some((n, total)) = processed(&data) {
+            if n > 0 {
+                child.kill().unwrap(); // SIGKILL: no clean shutdown
+                break (n, total);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    child.wait().unwrap();
+    let (n, total) = processed(&data).unwrap();
+    assert!(n >= at_kill.0, "committed results survive a kill");
+    assert!(n < 150 && total == "running?", "killed before the end: {n} done, total {total} (at kill {at_kill:?})");
+
+    let out = run().output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("resuming collection 1"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(processed(&data), Some((150, "150".to_owned())), "every file once, none lost");
+    let rows: Vec<String> = std::fs::read_to_string(&csv).unwrap().lines().skip(1).map(str::to_owned).collect();
+    assert_eq!(rows.len(), 150);
+    let mut files: Vec<&str> = rows.iter().map(|r| r.split(',').next().unwrap()).collect();
+    files.sort();
+    files.dedup();
+    assert_eq!(files.len(), 150, "no file counted twice");
+    // Nothing was taught, so every result is unknown.
+    let show = fovea(&["collections", "show", "1", "--data", data.to_str().unwrap(), "--json", "--unknown"]);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["total"], 150, "{v}");
+}

@@ -13,7 +13,7 @@ use crate::auth::{Caller, ImageCaller};
 use crate::error::{bad_request, ApiError};
 
 /// The image comes as multipart (field `image`, or the first file field) or as the raw request body.
-async fn upload_bytes(req: Request, state: &S) -> Result<Bytes, ApiError> {
+pub(crate) async fn upload_bytes(req: Request, state: &S) -> Result<Bytes, ApiError> {
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)

@@ -1,6 +1,7 @@
 //! The router: `/api/v1` JSON routes, `/healthz`, `/metrics`, `/openapi.json` and the embedded web UI.
 
 mod classes;
+mod collections;
 mod images;
 mod models;
 mod review;
@@ -21,6 +22,7 @@ use crate::auth::Caller;
 use crate::error::{bad_request, ApiError};
 
 pub(crate) use classes::*;
+pub(crate) use collections::*;
 pub(crate) use images::*;
 pub(crate) use models::*;
 pub(crate) use review::*;
@@ -38,6 +40,16 @@ pub fn router(state: S) -> Router {
         .route("/images", get(images))
         .route("/images/{id}/label", post(label))
         .route("/images/{id}/blob", get(blob))
+        .route("/images/{id}/thumb", get(thumb))
+        .route("/collections", get(list_collections).post(create_collection))
+        .route("/collections/{id}", get(get_collection))
+        .route("/collections/{id}/images", post(upload_to_collection))
+        .route("/collections/{id}/pairs", get(pairs))
+        .route("/results", get(results))
+        .route("/coverage", get(coverage))
+        .route("/tags", get(tags))
+        .route("/bulk", get(bulk_actions).post(bulk))
+        .route("/bulk/{id}/undo", post(undo_bulk))
         .route("/review", get(review))
         .route("/classes", get(classes).post(create_class))
         .route("/classes/{id}", patch(rename_class))

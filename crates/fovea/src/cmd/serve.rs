@@ -15,7 +15,7 @@ use super::{load_backbone, Engine};
 #[derive(Args, Debug, Clone)]
 pub struct AppArgs {
     /// Folder for the catalog (SQLite) and the image store
-    #[arg(long, env = "FOVEA_DATA", default_value = "fovea-data")]
+    #[arg(long, env = "FOVEA_DATA", default_value = "fovea-data", global = true)]
     pub data: PathBuf,
     /// Online head: slda, ncm or ncm-cosine
     #[arg(long, env = "FOVEA_HEAD", default_value = "slda")]

@@ -163,6 +163,14 @@ pub fn http(
     Ok(())
 }
 
+fn write_files(dir: &Path, jpegs: &[Vec<u8>]) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (i, j) in jpegs.iter().enumerate() {
+        std::fs::write(dir.join(format!("img{i:05}.jpg")), j)?;
+    }
+    Ok(())
+}
+
 pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs) -> anyhow::Result<()> {
     let photos = sample_photos(home)?;
     let n = args.images.max(16);
@@ -177,33 +185,39 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
     let (mut raw_s, mut app_s) = (0.0, 0.0);
     const ROUNDS: u32 = 3;
     for round in 0..ROUNDS {
-        // Raw embed: decode + preprocess each file, then the network in batches of 16 — what a script would do.
-        let jpegs = distinct_jpegs(&photos, n, 10 + round);
+        // Raw embed: read, decode and preprocess each file, then the network in batches of 16 — what a script
+        // would do.
+        let raw_dir = dir.path().join(format!("raw{round}"));
+        write_files(&raw_dir, &distinct_jpegs(&photos, n, 10 + round))?;
         let t = Instant::now();
-        for chunk in jpegs.chunks(16) {
+        let files: Vec<_> = fovea_app::walk_files(&raw_dir).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
+        for chunk in files.chunks(16) {
             let mut input = Vec::new();
-            for j in chunk {
-                input.extend(fovea_vision::to_input(&fovea_vision::decode(j, &Default::default())?, size));
+            for f in chunk {
+                input.extend(fovea_vision::to_input(
+                    &fovea_vision::decode(&std::fs::read(f)?, &Default::default())?,
+                    size,
+                ));
             }
             raw.run(&input, chunk.len())?;
         }
         raw_s += t.elapsed().as_secs_f64();
-        let items: Vec<(String, bytes::Bytes)> = distinct_jpegs(&photos, n, 20 + round)
-            .into_iter()
-            .enumerate()
-            .map(|(i, j)| (format!("img{i}.jpg"), j.into()))
-            .collect();
+        // The same as `fovea identify DIR`: a collection walked, stored, embedded, predicted, logged and committed.
+        let folder = dir.path().join(format!("collection{round}"));
+        write_files(&folder, &distinct_jpegs(&photos, n, 20 + round))?;
         let t = Instant::now();
-        let results = rt.block_on(app.identify(items, "bench", |_, _| {}));
+        let done = rt.block_on(async {
+            let c = app.create_collection(None, &folder, None, "bench").await?;
+            app.run_collection(c.id, |_| {}, Default::default()).await
+        })?;
         app_s += t.elapsed().as_secs_f64();
-        let failed = results.iter().filter(|r| r.1.is_err()).count();
-        anyhow::ensure!(failed == 0, "{failed} of {n} images failed to identify");
+        anyhow::ensure!(done.failed == 0 && done.processed == n as u64, "identify: {done:?}");
     }
     let total = (n as u32 * ROUNDS) as f64;
     let (rate, raw_rate) = (total / app_s, total / raw_s);
     println!(
-        "bulk identify of {} new JPEGs: {rate:.1} img/s (stored, embedded, predicted, logged); raw embed \
-         {raw_rate:.1} img/s; ratio {:.2}x (target >= 0.9x)",
+        "bulk identify of {} new JPEG files as collections: {rate:.1} img/s (stored, embedded, predicted, logged, \
+         committed); raw read + decode + embed {raw_rate:.1} img/s; ratio {:.2}x (target >= 0.9x)",
         total,
         rate / raw_rate
     );

@@ -1,0 +1,38 @@
+//! Server-side thumbnails, so a grid of results never ships full-size originals. Made once per image and size,
+//! then kept in the blob store beside the original.
+
+use bytes::Bytes;
+
+use crate::{App, AppError, Result};
+
+/// Sizes a client may ask for (longest side, pixels); a fixed set keeps the cache small.
+pub const THUMB_SIZES: [u32; 3] = [96, 192, 384];
+
+impl App {
+    /// A JPEG of the image whose longest side is at most `size`, from the cache or made now.
+    pub async fn thumbnail(&self, id: &str, size: u32) -> Result<Bytes> {
+        if !THUMB_SIZES.contains(&size) {
+            return Err(AppError::Invalid(format!("thumbnail size must be one of {THUMB_SIZES:?}")));
+        }
+        let key = format!("thumbs/{size}/{id}.jpg");
+        if self.blobs.exists(&key).await? {
+            return Ok(self.blobs.get(&key).await?);
+        }
+        let original = self.image_bytes(id).await?;
+        let limits = self.cfg.limits;
+        let thumb = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            let img = fovea_vision::decode(&original, &limits)?;
+            let small = image::DynamicImage::ImageRgb8(img).thumbnail(size, size).to_rgb8();
+            let mut out = Vec::new();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 82)
+                .encode_image(&small)
+                .map_err(|e| AppError::Internal(format!("encoding a thumbnail: {e}")))?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))??;
+        let thumb = Bytes::from(thumb);
+        self.blobs.put(&key, thumb.clone()).await?;
+        Ok(thumb)
+    }
+}
