@@ -26,6 +26,9 @@ const MIN_EVIDENCE: usize = 20;
 /// learned once each: crops of them and another photo of the same motorcycle sit at 0.20–0.56, while unrelated
 /// pictures (a horse, bricks, grass, coins, a page of text, the moon, a camera man) sit at 2.3–3.3.
 pub const FALLBACK_MAX_DISTANCE: f64 = 1.0;
+/// Temperature served before there is enough held-out evidence to fit one (it shrinks towards the evidence as
+/// labels arrive). Measured: the fitted temperature of the online SLDA head on MNIST as served, PRIOR_NOTE.
+const PRIOR_TEMPERATURE: f64 = 1.0;
 /// A fit is refreshed once the label log has moved this many entries past it (or a tenth of the labels learned).
 const REFIT_AFTER_LABELS: i64 = 20;
 /// How often the background task checks whether the fit is stale.
@@ -225,7 +228,7 @@ impl App {
         tokio::task::spawn_blocking(move || -> Result<CalibrationFit> {
             let refs: Vec<(&[f32], &str)> = samples.iter().map(|(e, c)| (e.as_slice(), c.as_str())).collect();
             let held = leave_one_out(&head, &refs)?;
-            Ok(fit_held_out(&held, TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE)))
+            Ok(fit_held_out(&held, TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE), PRIOR_TEMPERATURE))
         })
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
@@ -339,7 +342,7 @@ mod tests {
 
     #[test]
     fn a_fit_goes_stale_with_new_labels_a_new_head_or_another_model() {
-        let fit = fit_held_out(&[], TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE));
+        let fit = fit_held_out(&[], TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE), PRIOR_TEMPERATURE);
         let report = CalibrationReport::new("m".into(), 100, &fit);
         let cal = fit.calibration;
         assert!(!report.stale("m", 119, &cal, 50));

@@ -140,21 +140,37 @@ pub struct CalibrationFit {
 }
 
 /// Fits the temperature (minimum NLL) and a distance threshold that calls at most `target_false_unknown` of
-/// the known-class held-out samples unknown. With fewer than `min_samples` held-out predictions the temperature
-/// stays 1 and `fallback_max_distance` is the threshold: too little evidence to fit either.
+/// the known-class held-out samples unknown.
+///
+/// With fewer than `min_samples` held-out predictions there is too little evidence to trust either fit alone:
+/// `fallback_max_distance` is the threshold, and the temperature shrinks from `prior_temperature` towards the
+/// evidence's own fit in log space, weighted by how many samples there are (`n / (n + min_samples)`). So the very
+/// first answers are already tempered (raw scores of a head that has seen two images per class are near-certain
+/// even when wrong) and the estimate moves to the data as labels arrive.
 pub fn fit_held_out(
     held: &[HeldOut],
     target_false_unknown: f64,
     min_samples: usize,
     fallback_max_distance: Option<f64>,
+    prior_temperature: f64,
 ) -> CalibrationFit {
     let before = held_out_reliability(held, 1.0);
     if held.len() < min_samples.max(1) {
-        let calibration = Calibration { temperature: 1.0, min_probability: None, max_distance: fallback_max_distance };
+        let prior = if prior_temperature.is_finite() && prior_temperature > 0.0 { prior_temperature } else { 1.0 };
+        let temperature = if held.is_empty() {
+            prior
+        } else {
+            let samples: Vec<(Vec<f64>, usize)> = held.iter().map(|h| (h.logits.clone(), h.truth)).collect();
+            let fitted = fit_temperature(&samples).temperature;
+            let w = held.len() as f64 / (held.len() + min_samples.max(1)) as f64;
+            (w * fitted.ln() + (1.0 - w) * prior.ln()).exp()
+        };
+        let calibration = Calibration { temperature, min_probability: None, max_distance: fallback_max_distance };
         let rejected =
             held.iter().filter(|h| matches!((h.distance, fallback_max_distance), (Some(d), Some(m)) if d > m)).count();
         let false_unknown_rate = if held.is_empty() { 0.0 } else { rejected as f64 / held.len() as f64 };
-        return CalibrationFit { calibration, after: before.clone(), before, false_unknown_rate };
+        let after = held_out_reliability(held, temperature);
+        return CalibrationFit { calibration, after, before, false_unknown_rate };
     }
     let samples: Vec<(Vec<f64>, usize)> = held.iter().map(|h| (h.logits.clone(), h.truth)).collect();
     let temperature = fit_temperature(&samples).temperature;
@@ -228,7 +244,7 @@ mod tests {
         }
         let samples: Vec<(&[f32], &str)> = data.iter().map(|e| (e.x.as_slice(), e.class.as_str())).collect();
         let held = leave_one_out(&head, &samples).unwrap();
-        let fit = fit_held_out(&held, 0.05, 20, None);
+        let fit = fit_held_out(&held, 0.05, 20, None, 1.0);
         assert!(fit.after.ece <= fit.before.ece + 1e-9, "{:?} -> {:?}", fit.before.ece, fit.after.ece);
         assert!(fit.after.nll <= fit.before.nll + 1e-9);
         assert!(fit.false_unknown_rate <= 0.05 + 1e-9, "{}", fit.false_unknown_rate);
@@ -236,12 +252,18 @@ mod tests {
     }
 
     #[test]
-    fn too_little_evidence_keeps_unit_temperature_and_the_fallback() {
+    fn too_little_evidence_starts_from_the_prior_and_keeps_the_fallback_threshold() {
+        assert_eq!(fit_held_out(&[], 0.05, 20, Some(2.0), 4.0).calibration.temperature, 4.0);
+        // One confident mistake: the evidence pulls the temperature above the prior, but only part of the way.
         let held = vec![HeldOut { logits: vec![5.0, 0.0], truth: 1, distance: Some(3.0) }];
-        let fit = fit_held_out(&held, 0.05, 20, Some(2.0));
-        assert_eq!(fit.calibration.temperature, 1.0);
+        let fit = fit_held_out(&held, 0.05, 20, Some(2.0), 4.0);
+        let fitted = fit_temperature(&[(vec![5.0, 0.0], 1)]).temperature;
+        assert!(fitted > 4.0, "{fitted}");
+        let t = fit.calibration.temperature;
+        assert!(t > 4.0 && t < fitted, "shrunk between the prior and the fit: {t}");
         assert_eq!(fit.calibration.max_distance, Some(2.0));
         assert_eq!(fit.false_unknown_rate, 1.0);
+        assert!(fit.after.nll < fit.before.nll, "a tempered answer is less wrong");
     }
 
     #[test]
