@@ -147,3 +147,43 @@ fn bench_reports_both_paths() {
         assert!(r.epoch_seconds > 0.0 && r.full_images_per_second > 0.0);
     }
 }
+
+/// The gate end to end on real training runs: a model trained on shuffled labels (what a broken labelling job or
+/// a mixed-up import would produce) must be refused against a properly trained one, and the proper one promoted
+/// over it, both judged on the same held-out benchmark.
+#[test]
+fn the_gate_refuses_a_model_trained_on_shuffled_labels() {
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    use crate::gate::{judge, GateConfig};
+    use crate::metrics::evaluate;
+
+    let w = tiny_weights(61, 10);
+    let (train, validation, benchmark) = (stripes(16, 62), stripes(8, 63), stripes(15, 64));
+    let config =
+        FineTuneConfig { epochs: 6, patience: 4, ..small_config("all=freeze,stage1-2=finetune,head=finetune") };
+    let shuffle = |set: &[TrainImage], seed: u64| -> Vec<TrainImage> {
+        let mut labels: Vec<usize> = set.iter().map(|t| t.label).collect();
+        labels.shuffle(&mut StdRng::seed_from_u64(seed));
+        set.iter().zip(labels).map(|(t, label)| TrainImage { image: t.image.clone(), label }).collect()
+    };
+    let run = |train: &[TrainImage], validation: &[TrainImage]| {
+        let out =
+            fine_tune(&w, &names(2), None, train, validation, &config, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+        let images: Vec<_> = benchmark.iter().map(|t| t.image.clone()).collect();
+        let truth: Vec<usize> = benchmark.iter().map(|t| t.label).collect();
+        evaluate(&names(2), &truth, &predict(&out.weights, &images, 32, 8).unwrap()).unwrap()
+    };
+    let proper = run(&train, &validation);
+    let shuffled = run(&shuffle(&train, 65), &shuffle(&validation, 66));
+    assert!(proper.accuracy >= 0.8, "the properly trained model learns the task: {}", proper.accuracy);
+
+    let refused = judge(&shuffled, Some(&proper), false, &GateConfig::default());
+    assert!(!refused.passed, "{:#?}", refused.reasons);
+    let evidence = refused.comparison.as_ref().unwrap();
+    assert!(evidence.p_worse <= 0.05, "the paired test itself sees it: {:#?}", refused.reasons);
+    let promoted = judge(&proper, Some(&shuffled), false, &GateConfig::default());
+    assert!(promoted.passed, "{:#?}", promoted.reasons);
+}
