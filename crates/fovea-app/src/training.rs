@@ -149,7 +149,9 @@ impl App {
         let parent = self.served_model().await;
         // The dataset first: "not enough data" is the common answer and needs no weights loaded.
         let Prepared { samples, photos: images, frozen, stored, .. } = self.labelled_samples().await?;
-        let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..Default::default() })?;
+        // Held-out shares are sized for the dataset (see `SplitConfig::sized_for`: caps on small datasets, targets in
+        // images on large ones, never moving a trained image into an evaluation split as the dataset grows).
+        let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..SplitConfig::sized_for(samples.len()) })?;
         let weights = Arc::new(self.model_weights(&parent)?);
         for split in Split::ALL {
             for s in plan.split(split) {
