@@ -33,6 +33,10 @@ pub struct TrainParams {
     /// Leave the result as a candidate even when it passes the gate.
     pub no_promote: bool,
     pub seed: Option<u64>,
+    /// Once validation has chosen the epoch, train again on train + validation for that many epochs and keep
+    /// that model: on small datasets the validation images are worth more as training data. Takes about twice as
+    /// long.
+    pub final_fit: bool,
 }
 
 /// Live state of a run, for progress bars and the web UI's curve.
@@ -60,6 +64,9 @@ pub struct TrainReport {
     pub split_sizes: Vec<(String, usize)>,
     pub best_epoch: usize,
     pub stopped_early: bool,
+    /// Set when the model comes from a final fit: this many epochs on train + validation.
+    #[serde(default)]
+    pub final_fit_epochs: Option<usize>,
     /// Test accuracy of the serving model (its backbone + an online head fitted on the train split).
     pub serving_test_accuracy: f64,
     /// Test accuracy of the new backbone + an online head fitted on the same train split.
@@ -124,7 +131,8 @@ impl App {
                 self.cfg.cutoff
             )));
         }
-        let mut config = FineTuneConfig { seed: params.seed.unwrap_or(7), ..Default::default() };
+        let mut config =
+            FineTuneConfig { seed: params.seed.unwrap_or(7), final_fit: params.final_fit, ..Default::default() };
         if let Some(e) = params.epochs {
             config.epochs = e;
         }
@@ -199,6 +207,7 @@ impl App {
                     split_sizes: Split::ALL.iter().map(|s| (s.to_string(), plan.split(*s).len())).collect(),
                     best_epoch: tuned.best_epoch,
                     stopped_early: tuned.stopped_early,
+                    final_fit_epochs: tuned.final_fit_epochs,
                     serving_test_accuracy: serving.0.accuracy,
                     candidate_test_accuracy: candidate.0.accuracy,
                     classifier_test_accuracy: classifier_test.accuracy,
@@ -342,6 +351,10 @@ fn run_blocking(
             let step = if p.steps > 0 { p.step as f64 / p.steps as f64 } else { 0.0 };
             state.fraction = if p.phase == "training" {
                 0.1 + 0.8 * ((p.epoch.max(1) - 1) as f64 + step) / epochs
+            } else if p.phase == finetune::FINAL_FIT_PHASE {
+                // The refit follows the chosen epochs, however early they stopped: finish the bar from 0.9.
+                let epoch = if p.epoch == 0 { 0.0 } else { (p.epoch - 1) as f64 + step };
+                0.9 + 0.02 * epoch / p.epochs.max(1) as f64
             } else {
                 0.1 * step
             };

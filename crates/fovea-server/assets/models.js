@@ -205,6 +205,7 @@ async function submitTrain(e) {
   }
   if ($('train-throwaway').checked) body.throw_away = true;
   if ($('train-no-promote').checked) body.no_promote = true;
+  if ($('train-final-fit').checked) body.final_fit = true;
   const policy = $('train-policy').value.trim();
   if (policy) body.policy = policy;
   const btn = $('train-btn');
