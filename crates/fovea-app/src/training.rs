@@ -73,6 +73,11 @@ pub struct TrainReport {
     pub candidate_test_accuracy: f64,
     /// Test accuracy of the fine-tuned network's own classifier.
     pub classifier_test_accuracy: f64,
+    /// The two test accuracies above compared image by image, with paired-bootstrap intervals: how precisely
+    /// the test split can tell them apart. Absent in reports recorded before it existed.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub test_comparison: Option<gate::Comparison>,
     #[schema(value_type = Object)]
     pub serving_benchmark: Evaluation,
     #[schema(value_type = Object)]
@@ -194,6 +199,9 @@ impl App {
         let (tuned, serving, candidate, classifier_test) = outcome;
         let throw_away = params.throw_away;
         let verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
+        // Both test evaluations come from the same plan.test in the same order, so pairing cannot fail in practice;
+        // if it ever did, the report says less rather than the run failing.
+        let test_comparison = gate::paired_comparison(&candidate.0, &serving.0, &GateConfig::default()).ok();
         let kind = if throw_away { ModelKind::ThrowAway } else { ModelKind::FineTune };
         let prefix = if throw_away { "throwaway" } else { "ft" };
         let mut report = self
@@ -211,6 +219,7 @@ impl App {
                     serving_test_accuracy: serving.0.accuracy,
                     candidate_test_accuracy: candidate.0.accuracy,
                     classifier_test_accuracy: classifier_test.accuracy,
+                    test_comparison,
                     serving_benchmark: serving.1,
                     candidate_benchmark: candidate.1,
                     verdict,

@@ -110,13 +110,24 @@ function accuracyCell(report) {
   ];
 }
 
+function points(fraction) {
+  const p = fraction * 100;
+  return `${p > 0 ? '+' : ''}${p.toFixed(1)}`;
+}
+
 function benchmarkCell(report) {
   const cand = report?.candidate_benchmark?.accuracy;
   if (typeof cand !== 'number') return h('span', { class: 'muted' }, '—');
   const serving = report?.serving_benchmark?.accuracy;
   const n = report?.candidate_benchmark?.count;
+  // The gate's paired comparison, when recorded: the difference and how sure the benchmark is of it.
+  const cmp = report?.verdict?.comparison;
+  const diff = cmp && Array.isArray(cmp.difference_interval)
+    ? ` · difference ${points(cmp.difference)} points, ${Math.round(cmp.confidence * 100)}% interval `
+      + `${points(cmp.difference_interval[0])} to ${points(cmp.difference_interval[1])}`
+    : '';
   const title = `candidate ${pct(cand)}${typeof serving === 'number' ? ` · serving ${pct(serving)}` : ''}`
-    + (typeof n === 'number' ? ` · ${n} images` : '');
+    + (typeof n === 'number' ? ` · ${n} images` : '') + diff;
   return h('span', { title }, pct(cand));
 }
 

@@ -210,6 +210,20 @@ fn pair_up<'a>(candidate: &'a Evaluation, serving: &'a Evaluation) -> Result<Vec
         .collect()
 }
 
+/// The paired comparison of two evaluations of the same images in the same order (counts, paired-bootstrap
+/// intervals, McNemar's test, per-class tests), without a verdict: for reporting other splits (the run's test
+/// split) the way the gate reports the benchmark. An error says why the two cannot be paired.
+pub fn paired_comparison(
+    candidate: &Evaluation,
+    serving: &Evaluation,
+    config: &GateConfig,
+) -> Result<Comparison, String> {
+    if let Some(problem) = config.problem() {
+        return Err(format!("invalid gate configuration: {problem}"));
+    }
+    Ok(compare(&pair_up(candidate, serving)?, config))
+}
+
 /// Judges a candidate against the serving model, both evaluated on the same benchmark images in the same order
 /// (see the module docs for the rules).
 ///

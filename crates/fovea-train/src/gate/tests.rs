@@ -284,3 +284,15 @@ fn the_verdict_is_deterministic_and_serialises() {
     let reseeded = judge(&candidate, Some(&serving), false, &GateConfig { bootstrap_seed: 1, ..GateConfig::default() });
     assert_eq!(reseeded.passed, v.passed);
 }
+
+#[test]
+fn paired_comparison_reports_without_judging() {
+    let (candidate, serving) = paired(&ISSUE_RUN);
+    let config = GateConfig::default();
+    let c = paired_comparison(&candidate, &serving, &config).unwrap();
+    assert_eq!(Some(&c), judge(&candidate, Some(&serving), false, &config).comparison.as_ref());
+    let (smaller, _) = paired(&ISSUE_RUN[..9]);
+    assert!(paired_comparison(&candidate, &smaller, &config).unwrap_err().contains("serving model on 49"));
+    let bad = GateConfig { alpha: 2.0, ..config };
+    assert!(paired_comparison(&candidate, &serving, &bad).unwrap_err().contains("alpha"));
+}

@@ -157,6 +157,16 @@ fn print_report(job: i64, r: &TrainReport) {
         r.candidate_test_accuracy * 100.0,
         r.classifier_test_accuracy * 100.0
     );
+    if let Some(c) = &r.test_comparison {
+        println!(
+            "  test split ({} images): online heads differ by {:+.1} points, {:.0}% interval [{:+.1}, {:+.1}]",
+            c.images,
+            c.difference * 100.0,
+            c.confidence * 100.0,
+            c.difference_interval.0 * 100.0,
+            c.difference_interval.1 * 100.0
+        );
+    }
     println!(
         "  benchmark ({} images): serving {:.1}%, candidate {:.1}%",
         r.candidate_benchmark.count,
