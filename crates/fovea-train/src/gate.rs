@@ -60,7 +60,7 @@ impl Default for GateConfig {
             min_benchmark_images: 20,
             interval_confidence: 0.95,
             bootstrap_resamples: 2000,
-            bootstrap_seed: 0x5eed_0f_9a7e,
+            bootstrap_seed: 0x5eed_0f9a,
         }
     }
 }

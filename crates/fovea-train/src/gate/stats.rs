@@ -214,7 +214,7 @@ mod tests {
         assert!((0.12..0.21).contains(&width), "{width}");
         assert!(b.candidate.0 < 0.8 && 0.8 < b.candidate.1 && b.serving.0 < 0.7 && 0.7 < b.serving.1);
         // Identical models: every resample has a difference of exactly 0.
-        let same = paired_bootstrap(&vec![(true, true); 30], 500, 0.95, 1).unwrap();
+        let same = paired_bootstrap(&[(true, true); 30], 500, 0.95, 1).unwrap();
         assert_eq!(same.difference, (0.0, 0.0));
         assert!(paired_bootstrap(&[], 100, 0.95, 1).is_none());
     }
