@@ -333,9 +333,10 @@ pub fn judge(
 
     for class in &c.classes {
         let counts = format!(
-            "class {}: {} images, {} → {} right (lost {}, gained {})",
+            "class {}: {} image{}, {} → {} right (lost {}, gained {})",
             class.class,
             class.images,
+            if class.images == 1 { "" } else { "s" },
             class.serving_correct,
             class.candidate_correct,
             class.only_serving_right,
@@ -350,6 +351,9 @@ pub fn judge(
                 true,
                 format!("{counts}: no evidence of a drop, p = {} > {}", p_text(class.p_worse), p_text(limit)),
             ),
+            None if class.only_candidate_right + class.only_serving_right == 0 => {
+                check(true, format!("{counts}: the models agree on every image; not judged"))
+            }
             None => check(
                 true,
                 format!(

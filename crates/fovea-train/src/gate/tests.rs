@@ -148,9 +148,10 @@ fn identical_models_pass_with_a_zero_interval() {
     let (_, serving) = paired(&ISSUE_RUN);
     let v = judge(&serving, Some(&serving), false, &GateConfig::default());
     assert!(v.passed, "{:#?}", v.reasons);
-    let c = v.comparison.unwrap();
+    let c = v.comparison.clone().unwrap();
     assert_eq!((c.difference, c.difference_interval, c.p_worse), (0.0, (0.0, 0.0), 1.0));
     assert_eq!((c.only_candidate_right, c.only_serving_right), (0, 0));
+    reason(&v, "class a: 5 images, 4 → 4 right (lost 0, gained 0): the models agree on every image; not judged");
 }
 
 #[test]
@@ -264,8 +265,9 @@ fn invalid_configurations_fail() {
 
 #[test]
 fn all_failures_are_listed_together() {
-    let (candidate, serving) = paired(&[("cat", 10, 0, 10, 0), ("dog", 9, 9, 0, 0)]);
+    let (candidate, serving) = paired(&[("cat", 10, 0, 10, 0), ("dog", 8, 8, 0, 0), ("eel", 1, 0, 1, 0)]);
     let v = judge(&candidate, Some(&serving), true, &GateConfig::default());
+    reason(&v, "class eel: 1 image, 1 → 0 right (lost 1, gained 0): too few disagreements");
     // throw-away, benchmark size, overall drop, McNemar, class cat.
     assert_eq!(failures(&v).len(), 5, "{:#?}", v.reasons);
 }
