@@ -104,10 +104,17 @@ function reasonList(reasons) {
 function accuracyCell(report) {
   if (typeof report?.candidate_test_accuracy !== 'number') return h('span', { class: 'muted' }, '—');
   const diff = report.candidate_test_accuracy - (report.serving_test_accuracy ?? 0);
-  return [
+  // How precise the test split is: the paired comparison's intervals, when the run recorded them.
+  const cmp = report.test_comparison;
+  const title = cmp && Array.isArray(cmp.difference_interval)
+    ? `${cmp.images} test images · ${Math.round(cmp.confidence * 100)}% intervals: serving `
+      + `${pct(cmp.serving_interval[0])}–${pct(cmp.serving_interval[1])}, new `
+      + `${pct(cmp.candidate_interval[0])}–${pct(cmp.candidate_interval[1])}, difference `
+      + `${points(cmp.difference_interval[0])} to ${points(cmp.difference_interval[1])} points`
+    : null;
+  return h('span', { title },
     h('span', { class: 'muted' }, pct(report.serving_test_accuracy)), ' → ',
-    h('strong', { class: diff > 0 ? 'up' : diff < 0 ? 'down' : '' }, pct(report.candidate_test_accuracy)),
-  ];
+    h('strong', { class: diff > 0 ? 'up' : diff < 0 ? 'down' : '' }, pct(report.candidate_test_accuracy)));
 }
 
 function points(fraction) {

@@ -158,13 +158,19 @@ fn print_report(job: i64, r: &TrainReport) {
         r.classifier_test_accuracy * 100.0
     );
     if let Some(c) = &r.test_comparison {
+        // The test split is small on small datasets: say how far off the estimates above may be.
+        let (pc, ps) = (c.confidence * 100.0, |x: f64| x * 100.0);
         println!(
-            "  test split ({} images): online heads differ by {:+.1} points, {:.0}% interval [{:+.1}, {:+.1}]",
+            "  test split ({} images, {pc:.0}% intervals): serving [{:.1}%, {:.1}%], fine-tuned [{:.1}%, {:.1}%], \
+             difference {:+.1} points [{:+.1}, {:+.1}]",
             c.images,
-            c.difference * 100.0,
-            c.confidence * 100.0,
-            c.difference_interval.0 * 100.0,
-            c.difference_interval.1 * 100.0
+            ps(c.serving_interval.0),
+            ps(c.serving_interval.1),
+            ps(c.candidate_interval.0),
+            ps(c.candidate_interval.1),
+            ps(c.difference),
+            ps(c.difference_interval.0),
+            ps(c.difference_interval.1)
         );
     }
     println!(
