@@ -33,6 +33,10 @@ pub struct TrainParams {
     /// Leave the result as a candidate even when it passes the gate.
     pub no_promote: bool,
     pub seed: Option<u64>,
+    /// Once validation has chosen the epoch, train again on train + validation for that many epochs and keep
+    /// that model: on small datasets the validation images are worth more as training data. Takes about twice as
+    /// long.
+    pub final_fit: bool,
 }
 
 /// Live state of a run, for progress bars and the web UI's curve.
@@ -60,12 +64,20 @@ pub struct TrainReport {
     pub split_sizes: Vec<(String, usize)>,
     pub best_epoch: usize,
     pub stopped_early: bool,
+    /// Set when the model comes from a final fit: this many epochs on train + validation.
+    #[serde(default)]
+    pub final_fit_epochs: Option<usize>,
     /// Test accuracy of the serving model (its backbone + an online head fitted on the train split).
     pub serving_test_accuracy: f64,
     /// Test accuracy of the new backbone + an online head fitted on the same train split.
     pub candidate_test_accuracy: f64,
     /// Test accuracy of the fine-tuned network's own classifier.
     pub classifier_test_accuracy: f64,
+    /// The two test accuracies above compared image by image, with paired-bootstrap intervals: how precisely
+    /// the test split can tell them apart. Absent in reports recorded before it existed.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub test_comparison: Option<gate::Comparison>,
     #[schema(value_type = Object)]
     pub serving_benchmark: Evaluation,
     #[schema(value_type = Object)]
@@ -124,7 +136,8 @@ impl App {
                 self.cfg.cutoff
             )));
         }
-        let mut config = FineTuneConfig { seed: params.seed.unwrap_or(7), ..Default::default() };
+        let mut config =
+            FineTuneConfig { seed: params.seed.unwrap_or(7), final_fit: params.final_fit, ..Default::default() };
         if let Some(e) = params.epochs {
             config.epochs = e;
         }
@@ -149,7 +162,9 @@ impl App {
         let parent = self.served_model().await;
         // The dataset first: "not enough data" is the common answer and needs no weights loaded.
         let Prepared { samples, photos: images, frozen, stored, .. } = self.labelled_samples().await?;
-        let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..Default::default() })?;
+        // Held-out shares are sized for the dataset (see `SplitConfig::sized_for`: caps on small datasets, targets in
+        // images on large ones, never moving a trained image into an evaluation split as the dataset grows).
+        let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..SplitConfig::sized_for(samples.len()) })?;
         let weights = Arc::new(self.model_weights(&parent)?);
         for split in Split::ALL {
             for s in plan.split(split) {
@@ -184,6 +199,9 @@ impl App {
         let (tuned, serving, candidate, classifier_test) = outcome;
         let throw_away = params.throw_away;
         let verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
+        // Both test evaluations come from the same plan.test in the same order, so pairing cannot fail in practice;
+        // if it ever did, the report says less rather than the run failing.
+        let test_comparison = gate::paired_comparison(&candidate.0, &serving.0, &GateConfig::default()).ok();
         let kind = if throw_away { ModelKind::ThrowAway } else { ModelKind::FineTune };
         let prefix = if throw_away { "throwaway" } else { "ft" };
         let mut report = self
@@ -197,9 +215,11 @@ impl App {
                     split_sizes: Split::ALL.iter().map(|s| (s.to_string(), plan.split(*s).len())).collect(),
                     best_epoch: tuned.best_epoch,
                     stopped_early: tuned.stopped_early,
+                    final_fit_epochs: tuned.final_fit_epochs,
                     serving_test_accuracy: serving.0.accuracy,
                     candidate_test_accuracy: candidate.0.accuracy,
                     classifier_test_accuracy: classifier_test.accuracy,
+                    test_comparison,
                     serving_benchmark: serving.1,
                     candidate_benchmark: candidate.1,
                     verdict,
@@ -340,6 +360,10 @@ fn run_blocking(
             let step = if p.steps > 0 { p.step as f64 / p.steps as f64 } else { 0.0 };
             state.fraction = if p.phase == "training" {
                 0.1 + 0.8 * ((p.epoch.max(1) - 1) as f64 + step) / epochs
+            } else if p.phase == finetune::FINAL_FIT_PHASE {
+                // The refit follows the chosen epochs, however early they stopped: finish the bar from 0.9.
+                let epoch = if p.epoch == 0 { 0.0 } else { (p.epoch - 1) as f64 + step };
+                0.9 + 0.02 * epoch / p.epochs.max(1) as f64
             } else {
                 0.1 * step
             };

@@ -104,10 +104,22 @@ function reasonList(reasons) {
 function accuracyCell(report) {
   if (typeof report?.candidate_test_accuracy !== 'number') return h('span', { class: 'muted' }, '—');
   const diff = report.candidate_test_accuracy - (report.serving_test_accuracy ?? 0);
-  return [
+  // How precise the test split is: the paired comparison's intervals, when the run recorded them.
+  const cmp = report.test_comparison;
+  const title = cmp && Array.isArray(cmp.difference_interval)
+    ? `${cmp.images} test images · ${Math.round(cmp.confidence * 100)}% intervals: serving `
+      + `${pct(cmp.serving_interval[0])}–${pct(cmp.serving_interval[1])}, new `
+      + `${pct(cmp.candidate_interval[0])}–${pct(cmp.candidate_interval[1])}, difference `
+      + `${points(cmp.difference_interval[0])} to ${points(cmp.difference_interval[1])} points`
+    : null;
+  return h('span', { title },
     h('span', { class: 'muted' }, pct(report.serving_test_accuracy)), ' → ',
-    h('strong', { class: diff > 0 ? 'up' : diff < 0 ? 'down' : '' }, pct(report.candidate_test_accuracy)),
-  ];
+    h('strong', { class: diff > 0 ? 'up' : diff < 0 ? 'down' : '' }, pct(report.candidate_test_accuracy)));
+}
+
+function points(fraction) {
+  const p = fraction * 100;
+  return `${p > 0 ? '+' : ''}${p.toFixed(1)}`;
 }
 
 function benchmarkCell(report) {
@@ -115,8 +127,14 @@ function benchmarkCell(report) {
   if (typeof cand !== 'number') return h('span', { class: 'muted' }, '—');
   const serving = report?.serving_benchmark?.accuracy;
   const n = report?.candidate_benchmark?.count;
+  // The gate's paired comparison, when recorded: the difference and how sure the benchmark is of it.
+  const cmp = report?.verdict?.comparison;
+  const diff = cmp && Array.isArray(cmp.difference_interval)
+    ? ` · difference ${points(cmp.difference)} points, ${Math.round(cmp.confidence * 100)}% interval `
+      + `${points(cmp.difference_interval[0])} to ${points(cmp.difference_interval[1])}`
+    : '';
   const title = `candidate ${pct(cand)}${typeof serving === 'number' ? ` · serving ${pct(serving)}` : ''}`
-    + (typeof n === 'number' ? ` · ${n} images` : '');
+    + (typeof n === 'number' ? ` · ${n} images` : '') + diff;
   return h('span', { title }, pct(cand));
 }
 
@@ -205,6 +223,7 @@ async function submitTrain(e) {
   }
   if ($('train-throwaway').checked) body.throw_away = true;
   if ($('train-no-promote').checked) body.no_promote = true;
+  if ($('train-final-fit').checked) body.final_fit = true;
   const policy = $('train-policy').value.trim();
   if (policy) body.policy = policy;
   const btn = $('train-btn');

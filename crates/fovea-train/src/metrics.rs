@@ -46,6 +46,14 @@ pub struct Evaluation {
     pub reliability: Vec<ReliabilityBin>,
     /// Mean negative log-likelihood (natural log) of the true class.
     pub nll: f64,
+    /// Per image, in input order: the true class index. With `predicted`, what a paired comparison of two models
+    /// on the same images needs (the gate); aggregate counts cannot say whether two models erred on the same
+    /// images. Empty in evaluations recorded before these were kept.
+    #[serde(default)]
+    pub truth: Vec<usize>,
+    /// Per image, in input order: the predicted (arg-max) class index.
+    #[serde(default)]
+    pub predicted: Vec<usize>,
 }
 
 /// Index of the largest probability; ties go to the lowest index so results are deterministic.
@@ -110,9 +118,11 @@ pub fn evaluate(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>])
     // (top-1 confidence, right?, probability of the true class): what the shared reliability summary needs.
     let mut outcomes = Vec::with_capacity(truth.len());
     let mut correct = 0;
+    let mut predictions = Vec::with_capacity(truth.len());
 
     for (&t, row) in truth.iter().zip(probabilities) {
         let predicted = argmax(row);
+        predictions.push(predicted);
         confusion[t][predicted] += 1;
         let hit = predicted == t;
         correct += usize::from(hit);
@@ -149,6 +159,8 @@ pub fn evaluate(classes: &[String], truth: &[usize], probabilities: &[Vec<f32>])
         ece: calibration.ece,
         reliability: calibration.bins,
         nll: calibration.nll,
+        truth: truth.to_vec(),
+        predicted: predictions,
     })
 }
 
@@ -187,6 +199,7 @@ mod tests {
         assert_eq!(e.count, 5);
         assert!(close(e.accuracy, 0.6));
         assert_eq!(e.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]);
+        assert_eq!((e.truth.as_slice(), e.predicted.as_slice()), (&truth[..], &[0, 1, 1, 1, 0][..]));
         let cat = &e.per_class[0];
         assert_eq!((cat.count, cat.correct), (2, 1));
         assert!(close(cat.accuracy, 0.5) && close(cat.recall, 0.5) && close(cat.precision, 0.5));
@@ -260,5 +273,10 @@ mod tests {
         let e = evaluate(&names(&["a", "b"]), &[0, 1], &[vec![0.8, 0.2], vec![0.4, 0.6]]).unwrap();
         let json = serde_json::to_string(&e).unwrap();
         assert_eq!(serde_json::from_str::<Evaluation>(&json).unwrap(), e);
+        // Evaluations stored before per-image predictions were kept still load, with none.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().retain(|k, _| k != "truth" && k != "predicted");
+        let old: Evaluation = serde_json::from_value(old).unwrap();
+        assert!(old.truth.is_empty() && old.predicted.is_empty() && old.count == 2);
     }
 }

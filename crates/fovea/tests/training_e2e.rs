@@ -65,7 +65,16 @@ fn fine_tune_promote_rollback_export_and_recover_a_killed_job() {
     let progress = String::from_utf8_lossy(&run.stderr);
     assert!(progress.contains("training…") && progress.contains("epoch 1/2: loss"), "no progress lines:\n{progress}");
     let ft = model_id_from(&report, "ft-");
-    for needle in ["test accuracy: serving model + online head", "benchmark (", "gate: "] {
+    // The app's evaluations of the two models pair up image by image, so the gate and the test split report the
+    // paired comparison (a gate that could not pair them would refuse with "cannot be compared").
+    for needle in [
+        "test accuracy: serving model + online head",
+        "benchmark (",
+        "gate: ",
+        "images scored by both models",
+        "exact McNemar p = ",
+        "95% intervals): serving [",
+    ] {
         assert!(report.contains(needle), "{needle} missing from:\n{report}");
     }
     assert_eq!(report.contains("gate: PASSED"), report.contains("  promoted in"), "{report}");

@@ -77,6 +77,60 @@ fn proportions_are_roughly_right() {
 }
 
 #[test]
+fn splits_are_sized_for_the_dataset() {
+    let percents = |n: usize| {
+        let c = SplitConfig::sized_for(n);
+        assert!(c.validate().is_ok(), "{n}: {c:?}");
+        (c.benchmark_percent, c.test_percent, c.validation_percent)
+    };
+    // Small datasets keep the caps; the benchmark grows to reach the gate's 20 images.
+    assert_eq!(percents(600), (10, 15, 15), "the issue's 10 × 60 images");
+    assert_eq!(percents(150), (14, 15, 15));
+    assert_eq!(percents(50), (20, 15, 15));
+    assert_eq!(percents(0), (20, 15, 15));
+    // Large datasets hold out about the target number of images, down to the floors.
+    assert_eq!(percents(4000), (10, 10, 8));
+    assert_eq!(percents(20_000), (5, 5, 5));
+    assert_eq!(percents(1_000_000), (3, 5, 5));
+    assert_eq!(SplitConfig::sized_for(600).cutoff, SplitConfig::default().cutoff);
+    let mut last = percents(1);
+    for n in 2..60_000 {
+        let now = percents(n);
+        assert!(now.0 <= last.0 && now.1 <= last.1 && now.2 <= last.2, "share rose at {n}: {last:?} → {now:?}");
+        // The cumulative bucket bounds (benchmark, +test, +validation) never rise either.
+        assert!(now.0 + now.1 <= last.0 + last.1 && now.0 + now.1 + now.2 <= last.0 + last.1 + last.2);
+        last = now;
+    }
+}
+
+#[test]
+fn a_growing_dataset_never_moves_a_trained_image_into_an_evaluation_split() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let small = random_samples(&mut rng, 0, 1500, &["cat", "dog", "fox"]);
+    let mut large = small.clone();
+    large.extend(random_samples(&mut rng, 10_000, 8500, &["cat", "dog", "fox"]));
+    let plan = |samples: &[Sample]| {
+        let config = SplitConfig { cutoff: 0, ..SplitConfig::sized_for(samples.len()) };
+        split_map(&build(samples, &HashSet::new(), &config).unwrap())
+    };
+    let (before, after) = (plan(&small), plan(&large));
+    let rank = |s: Split| match s {
+        Split::Benchmark => 0,
+        Split::Test => 1,
+        Split::Validation => 2,
+        Split::Train => 3,
+    };
+    let mut moved = 0;
+    for (id, split) in &before {
+        let now = after[id];
+        assert!(rank(now) >= rank(*split), "image {id} moved from {split} to {now}");
+        moved += usize::from(now != *split);
+    }
+    // 1500 → 10 000 images: test and validation 15 → 5 %, so many images move, all of them towards training.
+    assert!(moved > 100, "{moved}");
+}
+
+#[test]
 fn exact_and_near_duplicates_share_a_split_even_across_classes() {
     let mut rng = StdRng::seed_from_u64(3);
     let mut samples = random_samples(&mut rng, 0, 300, &["cat", "dog"]);

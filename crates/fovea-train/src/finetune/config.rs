@@ -52,6 +52,10 @@ pub struct FineTuneConfig {
     pub cache: bool,
     /// Largest cache in MiB; a larger one falls back to recomputation, with a warning.
     pub cache_limit_mib: usize,
+    /// After choosing the best epoch on validation, train again on train + validation for that many epochs and
+    /// keep those weights (see [`super::fine_tune`]). Off by default: it doubles the run's time, and the
+    /// validation curve no longer describes the returned weights.
+    pub final_fit: bool,
 }
 
 impl Default for FineTuneConfig {
@@ -71,6 +75,7 @@ impl Default for FineTuneConfig {
             input_size: 224,
             cache: true,
             cache_limit_mib: 4096,
+            final_fit: false,
         }
     }
 }

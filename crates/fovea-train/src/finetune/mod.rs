@@ -29,4 +29,4 @@ pub use cache::{Photo, TrainImage};
 pub use classifier::{extended_classifier, ClassifierRows};
 pub use config::FineTuneConfig;
 pub use groups::{Group, GroupPolicy, Policies};
-pub use trainer::{fine_tune, EpochRecord, FineTuned, Progress};
+pub use trainer::{fine_tune, EpochRecord, FineTuned, Progress, FINAL_FIT_PHASE};

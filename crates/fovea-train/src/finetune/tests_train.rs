@@ -147,3 +147,79 @@ fn bench_reports_both_paths() {
         assert!(r.epoch_seconds > 0.0 && r.full_images_per_second > 0.0);
     }
 }
+
+/// The gate end to end on real training runs: a model trained on shuffled labels (what a broken labelling job or
+/// a mixed-up import would produce) must be refused against a properly trained one, and the proper one promoted
+/// over it, both judged on the same held-out benchmark.
+#[test]
+fn the_gate_refuses_a_model_trained_on_shuffled_labels() {
+    use rand::rngs::StdRng;
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    use crate::gate::{judge, GateConfig};
+    use crate::metrics::evaluate;
+
+    let w = tiny_weights(61, 10);
+    let (train, validation, benchmark) = (stripes(16, 62), stripes(8, 63), stripes(15, 64));
+    let config =
+        FineTuneConfig { epochs: 6, patience: 4, ..small_config("all=freeze,stage1-2=finetune,head=finetune") };
+    let shuffle = |set: &[TrainImage], seed: u64| -> Vec<TrainImage> {
+        let mut labels: Vec<usize> = set.iter().map(|t| t.label).collect();
+        labels.shuffle(&mut StdRng::seed_from_u64(seed));
+        set.iter().zip(labels).map(|(t, label)| TrainImage { image: t.image.clone(), label }).collect()
+    };
+    let run = |train: &[TrainImage], validation: &[TrainImage]| {
+        let out =
+            fine_tune(&w, &names(2), None, train, validation, &config, &mut |_| {}, &AtomicBool::new(false)).unwrap();
+        let images: Vec<_> = benchmark.iter().map(|t| t.image.clone()).collect();
+        let truth: Vec<usize> = benchmark.iter().map(|t| t.label).collect();
+        evaluate(&names(2), &truth, &predict(&out.weights, &images, 32, 8).unwrap()).unwrap()
+    };
+    let proper = run(&train, &validation);
+    let shuffled = run(&shuffle(&train, 65), &shuffle(&validation, 66));
+    assert!(proper.accuracy >= 0.8, "the properly trained model learns the task: {}", proper.accuracy);
+
+    let refused = judge(&shuffled, Some(&proper), false, &GateConfig::default());
+    assert!(!refused.passed, "{:#?}", refused.reasons);
+    let evidence = refused.comparison.as_ref().unwrap();
+    assert!(evidence.p_worse <= 0.05, "the paired test itself sees it: {:#?}", refused.reasons);
+    let promoted = judge(&proper, Some(&shuffled), false, &GateConfig::default());
+    assert!(promoted.passed, "{:#?}", promoted.reasons);
+}
+
+#[test]
+fn final_fit_retrains_on_train_and_validation_for_the_chosen_epochs() {
+    let w = tiny_weights(71, 10);
+    let (train, validation, held_out) = (stripes(12, 72), stripes(8, 73), stripes(10, 74));
+    let config =
+        FineTuneConfig { epochs: 5, patience: 3, ..small_config("all=freeze,stage1-2=finetune,head=finetune") };
+    let run = |config: &FineTuneConfig, validation: &[TrainImage], phases: &mut Vec<(&'static str, usize, bool)>| {
+        let mut report = |p: Progress| phases.push((p.phase, p.epochs, p.validation_accuracy.is_some()));
+        fine_tune(&w, &names(2), None, &train, validation, config, &mut report, &AtomicBool::new(false)).unwrap()
+    };
+    let plain = run(&config, &validation, &mut Vec::new());
+    let final_config = FineTuneConfig { final_fit: true, ..config.clone() };
+    let mut phases = Vec::new();
+    let refit = run(&final_config, &validation, &mut phases);
+
+    assert!(plain.best_epoch > 0, "{:?}", plain.history);
+    assert_eq!((plain.final_fit_epochs, refit.final_fit_epochs), (None, Some(plain.best_epoch)));
+    assert_eq!(refit.best_epoch, plain.best_epoch, "the epoch is chosen exactly as without a final fit");
+    assert_eq!(
+        refit.history.iter().map(|r| r.train_loss).collect::<Vec<_>>(),
+        plain.history.iter().map(|r| r.train_loss).collect::<Vec<_>>()
+    );
+    assert_ne!(refit.weights.tensors["_conv_head.weight"].1, plain.weights.tensors["_conv_head.weight"].1);
+    // The refit reports last, under its own phase, over the chosen number of epochs and without validation.
+    let first = phases.iter().position(|p| p.0 == FINAL_FIT_PHASE).expect("final-fit progress");
+    assert!(phases[..first].iter().all(|p| p.0 != FINAL_FIT_PHASE));
+    assert!(phases[first..].iter().all(|p| *p == (FINAL_FIT_PHASE, plain.best_epoch, false)), "{phases:?}");
+    // It is still a good model on images neither run saw.
+    let images: Vec<_> = held_out.iter().map(|t| t.image.clone()).collect();
+    let probs = predict(&refit.weights, &images, 32, 8).unwrap();
+    let right = probs.iter().zip(&held_out).filter(|(p, t)| (p[1] > p[0]) == (t.label == 1)).count();
+    assert!(right as f64 / held_out.len() as f64 >= 0.8, "{right} of {}", held_out.len());
+    // Without a validation set there is no epoch to choose, so no refit.
+    assert_eq!(run(&final_config, &[], &mut Vec::new()).final_fit_epochs, None);
+}

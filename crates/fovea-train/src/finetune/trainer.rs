@@ -13,9 +13,12 @@ use super::net::Named;
 use super::session::Session;
 use crate::Result;
 
+/// Phase of every progress report of a final fit (its caching and its epochs).
+pub const FINAL_FIT_PHASE: &str = "final fit";
+
 /// A progress report. `phase` is `"caching"` while the frozen-prefix activations are computed (epoch 0, `step`
 /// of `steps` batches) and `"training"` afterwards (one report per optimiser step, plus one at the end of each
-/// epoch that carries the validation accuracy).
+/// epoch that carries the validation accuracy), then [`FINAL_FIT_PHASE`] during a final fit.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
     /// 1-based while training, 0 while caching.
@@ -65,6 +68,9 @@ pub struct FineTuned {
     pub stopped_early: bool,
     /// Whether frozen-prefix activations were cached (false when disabled or over the memory limit).
     pub cached: bool,
+    /// Set when `weights` come from a final fit: this many epochs (the best epoch) on train + validation,
+    /// after the run above chose the epoch. `history` and `best_epoch` stay those of the choosing run.
+    pub final_fit_epochs: Option<usize>,
 }
 
 struct Best {
@@ -92,6 +98,11 @@ impl Best {
 /// validation accuracy has not risen above its best (the starting point's included) for `patience` epochs; the
 /// returned weights are those of the best epoch by accuracy, ties going to the lower validation loss. Without a
 /// validation set every epoch runs and the last one is kept.
+///
+/// With `config.final_fit`, once the best epoch is known the run starts again from `weights` on train and
+/// validation together for exactly that many epochs, and returns those weights: the epoch count is what
+/// validation was for, and on a small dataset its images are worth more as training data afterwards. Skipped
+/// when there is no validation set or no epoch beat the starting point.
 ///
 /// `progress` is called from this thread; `cancel` is polled before every step and every caching batch and
 /// yields [`crate::TrainError::Cancelled`]. The run is deterministic for a given `config.seed`.
@@ -169,7 +180,7 @@ pub fn fine_tune(
             None => best = Best { epoch, accuracy: 0.0, loss: 0.0, snapshot: session.layout.export(&tail)? },
         }
     }
-    Ok(FineTuned {
+    let selected = FineTuned {
         weights: session.weights_with(&best.snapshot),
         classes: classes.to_vec(),
         history,
@@ -177,5 +188,16 @@ pub fn fine_tune(
         initial_validation_accuracy: initial.map(|(a, _)| a),
         stopped_early,
         cached: session.features.is_cached(),
-    })
+        final_fit_epochs: None,
+    };
+    // The refit below builds its own cache; this run's is no longer needed.
+    drop(session);
+    if !config.final_fit || validation.is_empty() || selected.best_epoch == 0 {
+        return Ok(selected);
+    }
+    let all: Vec<TrainImage> = train.iter().chain(validation).cloned().collect();
+    let refit = FineTuneConfig { epochs: selected.best_epoch, final_fit: false, ..config.clone() };
+    let mut report = |p: Progress| progress(Progress { phase: FINAL_FIT_PHASE, ..p });
+    let fitted = fine_tune(weights, classes, old_classifier, &all, &[], &refit, &mut report, cancel)?;
+    Ok(FineTuned { weights: fitted.weights, final_fit_epochs: Some(selected.best_epoch), ..selected })
 }

@@ -32,6 +32,10 @@ pub struct TrainArgs {
     /// Seed for augmentation and sampling
     #[arg(long)]
     pub seed: Option<u64>,
+    /// After validation has chosen the epoch, retrain on train + validation for that many epochs (about twice
+    /// as long; more training data for small datasets)
+    #[arg(long)]
+    pub final_fit: bool,
     /// Only queue the run for a server's worker, do not run it here
     #[arg(long)]
     pub queue: bool,
@@ -83,6 +87,7 @@ pub fn train(home: &Path, variant: Variant, engine: Engine, args: &TrainArgs) ->
         policy: args.policy.clone(),
         no_promote: args.no_promote,
         seed: args.seed,
+        final_fit: args.final_fit,
     };
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
@@ -143,12 +148,31 @@ fn print_report(job: i64, r: &TrainReport) {
         println!("  left out (below the cutoff): {c} with {n} images");
     }
     println!("  best epoch {}{}", r.best_epoch, if r.stopped_early { " (stopped early on a plateau)" } else { "" });
+    if let Some(epochs) = r.final_fit_epochs {
+        println!("  final fit: {epochs} epochs on train + validation");
+    }
     println!(
         "  test accuracy: serving model + online head {:.1}%, fine-tuned + online head {:.1}%, fine-tuned classifier {:.1}%",
         r.serving_test_accuracy * 100.0,
         r.candidate_test_accuracy * 100.0,
         r.classifier_test_accuracy * 100.0
     );
+    if let Some(c) = &r.test_comparison {
+        // The test split is small on small datasets: say how far off the estimates above may be.
+        let (pc, ps) = (c.confidence * 100.0, |x: f64| x * 100.0);
+        println!(
+            "  test split ({} images, {pc:.0}% intervals): serving [{:.1}%, {:.1}%], fine-tuned [{:.1}%, {:.1}%], \
+             difference {:+.1} points [{:+.1}, {:+.1}]",
+            c.images,
+            ps(c.serving_interval.0),
+            ps(c.serving_interval.1),
+            ps(c.candidate_interval.0),
+            ps(c.candidate_interval.1),
+            ps(c.difference),
+            ps(c.difference_interval.0),
+            ps(c.difference_interval.1)
+        );
+    }
     println!(
         "  benchmark ({} images): serving {:.1}%, candidate {:.1}%",
         r.candidate_benchmark.count,
