@@ -27,8 +27,11 @@ const MIN_EVIDENCE: usize = 20;
 /// pictures (a horse, bricks, grass, coins, a page of text, the moon, a camera man) sit at 2.3–3.3.
 pub const FALLBACK_MAX_DISTANCE: f64 = 1.0;
 /// Temperature served before there is enough held-out evidence to fit one (it shrinks towards the evidence as
-/// labels arrive). Measured: the fitted temperature of the online SLDA head on MNIST as served, PRIOR_NOTE.
-const PRIOR_TEMPERATURE: f64 = 1.0;
+/// labels arrive). Measured on MNIST (1 000 held-out digits, as served): the fitted
+/// temperature of the online SLDA head is about 100 at 2 labels per class, 33 at 5 and 8 at 30; at 1 label per
+/// class (no held-out evidence at all) a temperature of 1 served ECE 0.50 with 93 % of wrong answers above 0.99,
+/// 10 served 0.43 / 45 %, 30 served 0.30 / 7 %. Distinct photos learned from one image each still get 1.0 at 30.
+const PRIOR_TEMPERATURE: f64 = 30.0;
 /// A fit is refreshed once the label log has moved this many entries past it (or a tenth of the labels learned).
 const REFIT_AFTER_LABELS: i64 = 20;
 /// How often the background task checks whether the fit is stale.
