@@ -37,6 +37,7 @@ function filterQuery() {
   if ($('rf-unlabelled').checked) q.labelled = false;
   if ($('rf-below').checked) q.below_cutoff = true;
   if ($('rf-tag').value) q.tag = $('rf-tag').value;
+  if ($('rf-model').value) q.model = $('rf-model').value;
   q.sort = $('rf-sort').value;
   return q;
 }
@@ -154,6 +155,11 @@ async function loadModels() {
   sel.replaceChildren(new Option('Served model', ''),
     ...models.filter((m) => m.status !== 'training' && m.status !== 'promoted')
       .map((m) => new Option(`${m.id} (${m.kind}, ${m.status})`, m.id)));
+  const filter = $('rf-model');
+  const keep = filter.value;
+  filter.replaceChildren(new Option('Any model', ''), ...models.map((m) => new Option(m.id, m.id)));
+  ensureOption(filter, keep);
+  filter.value = keep;
 }
 
 async function loadResults() {
