@@ -125,6 +125,9 @@ pub fn matmul_into(
         // SAFETY: Avx2Fma is only ever chosen after run-time detection (or by a caller that checked), and the asserts
         // above keep every access of the kernel inside the slices.
         Isa::Avx2Fma => unsafe { avx::matmul(a, lda, m, w, act, residual, out, ldo, layout) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX-512 (whose detection includes AVX2/FMA, used for half-width tails).
+        Isa::Avx512 => unsafe { avx512::matmul(a, lda, m, w, act, residual, out, ldo, layout) },
         _ => portable(a, lda, m, w, act, residual, out, ldo, layout),
     }
 }
@@ -173,6 +176,8 @@ fn portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 #[cfg(test)]
 mod tests {
@@ -215,7 +220,7 @@ mod tests {
 
     #[test]
     fn matches_naive_for_awkward_shapes() {
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             for &(m, k, n) in &[
                 (1, 1, 1),
                 (7, 3, 5),
@@ -226,6 +231,13 @@ mod tests {
                 (100, 40, 8),
                 (50, 30, 3),
                 (37, 144, 40),
+                // Around the AVX-512 tiles: 14-row tiles, 32-column panel pairs, a lone panel, masked tails.
+                (29, 19, 17),
+                (15, 33, 47),
+                (28, 16, 33),
+                (43, 21, 63),
+                (14, 7, 9),
+                (1, 64, 1280),
             ] {
                 check(isa, m, k, n);
             }
@@ -239,7 +251,7 @@ mod tests {
         let a = rng.vec(m * lda, 1.0);
         let w = rng.vec(n * k, 1.0);
         let packed = Packed::from_out_in(&w, &vec![0.0; n], n, k);
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             let mut out = vec![-7.0; m * ldo];
             matmul(isa, &a, lda, m, &packed, Act::None, None, &mut out, ldo);
             for r in 0..m {
@@ -266,7 +278,7 @@ mod tests {
         let bias = rng.vec(n, 1.0);
         let packed = Packed::from_out_in(&w, &bias, n, k);
         let want = naive(&a, m, k, &w, &bias, n);
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             let stored = layout.stored(m - 1) + 1;
             let mut out = vec![-7.0; stored * n];
             matmul_into(isa, &a, k, m, &packed, Act::Relu6, None, &mut out, n, layout);
