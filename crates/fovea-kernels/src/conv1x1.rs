@@ -231,12 +231,17 @@ mod tests {
                 (100, 40, 8),
                 (50, 30, 3),
                 (37, 144, 40),
-                // Around the AVX-512 tiles: 14-row tiles, 32-column panel pairs, a lone panel, masked tails.
+                // Small k (AVX2 tiles on every path), odd widths.
                 (29, 19, 17),
                 (15, 33, 47),
-                (28, 16, 33),
-                (43, 21, 63),
                 (14, 7, 9),
+                // k >= 64 takes the AVX-512 tiles: 1-4 panels per tile, masked last panels (29: 16 + 13, 47: 32 + 15,
+                // 63: 48 + 15, 77: 64 then 13 alone), 24 (16 + an 8-column AVX2 tail), rows not a multiple of 6.
+                (29, 64, 29),
+                (15, 65, 47),
+                (28, 96, 63),
+                (43, 70, 77),
+                (7, 128, 24),
                 (1, 64, 1280),
             ] {
                 check(isa, m, k, n);
@@ -246,7 +251,12 @@ mod tests {
 
     #[test]
     fn strided_rows_leave_gaps_untouched() {
-        let (m, k, n, lda, ldo) = (9, 5, 20, 7, 23);
+        for (m, k, n, lda, ldo) in [(9, 5, 20, 7, 23), (9, 67, 29, 70, 31)] {
+            strided(m, k, n, lda, ldo);
+        }
+    }
+
+    fn strided(m: usize, k: usize, n: usize, lda: usize, ldo: usize) {
         let mut rng = Rng::new(3);
         let a = rng.vec(m * lda, 1.0);
         let w = rng.vec(n * k, 1.0);
@@ -270,7 +280,12 @@ mod tests {
 
     #[test]
     fn layout_skips_rows_between_runs() {
-        let (m, k, n, run, skip) = (23, 6, 24, 5, 3);
+        for (m, k, n, run, skip) in [(23, 6, 24, 5, 3), (23, 66, 40, 5, 3), (31, 64, 96, 7, 2)] {
+            layout(m, k, n, run, skip);
+        }
+    }
+
+    fn layout(m: usize, k: usize, n: usize, run: usize, skip: usize) {
         let layout = Layout { run, skip };
         let mut rng = Rng::new(4);
         let a = rng.vec(m * k, 1.0);
