@@ -3,12 +3,12 @@
 //! Work is split two ways. With at least as many images as threads, each thread runs whole images on its own buffers
 //! (no synchronisation, each thread's activations stay in its own cache), and runs the back of the network (7x7 maps,
 //! most of the weights) on groups of up to eight images so each weight is read once per group. Leftover images (all of
-//! them at batch 1) run one at a time by a team of all the threads (`team.rs`): one hand-off per image, each thread
-//! taking its share of every layer's output rows, a spin barrier between layers.
+//! them at batch 1) run one at a time by a team of all the threads (`team.rs`): one hand-off per image, the threads
+//! claiming chunks of every layer's output rows and moving on together once a layer is done.
 
 use crate::conv1x1::{matmul, Act, MR};
 use crate::simd::Isa;
-use crate::team::{Buf, Bufs, SpinBarrier, Team, Tmps};
+use crate::team::{Buf, Bufs, Crew, Team, Tmps};
 use crate::weights::{load, Block, Net, Tensor};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -54,9 +54,6 @@ pub struct FastLite {
     pool: Option<rayon::ThreadPool>,
     /// Activation buffers kept between calls: fresh multi-MiB buffers would page-fault on every image.
     scratch: Mutex<Vec<Scratch>>,
-    /// Held while a team runs a single image. A second caller at the same time runs its image on its own thread:
-    /// two teams sharing the pool's threads could each hold a thread the other's barrier waits for.
-    team: Mutex<()>,
 }
 
 /// The four activation buffers one image needs: block input, expanded, depthwise output, block output.
@@ -72,21 +69,17 @@ struct Scratch {
     group: Vec<f32>,
 }
 
-/// Runs `f` on this thread's share of `n` rows of `row_len` floats of `out` (whole tiles of `align` rows), then waits
-/// for the team.
+/// Runs `f(rows, out_rows, tmp)` on each chunk of `n` rows of `row_len` floats of `out` (whole tiles of `align`
+/// rows) that this member claims, then waits until the team has done the whole layer. `tmp` is the member's own.
 ///
 /// # Safety
-/// Team discipline (`team.rs`): every member calls this with the same arguments, and `f` reads only buffers no member
-/// writes in this layer.
-unsafe fn rows<F>(team: Team, n: usize, row_len: usize, align: usize, out: Buf, f: F)
+/// Team discipline (`team.rs`): every member calls this for the same layers in the same order, and `f` reads only
+/// buffers that no chunk of this layer writes, forming its slices of them inside the call.
+unsafe fn rows<F>(team: &mut Team, n: usize, row_len: usize, align: usize, out: Buf, tmp: &mut Vec<f32>, mut f: F)
 where
-    F: FnOnce(Range<usize>, &mut [f32]),
+    F: FnMut(Range<usize>, &mut [f32], &mut Vec<f32>),
 {
-    let r = team.share(n, align);
-    if !r.is_empty() {
-        f(r.clone(), out.part(r.start * row_len..r.end * row_len));
-    }
-    team.sync();
+    team.layer(n, align, |r| f(r.clone(), out.part(r.start * row_len..r.end * row_len), tmp));
 }
 
 impl std::fmt::Debug for FastLite {
@@ -132,7 +125,6 @@ impl FastLite {
             threads,
             pool,
             scratch: Mutex::new(Vec::new()),
-            team: Mutex::new(()),
         })
     }
 
@@ -192,10 +184,7 @@ impl FastLite {
             }
             let mut s = self.take_scratch();
             for (img, emb) in in_rest.chunks_exact(plane).zip(out_rest.chunks_exact_mut(dim)) {
-                match self.team.try_lock() {
-                    Ok(_alone) => self.forward_team(img, h, w, &mut s, emb, None),
-                    Err(_) => self.forward_solo(img, 1, h, w, &mut s, emb, None),
-                }
+                self.forward_team(img, h, w, &mut s, emb, None);
             }
             self.put_scratch(s);
         });
@@ -316,7 +305,7 @@ impl FastLite {
             s.tmp.push(Vec::new());
         }
         // SAFETY: a team of one; the buffers are `s`'s, borrowed for the whole call.
-        unsafe { self.forward(Team::SOLO, images, imgs, h, w, bufs, &mut s.tmp[0], embs, prof) }
+        unsafe { self.forward(Team::solo(), images, imgs, h, w, bufs, &mut s.tmp[0], embs, prof) }
     }
 
     /// One image by a team of every pool thread; must run inside the pool (`pool.install`).
@@ -335,40 +324,40 @@ impl FastLite {
             s.tmp.resize_with(t, Vec::new);
         }
         let tmps = Tmps(s.tmp.as_mut_ptr());
-        let dim = emb.len();
-        let out = Buf::of(emb);
-        let prof = Mutex::new(prof);
-        let barrier = SpinBarrier::new(t);
-        rayon::broadcast(|ctx| {
-            assert_eq!(ctx.num_threads(), t, "a team runs on its own pool");
-            let team = Team::new(ctx.index(), t, &barrier);
-            // SAFETY: member i alone uses tmp entry i; only the lead writes the embedding; the buffers live in `s`,
-            // borrowed until every member has returned (broadcast waits for all).
-            barrier.guard(|| unsafe {
-                let tmp = tmps.get(ctx.index());
-                if team.lead() {
-                    let mut prof = prof.lock().unwrap_or_else(|e| e.into_inner());
-                    self.forward(team, image, 1, h, w, bufs, tmp, out.part(0..dim), prof.as_deref_mut());
-                } else {
-                    self.forward(team, image, 1, h, w, bufs, tmp, &mut [], None);
-                }
-            })
+        // Layers of one pass: the stem, at most three per block, the head.
+        let crew = Crew::new(t, 2 + 3 * self.net.blocks.len());
+        let crew = &crew;
+        // Helpers are spawned, not broadcast: one that no thread picks up in time is run by this thread when the
+        // scope ends, and then finds every layer done.
+        rayon::scope(|scope| {
+            for member in 1..t {
+                scope.spawn(move |_| {
+                    // SAFETY: member `member` alone uses tmp entry `member`; the buffers live in `s`, borrowed until
+                    // the scope has waited for every helper.
+                    crew.guard(|| unsafe {
+                        self.forward(Team::new(crew), image, 1, h, w, bufs, tmps.get(member), &mut [], None)
+                    })
+                });
+            }
+            // SAFETY: as above, with tmp entry 0 and the embedding, which only the lead writes.
+            crew.guard(|| unsafe { self.forward(Team::new(crew), image, 1, h, w, bufs, tmps.get(0), emb, prof) })
         });
     }
 
-    /// `imgs` CHW images (`images`, back to back) to their pooled embeddings, this thread's share of every layer.
+    /// `imgs` CHW images (`images`, back to back) to their pooled embeddings (into `embs`, unless it is empty), this
+    /// member's chunks of every layer.
     ///
     /// The front of the network runs one image at a time, where activations are large; the back (smallest feature
     /// maps, largest weights) runs on all `imgs` stacked, so each weight panel is read once per group instead of once
-    /// per image. Teams of more than one thread run single images.
+    /// per image. Teams of more than one member run single images.
     ///
     /// # Safety
-    /// Every member of `team` calls this with the same arguments except `tmp` (its own) and `embs` (the lead's holds
-    /// the output, the others' are empty), and nothing else touches `bufs` meanwhile.
+    /// Every member of `team`'s crew calls this with the same arguments except `tmp` (its own) and `embs` (one
+    /// member's holds the output, the others' are empty), and nothing else touches `bufs` meanwhile.
     #[allow(clippy::too_many_arguments)]
     unsafe fn forward(
         &self,
-        team: Team,
+        mut team: Team,
         images: &[f32],
         imgs: usize,
         h: usize,
@@ -378,7 +367,7 @@ impl FastLite {
         embs: &mut [f32],
         mut prof: Option<&mut Vec<(usize, f64)>>,
     ) {
-        assert!(imgs == 1 || team.count == 1, "groups run on one thread");
+        assert!(imgs == 1 || team.is_solo(), "groups run on one thread");
         let mut clock = Instant::now();
         let mut layer = 0;
         // Keeps each layer's fastest time over repeated runs: robust to the machine being shared.
@@ -400,9 +389,10 @@ impl FastLite {
         let (mut fh, mut fw) = (0, 0);
         for (g, image) in images.chunks_exact(plane).enumerate() {
             let (sh, sw) = net.stem.out_size(h, w);
-            rows(team, sh, sw * net.stem.cout, 1, b.x, |rows, out| net.stem.run(isa, image, h, w, rows, out));
+            let row_len = sw * net.stem.cout;
+            rows(&mut team, sh, row_len, 1, b.x, tmp, |r, out, _| net.stem.run(isa, image, h, w, r, out));
             lap(0);
-            (fh, fw) = self.run_blocks(team, &net.blocks[..back], 1, (sh, sw), &mut b, tmp, &mut lap);
+            (fh, fw) = self.run_blocks(&mut team, &net.blocks[..back], 1, (sh, sw), &mut b, tmp, &mut lap);
             if imgs > 1 {
                 let n = fh * fw * self.front_channels(back);
                 b.group.part(g * n..(g + 1) * n).copy_from_slice(&b.x.all()[..n]);
@@ -411,15 +401,15 @@ impl FastLite {
         if imgs > 1 {
             std::mem::swap(&mut b.x, &mut b.group);
         }
-        let (h, w) = self.run_blocks(team, &net.blocks[back..], imgs, (fh, fw), &mut b, tmp, &mut lap);
+        let (h, w) = self.run_blocks(&mut team, &net.blocks[back..], imgs, (fh, fw), &mut b, tmp, &mut lap);
 
         let (hw, cin, dim) = (h * w, net.head.k, net.head.n);
-        let xin = &b.x.all()[..imgs * hw * cin];
-        rows(team, imgs * hw, dim, MR, b.e, |r, out| {
-            let a = &xin[r.start * cin..r.end * cin];
+        let x = b.x;
+        rows(&mut team, imgs * hw, dim, MR, b.e, tmp, |r, out, _| {
+            let a = &x.all()[r.start * cin..r.end * cin];
             matmul(isa, a, cin, r.len(), &net.head, Act::Relu6, None, out, dim)
         });
-        if team.lead() {
+        if !embs.is_empty() {
             let inv = 1.0 / hw as f32;
             for (emb, rows) in embs.chunks_exact_mut(dim).zip(b.e.all().chunks_exact(hw * dim)) {
                 emb.fill(0.0);
@@ -449,7 +439,7 @@ impl FastLite {
     #[allow(clippy::too_many_arguments)]
     unsafe fn run_blocks(
         &self,
-        team: Team,
+        team: &mut Team,
         blocks: &[Block],
         imgs: usize,
         (mut h, mut w): (usize, usize),
@@ -467,16 +457,13 @@ impl FastLite {
                 Fusion::Always => blk.expand.is_some(),
                 Fusion::Never => false,
             };
+            let (x, e, d) = (b.x, b.e, b.d);
             if fuse {
                 for g in 0..imgs {
-                    let xin = &b.x.all()[g * hw * cin..(g + 1) * hw * cin];
                     let out = b.y.from(g * ohw * cout);
-                    let r = team.share(oh, 1);
-                    if !r.is_empty() {
-                        let dst = out.part(r.start * ow * cout..r.end * ow * cout);
-                        blk.run_fused(isa, xin, h, w, r, dst, tmp);
-                    }
-                    team.sync();
+                    rows(team, oh, ow * cout, 1, out, tmp, |r, out, t| {
+                        blk.run_fused(isa, &x.all()[g * hw * cin..(g + 1) * hw * cin], h, w, r, out, t)
+                    });
                 }
                 lap(1);
                 std::mem::swap(&mut b.x, &mut b.y);
@@ -487,29 +474,27 @@ impl FastLite {
                 // Expanded rows go straight into the depthwise kernel's zero-padded layout; stacked images are just
                 // more rows to the GEMM.
                 let row_px = blk.depthwise.padded_row(w).0;
-                let xin = &b.x.all()[..imgs * hw * cin];
-                rows(team, imgs * h, row_px * cexp, 1, b.e, |r, out| {
-                    blk.expand_rows(isa, &xin[r.start * w * cin..r.end * w * cin], r.len(), w, out)
+                rows(team, imgs * h, row_px * cexp, 1, e, tmp, |r, out, _| {
+                    blk.expand_rows(isa, &x.all()[r.start * w * cin..r.end * w * cin], r.len(), w, out)
                 });
                 lap(1);
                 for g in 0..imgs {
-                    let src = &b.e.all()[g * h * row_px * cexp..(g + 1) * h * row_px * cexp];
-                    let out = b.d.from(g * ohw * cexp);
-                    rows(team, oh, ow * cexp, 1, out, |r, out| blk.depthwise.run_padded(isa, src, h, w, r, out));
+                    let plane = h * row_px * cexp;
+                    rows(team, oh, ow * cexp, 1, d.from(g * ohw * cexp), tmp, |r, out, _| {
+                        blk.depthwise.run_padded(isa, &e.all()[g * plane..(g + 1) * plane], h, w, r, out)
+                    });
                 }
             } else {
                 for g in 0..imgs {
-                    let src = &b.x.all()[g * hw * cin..(g + 1) * hw * cin];
-                    let out = b.d.from(g * ohw * cexp);
-                    rows(team, oh, ow * cexp, 1, out, |r, out| blk.depthwise.run(isa, src, h, w, r, out));
+                    rows(team, oh, ow * cexp, 1, d.from(g * ohw * cexp), tmp, |r, out, _| {
+                        blk.depthwise.run(isa, &x.all()[g * hw * cin..(g + 1) * hw * cin], h, w, r, out)
+                    });
                 }
             }
             lap(2);
-            let dsrc = &b.d.all()[..imgs * ohw * cexp];
-            let xin = b.x.all();
-            rows(team, imgs * ohw, cout, MR, b.y, |r, out| {
-                let a = &dsrc[r.start * cexp..r.end * cexp];
-                let res = blk.residual.then(|| &xin[r.start * cout..r.end * cout]);
+            rows(team, imgs * ohw, cout, MR, b.y, tmp, |r, out, _| {
+                let a = &d.all()[r.start * cexp..r.end * cexp];
+                let res = blk.residual.then(|| &x.all()[r.start * cout..r.end * cout]);
                 matmul(isa, a, cexp, r.len(), &blk.project, Act::None, res, out, cout)
             });
             lap(3);
