@@ -6,8 +6,7 @@
 //! - Blocks whose expanded tensor would spill out of cache run fused, a band of rows at a time (`block.rs`).
 //! - AVX-512 or AVX2/FMA kernels are picked at run time (the crate builds for baseline x86_64) with a portable
 //!   fallback; `FOVEA_KERNELS=avx512|avx2|portable` forces one ([`Isa::choose`]).
-//! - Batches are split by image across threads; a single image is run by a team of all threads, each taking its
-//!   share of every layer's rows, with a spin barrier between layers (`team.rs`).
+//! - Batches are split by image across threads; single images by rows of every layer.
 //!
 //! ```
 //! use fovea_kernels::{random::NetSpec, Config, FastLite};
@@ -28,7 +27,6 @@ mod error;
 mod network;
 mod simd;
 mod stem;
-mod team;
 mod weights;
 
 #[cfg(test)]

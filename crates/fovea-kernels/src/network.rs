@@ -3,12 +3,11 @@
 //! Work is split two ways. With at least as many images as threads, each thread runs whole images on its own buffers
 //! (no synchronisation, each thread's activations stay in its own cache), and runs the back of the network (7x7 maps,
 //! most of the weights) on groups of up to eight images so each weight is read once per group. Leftover images (all of
-//! them at batch 1) run one at a time by a team of all the threads (`team.rs`): one hand-off per image, the threads
-//! claiming chunks of every layer's output rows and moving on together once a layer is done.
+//! them at batch 1) run one at a time with every layer split by output rows across the threads; rayon makes those
+//! per-layer joins cost microseconds.
 
 use crate::conv1x1::{matmul, Act, MR};
 use crate::simd::Isa;
-use crate::team::{Buf, Bufs, Crew, Team, Tmps};
 use crate::weights::{load, Block, Net, Tensor};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -63,23 +62,67 @@ struct Scratch {
     e: Vec<f32>,
     d: Vec<f32>,
     y: Vec<f32>,
-    /// Per-thread ring buffers of fused blocks (one per team member).
+    /// Per-worker ring buffers of fused blocks (one per row chunk).
     tmp: Vec<Vec<f32>>,
     /// The front's outputs of a group of images, stacked for the back of the network.
     group: Vec<f32>,
 }
 
-/// Runs `f(rows, out_rows, tmp)` on each chunk of `n` rows of `row_len` floats of `out` (whole tiles of `align`
-/// rows) that this member claims, then waits until the team has done the whole layer. `tmp` is the member's own.
-///
-/// # Safety
-/// Team discipline (`team.rs`): every member calls this for the same layers in the same order, and `f` reads only
-/// buffers that no chunk of this layer writes, forming its slices of them inside the call.
-unsafe fn rows<F>(team: &mut Team, n: usize, row_len: usize, align: usize, out: Buf, tmp: &mut Vec<f32>, mut f: F)
-where
-    F: FnMut(Range<usize>, &mut [f32], &mut Vec<f32>),
-{
-    team.layer(n, align, |r| f(r.clone(), out.part(r.start * row_len..r.end * row_len), tmp));
+/// How a layer's output rows are shared out.
+#[derive(Clone, Copy)]
+enum Split {
+    /// Run on the calling thread.
+    Serial,
+    /// Split across this many rayon workers (the caller is inside the pool).
+    Rows(usize),
+}
+
+impl Split {
+    /// Calls `f(rows, out_rows)` over `0..n` rows of `row_len` floats, in chunks that are multiples of `align` rows.
+    fn rows<F>(self, n: usize, row_len: usize, align: usize, out: &mut [f32], f: F)
+    where
+        F: Fn(Range<usize>, &mut [f32]) + Sync,
+    {
+        let out = &mut out[..n * row_len];
+        match self {
+            Split::Rows(t) if t > 1 && n > align => {
+                // Whole GEMM tiles per chunk, unless that would unbalance a small layer (49 rows would split 30/19).
+                let even = n.div_ceil(t);
+                let per = if even >= 8 * align { even.div_ceil(align) * align } else { even };
+                out.par_chunks_mut(per * row_len).enumerate().for_each(|(i, chunk)| {
+                    let start = i * per;
+                    f(start..start + chunk.len() / row_len, chunk)
+                });
+            }
+            _ => f(0..n, out),
+        }
+    }
+
+    /// [`Split::rows`] where each chunk also gets its own temporary buffer from `tmps`.
+    fn rows_tmp<F>(self, n: usize, row_len: usize, out: &mut [f32], tmps: &mut Vec<Vec<f32>>, f: F)
+    where
+        F: Fn(Range<usize>, &mut [f32], &mut Vec<f32>) + Sync,
+    {
+        let out = &mut out[..n * row_len];
+        match self {
+            Split::Rows(t) if t > 1 && n > 1 => {
+                let per = n.div_ceil(t);
+                if tmps.len() < t {
+                    tmps.resize_with(t, Vec::new);
+                }
+                out.par_chunks_mut(per * row_len).zip(tmps.par_iter_mut()).enumerate().for_each(|(i, (chunk, tmp))| {
+                    let start = i * per;
+                    f(start..start + chunk.len() / row_len, chunk, tmp)
+                });
+            }
+            _ => {
+                if tmps.is_empty() {
+                    tmps.push(Vec::new());
+                }
+                f(0..n, out, &mut tmps[0])
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for FastLite {
@@ -184,7 +227,7 @@ impl FastLite {
             }
             let mut s = self.take_scratch();
             for (img, emb) in in_rest.chunks_exact(plane).zip(out_rest.chunks_exact_mut(dim)) {
-                self.forward_team(img, h, w, &mut s, emb, None);
+                self.forward(Split::Rows(t), img, 1, h, w, &mut s, emb, None);
             }
             self.put_scratch(s);
         });
@@ -210,17 +253,18 @@ impl FastLite {
         let mut layers = Vec::new();
         let mut s = self.take_scratch();
         let mut emb = vec![0.0; self.embedding_dim()];
-        match (&self.pool, split) {
-            (Some(pool), true) => pool.install(|| {
-                for _ in 0..runs {
-                    self.forward_team(image, size, size, &mut s, &mut emb, Some(&mut layers));
-                }
-            }),
-            _ => {
-                for _ in 0..runs {
-                    self.forward_solo(image, 1, size, size, &mut s, &mut emb, Some(&mut layers));
-                }
+        let mode = match (&self.pool, split) {
+            (Some(_), true) => Split::Rows(self.threads),
+            _ => Split::Serial,
+        };
+        let mut go = || {
+            for _ in 0..runs {
+                self.forward(mode, image, 1, size, size, &mut s, &mut emb, Some(&mut layers));
             }
+        };
+        match (&self.pool, split) {
+            (Some(pool), true) => pool.install(go),
+            _ => go(),
         }
         self.put_scratch(s);
         layers
@@ -231,7 +275,7 @@ impl FastLite {
         let dim = self.embedding_dim();
         let mut s = self.take_scratch();
         for (imgs, out) in images.chunks(GROUP * plane).zip(embs.chunks_mut(GROUP * dim)) {
-            self.forward_solo(imgs, imgs.len() / plane, h, w, &mut s, out, None);
+            self.forward(Split::Serial, imgs, imgs.len() / plane, h, w, &mut s, out, None);
         }
         self.put_scratch(s);
     }
@@ -271,103 +315,24 @@ impl FastLite {
         blocks.iter().rposition(|b| b.depthwise.stride != 1).map_or(0, |i| i + 1)
     }
 
-    /// Buffers of `s`, each grown to the largest activation of `imgs` `h x w` images.
-    fn buffers(&self, s: &mut Scratch, h: usize, w: usize, imgs: usize) -> Bufs {
-        let need = self.largest_activation(h, w, imgs);
-        for buf in [&mut s.x, &mut s.e, &mut s.d, &mut s.y, &mut s.group] {
-            if buf.len() < need {
-                buf.resize(need, 0.0);
-            }
-        }
-        Bufs {
-            x: Buf::of(&mut s.x),
-            e: Buf::of(&mut s.e),
-            d: Buf::of(&mut s.d),
-            y: Buf::of(&mut s.y),
-            group: Buf::of(&mut s.group),
-        }
-    }
-
-    /// [`FastLite::forward`] on the calling thread alone.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_solo(
-        &self,
-        images: &[f32],
-        imgs: usize,
-        h: usize,
-        w: usize,
-        s: &mut Scratch,
-        embs: &mut [f32],
-        prof: Option<&mut Vec<(usize, f64)>>,
-    ) {
-        let bufs = self.buffers(s, h, w, imgs);
-        if s.tmp.is_empty() {
-            s.tmp.push(Vec::new());
-        }
-        // SAFETY: a team of one; the buffers are `s`'s, borrowed for the whole call.
-        unsafe { self.forward(Team::solo(), images, imgs, h, w, bufs, &mut s.tmp[0], embs, prof) }
-    }
-
-    /// One image by a team of every pool thread; must run inside the pool (`pool.install`).
-    fn forward_team(
-        &self,
-        image: &[f32],
-        h: usize,
-        w: usize,
-        s: &mut Scratch,
-        emb: &mut [f32],
-        prof: Option<&mut Vec<(usize, f64)>>,
-    ) {
-        let t = self.threads;
-        let bufs = self.buffers(s, h, w, 1);
-        if s.tmp.len() < t {
-            s.tmp.resize_with(t, Vec::new);
-        }
-        let tmps = Tmps(s.tmp.as_mut_ptr());
-        // Layers of one pass: the stem, at most three per block, the head.
-        let crew = Crew::new(t, 2 + 3 * self.net.blocks.len());
-        let crew = &crew;
-        // Helpers are spawned, not broadcast: one that no thread picks up in time is run by this thread when the
-        // scope ends, and then finds every layer done.
-        rayon::scope(|scope| {
-            for member in 1..t {
-                scope.spawn(move |_| {
-                    // SAFETY: member `member` alone uses tmp entry `member`; the buffers live in `s`, borrowed until
-                    // the scope has waited for every helper.
-                    crew.guard(|| unsafe {
-                        self.forward(Team::new(crew), image, 1, h, w, bufs, tmps.get(member), &mut [], None)
-                    })
-                });
-            }
-            // SAFETY: as above, with tmp entry 0 and the embedding, which only the lead writes.
-            crew.guard(|| unsafe { self.forward(Team::new(crew), image, 1, h, w, bufs, tmps.get(0), emb, prof) })
-        });
-    }
-
-    /// `imgs` CHW images (`images`, back to back) to their pooled embeddings (into `embs`, unless it is empty), this
-    /// member's chunks of every layer.
+    /// `imgs` CHW images (`images`, back to back) to their pooled embeddings.
     ///
     /// The front of the network runs one image at a time, where activations are large; the back (smallest feature
     /// maps, largest weights) runs on all `imgs` stacked, so each weight panel is read once per group instead of once
-    /// per image. Teams of more than one member run single images.
-    ///
-    /// # Safety
-    /// Every member of `team`'s crew calls this with the same arguments except `tmp` (its own) and `embs` (one
-    /// member's holds the output, the others' are empty), and nothing else touches `bufs` meanwhile.
+    /// per image. Splitting layers across threads (`Split::Rows`) is only done for single images.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn forward(
+    fn forward(
         &self,
-        mut team: Team,
+        split: Split,
         images: &[f32],
         imgs: usize,
         h: usize,
         w: usize,
-        mut b: Bufs,
-        tmp: &mut Vec<f32>,
+        s: &mut Scratch,
         embs: &mut [f32],
         mut prof: Option<&mut Vec<(usize, f64)>>,
     ) {
-        assert!(imgs == 1 || team.is_solo(), "groups run on one thread");
+        assert!(imgs == 1 || matches!(split, Split::Serial), "groups run on one thread");
         let mut clock = Instant::now();
         let mut layer = 0;
         // Keeps each layer's fastest time over repeated runs: robust to the machine being shared.
@@ -384,42 +349,45 @@ impl FastLite {
         };
         let isa = self.isa;
         let net = &self.net;
+        let need = self.largest_activation(h, w, imgs);
+        for buf in [&mut s.x, &mut s.e, &mut s.d, &mut s.y, &mut s.group] {
+            if buf.len() < need {
+                buf.resize(need, 0.0);
+            }
+        }
         let back = self.back_start();
         let plane = images.len() / imgs;
         let (mut fh, mut fw) = (0, 0);
         for (g, image) in images.chunks_exact(plane).enumerate() {
             let (sh, sw) = net.stem.out_size(h, w);
-            let row_len = sw * net.stem.cout;
-            rows(&mut team, sh, row_len, 1, b.x, tmp, |r, out, _| net.stem.run(isa, image, h, w, r, out));
+            split.rows(sh, sw * net.stem.cout, 1, &mut s.x, |rows, out| net.stem.run(isa, image, h, w, rows, out));
             lap(0);
-            (fh, fw) = self.run_blocks(&mut team, &net.blocks[..back], 1, (sh, sw), &mut b, tmp, &mut lap);
+            (fh, fw) = self.run_blocks(split, &net.blocks[..back], 1, (sh, sw), s, &mut lap);
             if imgs > 1 {
                 let n = fh * fw * self.front_channels(back);
-                b.group.part(g * n..(g + 1) * n).copy_from_slice(&b.x.all()[..n]);
+                s.group[g * n..(g + 1) * n].copy_from_slice(&s.x[..n]);
             }
         }
         if imgs > 1 {
-            std::mem::swap(&mut b.x, &mut b.group);
+            std::mem::swap(&mut s.x, &mut s.group);
         }
-        let (h, w) = self.run_blocks(&mut team, &net.blocks[back..], imgs, (fh, fw), &mut b, tmp, &mut lap);
+        let (h, w) = self.run_blocks(split, &net.blocks[back..], imgs, (fh, fw), s, &mut lap);
 
         let (hw, cin, dim) = (h * w, net.head.k, net.head.n);
-        let x = b.x;
-        rows(&mut team, imgs * hw, dim, MR, b.e, tmp, |r, out, _| {
-            let a = &x.all()[r.start * cin..r.end * cin];
+        let xin = &s.x[..imgs * hw * cin];
+        split.rows(imgs * hw, dim, MR, &mut s.e, |r, out| {
+            let a = &xin[r.start * cin..r.end * cin];
             matmul(isa, a, cin, r.len(), &net.head, Act::Relu6, None, out, dim)
         });
-        if !embs.is_empty() {
-            let inv = 1.0 / hw as f32;
-            for (emb, rows) in embs.chunks_exact_mut(dim).zip(b.e.all().chunks_exact(hw * dim)) {
-                emb.fill(0.0);
-                for row in rows.chunks_exact(dim) {
-                    for (s, v) in emb.iter_mut().zip(row) {
-                        *s += v;
-                    }
+        let inv = 1.0 / hw as f32;
+        for (emb, rows) in embs.chunks_exact_mut(dim).zip(s.e.chunks_exact(hw * dim)) {
+            emb.fill(0.0);
+            for row in rows.chunks_exact(dim) {
+                for (s, v) in emb.iter_mut().zip(row) {
+                    *s += v;
                 }
-                emb.iter_mut().for_each(|v| *v *= inv);
             }
+            emb.iter_mut().for_each(|v| *v *= inv);
         }
         lap(4);
     }
@@ -432,73 +400,69 @@ impl FastLite {
         }
     }
 
-    /// Runs `blocks` on `imgs` stacked `h x w` feature maps in `b.x`, leaving the result in `b.x`; returns its size.
-    ///
-    /// # Safety
-    /// As [`FastLite::forward`].
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn run_blocks(
+    /// Runs `blocks` on `imgs` stacked `h x w` feature maps in `s.x`, leaving the result in `s.x`; returns its size.
+    fn run_blocks(
         &self,
-        team: &mut Team,
+        split: Split,
         blocks: &[Block],
         imgs: usize,
         (mut h, mut w): (usize, usize),
-        b: &mut Bufs,
-        tmp: &mut Vec<f32>,
+        s: &mut Scratch,
         lap: &mut dyn FnMut(usize),
     ) -> (usize, usize) {
         let isa = self.isa;
-        for blk in blocks {
+        let Scratch { x, e, d, y, tmp, .. } = s;
+        for b in blocks {
             let hw = h * w;
-            let (oh, ow) = blk.depthwise.out_size(h, w);
-            let (ohw, cin, cexp, cout) = (oh * ow, blk.cin, blk.cexp, blk.cout);
+            let (oh, ow) = b.depthwise.out_size(h, w);
+            let (ohw, cin, cexp, cout) = (oh * ow, b.cin, b.cexp, b.cout);
             let fuse = match self.fusion {
-                Fusion::Auto => blk.worth_fusing(h, w),
-                Fusion::Always => blk.expand.is_some(),
+                Fusion::Auto => b.worth_fusing(h, w),
+                Fusion::Always => b.expand.is_some(),
                 Fusion::Never => false,
             };
-            let (x, e, d) = (b.x, b.e, b.d);
             if fuse {
                 for g in 0..imgs {
-                    let out = b.y.from(g * ohw * cout);
-                    rows(team, oh, ow * cout, 1, out, tmp, |r, out, t| {
-                        blk.run_fused(isa, &x.all()[g * hw * cin..(g + 1) * hw * cin], h, w, r, out, t)
-                    });
+                    let xin = &x[g * hw * cin..(g + 1) * hw * cin];
+                    let out = &mut y[g * ohw * cout..(g + 1) * ohw * cout];
+                    split.rows_tmp(oh, ow * cout, out, tmp, |r, out, t| b.run_fused(isa, xin, h, w, r, out, t));
                 }
                 lap(1);
-                std::mem::swap(&mut b.x, &mut b.y);
+                std::mem::swap(x, y);
                 (h, w) = (oh, ow);
                 continue;
             }
-            if blk.expand.is_some() {
+            if b.expand.is_some() {
                 // Expanded rows go straight into the depthwise kernel's zero-padded layout; stacked images are just
                 // more rows to the GEMM.
-                let row_px = blk.depthwise.padded_row(w).0;
-                rows(team, imgs * h, row_px * cexp, 1, e, tmp, |r, out, _| {
-                    blk.expand_rows(isa, &x.all()[r.start * w * cin..r.end * w * cin], r.len(), w, out)
+                let row_px = b.depthwise.padded_row(w).0;
+                let xin = &x[..imgs * hw * cin];
+                split.rows(imgs * h, row_px * cexp, 1, e, |r, out| {
+                    b.expand_rows(isa, &xin[r.start * w * cin..r.end * w * cin], r.len(), w, out)
                 });
                 lap(1);
                 for g in 0..imgs {
-                    let plane = h * row_px * cexp;
-                    rows(team, oh, ow * cexp, 1, d.from(g * ohw * cexp), tmp, |r, out, _| {
-                        blk.depthwise.run_padded(isa, &e.all()[g * plane..(g + 1) * plane], h, w, r, out)
-                    });
+                    let src = &e[g * h * row_px * cexp..(g + 1) * h * row_px * cexp];
+                    let out = &mut d[g * ohw * cexp..(g + 1) * ohw * cexp];
+                    split.rows(oh, ow * cexp, 1, out, |r, out| b.depthwise.run_padded(isa, src, h, w, r, out));
                 }
             } else {
                 for g in 0..imgs {
-                    rows(team, oh, ow * cexp, 1, d.from(g * ohw * cexp), tmp, |r, out, _| {
-                        blk.depthwise.run(isa, &x.all()[g * hw * cin..(g + 1) * hw * cin], h, w, r, out)
-                    });
+                    let src = &x[g * hw * cin..(g + 1) * hw * cin];
+                    let out = &mut d[g * ohw * cexp..(g + 1) * ohw * cexp];
+                    split.rows(oh, ow * cexp, 1, out, |r, out| b.depthwise.run(isa, src, h, w, r, out));
                 }
             }
             lap(2);
-            rows(team, imgs * ohw, cout, MR, b.y, tmp, |r, out, _| {
-                let a = &d.all()[r.start * cexp..r.end * cexp];
-                let res = blk.residual.then(|| &x.all()[r.start * cout..r.end * cout]);
-                matmul(isa, a, cexp, r.len(), &blk.project, Act::None, res, out, cout)
+            let dsrc = &d[..imgs * ohw * cexp];
+            let xin = &x[..];
+            split.rows(imgs * ohw, cout, MR, y, |r, out| {
+                let a = &dsrc[r.start * cexp..r.end * cexp];
+                let res = b.residual.then(|| &xin[r.start * cout..r.end * cout]);
+                matmul(isa, a, cexp, r.len(), &b.project, Act::None, res, out, cout)
             });
             lap(3);
-            std::mem::swap(&mut b.x, &mut b.y);
+            std::mem::swap(x, y);
             (h, w) = (oh, ow);
         }
         (h, w)
