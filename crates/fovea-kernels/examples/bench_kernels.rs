@@ -15,10 +15,15 @@ fn best<F: FnMut()>(mut f: F) -> f64 {
 }
 
 fn main() {
-    let isa = Isa::detect();
+    let isa = Isa::choose(None).expect("FOVEA_KERNELS names a path this CPU has");
+    println!("kernels: {isa} ({})", isa.describe());
     let mut rng = Rng::new(1);
     for &(m, k, n) in &[
         (12544, 16, 96),
+        (784, 40, 240),
+        (196, 80, 480),
+        (196, 112, 672),
+        (49, 192, 1152),
         (384, 16, 96),
         (3136, 24, 144),
         (3136, 144, 24),

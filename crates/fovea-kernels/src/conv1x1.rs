@@ -125,6 +125,9 @@ pub fn matmul_into(
         // SAFETY: Avx2Fma is only ever chosen after run-time detection (or by a caller that checked), and the asserts
         // above keep every access of the kernel inside the slices.
         Isa::Avx2Fma => unsafe { avx::matmul(a, lda, m, w, act, residual, out, ldo, layout) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX-512 (whose detection includes AVX2/FMA, used for half-width tails).
+        Isa::Avx512 => unsafe { avx512::matmul(a, lda, m, w, act, residual, out, ldo, layout) },
         _ => portable(a, lda, m, w, act, residual, out, ldo, layout),
     }
 }
@@ -173,6 +176,8 @@ fn portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 #[cfg(test)]
 mod tests {
@@ -215,7 +220,7 @@ mod tests {
 
     #[test]
     fn matches_naive_for_awkward_shapes() {
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             for &(m, k, n) in &[
                 (1, 1, 1),
                 (7, 3, 5),
@@ -226,6 +231,18 @@ mod tests {
                 (100, 40, 8),
                 (50, 30, 3),
                 (37, 144, 40),
+                // Small k (AVX2 tiles on every path), odd widths.
+                (29, 19, 17),
+                (15, 33, 47),
+                (14, 7, 9),
+                // k >= 64 takes the AVX-512 tiles: 1-4 panels per tile, masked last panels (29: 16 + 13, 47: 32 + 15,
+                // 63: 48 + 15, 77: 64 then 13 alone), 24 (16 + an 8-column AVX2 tail), rows not a multiple of 6.
+                (29, 64, 29),
+                (15, 65, 47),
+                (28, 96, 63),
+                (43, 70, 77),
+                (7, 128, 24),
+                (1, 64, 1280),
             ] {
                 check(isa, m, k, n);
             }
@@ -234,12 +251,17 @@ mod tests {
 
     #[test]
     fn strided_rows_leave_gaps_untouched() {
-        let (m, k, n, lda, ldo) = (9, 5, 20, 7, 23);
+        for (m, k, n, lda, ldo) in [(9, 5, 20, 7, 23), (9, 67, 29, 70, 31)] {
+            strided(m, k, n, lda, ldo);
+        }
+    }
+
+    fn strided(m: usize, k: usize, n: usize, lda: usize, ldo: usize) {
         let mut rng = Rng::new(3);
         let a = rng.vec(m * lda, 1.0);
         let w = rng.vec(n * k, 1.0);
         let packed = Packed::from_out_in(&w, &vec![0.0; n], n, k);
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             let mut out = vec![-7.0; m * ldo];
             matmul(isa, &a, lda, m, &packed, Act::None, None, &mut out, ldo);
             for r in 0..m {
@@ -258,7 +280,12 @@ mod tests {
 
     #[test]
     fn layout_skips_rows_between_runs() {
-        let (m, k, n, run, skip) = (23, 6, 24, 5, 3);
+        for (m, k, n, run, skip) in [(23, 6, 24, 5, 3), (23, 66, 40, 5, 3), (31, 64, 96, 7, 2)] {
+            layout(m, k, n, run, skip);
+        }
+    }
+
+    fn layout(m: usize, k: usize, n: usize, run: usize, skip: usize) {
         let layout = Layout { run, skip };
         let mut rng = Rng::new(4);
         let a = rng.vec(m * k, 1.0);
@@ -266,7 +293,7 @@ mod tests {
         let bias = rng.vec(n, 1.0);
         let packed = Packed::from_out_in(&w, &bias, n, k);
         let want = naive(&a, m, k, &w, &bias, n);
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             let stored = layout.stored(m - 1) + 1;
             let mut out = vec![-7.0; stored * n];
             matmul_into(isa, &a, k, m, &packed, Act::Relu6, None, &mut out, n, layout);

@@ -146,9 +146,25 @@ impl Depthwise {
                 // SAFETY: only chosen after run-time detection; every address is a row offset checked above plus a
                 // column inside the stored row (padded layouts are sized so all taps are), times `c`.
                 Isa::Avx2Fma => unsafe { self.row_avx(input, &g, out_row) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above, for AVX-512.
+                Isa::Avx512 => unsafe { self.row_avx512(input, &g, out_row) },
                 _ => self.row_portable(input, &g, out_row),
             }
         }
+    }
+
+    /// Output columns `[lo, hi)` whose `k` taps all land on stored pixels (every column of a padded input), so they
+    /// take the unclipped kernels.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn unclipped_cols(&self, g: &Geom) -> (usize, usize) {
+        if g.padded {
+            return (0, g.ow);
+        }
+        let s = self.stride;
+        let lo = g.pad_left.div_ceil(s).min(g.ow);
+        let hi = if g.w + g.pad_left >= self.k { ((g.w + g.pad_left - self.k) / s + 1).min(g.ow) } else { 0 };
+        (lo, hi.max(lo))
     }
 
     /// Tap range inside the image along a row, for output column `ox`.
@@ -185,6 +201,8 @@ impl Depthwise {
 
 #[cfg(target_arch = "x86_64")]
 mod avx;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 #[cfg(test)]
 mod tests {
@@ -231,7 +249,7 @@ mod tests {
     #[test]
     fn matches_naive_on_odd_sizes() {
         let mut rng = Rng::new(11);
-        for isa in [Isa::Portable, Isa::detect()] {
+        for isa in Isa::available() {
             for &(h, w, c, k, s) in &[
                 (9, 10, 5, 3, 1),
                 (9, 10, 40, 3, 2),
@@ -245,6 +263,12 @@ mod tests {
                 (9, 23, 13, 5, 2),
                 (3, 17, 8, 5, 1),
                 (7, 7, 24, 7, 1),
+                // AVX-512: 16-channel blocks with masked tails, 8-pixel runs plus leftovers, clipped borders.
+                (11, 27, 17, 3, 1),
+                (13, 29, 33, 5, 2),
+                (10, 19, 47, 5, 1),
+                (9, 21, 31, 3, 2),
+                (6, 13, 16, 7, 2),
             ] {
                 let x = rng.vec(h * w * c, 3.0);
                 let wt = rng.vec(c * k * k, 1.0);

@@ -17,6 +17,10 @@ pub enum Error {
     InputSize(usize),
     #[error("could not start the worker threads: {0}")]
     Threads(String),
+    #[error("FOVEA_KERNELS={0:?} is not one of avx512, avx2, portable, auto")]
+    KernelsEnv(String),
+    #[error("the {0} kernels were asked for but this CPU lacks the instructions")]
+    UnsupportedIsa(&'static str),
 }
 
 /// Result with the crate's [`Error`].

@@ -4,7 +4,8 @@
 //!   contiguous channels (`depthwise.rs`).
 //! - BatchNorm is folded into the convolutions at load; bias, ReLU6 and residual adds are fused into the kernels' stores.
 //! - Blocks whose expanded tensor would spill out of cache run fused, a band of rows at a time (`block.rs`).
-//! - AVX2/FMA kernels are picked at run time (the crate builds for baseline x86_64) with a portable fallback.
+//! - AVX-512 or AVX2/FMA kernels are picked at run time (the crate builds for baseline x86_64) with a portable
+//!   fallback; `FOVEA_KERNELS=avx512|avx2|portable` forces one ([`Isa::choose`]).
 //! - Batches are split by image across threads; single images by rows of every layer.
 //!
 //! ```
@@ -35,7 +36,7 @@ mod tests;
 
 pub use error::{Error, Result};
 pub use network::{Config, FastLite, Fusion};
-pub use simd::Isa;
+pub use simd::{Isa, KERNELS_ENV};
 pub use weights::{Tensor, BN_EPS, STAGE_STRIDES};
 
 pub mod random;

@@ -25,8 +25,9 @@ const GROUP: usize = 8;
 pub struct Config {
     /// Worker threads; 0 means one per available core.
     pub threads: usize,
-    /// Use the portable kernels even where AVX2/FMA exist (for comparison and tests).
-    pub portable: bool,
+    /// Kernel path; `None` takes `FOVEA_KERNELS` if set, else the fastest the CPU supports. A path the CPU lacks is
+    /// refused at build time.
+    pub isa: Option<Isa>,
     /// Which blocks run fused (expand → depthwise → project per band of rows).
     pub fusion: Fusion,
 }
@@ -138,7 +139,7 @@ impl std::fmt::Debug for FastLite {
 }
 
 impl FastLite {
-    /// Builds with default [`Config`] (all cores, fastest kernels).
+    /// Builds with default [`Config`] (all cores, fastest kernels unless `FOVEA_KERNELS` says otherwise).
     pub fn from_tensors(tensors: &HashMap<String, Tensor>) -> Result<Self> {
         Self::from_tensors_with(tensors, &Config::default())
     }
@@ -162,7 +163,7 @@ impl FastLite {
         };
         Ok(FastLite {
             net,
-            isa: if config.portable { Isa::Portable } else { Isa::detect() },
+            isa: Isa::choose(config.isa)?,
             fusion: config.fusion,
             threads,
             pool,

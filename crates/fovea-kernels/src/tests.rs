@@ -29,7 +29,8 @@ fn small_spec() -> (NetSpec, Vec<usize>) {
 }
 
 fn build(spec: &NetSpec, seed: u64, threads: usize, portable: bool) -> FastLite {
-    let config = Config { threads, portable, ..Config::default() };
+    let isa = Some(if portable { Isa::Portable } else { Isa::detect() });
+    let config = Config { threads, isa, ..Config::default() };
     FastLite::from_tensors_with(&spec.tensors(seed), &config).expect("build")
 }
 
@@ -43,17 +44,14 @@ fn check_against_reference(spec: &NetSpec, strides: &[usize], batch: usize, h: u
     let input = Rng::new(99).vec(batch * 3 * h * w, 1.0);
     let want: Vec<_> =
         input.chunks_exact(3 * h * w).map(|img| reference::forward(&tensors, strides, img, h, w)).collect();
-    let cases = [
-        (1, false, Fusion::Never),
-        (2, false, Fusion::Never),
-        (2, true, Fusion::Never),
-        (1, false, Fusion::Always),
-        (2, false, Fusion::Always),
-        (3, true, Fusion::Always),
-        (2, false, Fusion::Auto),
-    ];
-    for (threads, portable, fusion) in cases {
-        let config = Config { threads, portable, fusion };
+    let mut cases = Vec::new();
+    // Every kernel path this CPU has, each layer by layer and fused, on one and several threads.
+    for isa in Isa::available() {
+        cases.extend([(1, isa, Fusion::Never), (2, isa, Fusion::Always), (3, isa, Fusion::Auto)]);
+    }
+    cases.extend([(2, Isa::detect(), Fusion::Never), (1, Isa::detect(), Fusion::Always)]);
+    for (threads, isa, fusion) in cases {
+        let config = Config { threads, isa: Some(isa), fusion };
         let net = FastLite::from_tensors_with(&tensors, &config).unwrap();
         let emb = net.embed_hw(&input, batch, h, w).unwrap();
         let logits = net.classify(&emb, batch);
@@ -61,7 +59,7 @@ fn check_against_reference(spec: &NetSpec, strides: &[usize], batch: usize, h: u
             let e = &emb[i * spec.head..(i + 1) * spec.head];
             let l = &logits[i * spec.classes..(i + 1) * spec.classes];
             let (de, dl) = (max_diff(e, we), max_diff(l, wl));
-            assert!(de < 1e-4 && dl < 1e-4, "image {i}, threads {threads}, portable {portable}: {de} {dl}");
+            assert!(de < 1e-4 && dl < 1e-4, "image {i}, threads {threads}, {isa:?}, {fusion:?}: {de} {dl}");
         }
     }
 }

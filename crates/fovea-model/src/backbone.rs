@@ -110,6 +110,11 @@ impl FastBackbone {
             .map_err(|e| ModelError::Checkpoint(format!("fast path: {e}")))?;
         Ok(FastBackbone { net, variant })
     }
+
+    /// The kernel path fovea-kernels dispatched to on this CPU (or was forced to with `FOVEA_KERNELS`).
+    pub fn kernels(&self) -> fovea_kernels::Isa {
+        self.net.isa()
+    }
 }
 
 impl Backbone for FastBackbone {

@@ -199,3 +199,36 @@ fn fast_path_equals_the_burn_network_on_real_weights() {
     let single = fast.run(&input[..3 * 224 * 224], 1).unwrap();
     assert!(single.embeddings.iter().zip(&a.embeddings).all(|(p, q)| (p - q).abs() < 1e-4));
 }
+
+/// A 12-megapixel JPEG decoded at a quarter of its size in the DCT domain (`decode_for_input`, what `fovea predict`
+/// does) embeds like its full decode: the same top-1 and embedding cosine >= 0.999 on real photos and weights.
+#[test]
+fn reduced_jpeg_decode_embeds_like_the_full_decode() {
+    use fovea_vision::image::imageops::{resize, FilterType};
+    let path = fovea_model::ensure_weights(&fovea_home(), Variant::Lite0).unwrap();
+    let fast = FastBackbone::new(&Weights::load_safetensors(&path).unwrap(), Variant::Lite0, 2).unwrap();
+    let dir = fovea_model::fetch::ensure_sample_photos(&fovea_home()).unwrap();
+    let limits = fovea_vision::DecodeLimits::default();
+    let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+    for name in ["chelsea.png", "coffee.png", "rocket.jpg"] {
+        let photo = fovea_vision::decode_file(&dir.join(name), &limits).unwrap();
+        let (w, h) = if photo.width() >= photo.height() { (4000, 3000) } else { (3000, 4000) };
+        // Enlarged with sensor-like grain: an enlargement alone is smoother than any camera's picture.
+        let mut big = resize(&photo, w, h, FilterType::Triangle);
+        for (p, g) in big.iter_mut().zip(fovea_vision::fixtures::noise(w as usize * h as usize * 3, 4)) {
+            *p = p.saturating_add(g % 13).saturating_sub(6);
+        }
+        let bytes = fovea_vision::fixtures::jpeg(&big, 90);
+        let full = fovea_vision::decode(&bytes, &limits).unwrap();
+        let small = fovea_vision::decode_for_input(&bytes, &limits, 224).unwrap();
+        assert_eq!(small.width().min(small.height()), 750, "{name}: decoded at a quarter");
+        let a = fast.run(&fovea_vision::to_input(&full, 224), 1).unwrap();
+        let b = fast.run(&fovea_vision::to_input(&small, 224), 1).unwrap();
+        let dot: f64 = a.embeddings.iter().zip(&b.embeddings).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let c = dot / (norm(&a.embeddings) * norm(&b.embeddings));
+        println!("{name}: 12 MP JPEG, reduced vs full decode, embedding cosine {c:.5}");
+        assert!(c >= 0.999, "{name}: embedding cosine {c}");
+        assert_eq!(argmax(&a.logits), argmax(&b.logits), "{name}: top-1 changed");
+    }
+}

@@ -19,6 +19,9 @@
 //!   is lenient; WebP is checked against its RIFF length; the other decoders report short reads.
 //!   A baseline JPEG that lacks only its final EOI marker is therefore refused too.
 //! - **Panics** inside a decoder are caught and reported as `corrupt`.
+//! - **Size**: [`decode_for_input`] may decode a large JPEG at 1/2, 1/4 or 1/8 size in the DCT domain, keeping
+//!   the shorter side at least twice what the network's resize needs ([`input_min_side`]); see `crate::jpeg`.
+//!   Every check above happens first, exactly as for [`decode`].
 
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -51,6 +54,26 @@ impl Default for DecodeLimits {
 /// (over `max_bytes`), `not_an_image`, `unsupported_format`, `too_many_pixels` (decided from the
 /// header, before the pixel buffer exists), `too_small`, `truncated`, `corrupt`.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
+    decode_at_least(bytes, limits, None)
+}
+
+/// [`decode`] for a network input of `size` pixels ([`crate::to_input`]): a large JPEG may come back at 1/2, 1/4
+/// or 1/8 of its size, decoded that small in the DCT domain, but its shorter side is never below
+/// [`input_min_side`]`(size)`. Other formats, and JPEGs that no reduction keeps that large, decode as [`decode`].
+pub fn decode_for_input(bytes: &[u8], limits: &DecodeLimits, size: u32) -> Result<RgbImage> {
+    decode_at_least(bytes, limits, Some(input_min_side(size)))
+}
+
+/// The shorter side a reduced-size JPEG decode keeps for a network input of `size` pixels: twice the side
+/// [`crate::to_input`] resizes to (512 for 224), the same gap Pillow's `reducing_gap = 2` leaves and the one
+/// `to_input`'s own box pre-reduction keeps. The filtered resize from there still sees at least two source pixels per
+/// output pixel, so the result stays close to the full decode's (the tests check both). Measured on a 12 MP photo,
+/// this picks 1/4 (750 rows).
+pub fn input_min_side(size: u32) -> u32 {
+    crate::resize_size(size).saturating_mul(2)
+}
+
+fn decode_at_least(bytes: &[u8], limits: &DecodeLimits, min_side: Option<u32>) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(VisionError::Empty);
     }
@@ -65,13 +88,14 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
 
     // Decoders are written to return errors, but a panic on hostile input has happened in the
     // past in every image library; one bad upload must not take a worker thread down with it.
-    std::panic::catch_unwind(|| decode_pixels(bytes, format, limits)).unwrap_or_else(|_| {
+    std::panic::catch_unwind(|| decode_pixels(bytes, format, limits, min_side)).unwrap_or_else(|_| {
         Err(VisionError::Corrupt { format: name, detail: "the decoder failed on malformed data".to_string() })
     })
 }
 
-/// Header check, then pixels, orientation and colour conversion, for an already sniffed format.
-fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Result<RgbImage> {
+/// Header check, then pixels (JPEG at a reduced size when `min_side` allows), orientation and colour conversion, for
+/// an already sniffed format.
+fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits, min_side: Option<u32>) -> Result<RgbImage> {
     let name = format_name(format);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(image_limits(limits));
@@ -91,6 +115,18 @@ fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Re
 
     // A broken EXIF block must not cost the user their upload: fall back to "as stored".
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    if let (ImageFormat::Jpeg, Some(min_side)) = (format, min_side) {
+        let eighths = jpeg::scale_eighths(width, height, min_side);
+        let max_alloc = image_limits(limits).max_alloc.unwrap_or(u64::MAX);
+        let max_alloc = usize::try_from(max_alloc).unwrap_or(usize::MAX);
+        if eighths < 8 {
+            if let Some(img) = jpeg::decode_scaled(bytes, width, height, eighths, max_alloc) {
+                let mut img = DynamicImage::ImageRgb8(img);
+                img.apply_orientation(orientation);
+                return Ok(flatten_to_rgb8(img));
+            }
+        }
+    }
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
         ImageError::Limits(_) => too_many_pixels(width, height, limits),
         e => map_image_error(e, name),
@@ -102,6 +138,11 @@ fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits) -> Re
 /// Reads and decodes a file. The size is checked from the metadata before reading, and the read
 /// itself is capped, so a huge (or growing) file is never pulled into memory.
 pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage> {
+    let bytes = read_capped(path, limits)?;
+    decode(&bytes, limits)
+}
+
+fn read_capped(path: &Path, limits: &DecodeLimits) -> Result<Vec<u8>> {
     let io_err = |source| VisionError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
@@ -110,7 +151,13 @@ pub fn decode_file(path: &Path, limits: &DecodeLimits) -> Result<RgbImage> {
     }
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(limits.max_bytes as u64 + 1).read_to_end(&mut bytes).map_err(io_err)?;
-    decode(&bytes, limits)
+    Ok(bytes)
+}
+
+/// [`decode_file`] with [`decode_for_input`]'s reduced-size JPEG decoding for a network input of `size` pixels.
+pub fn decode_file_for_input(path: &Path, limits: &DecodeLimits, size: u32) -> Result<RgbImage> {
+    let bytes = read_capped(path, limits)?;
+    decode_for_input(&bytes, limits, size)
 }
 
 /// The format named by the leading bytes, if it is one we decode.
@@ -279,3 +326,7 @@ fn flatten_to_rgb8(img: DynamicImage) -> RgbImage {
 #[cfg(test)]
 #[path = "decode_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "scaled_tests.rs"]
+mod scaled_tests;

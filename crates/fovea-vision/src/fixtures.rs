@@ -92,3 +92,33 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A camera-like test picture: smooth shading, textures from coarse to one-pixel fine, hard-edged shapes and a little
+/// sensor noise, all deterministic in `seed`. Fine detail matters: reduced-size JPEG decoding and resizing differ
+/// most there.
+pub fn photo_like(w: u32, h: u32, seed: u64) -> RgbImage {
+    let grain = noise((w * h) as usize, seed);
+    let (fw, fh) = (w as f32, h as f32);
+    RgbImage::from_fn(w, h, |x, y| {
+        let (u, v) = (x as f32 / fw, y as f32 / fh);
+        let shade = 90.0 * u + 60.0 * (v * 3.1).sin();
+        let texture = 25.0 * ((x as f32 / 3.0).sin() * (y as f32 / 5.0).cos()) + 12.0 * (((x ^ y) & 1) as f32);
+        let disc = ((u - 0.4).powi(2) + (v - 0.55).powi(2)) < 0.04;
+        let bar = (0.7..0.78).contains(&u) && v > 0.2;
+        let n = f32::from(grain[(y * w + x) as usize]) / 255.0 * 16.0 - 8.0;
+        let base = 40.0 + shade + texture + n;
+        let px = |c: f32| c.clamp(0.0, 255.0) as u8;
+        match (disc, bar) {
+            (true, _) => Rgb([px(200.0 + n), px(60.0 + texture), px(40.0)]),
+            (_, true) => Rgb([px(20.0), px(30.0 + n), px(170.0 + texture)]),
+            _ => Rgb([px(base), px(base * 0.8 + 20.0), px(255.0 - base * 0.6)]),
+        }
+    })
+}
+
+/// JPEG at `quality` (1-100) with 4:2:0 chroma, as cameras write them.
+pub fn jpeg(img: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(img).expect("encode JPEG");
+    out
+}

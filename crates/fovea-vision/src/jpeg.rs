@@ -1,11 +1,54 @@
-//! A tiny JPEG marker walker, used only to tell a complete file from a truncated one.
+//! JPEG specifics: a marker walk that tells a complete file from a truncated one, and decoding at a reduced size.
 //!
+//! **Reduced-size decoding.** A 12-megapixel photo becomes a 224-pixel input, so decoding every pixel is mostly
+//! wasted. A JPEG stores 8x8 blocks of DCT coefficients; an inverse DCT over only the lowest 4x4, 2x2 or 1x1 of them
+//! yields the block at 1/2, 1/4 or 1/8 size directly (libjpeg-turbo's scaling, Pillow's `draft` mode), skipping most
+//! of the IDCT, upsampling and colour conversion. zune-jpeg (what `image` decodes with) cannot do this, so this path
+//! uses jpeg-decoder's `scale`. Which scale: see [`scale_eighths`].
+//!
+//! **Truncation.**
 //! Why this exists: `image` runs zune-jpeg in non-strict mode, which happily decodes a cut-off
 //! JPEG and fills the missing rows with grey. For a classifier that is worse than an error: the
 //! user would get a confident answer about half a picture. So before decoding we walk the marker
 //! segments up to the first SOS and require an EOI marker (`FF D9`) somewhere after it. Inside
 //! entropy-coded data every `FF` is followed by `00` (byte stuffing) or an RST marker, so `FF D9`
 //! cannot appear there by accident.
+
+/// The fewest eighths (1, 2, 4 or 8) of a `width x height` JPEG to decode so that the shorter side keeps at least
+/// `min_side` pixels; 8 (full size) when no reduction keeps that many.
+pub(crate) fn scale_eighths(width: u32, height: u32, min_side: u32) -> u32 {
+    let shorter = u64::from(width.min(height));
+    [1, 2, 4].into_iter().find(|&s| (shorter * u64::from(s)).div_ceil(8) >= u64::from(min_side)).unwrap_or(8)
+}
+
+/// Pixels of a `width x height` JPEG decoded at `eighths` / 8 of its size (as stored, before EXIF orientation), or
+/// `None` when this decoder should not be used for it: CMYK and 16-bit files (rare, and the main decoder's colour
+/// handling is the one tested), or any error (the main decoder then decodes the file and reports the error in the
+/// usual terms).
+pub(crate) fn decode_scaled(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    eighths: u32,
+    max_alloc: usize,
+) -> Option<image::RgbImage> {
+    let want = |l: u32| u16::try_from((u64::from(l) * u64::from(eighths)).div_ceil(8)).ok();
+    let (w, h) = (want(width)?, want(height)?);
+    let mut decoder = jpeg_decoder::Decoder::new(bytes);
+    decoder.set_max_decoding_buffer_size(max_alloc);
+    // Asking for exactly the scaled size selects exactly this scale (the decoder takes the smallest that reaches it).
+    if decoder.scale(w, h).ok()? != (w, h) {
+        return None;
+    }
+    let format = decoder.info()?.pixel_format;
+    let pixels = decoder.decode().ok()?;
+    let rgb = match format {
+        jpeg_decoder::PixelFormat::RGB24 => pixels,
+        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+        _ => return None,
+    };
+    image::RgbImage::from_raw(u32::from(w), u32::from(h), rgb)
+}
 
 /// What the marker walk concluded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +115,20 @@ pub(crate) fn tail(bytes: &[u8]) -> JpegTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scale_keeps_the_shorter_side_at_least_min_side() {
+        // 12 MP 4:3: a quarter keeps 750 rows (>= 512), an eighth would keep 375.
+        assert_eq!(scale_eighths(4000, 3000, 512), 2);
+        assert_eq!(scale_eighths(3000, 4000, 512), 2);
+        assert_eq!(scale_eighths(8000, 6000, 512), 1); // 750 at an eighth
+        assert_eq!(scale_eighths(2048, 1536, 512), 4); // 768 at half; a quarter (384) is too few
+        assert_eq!(scale_eighths(1024, 1024, 512), 4); // exactly 512 at half
+        assert_eq!(scale_eighths(1023, 2000, 512), 4); // 511.5 rows at half, stored as 512
+        assert_eq!(scale_eighths(1022, 2000, 512), 8); // 511 at half: keep full size
+        assert_eq!(scale_eighths(640, 480, 512), 8);
+        assert_eq!(scale_eighths(4097, 4097, 512), 1); // 513 (4097 / 8 rounded up)
+    }
 
     #[test]
     fn minimal_structures() {

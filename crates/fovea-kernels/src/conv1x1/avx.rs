@@ -3,7 +3,7 @@
 use super::{tile_rows, Act, Layout, Packed, MR, NR};
 
 /// Rows per tile of the 8-column kernel: 12 accumulators plus the weight and broadcast registers.
-const MR8: usize = 12;
+pub(super) const MR8: usize = 12;
 use std::arch::x86_64::*;
 
 #[allow(clippy::too_many_arguments)]
@@ -26,65 +26,20 @@ pub(super) unsafe fn matmul(
     while m0 < m {
         let m1 = (m0 + mt).min(m);
         for p in 0..w.panels() {
-            let b = w.data.as_ptr().add(p * k * NR);
-            let bias = w.bias.as_ptr().add(p * NR);
-            let n0 = p * NR;
-            let valid = NR.min(w.n - n0);
+            let valid = NR.min(w.n - p * NR);
             let mut r = m0;
             if valid <= 8 {
                 // A half-empty last panel (widths like 24 or 40): 12 x 8 tiles do no wasted FMAs.
                 while r < m1 {
                     let rows = MR8.min(m1 - r);
-                    let t = Tile {
-                        k,
-                        a: a.as_ptr().add(r * lda),
-                        lda,
-                        b,
-                        bias,
-                        valid,
-                        act,
-                        res: if res.is_null() { res } else { res.add(r * ldo + n0) },
-                        out: out.as_mut_ptr().add(layout.stored(r) * ldo + n0),
-                        ldo,
-                        col: r % layout.run,
-                        run: layout.run,
-                        gap: layout.skip * ldo,
-                    };
-                    match rows {
-                        12 => tile8::<12>(&t),
-                        11 => tile8::<11>(&t),
-                        10 => tile8::<10>(&t),
-                        9 => tile8::<9>(&t),
-                        8 => tile8::<8>(&t),
-                        7 => tile8::<7>(&t),
-                        6 => tile8::<6>(&t),
-                        5 => tile8::<5>(&t),
-                        4 => tile8::<4>(&t),
-                        3 => tile8::<3>(&t),
-                        2 => tile8::<2>(&t),
-                        _ => tile8::<1>(&t),
-                    }
+                    tile8_rows(&Tile::at(a, lda, r, w, p, act, res, out, ldo, layout), rows);
                     r += rows;
                 }
                 continue;
             }
             while r < m1 {
                 let rows = MR.min(m1 - r);
-                let t = Tile {
-                    k,
-                    a: a.as_ptr().add(r * lda),
-                    lda,
-                    b,
-                    bias,
-                    valid,
-                    act,
-                    res: if res.is_null() { res } else { res.add(r * ldo + n0) },
-                    out: out.as_mut_ptr().add(layout.stored(r) * ldo + n0),
-                    ldo,
-                    col: r % layout.run,
-                    run: layout.run,
-                    gap: layout.skip * ldo,
-                };
+                let t = Tile::at(a, lda, r, w, p, act, res, out, ldo, layout);
                 match rows {
                     6 => tile::<6>(&t),
                     5 => tile::<5>(&t),
@@ -100,17 +55,19 @@ pub(super) unsafe fn matmul(
     }
 }
 
-struct Tile {
-    k: usize,
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    bias: *const f32,
-    valid: usize,
-    act: Act,
-    res: *const f32,
-    out: *mut f32,
-    ldo: usize,
+/// One micro-tile's operands: rows from `r` of `a`, panel `p` (and the ones after it) of the weights.
+pub(super) struct Tile {
+    pub(super) k: usize,
+    pub(super) a: *const f32,
+    pub(super) lda: usize,
+    pub(super) b: *const f32,
+    pub(super) bias: *const f32,
+    /// Valid output columns from the tile's first one on (may span more than one panel).
+    pub(super) valid: usize,
+    pub(super) act: Act,
+    pub(super) res: *const f32,
+    pub(super) out: *mut f32,
+    pub(super) ldo: usize,
     /// Position of the first row within its run of `run` rows; after each run the output skips `gap` floats.
     col: usize,
     run: usize,
@@ -118,9 +75,42 @@ struct Tile {
 }
 
 impl Tile {
+    /// The tile of rows from `r`, columns from panel `p`; `res` is the whole residual (or null).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    pub(super) unsafe fn at(
+        a: &[f32],
+        lda: usize,
+        r: usize,
+        w: &Packed,
+        p: usize,
+        act: Act,
+        res: *const f32,
+        out: &mut [f32],
+        ldo: usize,
+        layout: Layout,
+    ) -> Tile {
+        let n0 = p * NR;
+        Tile {
+            k: w.k,
+            a: a.as_ptr().add(r * lda),
+            lda,
+            b: w.data.as_ptr().add(p * w.k * NR),
+            bias: w.bias.as_ptr().add(n0),
+            valid: w.n - n0,
+            act,
+            res: if res.is_null() { res } else { res.add(r * ldo + n0) },
+            out: out.as_mut_ptr().add(layout.stored(r) * ldo + n0),
+            ldo,
+            col: r % layout.run,
+            run: layout.run,
+            gap: layout.skip * ldo,
+        }
+    }
+
     /// Output address of each row of the tile.
     #[inline(always)]
-    fn outs<const R: usize>(&self) -> [*mut f32; R] {
+    pub(super) fn outs<const R: usize>(&self) -> [*mut f32; R] {
         let mut outs = [self.out; R];
         let mut o = self.out;
         let mut col = self.col;
@@ -168,7 +158,7 @@ unsafe fn tile<const R: usize>(t: &Tile) {
         }
         let o = outs[r];
         let res = if t.res.is_null() { t.res } else { t.res.add(r * t.ldo) };
-        if t.valid == NR {
+        if t.valid >= NR {
             if !res.is_null() {
                 v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res));
                 v1 = _mm256_add_ps(v1, _mm256_loadu_ps(res.add(8)));
@@ -176,8 +166,27 @@ unsafe fn tile<const R: usize>(t: &Tile) {
             _mm256_storeu_ps(o, v0);
             _mm256_storeu_ps(o.add(8), v1);
         } else {
-            store_partial(o, res, v0, v1, t.valid);
+            store_partial(o, res, v0, v1, t.valid.min(NR));
         }
+    }
+}
+
+/// `rows` (at most [`MR8`]) rows of [`tile8`].
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn tile8_rows(t: &Tile, rows: usize) {
+    match rows {
+        12 => tile8::<12>(t),
+        11 => tile8::<11>(t),
+        10 => tile8::<10>(t),
+        9 => tile8::<9>(t),
+        8 => tile8::<8>(t),
+        7 => tile8::<7>(t),
+        6 => tile8::<6>(t),
+        5 => tile8::<5>(t),
+        4 => tile8::<4>(t),
+        3 => tile8::<3>(t),
+        2 => tile8::<2>(t),
+        _ => tile8::<1>(t),
     }
 }
 
@@ -206,13 +215,13 @@ unsafe fn tile8<const R: usize>(t: &Tile) {
         }
         let o = outs[r];
         let res = if t.res.is_null() { t.res } else { t.res.add(r * t.ldo) };
-        if t.valid == 8 {
+        if t.valid >= 8 {
             if !res.is_null() {
                 v0 = _mm256_add_ps(v0, _mm256_loadu_ps(res));
             }
             _mm256_storeu_ps(o, v0);
         } else {
-            store_partial(o, res, v0, zero, t.valid);
+            store_partial(o, res, v0, zero, t.valid.min(8));
         }
     }
 }

@@ -8,15 +8,8 @@ use std::ops::Range;
 impl Depthwise {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn row_avx(&self, input: &[f32], g: &Geom, out: &mut [f32]) {
-        // Plain inputs: output columns [lo, hi) have all k taps inside the row and take the unclipped kernel too.
         let s = self.stride;
-        let (lo, hi) = if g.padded {
-            (0, g.ow)
-        } else {
-            let lo = g.pad_left.div_ceil(s).min(g.ow);
-            let hi = if g.w + g.pad_left >= self.k { ((g.w + g.pad_left - self.k) / s + 1).min(g.ow) } else { 0 };
-            (lo, hi.max(lo))
-        };
+        let (lo, hi) = self.unclipped_cols(g);
         let mut ox = lo;
         while ox + 8 <= hi {
             match (self.k, s) {
@@ -215,7 +208,7 @@ impl Depthwise {
 
 /// Address of stored column `col` (in floats) of each tap row inside the image; other entries are unused.
 #[inline(always)]
-unsafe fn row_ptrs(input: &[f32], g: &Geom, col: usize) -> [*const f32; MAX_K] {
+pub(super) unsafe fn row_ptrs(input: &[f32], g: &Geom, col: usize) -> [*const f32; MAX_K] {
     let mut rows = [input.as_ptr(); MAX_K];
     for (row, at) in rows.iter_mut().zip(g.row_at).take(g.ky.1).skip(g.ky.0) {
         *row = input.as_ptr().add(at + col);

@@ -61,7 +61,7 @@ pub fn run_files(backbone: &dyn Backbone, files: &[PathBuf], quiet: bool) -> any
         let mut ok_paths = Vec::new();
         let mut slots = Vec::new();
         for path in chunk {
-            match fovea_vision::decode_file(path, &limits) {
+            match fovea_vision::decode_file_for_input(path, &limits, size as u32) {
                 Ok(img) => {
                     inputs.extend(fovea_vision::to_input(&img, size as u32));
                     ok_paths.push(path.clone());

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use fovea_model::{Backbone, BurnBackbone, Embedded, FastBackbone, Variant, Weights};
+use image::RgbImage;
 
 use super::{time_runs, BenchArgs};
 
@@ -34,13 +35,26 @@ pub fn run(home: &Path, variant: Variant, threads: usize, args: &BenchArgs) -> a
     let inputs: Vec<Vec<f32>> = photos.iter().map(|p| fovea_vision::to_input(p, size as u32)).collect();
     let input: Vec<f32> = (0..16).flat_map(|i| inputs[i % inputs.len()].iter().copied()).collect();
 
-    let mut engines: Vec<(&str, Box<dyn Backbone>)> =
-        vec![("fast", Box::new(FastBackbone::new(&w, variant, threads)?))];
+    let fast = FastBackbone::new(&w, variant, threads)?;
+    let isa = fast.kernels();
+    println!(
+        "instruction sets: fast = {} [{}] (dispatched at run time; FOVEA_KERNELS forces one)",
+        isa,
+        isa.describe()
+    );
+    let mut engines: Vec<(&str, Box<dyn Backbone>)> = vec![("fast", Box::new(fast))];
     match ort_engine(&w, variant, threads) {
-        Ok(b) => engines.push(("ort", b)),
+        Ok(b) => {
+            println!(
+                "instruction sets: ort = not reported by ONNX Runtime; its MLAS kernels are picked from CPUID at run \
+                 time (AVX-512 ones where avx512f/bw/dq/vl are present)"
+            );
+            engines.push(("ort", b))
+        }
         Err(e) => println!("ONNX Runtime unavailable, compared with nothing: {e:#}"),
     }
     if !args.skip_burn {
+        println!("instruction sets: burn = the flex backend's own (not reported)");
         engines.push(("burn", Box::new(BurnBackbone::new(&w, variant, burn::prelude::Device::flex())?)));
     }
     println!("{:<6} {:>5} {:>9} {:>9}", "engine", "batch", "ms/img", "img/s");
@@ -72,7 +86,46 @@ pub fn run(home: &Path, variant: Variant, threads: usize, args: &BenchArgs) -> a
         }
     }
     println!("fast path and ONNX Runtime agree to 1e-4: {}", if agree { "yes" } else { "NO" });
+    large_jpeg(&photos[0], size, args, fast_b1_ms)?;
     Ok(BackboneResult { fast_b1_ms, agree })
+}
+
+/// Decode + preprocess of a 12-megapixel JPEG, full size and reduced in the DCT domain, against the fast path's
+/// batch-1 network time. The JPEG is `--image` when that is a JPEG, else the sample photo enlarged to 4000 x 3000
+/// with sensor-like grain (an enlarged photo alone is unnaturally smooth, and smooth JPEGs decode faster).
+fn large_jpeg(photo: &RgbImage, size: usize, args: &BenchArgs, network_ms: f64) -> anyhow::Result<()> {
+    let given = args.image.as_ref().map(std::fs::read).transpose()?;
+    let bytes = match given.filter(|b| b.starts_with(&[0xFF, 0xD8])) {
+        Some(b) => b,
+        None => {
+            let mut big = image::imageops::resize(photo, 4000, 3000, image::imageops::FilterType::Triangle);
+            let grain = fovea_vision::fixtures::noise(big.as_raw().len(), 12);
+            for (p, g) in big.iter_mut().zip(grain) {
+                *p = p.saturating_add(g % 13).saturating_sub(6);
+            }
+            fovea_vision::fixtures::jpeg(&big, 90)
+        }
+    };
+    let limits = fovea_vision::DecodeLimits::default();
+    let header = fovea_vision::decode(&bytes, &limits)?;
+    let size = size as u32;
+    let (full_ms, _) =
+        time_runs(args.seconds.min(2.0), || Ok(fovea_vision::to_input(&fovea_vision::decode(&bytes, &limits)?, size)))?;
+    let (reduced_ms, reduced) = time_runs(args.seconds.min(2.0), || {
+        let img = fovea_vision::decode_for_input(&bytes, &limits, size)?;
+        Ok((fovea_vision::to_input(&img, size), img.dimensions()))
+    })?;
+    let (w, h) = header.dimensions();
+    println!(
+        "decode + preprocess of a {:.1} MP JPEG ({w}x{h}, {:.1} MB): full decode {full_ms:.1} ms, reduced decode \
+         (to {}x{}) {reduced_ms:.1} ms = {:.2}x the fast path's batch-1 network time ({network_ms:.2} ms)",
+        f64::from(w) * f64::from(h) / 1e6,
+        bytes.len() as f64 / 1e6,
+        reduced.1 .0,
+        reduced.1 .1,
+        reduced_ms / network_ms,
+    );
+    Ok(())
 }
 
 #[cfg(feature = "ort")]

@@ -66,6 +66,7 @@ pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<
         variant.input_size(),
         load()
     );
+    println!("CPU: {}", cpu());
     let all = args.target == BenchTarget::All;
     let mut ok = true;
     let mut raw_b1_ms = None;
@@ -114,6 +115,33 @@ pub(crate) fn percentile(v: &mut [f64], q: f64) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The CPU model and the SIMD extensions it reports, so every figure says where it was measured.
+fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let family = match (field("cpu family"), field("model")) {
+        (Some(f), Some(m)) => format!(" (family {f}, model {m})"),
+        _ => String::new(),
+    };
+    let flags = field("flags").unwrap_or_default();
+    let simd: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| ["sse4_2", "avx", "avx2", "fma"].contains(f) || f.starts_with("avx512") || f.starts_with("amx"))
+        .collect();
+    let simd = if simd.is_empty() { "none reported".to_owned() } else { simd.join(" ") };
+    format!("{model}{family}, {} logical cores; SIMD: {simd}", num_cpus())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn load() -> String {
