@@ -157,7 +157,7 @@ impl App {
             let out = tokio::task::spawn_blocking(move || -> Result<fovea_model::Embedded> {
                 let mut input = Vec::new();
                 for b in &blobs {
-                    input.extend(fovea_vision::to_input(&fovea_vision::decode(b, &limits)?, size));
+                    input.extend(fovea_vision::to_input(&fovea_vision::decode_for_input(b, &limits, size)?, size));
                 }
                 Ok(bb.run(&input, blobs.len())?)
             })

@@ -81,12 +81,13 @@ impl App {
                     };
                     let read = f.and_then(|p| std::fs::read(&p).map_err(|e| format!("cannot read: {e}")));
                     let prepared = read.and_then(|bytes| {
-                        let img = fovea_vision::decode(&bytes, &limits).map_err(|e| e.to_string())?;
+                        let (img, dims) =
+                            fovea_vision::decode_for_input_sized(&bytes, &limits, size).map_err(|e| e.to_string())?;
                         let format = fovea_vision::image::guess_format(&bytes)
                             .map(|f| format!("{f:?}").to_lowercase())
                             .unwrap_or_default();
                         let input = fovea_vision::to_input(&img, size);
-                        Ok((bytes::Bytes::from(bytes), img.dimensions(), format, input))
+                        Ok((bytes::Bytes::from(bytes), dims, format, input))
                     });
                     (seq, name, prepared)
                 })

@@ -54,13 +54,19 @@ impl Default for DecodeLimits {
 /// (over `max_bytes`), `not_an_image`, `unsupported_format`, `too_many_pixels` (decided from the
 /// header, before the pixel buffer exists), `too_small`, `truncated`, `corrupt`.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage> {
-    decode_at_least(bytes, limits, None)
+    decode_at_least(bytes, limits, None).map(|(img, _)| img)
 }
 
 /// [`decode`] for a network input of `size` pixels ([`crate::to_input`]): a large JPEG may come back at 1/2, 1/4
 /// or 1/8 of its size, decoded that small in the DCT domain, but its shorter side is never below
 /// [`input_min_side`]`(size)`. Other formats, and JPEGs that no reduction keeps that large, decode as [`decode`].
 pub fn decode_for_input(bytes: &[u8], limits: &DecodeLimits, size: u32) -> Result<RgbImage> {
+    decode_for_input_sized(bytes, limits, size).map(|(img, _)| img)
+}
+
+/// [`decode_for_input`], with the upright width and height of the full-size image (what a catalog records, even
+/// when the pixels came back reduced).
+pub fn decode_for_input_sized(bytes: &[u8], limits: &DecodeLimits, size: u32) -> Result<(RgbImage, (u32, u32))> {
     decode_at_least(bytes, limits, Some(input_min_side(size)))
 }
 
@@ -73,7 +79,7 @@ pub fn input_min_side(size: u32) -> u32 {
     crate::resize_size(size).saturating_mul(2)
 }
 
-fn decode_at_least(bytes: &[u8], limits: &DecodeLimits, min_side: Option<u32>) -> Result<RgbImage> {
+fn decode_at_least(bytes: &[u8], limits: &DecodeLimits, min_side: Option<u32>) -> Result<(RgbImage, (u32, u32))> {
     if bytes.is_empty() {
         return Err(VisionError::Empty);
     }
@@ -95,7 +101,12 @@ fn decode_at_least(bytes: &[u8], limits: &DecodeLimits, min_side: Option<u32>) -
 
 /// Header check, then pixels (JPEG at a reduced size when `min_side` allows), orientation and colour conversion, for
 /// an already sniffed format.
-fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits, min_side: Option<u32>) -> Result<RgbImage> {
+fn decode_pixels(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &DecodeLimits,
+    min_side: Option<u32>,
+) -> Result<(RgbImage, (u32, u32))> {
     let name = format_name(format);
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(image_limits(limits));
@@ -115,6 +126,11 @@ fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits, min_s
 
     // A broken EXIF block must not cost the user their upload: fall back to "as stored".
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    use image::metadata::Orientation::{Rotate270, Rotate270FlipH, Rotate90, Rotate90FlipH};
+    let upright = match orientation {
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH => (height, width),
+        _ => (width, height),
+    };
     if let (ImageFormat::Jpeg, Some(min_side)) = (format, min_side) {
         let eighths = jpeg::scale_eighths(width, height, min_side);
         let max_alloc = image_limits(limits).max_alloc.unwrap_or(u64::MAX);
@@ -123,7 +139,7 @@ fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits, min_s
             if let Some(img) = jpeg::decode_scaled(bytes, width, height, eighths, max_alloc) {
                 let mut img = DynamicImage::ImageRgb8(img);
                 img.apply_orientation(orientation);
-                return Ok(flatten_to_rgb8(img));
+                return Ok((flatten_to_rgb8(img), upright));
             }
         }
     }
@@ -132,7 +148,7 @@ fn decode_pixels(bytes: &[u8], format: ImageFormat, limits: &DecodeLimits, min_s
         e => map_image_error(e, name),
     })?;
     img.apply_orientation(orientation);
-    Ok(flatten_to_rgb8(img))
+    Ok((flatten_to_rgb8(img), upright))
 }
 
 /// Reads and decodes a file. The size is checked from the metadata before reading, and the read

@@ -17,7 +17,9 @@ mod preprocess;
 pub mod fixtures;
 
 pub use augment::Augment;
-pub use decode::{decode, decode_file, decode_file_for_input, decode_for_input, input_min_side, DecodeLimits};
+pub use decode::{
+    decode, decode_file, decode_file_for_input, decode_for_input, decode_for_input_sized, input_min_side, DecodeLimits,
+};
 pub use error::{Result, VisionError};
 pub use preprocess::{resize_size, to_input, CROP_FRACTION, NORM_MEAN, NORM_STD};
 

@@ -47,6 +47,11 @@ fn exif_orientation_applies_to_the_reduced_decode() {
     assert_eq!(small.dimensions(), (800, 1200));
     let (want, got) = (to_input(&full, 224), to_input(&small, 224));
     assert!(cosine(&want, &got) > 0.9995, "{}", cosine(&want, &got));
+    // What a catalog records is the photo's upright full size, not the reduced pixels'.
+    let (sized, dims) = decode_for_input_sized(&bytes, &limits(), 224).unwrap();
+    assert_eq!((sized.dimensions(), dims), ((800, 1200), (1600, 2400)));
+    let png = encode(&image::DynamicImage::ImageRgb8(photo_like(300, 200, 1)), image::ImageFormat::Png);
+    assert_eq!(decode_for_input_sized(&png, &limits(), 224).unwrap().1, (300, 200));
 }
 
 #[test]
