@@ -257,4 +257,29 @@ fn a_collection_killed_mid_run_resumes_with_exact_counts() {
     let show = fovea(&["collections", "show", "1", "--data", data.to_str().unwrap(), "--json", "--unknown"]);
     let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
     assert_eq!(v["total"], 150, "{v}");
+
+    // One bulk action over a filter, then its undo.
+    let d = data.to_str().unwrap();
+    let tag = fovea(&["collections", "--data", d, "bulk", "1", "--action", "tag", "--with-tag", "staged", "--unknown"]);
+    assert!(tag.status.success(), "{}", String::from_utf8_lossy(&tag.stderr));
+    assert!(
+        String::from_utf8_lossy(&tag.stdout).contains("changed 150 images"),
+        "{}",
+        String::from_utf8_lossy(&tag.stdout)
+    );
+    let tagged = fovea(&["collections", "--data", d, "show", "1", "--tag", "staged", "--json"]);
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&tagged.stdout).unwrap()["total"], 150);
+    let undo = fovea(&["collections", "--data", d, "undo", "1"]);
+    assert!(
+        String::from_utf8_lossy(&undo.stdout).contains("150 images restored"),
+        "{}",
+        String::from_utf8_lossy(&undo.stdout)
+    );
+    let bad = fovea(&["collections", "--data", d, "bulk", "1", "--action", "explode"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("use accept, relabel"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }

@@ -42,14 +42,15 @@ pub enum CollectionsAction {
     /// Act on every result matching the filters, as one undoable action
     Bulk {
         id: i64,
-        #[arg(long, value_enum)]
-        action: Action,
-        /// Class for `relabel`
-        #[arg(long)]
-        class: Option<String>,
-        /// Tag for `tag` and `untag`
-        #[arg(long)]
-        tag: Option<String>,
+        /// accept | relabel | unknown | tag | untag | discard
+        #[arg(long, value_parser = parse_action)]
+        action: BulkKind,
+        /// The class `relabel` gives (`--class` filters on the predicted class)
+        #[arg(long, value_name = "CLASS")]
+        to: Option<String>,
+        /// The tag `tag` adds or `untag` removes (`--tag` filters on a tag)
+        #[arg(long, value_name = "TAG")]
+        with_tag: Option<String>,
         #[command(flatten)]
         filter: FilterArgs,
     },
@@ -57,14 +58,10 @@ pub enum CollectionsAction {
     Undo { action_id: i64 },
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum Action {
-    Accept,
-    Relabel,
-    Unknown,
-    Tag,
-    Untag,
-    Discard,
+/// The app's own action names, so the CLI and the API spell them the same.
+fn parse_action(s: &str) -> Result<BulkKind, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("{s:?}: use accept, relabel, unknown, tag, untag or discard"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -203,19 +200,12 @@ pub fn collections(home: &Path, variant: Variant, engine: Engine, args: &Collect
                     );
                 }
             }
-            CollectionsAction::Bulk { id, action, class, tag, filter } => {
+            CollectionsAction::Bulk { id, action, to, with_tag, filter } => {
                 app.collection(*id).await?;
                 let req = BulkRequest {
-                    action: match action {
-                        Action::Accept => BulkKind::Accept,
-                        Action::Relabel => BulkKind::Relabel,
-                        Action::Unknown => BulkKind::Unknown,
-                        Action::Tag => BulkKind::Tag,
-                        Action::Untag => BulkKind::Untag,
-                        Action::Discard => BulkKind::Discard,
-                    },
-                    class: class.clone(),
-                    tag: tag.clone(),
+                    action: *action,
+                    class: to.clone(),
+                    tag: with_tag.clone(),
                     items: Vec::new(),
                     filter: Some(filter.to_filter(*id, cutoff, false)),
                 };
