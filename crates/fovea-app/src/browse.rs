@@ -217,6 +217,20 @@ impl App {
         Ok(outcome)
     }
 
+    /// Tags images (e.g. an import of staged or synthetic pictures), as undoable bulk actions of at most
+    /// [`MAX_BULK`] images each. Returns how many images gained the tag.
+    pub async fn tag_images(&self, image_ids: &[String], tag: &str, user: &str) -> Result<u64> {
+        let change = BulkChange::Tag { tag: fovea_store::normalise_tag(tag)? };
+        let mut tagged = 0;
+        for chunk in image_ids.chunks(MAX_BULK) {
+            let targets: Vec<BulkTarget> =
+                chunk.iter().map(|id| BulkTarget { image_id: id.clone(), class_id: None, item: None }).collect();
+            let detail = serde_json::json!({ "action": "tag", "tag": tag, "selected": chunk.len() });
+            tagged += self.catalog.apply_bulk(&change, &detail, &targets, user).await?.changed;
+        }
+        Ok(tagged)
+    }
+
     pub async fn bulk_actions(&self, limit: u32) -> Result<Vec<BulkActionRecord>> {
         Ok(self.catalog.list_bulk_actions(limit.min(200)).await?)
     }

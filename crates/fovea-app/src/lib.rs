@@ -30,10 +30,10 @@ pub use collections::{walk_files, CollectionProgress, IDENTIFY_JOB, UPLOAD_SOURC
 pub use compute::Compute;
 pub use error::{AppError, Result};
 pub use export::{csv_field, DatasetFormat, ModelFormat};
+pub use fovea_store::{normalise_tag, sha256_hex, ClassId, LabelOrigin};
 pub use fovea_store::{
     BulkActionRecord, CollectionItem, CollectionRecord, ConfusedPair, ItemFilter as ResultFilter, ItemSort, UndoOutcome,
 };
-pub use fovea_store::{ClassId, LabelOrigin};
 pub use fovea_store::{ImageFilter, ImageRow, ImageSort, Role, ScoredClass, TransactionRecord, UserRecord};
 pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;

@@ -283,3 +283,24 @@ fn a_collection_killed_mid_run_resumes_with_exact_counts() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn an_import_tagged_synthetic_shows_in_coverage_and_the_tag_filter() {
+    let dir = tmp("import-tag");
+    photo_folder(&dir.join("photos"), 2, 3);
+    let d = dir.join("data");
+    let d = d.to_str().unwrap();
+    let bad = fovea(&["import", "--data", d, "--labelled", dir.join("photos").to_str().unwrap(), "--tag", "two words"]);
+    assert_eq!(bad.status.code(), Some(2), "a bad tag is refused before anything is read");
+    let out = fovea(&["import", "--data", d, "--labelled", dir.join("photos").to_str().unwrap(), "--tag", "Synthetic"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tagged 6 images"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let coverage = fovea(&["collections", "--data", d, "coverage"]);
+    let text = String::from_utf8_lossy(&coverage.stdout);
+    let cat = text.lines().find(|l| l.starts_with("cat ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(cat.contains("100%"), "every cat label is synthetic: {cat}");
+}

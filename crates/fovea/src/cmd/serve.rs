@@ -54,6 +54,10 @@ pub struct ImportArgs {
     pub dir: PathBuf,
     #[arg(long)]
     pub labelled: bool,
+    /// Tag every imported image, e.g. `--tag synthetic` or `--tag staged` (repeatable); the Collections page's
+    /// coverage shows each class's share of staged/synthetic labels, and results filter by tag
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -139,13 +143,19 @@ pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) 
         let app = open_app(home, variant, engine, &args.app).await?;
         let bar = progress_bar(files.len() as u64);
         let mut report = ImportReport::default();
+        // Checked before any file is read, so a bad tag costs nothing.
+        for tag in &args.tags {
+            fovea_app::normalise_tag(tag)?;
+        }
+        let mut imported_ids = Vec::new();
         for (path, class) in &files {
             let source = format!("import:{}", path.display());
             let result = match std::fs::read(path) {
-                Ok(bytes) => app
-                    .import_bytes(bytes.into(), &source, class.as_deref(), &mut report)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(bytes) => {
+                    let id = fovea_app::sha256_hex(&bytes);
+                    let done = app.import_bytes(bytes.into(), &source, class.as_deref(), &mut report).await;
+                    done.map(|()| imported_ids.push(id)).map_err(|e| e.to_string())
+                }
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = result {
@@ -155,6 +165,10 @@ pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) 
         }
         bar.finish_and_clear();
         app.snapshot().await?;
+        for tag in &args.tags {
+            let tagged = app.tag_images(&imported_ids, tag, "import").await?;
+            println!("tagged {tagged} images {tag:?}");
+        }
         println!(
             "imported {} new images ({} already present), {} labels, {} human labels left alone, {} failed",
             report.imported,
