@@ -40,7 +40,7 @@ pub use fovea_vision::VisionError;
 pub use identify::Identified;
 pub use jobs::{parse_schedule, TRAIN_JOB};
 pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
-pub use thumbs::THUMB_SIZES;
+pub use thumbs::{ImageDetail, THUMB_SIZES};
 pub use training::{TrainParams, TrainProgress, TrainReport};
 pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 

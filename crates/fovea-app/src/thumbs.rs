@@ -36,3 +36,44 @@ impl App {
         Ok(thumb)
     }
 }
+
+/// Everything about one image for its detail view: the record, its label history, what the models said about it,
+/// its tags and what the served model says now.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct ImageDetail {
+    pub id: String,
+    pub width: u32,
+    pub height: u32,
+    pub format: String,
+    pub source: String,
+    pub split: String,
+    pub created_at: i64,
+    /// Newest first.
+    pub labels: Vec<fovea_store::LabelRecord>,
+    /// The newest 20 predictions and corrections.
+    pub transactions: Vec<fovea_store::TransactionRecord>,
+    pub tags: Vec<String>,
+    /// The served model's answer now, from the cached embedding (none when the image has none under it).
+    pub now: Option<fovea_store::ScoredClass>,
+}
+
+impl App {
+    pub async fn image_detail(&self, id: &str) -> Result<ImageDetail> {
+        let image =
+            self.catalog.get_image(id).await?.ok_or_else(|| AppError::NotFound { what: "image", id: id.to_owned() })?;
+        let now = self.current_top1(&[id.to_owned()]).await?.pop().flatten();
+        Ok(ImageDetail {
+            labels: self.catalog.image_labels(id).await?,
+            transactions: self.catalog.image_transactions(id, 20).await?,
+            tags: self.catalog.image_tags(id).await?,
+            now,
+            id: image.id,
+            width: image.width,
+            height: image.height,
+            format: image.format,
+            source: image.source,
+            split: image.split.as_str().to_owned(),
+            created_at: image.created_at,
+        })
+    }
+}

@@ -6,6 +6,7 @@ import { initDataset, showDataset } from './dataset.js';
 import { initCollections, showCollections } from './collections.js';
 import { initHistory, showHistory } from './history.js';
 import { initModels, showModels } from './models.js';
+import { initDetail } from './detail.js';
 
 const ROUTES = {
   classify: showClassify,
@@ -75,6 +76,7 @@ function init() {
   initCollections();
   initHistory();
   initModels();
+  initDetail();
   renderMe();
 
   window.addEventListener('hashchange', route);

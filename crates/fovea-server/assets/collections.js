@@ -203,7 +203,7 @@ function renderResults() {
       return h('div', {
         class: `thumb${sel ? ' selected' : ''}${it.unknown ? ' unknown' : ''}`,
         role: 'option', tabindex: '0', 'aria-selected': sel ? 'true' : 'false', title,
-        dataset: { key: keyOf(it) },
+        dataset: { key: keyOf(it), image: it.image_id || '' },
       },
       h('img', { src: thumbUrl(it.image_id), alt: top ? top.class : 'image', loading: 'lazy', decoding: 'async', draggable: 'false' }),
       selectable ? h('span', { class: 'check', 'aria-hidden': 'true' }, '✓') : null,

@@ -17,7 +17,7 @@ use crate::routes;
         routes::job, routes::cancel_job, routes::calibration, routes::recalibrate, routes::review,
         routes::list_collections, routes::create_collection, routes::get_collection, routes::upload_to_collection,
         routes::results, routes::pairs, routes::coverage, routes::tags, routes::bulk, routes::bulk_actions,
-        routes::undo_bulk, routes::thumb,
+        routes::undo_bulk, routes::thumb, routes::image_detail,
     ),
     modifiers(&BearerToken),
     tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "collections"), (name = "service"))

@@ -58,6 +58,8 @@ pub trait Catalog: CollectionStore + Send + Sync {
     async fn last_label_seq(&self) -> Result<i64>;
     /// The newest label of an image that a person gave (any origin but [`LabelOrigin::Import`]).
     async fn human_label(&self, image_id: &str) -> Result<Option<LabelRecord>>;
+    /// Every label an image has had, newest first.
+    async fn image_labels(&self, image_id: &str) -> Result<Vec<LabelRecord>>;
     /// The label log's epoch. Label ids only order events within one epoch: every rename and merge rewrites what
     /// past labels mean and bumps the epoch, so a head folded under an older epoch must be replayed from the start.
     async fn label_log_epoch(&self) -> Result<i64>;
@@ -67,6 +69,8 @@ pub trait Catalog: CollectionStore + Send + Sync {
     async fn log_transaction(&self, txn: NewTransaction) -> Result<i64>;
     /// Newest first.
     async fn list_transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>>;
+    /// One image's predictions and corrections, newest first.
+    async fn image_transactions(&self, image_id: &str, limit: u32) -> Result<Vec<TransactionRecord>>;
 
     // ---- embedding cache ----
 

@@ -237,7 +237,7 @@ pub struct NewLabel {
 
 /// One label event. `id` is the event sequence: replaying labels in id order, each as
 /// (unlearn `previous_class_id`, learn `class_id`), reproduces the current labelling.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LabelRecord {
     pub id: i64,
     pub image_id: String,

@@ -457,6 +457,12 @@ async fn identify_files_filter_accept_all_matching_and_undo_in_the_browser() {
     save_screenshot(&client, "collections.png").await;
     wait_for(&client, "#toast .toast-action").await.click().await.unwrap();
     wait_text(&client, "#toast", "Undone: 2 restored").await;
+    // A double-click opens the image's detail: its history, what the model said.
+    js(&client, "document.querySelector('#result-grid .thumb').dispatchEvent(new MouseEvent('dblclick', {bubbles: true})); return 1;").await;
+    wait_text(&client, "#detail-body", "Predictions and corrections").await;
+    wait_text(&client, "#detail-body", "predicted cat").await;
+    save_screenshot(&client, "image-detail.png").await;
+    wait_for(&client, "#detail-close").await.click().await.unwrap();
     assert_eq!(labelled("cat"), 2);
     wait_text(&client, "#coverage", "cat").await;
     client.close().await.unwrap();

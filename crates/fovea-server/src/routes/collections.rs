@@ -305,3 +305,12 @@ pub async fn thumb(
     Ok(([(header::CONTENT_TYPE, "image/jpeg"), (header::CACHE_CONTROL, "private, max-age=86400")], bytes)
         .into_response())
 }
+
+/// One image in full: its record, label history, predictions and corrections, tags, and the served model's answer.
+#[utoipa::path(get, path = "/api/v1/images/{id}", tag = "images", params(("id" = String, Path)),
+    responses((status = 200, body = fovea_app::ImageDetail), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn image_detail(State(s): State<S>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    Ok(Json(s.app.image_detail(&id).await?).into_response())
+}

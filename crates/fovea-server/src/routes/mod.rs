@@ -40,6 +40,7 @@ pub fn router(state: S) -> Router {
         .route("/images", get(images))
         .route("/images/{id}/label", post(label))
         .route("/images/{id}/blob", get(blob))
+        .route("/images/{id}", get(image_detail))
         .route("/images/{id}/thumb", get(thumb))
         .route("/collections", get(list_collections).post(create_collection))
         .route("/collections/{id}", get(get_collection))

@@ -148,6 +148,16 @@ async fn collections_filters_bulk_actions_and_undo_over_http() {
     let (st, _) = call(&router, get(&viewer, &format!("/api/v1/images/{image_id}/thumb?size=50"))).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
 
+    // The detail view: tags, what the model said, and no label (the accept was undone).
+    let (st, detail) = call(&router, get(&viewer, &format!("/api/v1/images/{image_id}"))).await;
+    assert_eq!(st, StatusCode::OK, "{detail}");
+    assert_eq!(detail["tags"], json!(["staged"]), "{detail}");
+    assert!(detail["labels"].as_array().unwrap().is_empty(), "{detail}");
+    assert_eq!(detail["transactions"][0]["kind"], "predict", "{detail}");
+    assert!(detail["now"]["class"].is_string(), "{detail}");
+    let (st, _) = call(&router, get(&viewer, &format!("/api/v1/images/{}", "0".repeat(64)))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
     // A server folder: admins only, identified by a job.
     let folder = dir.path().join("incoming").join("deeper");
     std::fs::create_dir_all(&folder).unwrap();

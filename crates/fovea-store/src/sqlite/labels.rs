@@ -114,3 +114,11 @@ pub(super) async fn bump_label_log_epoch(conn: &mut sqlx::SqliteConnection) -> R
     sqlx::query("DELETE FROM head_snapshots WHERE epoch < ?").bind(epoch).execute(&mut *conn).await?;
     Ok(epoch)
 }
+
+pub(super) async fn image_labels(pool: &SqlitePool, image_id: &str) -> Result<Vec<LabelRecord>> {
+    let rows = sqlx::query(&format!("{LABEL_SELECT} WHERE l.image_id = ? ORDER BY l.id DESC"))
+        .bind(image_id)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(label_from_row).collect()
+}

@@ -172,6 +172,12 @@ impl Catalog for SqliteCatalog {
     async fn log_transaction(&self, txn: NewTransaction) -> Result<i64> {
         transactions::log_transaction(&mut *self.pool.acquire().await?, txn).await
     }
+    async fn image_transactions(&self, image_id: &str, limit: u32) -> Result<Vec<TransactionRecord>> {
+        transactions::image_transactions(&self.pool, image_id, limit).await
+    }
+    async fn image_labels(&self, image_id: &str) -> Result<Vec<LabelRecord>> {
+        labels::image_labels(&self.pool, image_id).await
+    }
     async fn list_transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
         transactions::list_transactions(&self.pool, limit, offset).await
     }

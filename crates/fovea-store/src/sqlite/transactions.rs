@@ -62,3 +62,19 @@ pub(super) async fn list_transactions(pool: &SqlitePool, limit: u32, offset: u32
     .await?;
     rows.iter().map(transaction_from_row).collect()
 }
+
+pub(super) async fn image_transactions(
+    pool: &SqlitePool,
+    image_id: &str,
+    limit: u32,
+) -> Result<Vec<TransactionRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, created_at
+         FROM transactions WHERE image_id = ? ORDER BY id DESC LIMIT ?",
+    )
+    .bind(image_id)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(transaction_from_row).collect()
+}
