@@ -52,7 +52,8 @@ export function calibrationView(report) {
   return [
     h('p', { class: 'muted small' }, fitted
       ? `Fitted ${relTime(report.fitted_at)} on leave-one-out predictions of the labelled images.`
-      : 'Too little evidence to fit yet (fewer than 20 held-out predictions): raw scores, fixed unknown threshold.'),
+      : `Little evidence yet (${report.samples} of 20 held-out predictions): the temperature starts from a prior of 30 and `
+        + 'moves towards what these predictions say as labels arrive; the unknown threshold is fixed.'),
     h('div', { class: 'calibration-body' },
       reliabilityDiagram(report.reliability || []),
       h('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [h('dt', {}, k), h('dd', { class: 'mono' }, v)]))),
