@@ -129,14 +129,14 @@ impl App {
     /// Applies one bulk action to a selection: one transaction, recorded as one undoable action. Labels reach the
     /// online head before this returns.
     pub async fn bulk(&self, req: &BulkRequest, user: &str) -> Result<BulkActionRecord> {
-        let items = self.selection(req).await?;
-        let with_image = |i: &CollectionItem| i.image_id.clone();
+        let mut items = self.selection(req).await?;
+        // A failed file has no image to act on.
+        items.retain(|i| i.image_id.is_some());
         let target = |i: &CollectionItem, class_id| BulkTarget {
             image_id: i.image_id.clone().unwrap_or_default(),
             class_id,
             item: Some((i.collection_id, i.seq)),
         };
-        let items: Vec<CollectionItem> = items.into_iter().filter(|i| with_image(i).is_some()).collect();
         let detail = serde_json::json!({
             "action": req.action, "class": req.class, "tag": req.tag, "selected": items.len(),
         });
@@ -168,10 +168,7 @@ impl App {
                     let class_id = match classes.get(&name) {
                         Some(id) => *id,
                         None => {
-                            let id = match self.catalog.class_by_name(&name).await? {
-                                Some(c) => c.id,
-                                None => self.catalog.create_class(name.trim()).await?.id,
-                            };
+                            let id = self.class_for_label(&name).await?.0.id;
                             classes.insert(name.clone(), id);
                             id
                         }

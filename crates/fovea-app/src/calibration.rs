@@ -214,6 +214,18 @@ impl App {
         self.live_evidence.lock().unwrap_or_else(|p| p.into_inner()).push(outcome);
     }
 
+    /// Every labelled image with its current class: the evidence a calibration is fitted from.
+    pub(crate) async fn labelled_rows(&self) -> Result<Vec<(String, String)>> {
+        let filter = ImageFilter { labelled: Some(true), ..Default::default() };
+        Ok(self
+            .catalog
+            .list_images(&filter)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.current_class.map(|c| (r.image.id, c)))
+            .collect())
+    }
+
     /// Fits a calibration for `head` (learned from `backbone`'s embeddings) from leave-one-out predictions over
     /// labelled images `rows` (image id, class), spread over the classes.
     pub(crate) async fn fit_calibration(
@@ -245,15 +257,7 @@ impl App {
         // so every sampled image is one the copied head has learned under that class.
         let (head, seq, backbone, rows) = {
             let h = self.head.lock().await;
-            let filter = ImageFilter { labelled: Some(true), ..Default::default() };
-            let rows: Vec<(String, String)> = self
-                .catalog
-                .list_images(&filter)
-                .await?
-                .into_iter()
-                .filter_map(|r| r.current_class.map(|c| (r.image.id, c)))
-                .collect();
-            (h.head.clone(), h.seq, h.backbone().to_owned(), rows)
+            (h.head.clone(), h.seq, h.backbone().to_owned(), self.labelled_rows().await?)
         };
         let fit = self.fit_calibration(head, &backbone, rows).await?;
         let report = CalibrationReport::new(backbone.clone(), seq, &fit);

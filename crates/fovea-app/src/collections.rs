@@ -236,28 +236,9 @@ impl App {
     pub async fn run_next_identify_job(self: &Arc<Self>) -> Result<Option<(JobRecord, Result<CollectionRecord>)>> {
         let Some(job) = self.catalog.claim_job(&[IDENTIFY_JOB], IDENTIFY_LEASE).await? else { return Ok(None) };
         let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, mut rx) = tokio::sync::watch::channel(CollectionProgress::default());
-        // Heartbeats carry the latest progress, renew the lease and notice a cancellation.
-        let beat = {
-            let (app, cancel, id, attempt) = (self.clone(), cancel.clone(), job.id, job.attempt);
-            tokio::spawn(async move {
-                loop {
-                    let p = rx.borrow_and_update().clone();
-                    let fraction = p.total.map_or(0.0, |t| p.processed as f64 / t.max(1) as f64);
-                    let msg = serde_json::to_string(&p).unwrap_or_default();
-                    match app.catalog.heartbeat_job(id, attempt, fraction, Some(&msg), IDENTIFY_LEASE).await {
-                        Ok(true) => {}
-                        Ok(false) => cancel.store(true, Ordering::Relaxed),
-                        Err(e) => tracing::warn!(error = %e, "identify heartbeat failed"),
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(IDENTIFY_LEASE / 4) => {}
-                        changed = rx.changed() => if changed.is_err() { return },
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            })
-        };
+        let (tx, rx) = tokio::sync::watch::channel(CollectionProgress::default());
+        let fraction = |p: &CollectionProgress| p.total.map_or(0.0, |t| p.processed as f64 / t.max(1) as f64);
+        let beat = self.spawn_heartbeat(&job, IDENTIFY_LEASE, rx, fraction, cancel.clone());
         let outcome = match job_collection(&job) {
             Ok(id) => self.run_collection(id, move |p| drop(tx.send(p.clone())), cancel).await,
             Err(e) => Err(e),

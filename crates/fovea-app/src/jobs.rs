@@ -56,28 +56,8 @@ impl App {
             }
         };
         let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, mut rx) = tokio::sync::watch::channel(TrainProgress::default());
-        // Heartbeats: carry the latest progress, renew the lease, and notice cancellation.
-        let beat = {
-            let (app, cancel, id, attempt) = (self.clone(), cancel.clone(), job.id, job.attempt);
-            tokio::spawn(async move {
-                loop {
-                    let p = rx.borrow_and_update().clone();
-                    let msg = serde_json::to_string(&p).unwrap_or_default();
-                    match app.catalog.heartbeat_job(id, attempt, p.fraction, Some(&msg), lease).await {
-                        Ok(true) => {}
-                        Ok(false) => cancel.store(true, Ordering::Relaxed),
-                        Err(e) => tracing::warn!(error = %e, "job heartbeat failed"),
-                    }
-                    let wait = tokio::time::sleep(lease / 3);
-                    tokio::select! {
-                        _ = wait => {}
-                        changed = rx.changed() => if changed.is_err() { return },
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            })
-        };
+        let (tx, rx) = tokio::sync::watch::channel(TrainProgress::default());
+        let beat = self.spawn_heartbeat(&job, lease, rx, |p| p.fraction, cancel.clone());
         let outcome = self
             .train(
                 &params,
@@ -102,6 +82,38 @@ impl App {
         self.catalog.finish_job(job.id, job.attempt, state, Some(&msg)).await?;
         let job = self.job(job.id).await?;
         Ok(Some((job, outcome)))
+    }
+
+    /// A claimed job's heartbeats: each carries the latest progress (as JSON, and as `fraction`), renews the lease
+    /// and sets `cancel` once the job is no longer ours (cancelled, or its lease taken over). Abort it when done.
+    pub(crate) fn spawn_heartbeat<P>(
+        self: &Arc<Self>,
+        job: &JobRecord,
+        lease: Duration,
+        mut rx: tokio::sync::watch::Receiver<P>,
+        fraction: fn(&P) -> f64,
+        cancel: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        P: serde::Serialize + Clone + Send + Sync + 'static,
+    {
+        let (app, id, attempt) = (self.clone(), job.id, job.attempt);
+        tokio::spawn(async move {
+            loop {
+                let p = rx.borrow_and_update().clone();
+                let msg = serde_json::to_string(&p).unwrap_or_default();
+                match app.catalog.heartbeat_job(id, attempt, fraction(&p), Some(&msg), lease).await {
+                    Ok(true) => {}
+                    Ok(false) => cancel.store(true, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(job = id, error = %e, "job heartbeat failed"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(lease / 3) => {}
+                    changed = rx.changed() => if changed.is_err() { return },
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
     }
 
     /// The server's background worker: picks up promotions made elsewhere, runs queued training jobs one at a

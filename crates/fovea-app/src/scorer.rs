@@ -7,13 +7,12 @@ use std::sync::Arc;
 
 use fovea_learn::Head;
 use fovea_model::Backbone;
-use fovea_store::{
-    blob_key_for, sha256_hex, ImageFilter, ItemPrediction, NewImage, NewTransaction, ScoredClass, TransactionKind,
-};
+use fovea_store::{blob_key_for, sha256_hex, ItemPrediction, NewImage, NewTransaction, TransactionKind};
 use tokio::sync::mpsc;
 
 use crate::collections::Produced;
 use crate::head::HeadState;
+use crate::usecases::decode_for_network;
 use crate::{App, AppError, Result};
 
 /// Files decoded and run through the network together.
@@ -31,14 +30,7 @@ impl App {
         self.embed_labelled(id, &weights).await?;
         let backbone = self.build_backbone(&weights)?;
         let mut head = HeadState::restore(self.catalog.as_ref(), &self.cfg.head, backbone.embedding_dim(), id).await?;
-        let rows: Vec<(String, String)> = self
-            .catalog
-            .list_images(&ImageFilter { labelled: Some(true), ..Default::default() })
-            .await?
-            .into_iter()
-            .filter_map(|r| r.current_class.map(|c| (r.image.id, c)))
-            .collect();
-        let fit = self.fit_calibration(head.head.clone(), id, rows).await?;
+        let fit = self.fit_calibration(head.head.clone(), id, self.labelled_rows().await?).await?;
         head.head.set_calibration(fit.calibration);
         Ok(Scorer { id: id.to_owned(), backbone: Arc::new(backbone), head })
     }
@@ -81,11 +73,8 @@ impl App {
                     };
                     let read = f.and_then(|p| std::fs::read(&p).map_err(|e| format!("cannot read: {e}")));
                     let prepared = read.and_then(|bytes| {
-                        let (img, dims) =
-                            fovea_vision::decode_for_input_sized(&bytes, &limits, size).map_err(|e| e.to_string())?;
-                        let format = fovea_vision::image::guess_format(&bytes)
-                            .map(|f| format!("{f:?}").to_lowercase())
-                            .unwrap_or_default();
+                        let (img, dims, format) =
+                            decode_for_network(&bytes, &limits, size).map_err(|e| e.to_string())?;
                         let input = fovea_vision::to_input(&img, size);
                         Ok((bytes::Bytes::from(bytes), dims, format, input))
                     });
@@ -141,22 +130,14 @@ impl App {
         if !self.blobs.exists(&key).await? {
             self.blobs.put(&key, bytes).await?;
         }
-        let p = scorer.head.predict(embedding)?;
-        let top: Vec<ScoredClass> = p
-            .top_k(self.cfg.top_k)
-            .iter()
-            .map(|s| ScoredClass {
-                class: scorer.head.head.class_name(s.class).unwrap_or("?").to_owned(),
-                probability: s.probability,
-            })
-            .collect();
+        let predicted = self.predicted(&scorer.head, embedding)?;
         let model_version = scorer.head.version();
         let image = NewImage { id: id.clone(), blob_key: key, width, height, format, source: "identify".into() };
         let txn = NewTransaction {
             image_id: id.clone(),
             model_version: model_version.clone(),
             kind: TransactionKind::Predict,
-            top_k: top.clone(),
+            top_k: predicted.top.clone(),
             chosen_class: None,
             user: "identify".into(),
             latency_ms: 0.0,
@@ -166,8 +147,8 @@ impl App {
             image_id: id,
             model_version,
             backbone: scorer.id.clone(),
-            top_k: top,
-            unknown: p.unknown || p.ranked.is_empty(),
+            top_k: predicted.top,
+            unknown: predicted.unknown,
         })
     }
 }

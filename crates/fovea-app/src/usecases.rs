@@ -78,12 +78,24 @@ pub struct ImportReport {
     pub failed: Vec<(String, String)>,
 }
 
+/// Decodes an image for a network of input `size` (a large JPEG reduced in the DCT domain), with the photo's upright
+/// full size and its format's name, as the catalog records them.
+pub(crate) fn decode_for_network(
+    bytes: &[u8],
+    limits: &fovea_vision::DecodeLimits,
+    size: u32,
+) -> Result<(fovea_vision::image::RgbImage, (u32, u32), String)> {
+    let (img, dims) = fovea_vision::decode_for_input_sized(bytes, limits, size)?;
+    let format = fovea_vision::image::guess_format(bytes).map(|f| format!("{f:?}").to_lowercase()).unwrap_or_default();
+    Ok((img, dims, format))
+}
+
 fn token_hash(token: &str) -> String {
     sha256_hex(token.as_bytes())
 }
 
 impl App {
-    fn predicted(&self, head: &HeadState, embedding: &[f32]) -> Result<Predicted> {
+    pub(crate) fn predicted(&self, head: &HeadState, embedding: &[f32]) -> Result<Predicted> {
         let p = head.predict(embedding)?;
         Ok(Predicted { top: self.named_top(head, &p), unknown: p.unknown || p.ranked.is_empty(), distance: p.distance })
     }
@@ -114,11 +126,8 @@ impl App {
         let permit = self.decode_permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
         // A large JPEG comes back reduced in the DCT domain (still twice the network's resize side): most of its
         // decode time saved, while the catalog records the photo's real size.
-        let (id, img, (width, height), format) = tokio::task::spawn_blocking(move || -> Result<_> {
-            let (img, dims) = fovea_vision::decode_for_input_sized(&b, &limits, size)?;
-            let format =
-                fovea_vision::image::guess_format(&b).map(|f| format!("{f:?}").to_lowercase()).unwrap_or_default();
-            Ok((sha256_hex(&b), img, dims, format))
+        let (id, (img, (width, height), format)) = tokio::task::spawn_blocking(move || -> Result<_> {
+            Ok((sha256_hex(&b), decode_for_network(&b, &limits, size)?))
         })
         .await
         .map_err(|e| AppError::Internal(e.to_string()))??;
@@ -233,10 +242,7 @@ impl App {
         }
         let backbone = self.head.lock().await.backbone().to_owned();
         let embedding = self.embedding_for(image_id, &backbone).await?;
-        let (record, created_class) = match self.catalog.class_by_name(class).await? {
-            Some(c) => (c, false),
-            None => (self.catalog.create_class(class).await?, true),
-        };
+        let (record, created_class) = self.class_for_label(class).await?;
         let mut head = self.head.lock().await;
         if head.backbone() != backbone {
             return Err(AppError::Conflict("the served model changed during this correction; please retry".into()));
@@ -269,6 +275,15 @@ impl App {
             })
             .await?;
         Ok(LabelOutcome { label_id: label.id, class: record.name, created_class, model_version, prediction })
+    }
+
+    /// The class a label names, created when new; the flag says whether it was.
+    pub(crate) async fn class_for_label(&self, name: &str) -> Result<(fovea_store::ClassRecord, bool)> {
+        let name = name.trim();
+        Ok(match self.catalog.class_by_name(name).await? {
+            Some(c) => (c, false),
+            None => (self.catalog.create_class(name).await?, true),
+        })
     }
 
     pub async fn classes(&self) -> Result<Vec<ClassView>> {

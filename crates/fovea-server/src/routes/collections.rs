@@ -12,7 +12,7 @@ use fovea_app::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{upload_bytes, ApiJson, ApiQuery, ApiResult, S};
+use super::{admitted_upload, ApiJson, ApiQuery, ApiResult, S};
 use crate::api_types::ErrorBody;
 use crate::auth::{Caller, ImageCaller};
 use crate::error::{bad_request, ApiError};
@@ -204,11 +204,7 @@ pub async fn upload_to_collection(
     req: Request,
 ) -> ApiResult {
     caller.require(Role::Annotator)?;
-    let _admitted = s.app.admit_upload()?;
-    let bytes = upload_bytes(req, &s).await?;
-    if bytes.is_empty() {
-        return Err(ApiError(fovea_app::AppError::Image(fovea_app::VisionError::Empty)));
-    }
+    let (_admitted, bytes) = admitted_upload(req, &s).await?;
     let name = q.name.unwrap_or_else(|| "upload".into());
     Ok(Json(s.app.add_upload(id, &name, bytes, &caller.user).await?).into_response())
 }

@@ -13,7 +13,7 @@ use crate::auth::{Caller, ImageCaller};
 use crate::error::{bad_request, ApiError};
 
 /// The image comes as multipart (field `image`, or the first file field) or as the raw request body.
-pub(crate) async fn upload_bytes(req: Request, state: &S) -> Result<Bytes, ApiError> {
+async fn upload_bytes(req: Request, state: &S) -> Result<Bytes, ApiError> {
     let is_multipart = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -38,6 +38,17 @@ pub(crate) async fn upload_bytes(req: Request, state: &S) -> Result<Bytes, ApiEr
     }
 }
 
+/// An upload admitted, then read: admission comes before the body, so when the queue is full the client hears 429
+/// at once and the server holds no more bodies than it has slots. Keep the permit until the request is answered.
+pub(crate) async fn admitted_upload(req: Request, state: &S) -> Result<(fovea_app::UploadPermit, Bytes), ApiError> {
+    let permit = state.app.admit_upload()?;
+    let bytes = upload_bytes(req, state).await?;
+    if bytes.is_empty() {
+        return Err(ApiError(fovea_app::AppError::Image(fovea_app::VisionError::Empty)));
+    }
+    Ok((permit, bytes))
+}
+
 fn too_large(state: &S) -> fovea_app::VisionError {
     let max = state.app.config().limits.max_bytes as u64;
     fovea_app::VisionError::TooLarge { bytes: max + 1, max }
@@ -53,13 +64,7 @@ fn too_large(state: &S) -> fovea_app::VisionError {
     security(("token" = [])))]
 pub async fn classify(State(s): State<S>, caller: Caller, req: Request) -> ApiResult {
     caller.require(Role::Viewer)?;
-    // Admission before the body is read: when the queue is full the client hears 429 at once, and the server
-    // holds no more bodies than it has slots.
-    let _admitted = s.app.admit_upload()?;
-    let bytes = upload_bytes(req, &s).await?;
-    if bytes.is_empty() {
-        return Err(ApiError(fovea_app::AppError::Image(fovea_app::VisionError::Empty)));
-    }
+    let (_admitted, bytes) = admitted_upload(req, &s).await?;
     let start = std::time::Instant::now();
     let out = s.app.classify(bytes, &caller.user).await?;
     metrics::histogram!(crate::metrics::CLASSIFY_SECONDS).record(start.elapsed().as_secs_f64());

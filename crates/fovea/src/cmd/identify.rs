@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use fovea_app::{csv_field, walk_files, App, ResultFilter};
+use fovea_app::{csv_field, walk_files, App, CollectionItem, ResultFilter};
 use fovea_model::Variant;
 
 use super::serve::{open_app, runtime, AppArgs};
@@ -75,62 +75,77 @@ pub fn identify(home: &Path, variant: Variant, engine: Engine, args: &IdentifyAr
             done.unknown,
             done.failed
         );
-        let (items, _) = app.collection_items(&ResultFilter { collection: Some(done.id), ..Default::default() }).await?;
         let mut by_class: BTreeMap<String, usize> = BTreeMap::new();
-        for item in &items {
-            let class = item.top_k.first().map_or("", |s| s.class.as_str());
+        let results = ResultFilter { collection: Some(done.id), ..Default::default() };
+        each_result(&app, &results, |item| {
+            let class = best(item).map_or("", |s| s.class.as_str());
             let key = if item.unknown || class.is_empty() { "(unknown)".to_owned() } else { class.to_owned() };
             *by_class.entry(key).or_default() += 1;
-        }
+            Ok(())
+        })
+        .await?;
         for (class, n) in &by_class {
             println!("  {class:<30} {n}");
         }
         let failed = ResultFilter { collection: Some(done.id), failed: true, ..Default::default() };
-        for item in app.collection_items(&failed).await?.0 {
-            eprintln!("  {}: {}", item.path, item.error.unwrap_or_default());
-        }
+        each_result(&app, &failed, |item| {
+            eprintln!("  {}: {}", item.path, item.error.as_deref().unwrap_or_default());
+            Ok(())
+        })
+        .await?;
         println!("browse and act on them: fovea collections show {} (or the Collections tab)", done.id);
         Ok(if done.failed == 0 { 0 } else { 1 })
     })
 }
 
-/// Every result of the collection in walk order, paged so memory stays flat.
+/// Calls `f` on every result matching `filter`, a page at a time, so memory stays flat whatever the collection's size.
+async fn each_result(
+    app: &App,
+    filter: &ResultFilter,
+    mut f: impl FnMut(&CollectionItem) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    const PAGE: u32 = 1000;
+    let mut offset = 0;
+    loop {
+        let page = ResultFilter { limit: Some(PAGE), offset, ..filter.clone() };
+        let (items, _) = app.collection_items(&page).await?;
+        for item in &items {
+            f(item)?;
+        }
+        if items.len() < PAGE as usize {
+            return Ok(());
+        }
+        offset += PAGE;
+    }
+}
+
+fn best(item: &CollectionItem) -> Option<&fovea_app::ScoredClass> {
+    item.top_k.iter().max_by(|a, b| a.probability.total_cmp(&b.probability))
+}
+
+/// Every result of the collection in walk order (identified, then failed), discarded ones included.
 async fn write_csv(app: &App, collection: i64, path: &Path) -> anyhow::Result<()> {
     let mut w =
         std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
     writeln!(w, "file,image_id,class,probability,unknown,model_version,error")?;
-    let page = 1000;
     for failed in [false, true] {
-        let mut offset = 0;
-        loop {
-            let filter = ResultFilter {
-                collection: Some(collection),
-                failed,
-                include_discarded: true,
-                limit: Some(page),
-                offset,
-                ..Default::default()
-            };
-            let (items, _) = app.collection_items(&filter).await?;
-            for item in &items {
-                let best = item.top_k.iter().max_by(|a, b| a.probability.total_cmp(&b.probability));
-                let (class, p) = best.map_or(("", 0.0), |s| (s.class.as_str(), s.probability));
-                writeln!(
-                    w,
-                    "{},{},{},{p:.4},{},{},{}",
-                    csv_field(&item.path),
-                    item.image_id.as_deref().unwrap_or(""),
-                    csv_field(class),
-                    item.unknown,
-                    csv_field(item.model_version.as_deref().unwrap_or("")),
-                    csv_field(item.error.as_deref().unwrap_or(""))
-                )?;
-            }
-            if items.len() < page as usize {
-                break;
-            }
-            offset += page;
-        }
+        let filter =
+            ResultFilter { collection: Some(collection), failed, include_discarded: true, ..Default::default() };
+        each_result(app, &filter, |item| {
+            let (class, p) = best(item).map_or(("", 0.0), |s| (s.class.as_str(), s.probability));
+            writeln!(
+                w,
+                "{},{},{},{p:.4},{},{},{}",
+                csv_field(&item.path),
+                item.image_id.as_deref().unwrap_or(""),
+                csv_field(class),
+                item.unknown,
+                csv_field(item.model_version.as_deref().unwrap_or("")),
+                csv_field(item.error.as_deref().unwrap_or(""))
+            )?;
+            Ok(())
+        })
+        .await?;
     }
     w.flush()?;
     Ok(())
