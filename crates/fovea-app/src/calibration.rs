@@ -167,7 +167,7 @@ impl CalibrationReport {
 
 /// Up to `max` labelled images spread evenly over classes (round robin over classes, ids in a fixed order),
 /// so the evidence does not depend on the order images arrived in.
-fn spread_over_classes(rows: Vec<(String, String)>, max: usize) -> Vec<(String, String)> {
+pub(crate) fn spread_over_classes(rows: Vec<(String, String)>, max: usize) -> Vec<(String, String)> {
     let mut by_class: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (id, class) in rows {
         by_class.entry(class).or_default().push(id);

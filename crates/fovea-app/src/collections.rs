@@ -196,7 +196,7 @@ impl App {
             };
             ((seq, name), load)
         });
-        self.identify_stream(loaders, "identify", |((seq, name), r)| {
+        self.identify_stream(loaders, fovea_store::IDENTIFY_USER, |((seq, name), r)| {
             let outcome = r.map(|o| prediction_of(&o)).map_err(|e| e.to_string());
             let _ = tx.send((seq, name, outcome));
         })

@@ -5,10 +5,12 @@ mod browse;
 mod calibration;
 mod collections;
 mod compute;
+mod drift;
 mod error;
 mod export;
 mod head;
 mod identify;
+mod insight;
 mod jobs;
 mod models;
 mod review;
@@ -18,6 +20,7 @@ mod tests;
 mod thumbs;
 mod training;
 mod usecases;
+mod webhook;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,16 +31,20 @@ pub use calibration::{
 };
 pub use collections::{walk_files, CollectionProgress, IDENTIFY_JOB, UPLOAD_SOURCE};
 pub use compute::Compute;
+pub use drift::{DriftReference, DriftStatus};
 pub use error::{AppError, Result};
 pub use export::{csv_field, DatasetFormat, ModelFormat};
+pub use fovea_insight::{DriftConfig, EvaluationEstimate, Report};
 pub use fovea_store::{normalise_tag, sha256_hex, ClassId, LabelOrigin};
 pub use fovea_store::{
     BulkActionRecord, CollectionItem, CollectionRecord, ConfusedPair, ItemFilter as ResultFilter, ItemSort, UndoOutcome,
 };
+pub use fovea_store::{DriftAlertRecord, EvaluationItem, EvaluationRound, Verdict};
 pub use fovea_store::{ImageFilter, ImageRow, ImageSort, Role, ScoredClass, TransactionRecord, UserRecord};
 pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;
 pub use identify::Identified;
+pub use insight::{EvaluationView, MAX_EVALUATION};
 pub use jobs::{parse_schedule, TRAIN_JOB};
 pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
 pub use thumbs::{ImageDetail, THUMB_SIZES};
@@ -50,6 +57,13 @@ use fovea_store::{Blobs, Catalog, LocalBlobs, SqliteCatalog};
 use tokio::sync::Mutex;
 
 use head::HeadState;
+
+/// Prometheus names of the drift signals (the server installs the recorder).
+pub const DRIFT_STATISTIC: &str = "fovea_drift_statistic";
+pub const DRIFT_THRESHOLD: &str = "fovea_drift_threshold";
+pub const DRIFT_ACTIVE: &str = "fovea_drift_alert_active";
+pub const DRIFT_ALERTS: &str = "fovea_drift_alerts_total";
+pub const DRIFT_WEBHOOK_FAILURES: &str = "fovea_drift_webhook_failures_total";
 
 /// The catalog alone (SQLite under `data_dir`), for commands that only read or write records — listing users,
 /// jobs or models — and so need no network loaded.
@@ -83,6 +97,11 @@ pub struct AppConfig {
     pub train_keep_mib: usize,
     /// Builds every backbone the app serves or evaluates (the base is passed in built; fine-tunes are built here).
     pub engine: Engine,
+    /// Drift windows and thresholds.
+    pub drift: DriftConfig,
+    pub drift_reference: DriftReference,
+    /// Drift alerts are POSTed here as JSON.
+    pub drift_webhook: Option<String>,
 }
 
 impl Default for AppConfig {
@@ -99,6 +118,9 @@ impl Default for AppConfig {
             base_weights: None,
             train_keep_mib: 256,
             engine: Engine::default(),
+            drift: DriftConfig::default(),
+            drift_reference: DriftReference::Training,
+            drift_webhook: None,
         }
     }
 }
@@ -121,6 +143,7 @@ pub struct App {
     upload_permits: Arc<tokio::sync::Semaphore>,
     /// Hands out upload collections' sequence numbers one at a time.
     upload_seq: Mutex<()>,
+    drift: Mutex<drift::DriftState>,
     cfg: AppConfig,
 }
 
@@ -166,6 +189,7 @@ impl App {
             decode_permits,
             upload_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_waiting.max(1))),
             upload_seq: Mutex::new(()),
+            drift: Default::default(),
             cfg,
         });
         app.ensure_base_registered().await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use fovea_learn::Head;
 use fovea_model::Backbone;
-use fovea_store::{blob_key_for, sha256_hex, ItemPrediction, NewImage, NewTransaction, TransactionKind};
+use fovea_store::{blob_key_for, sha256_hex, ItemPrediction, NewImage, NewTransaction, TransactionKind, IDENTIFY_USER};
 use tokio::sync::mpsc;
 
 use crate::collections::Produced;
@@ -73,10 +73,9 @@ impl App {
                     };
                     let read = f.and_then(|p| std::fs::read(&p).map_err(|e| format!("cannot read: {e}")));
                     let prepared = read.and_then(|bytes| {
-                        let (img, dims, format) =
-                            decode_for_network(&bytes, &limits, size).map_err(|e| e.to_string())?;
-                        let input = fovea_vision::to_input(&img, size);
-                        Ok((bytes::Bytes::from(bytes), dims, format, input))
+                        let d = decode_for_network(&bytes, &limits, size).map_err(|e| e.to_string())?;
+                        let input = fovea_vision::to_input(&d.img, size);
+                        Ok((bytes::Bytes::from(bytes), d.dims, d.format, input, d.look))
                     });
                     (seq, name, prepared)
                 })
@@ -102,12 +101,20 @@ impl App {
         for (seq, name, prepared) in decoded {
             let outcome = match prepared {
                 Err(e) => Err(e),
-                Ok((bytes, (width, height), format, _)) => {
+                Ok((bytes, (width, height), format, _, look)) => {
                     let embedding = embedded.as_ref().map(|e| e.embedding(row).to_vec()).unwrap_or_default();
                     row += 1;
-                    self.record_scored(scorer, bytes, width, height, format, &embedding)
-                        .await
-                        .map_err(|e| e.to_string())
+                    let image = NewImage {
+                        id: sha256_hex(&bytes),
+                        blob_key: String::new(),
+                        width,
+                        height,
+                        format,
+                        source: "identify".into(),
+                        brightness: Some(look.brightness),
+                        grayscale: Some(look.grayscale),
+                    };
+                    self.record_scored(scorer, bytes, image, &embedding).await.map_err(|e| e.to_string())
                 }
             };
             out.push((seq, name, outcome));
@@ -120,27 +127,25 @@ impl App {
         &self,
         scorer: &Scorer,
         bytes: bytes::Bytes,
-        width: u32,
-        height: u32,
-        format: String,
+        mut image: NewImage,
         embedding: &[f32],
     ) -> Result<ItemPrediction> {
-        let id = sha256_hex(&bytes);
-        let key = blob_key_for(&id);
-        if !self.blobs.exists(&key).await? {
-            self.blobs.put(&key, bytes).await?;
+        let id = image.id.clone();
+        image.blob_key = blob_key_for(&id);
+        if !self.blobs.exists(&image.blob_key).await? {
+            self.blobs.put(&image.blob_key, bytes).await?;
         }
         let predicted = self.predicted(&scorer.head, embedding)?;
         let model_version = scorer.head.version();
-        let image = NewImage { id: id.clone(), blob_key: key, width, height, format, source: "identify".into() };
         let txn = NewTransaction {
             image_id: id.clone(),
             model_version: model_version.clone(),
             kind: TransactionKind::Predict,
             top_k: predicted.top.clone(),
             chosen_class: None,
-            user: "identify".into(),
+            user: IDENTIFY_USER.into(),
             latency_ms: 0.0,
+            unknown: predicted.unknown,
         };
         self.catalog.record_classification(image, Some((&scorer.id, embedding)), txn).await?;
         Ok(ItemPrediction {

@@ -65,6 +65,7 @@ pub(crate) struct Ingested {
     pub image: NewImage,
     /// The embedding was computed now (not read from the cache), so it still has to be cached.
     pub computed: bool,
+    pub look: fovea_insight::ImageStats,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -78,16 +79,22 @@ pub struct ImportReport {
     pub failed: Vec<(String, String)>,
 }
 
-/// Decodes an image for a network of input `size` (a large JPEG reduced in the DCT domain), with the photo's upright
-/// full size and its format's name, as the catalog records them.
-pub(crate) fn decode_for_network(
-    bytes: &[u8],
-    limits: &fovea_vision::DecodeLimits,
-    size: u32,
-) -> Result<(fovea_vision::image::RgbImage, (u32, u32), String)> {
+/// An image decoded for the network, with what the catalog records of it.
+pub(crate) struct Decoded {
+    pub img: fovea_vision::image::RgbImage,
+    /// The photo's upright full size.
+    pub dims: (u32, u32),
+    pub format: String,
+    /// Brightness and greyness, for drift.
+    pub look: fovea_insight::ImageStats,
+}
+
+/// Decodes an image for a network of input `size` (a large JPEG reduced in the DCT domain).
+pub(crate) fn decode_for_network(bytes: &[u8], limits: &fovea_vision::DecodeLimits, size: u32) -> Result<Decoded> {
     let (img, dims) = fovea_vision::decode_for_input_sized(bytes, limits, size)?;
     let format = fovea_vision::image::guess_format(bytes).map(|f| format!("{f:?}").to_lowercase()).unwrap_or_default();
-    Ok((img, dims, format))
+    let look = fovea_insight::ImageStats::from_rgb(dims.0, dims.1, img.as_raw());
+    Ok(Decoded { img, dims, format, look })
 }
 
 fn token_hash(token: &str) -> String {
@@ -126,11 +133,12 @@ impl App {
         let permit = self.decode_permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
         // A large JPEG comes back reduced in the DCT domain (still twice the network's resize side): most of its
         // decode time saved, while the catalog records the photo's real size.
-        let (id, (img, (width, height), format)) = tokio::task::spawn_blocking(move || -> Result<_> {
-            Ok((sha256_hex(&b), decode_for_network(&b, &limits, size)?))
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))??;
+        let (id, Decoded { img, dims: (width, height), format, look }) =
+            tokio::task::spawn_blocking(move || -> Result<_> {
+                Ok((sha256_hex(&b), decode_for_network(&b, &limits, size)?))
+            })
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()))??;
         drop(permit);
         let served = self.compute.backbone_name();
         let cached = self.catalog.get_embedding(&id, &served).await?;
@@ -159,8 +167,17 @@ impl App {
         let (embedded, stored) = tokio::join!(embed, store);
         let (embedding, backbone, computed) = embedded?;
         stored?;
-        let image = NewImage { id: id.clone(), blob_key: key, width, height, format, source: source.to_owned() };
-        Ok(Ingested { id, embedding, backbone, width, height, image, computed })
+        let image = NewImage {
+            id: id.clone(),
+            blob_key: key,
+            width,
+            height,
+            format,
+            source: source.to_owned(),
+            brightness: Some(look.brightness),
+            grayscale: Some(look.grayscale),
+        };
+        Ok(Ingested { id, embedding, backbone, width, height, image, computed, look })
     }
 
     /// Registers an ingested image and caches its embedding if it was computed now.
@@ -211,11 +228,13 @@ impl App {
             chosen_class: None,
             user: user.to_owned(),
             latency_ms,
+            unknown: predicted.unknown,
         };
         // Image, fresh embedding and log entry in one commit: one fsync per classify instead of three.
         let fresh = ingested.computed.then_some((ingested.backbone.as_str(), ingested.embedding.as_slice()));
         let (_, new_image, transaction_id) =
             self.catalog.record_classification(ingested.image.clone(), fresh, txn).await?;
+        self.observe_drift(&ingested, &predicted, user).await;
         let Ingested { id: image_id, width, height, .. } = ingested;
         Ok(ClassifyOutcome {
             image_id,
@@ -272,6 +291,7 @@ impl App {
                 chosen_class: Some(record.name.clone()),
                 user: user.to_owned(),
                 latency_ms: start.elapsed().as_secs_f64() * 1e3,
+                unknown: prediction.unknown,
             })
             .await?;
         Ok(LabelOutcome { label_id: label.id, class: record.name, created_class, model_version, prediction })

@@ -107,7 +107,8 @@ pub struct DriftConfig {
     pub psi: f64,
     /// Significance of the KS tests (confidence, brightness, size, aspect) and of the class-mix chance level.
     pub alpha: f64,
-    /// Embedding alert when MMD² exceeds the null mean by this many null standard deviations.
+    /// Embedding alert when MMD² exceeds the null mean by this many null standard deviations (and every
+    /// permutation of the null).
     pub mmd_sigmas: f64,
     pub permutations: usize,
     /// Unknown-rate and grayscale-share alerts need this z and at least this absolute change.
@@ -266,13 +267,15 @@ fn normal_upper_quantile(alpha: f64) -> f64 {
 fn upper_tail(z: f64) -> f64 {
     let x = z / std::f64::consts::SQRT_2;
     let t = 1.0 / (1.0 + 0.5 * x.abs());
-    let y = t * (-x * x - 1.26551223
-        + t * (1.00002368
-            + t * (0.37409196
-                + t * (0.09678418
-                    + t * (-0.18628806
-                        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
-        .exp();
+    let y = t
+        * (-x * x - 1.26551223
+            + t * (1.00002368
+                + t * (0.37409196
+                    + t * (0.09678418
+                        + t * (-0.18628806
+                            + t * (0.27886807
+                                + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+            .exp();
     let erfc = if x >= 0.0 { y } else { 2.0 - y };
     0.5 * erfc
 }
@@ -296,7 +299,15 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn new(reference: Reference, cfg: DriftConfig) -> Self {
-        Monitor { reference, cfg, window: VecDeque::new(), seen: 0, streaks: BTreeMap::new(), raised: BTreeMap::new(), last: None }
+        Monitor {
+            reference,
+            cfg,
+            window: VecDeque::new(),
+            seen: 0,
+            streaks: BTreeMap::new(),
+            raised: BTreeMap::new(),
+            last: None,
+        }
     }
 
     pub fn config(&self) -> &DriftConfig {
@@ -333,7 +344,10 @@ impl Monitor {
         self.window.push_back(Entry { obs, unit: u, row });
         self.seen += 1;
         let full = self.window.len() >= self.cfg.window.max(1);
-        if !full || self.reference.size < self.cfg.min_reference || self.seen % self.cfg.step.max(1) as u64 != 0 {
+        if !full
+            || self.reference.size < self.cfg.min_reference
+            || !self.seen.is_multiple_of(self.cfg.step.max(1) as u64)
+        {
             return (vec![], vec![]);
         }
         let scores = self.score();
@@ -431,9 +445,10 @@ impl Monitor {
 
         // Embedding shift.
         if let Some(m) = &r.mmd {
-            let pairs: Vec<(&[f32], &[f32])> = self.window.iter().map(|e| (e.unit.as_slice(), e.row.as_slice())).collect();
+            let pairs: Vec<(&[f32], &[f32])> =
+                self.window.iter().map(|e| (e.unit.as_slice(), e.row.as_slice())).collect();
             let (mmd2, _) = m.score(&pairs);
-            let threshold = m.null_mean + self.cfg.mmd_sigmas * m.null_sd;
+            let threshold = (m.null_mean + self.cfg.mmd_sigmas * m.null_sd).max(m.null_max);
             signals.push(SignalScore {
                 signal: Signal::Embedding,
                 statistic: mmd2,
@@ -477,14 +492,16 @@ impl Monitor {
         let mut keyed: Vec<(f64, &Entry)> = match signal {
             Signal::Embedding => match &r.mmd {
                 Some(m) => {
-                    let pairs: Vec<(&[f32], &[f32])> = entries.iter().map(|e| (e.unit.as_slice(), e.row.as_slice())).collect();
+                    let pairs: Vec<(&[f32], &[f32])> =
+                        entries.iter().map(|e| (e.unit.as_slice(), e.row.as_slice())).collect();
                     let (_, witness) = m.score(&pairs);
                     witness.into_iter().zip(entries.iter().copied()).collect()
                 }
                 None => vec![],
             },
             Signal::Confidence => {
-                let up = entries.iter().map(|e| e.obs.confidence).sum::<f64>() / entries.len().max(1) as f64 > mean(&r.confidence);
+                let up = entries.iter().map(|e| e.obs.confidence).sum::<f64>() / entries.len().max(1) as f64
+                    > mean(&r.confidence);
                 entries.iter().map(|e| (if up { e.obs.confidence } else { -e.obs.confidence }, *e)).collect()
             }
             Signal::UnknownRate => entries.iter().filter(|e| e.obs.unknown).map(|e| (e.obs.at as f64, *e)).collect(),
@@ -499,7 +516,9 @@ impl Monitor {
                 };
                 entries.iter().map(|e| (gain(&class_key(&e.obs)), *e)).collect()
             }
-            Signal::Grayscale => entries.iter().filter(|e| e.obs.stats.is_some_and(|s| s.grayscale)).map(|e| (0.0, *e)).collect(),
+            Signal::Grayscale => {
+                entries.iter().filter(|e| e.obs.stats.is_some_and(|s| s.grayscale)).map(|e| (0.0, *e)).collect()
+            }
             Signal::Brightness | Signal::Size | Signal::Aspect => {
                 let f = |s: &ImageStats| match signal {
                     Signal::Brightness => s.brightness,

@@ -9,8 +9,7 @@ use crate::drift::*;
 /// brightness drawn from the domain's own distributions.
 fn observation(rng: &mut ChaCha8Rng, i: usize, shifted: bool, brighter: f64) -> Observation {
     let centre = if shifted { 1.0 } else { 0.0 };
-    let embedding: Vec<f32> =
-        (0..32).map(|d| rng.random::<f32>() + if d < 4 { centre } else { 0.0 }).collect();
+    let embedding: Vec<f32> = (0..32).map(|d| rng.random::<f32>() + if d < 4 { centre } else { 0.0 }).collect();
     let class = format!("c{}", rng.random_range(0..if shifted { 2 } else { 5 }));
     let confidence = if shifted { rng.random_range(0.2..0.7) } else { rng.random_range(0.5..1.0) };
     Observation {
@@ -20,7 +19,12 @@ fn observation(rng: &mut ChaCha8Rng, i: usize, shifted: bool, brighter: f64) -> 
         class: Some(class),
         confidence,
         unknown: rng.random::<f64>() < if shifted { 0.5 } else { 0.05 },
-        stats: Some(ImageStats { width: 640, height: 480, brightness: (rng.random_range(0.3..0.6) + brighter).min(1.0), grayscale: false }),
+        stats: Some(ImageStats {
+            width: 640,
+            height: 480,
+            brightness: (rng.random_range(0.3..0.6) + brighter).min(1.0),
+            grayscale: false,
+        }),
     }
 }
 

@@ -164,7 +164,9 @@ mod tests {
         let mut cands = Vec::new();
         let mut truth = BTreeMap::new();
         let mut id = 0;
-        for (class, conf, n, acc) in [("cat", 0.97, 1000, 0.95), ("dog", 0.85, 300, 0.70), ("fox", 0.3, 100, 0.30), ("owl", 0.6, 14, 0.0)] {
+        for (class, conf, n, acc) in
+            [("cat", 0.97, 1000, 0.95), ("dog", 0.85, 300, 0.70), ("fox", 0.3, 100, 0.30), ("owl", 0.6, 14, 0.0)]
+        {
             let right = (n as f64 * acc) as usize;
             for i in 0..n {
                 id += 1;
@@ -186,8 +188,10 @@ mod tests {
         for seed in 0..runs {
             let (strata, items) = plan(&cands, 60, seed);
             assert_eq!(items.len(), 60);
-            let answers: Vec<Answer> =
-                items.iter().map(|i| Answer { stratum: i.stratum.clone(), correct: truth[&i.transaction_id] }).collect();
+            let answers: Vec<Answer> = items
+                .iter()
+                .map(|i| Answer { stratum: i.stratum.clone(), correct: truth[&i.transaction_id] })
+                .collect();
             let (est, ci, cov) = estimate(&strata, &answers);
             assert_eq!(cov, 1.0);
             let (est, (lo, hi)) = (est.unwrap(), ci.unwrap());

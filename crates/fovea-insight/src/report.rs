@@ -210,7 +210,10 @@ pub fn accuracy(log: &Log) -> Accuracy {
     }
     let n = judged.len() as f64;
     let ece = (!judged.is_empty()).then(|| {
-        bins.iter().filter(|b| b.2 > 0).map(|&(s, h, k)| (k as f64 / n) * (s / k as f64 - h as f64 / k as f64).abs()).sum()
+        bins.iter()
+            .filter(|b| b.2 > 0)
+            .map(|&(s, h, k)| (k as f64 / n) * (s / k as f64 - h as f64 / k as f64).abs())
+            .sum()
     });
     let reliability = bins
         .iter()
@@ -281,7 +284,15 @@ mod tests {
     use super::*;
     use crate::time::parse_date;
 
-    fn row(id: i64, day: &str, user: &str, version: &str, class: &str, conf: f64, truth: Option<&str>) -> PredictionRow {
+    fn row(
+        id: i64,
+        day: &str,
+        user: &str,
+        version: &str,
+        class: &str,
+        conf: f64,
+        truth: Option<&str>,
+    ) -> PredictionRow {
         PredictionRow {
             id,
             image_id: format!("img{id}"),

@@ -21,7 +21,9 @@ pub struct Proportion {
 impl Proportion {
     pub fn new(hits: u64, n: u64) -> Self {
         match wilson(hits, n) {
-            Some((low, high)) => Proportion { n, hits, value: Some(hits as f64 / n as f64), low: Some(low), high: Some(high) },
+            Some((low, high)) => {
+                Proportion { n, hits, value: Some(hits as f64 / n as f64), low: Some(low), high: Some(high) }
+            }
             None => Proportion { n, hits, value: None, low: None, high: None },
         }
     }

@@ -113,7 +113,7 @@ impl JobState {
 }
 
 /// An image to register; `id` must be the lowercase hex SHA-256 of its bytes (see [`sha256_hex`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewImage {
     pub id: String,
     pub blob_key: String,
@@ -122,6 +122,11 @@ pub struct NewImage {
     pub format: String,
     /// Provenance, e.g. `"upload"` or `"import:/path/to/dir"`.
     pub source: String,
+    /// Mean luma 0..1 and whether the picture is grey, measured when decoded (`None` when not measured).
+    #[serde(default)]
+    pub brightness: Option<f64>,
+    #[serde(default)]
+    pub grayscale: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -265,6 +270,9 @@ pub struct NewTransaction {
     pub chosen_class: Option<String>,
     pub user: String,
     pub latency_ms: f64,
+    /// The open-set verdict served with the answer.
+    #[serde(default)]
+    pub unknown: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -277,6 +285,8 @@ pub struct TransactionRecord {
     pub chosen_class: Option<String>,
     pub user: String,
     pub latency_ms: f64,
+    #[serde(default)]
+    pub unknown: bool,
     pub created_at: Millis,
 }
 

@@ -34,8 +34,8 @@ pub(super) async fn put_image(conn: &mut SqliteConnection, image: NewImage) -> R
     // ON CONFLICT DO NOTHING (portable to PostgreSQL) makes a duplicate upload a no-op instead of an
     // error, and keeps the first upload's source and timestamp.
     let inserted = sqlx::query(
-        "INSERT INTO images (id, blob_key, width, height, format, source, split, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO images (id, blob_key, width, height, format, source, split, created_at, brightness, grayscale)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&image.id)
     .bind(&image.blob_key)
@@ -45,6 +45,8 @@ pub(super) async fn put_image(conn: &mut SqliteConnection, image: NewImage) -> R
     .bind(&image.source)
     .bind(Split::Unassigned.as_str())
     .bind(now_millis())
+    .bind(image.brightness.filter(|b| b.is_finite()))
+    .bind(image.grayscale)
     .execute(&mut *conn)
     .await?
     .rows_affected()

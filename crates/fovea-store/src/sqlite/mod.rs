@@ -10,6 +10,7 @@ mod classes;
 mod collections;
 mod embeddings;
 mod images;
+mod insight;
 mod jobs;
 mod labels;
 mod models;
@@ -28,6 +29,7 @@ use sqlx::SqlitePool;
 use crate::catalog::Catalog;
 use crate::collections::*;
 use crate::error::{Result, StoreError};
+use crate::insight::*;
 use crate::model::*;
 
 /// How long a writer waits for another writer's lock before giving up with an error.
@@ -350,5 +352,61 @@ impl CollectionStore for SqliteCatalog {
     }
     async fn list_bulk_actions(&self, limit: u32) -> Result<Vec<BulkActionRecord>> {
         bulk::list_bulk_actions(&self.pool, limit).await
+    }
+}
+
+#[async_trait]
+impl InsightStore for SqliteCatalog {
+    async fn insight_log(&self, since: Option<Millis>) -> Result<fovea_insight::Log> {
+        insight::insight_log(&self.pool, since).await
+    }
+    async fn recent_predictions(&self, limit: u32, period: Option<(Millis, Millis)>) -> Result<Vec<DriftRow>> {
+        insight::recent_predictions(&self.pool, limit, period).await
+    }
+    async fn image_look(&self, image_id: &str) -> Result<Option<ImageLook>> {
+        insight::image_look(&self.pool, image_id).await
+    }
+    async fn set_image_look(&self, image_id: &str, brightness: f64, grayscale: bool) -> Result<()> {
+        insight::set_image_look(&self.pool, image_id, brightness, grayscale).await
+    }
+    async fn create_evaluation(
+        &self,
+        model_version: &str,
+        since: Millis,
+        strata: &[fovea_insight::Stratum],
+        items: &[fovea_insight::PlannedItem],
+        user: &str,
+    ) -> Result<EvaluationRound> {
+        insight::create_evaluation(&self.pool, model_version, since, strata, items, user).await
+    }
+    async fn list_evaluations(&self) -> Result<Vec<EvaluationRound>> {
+        insight::list_evaluations(&self.pool).await
+    }
+    async fn get_evaluation(&self, id: i64) -> Result<Option<EvaluationRound>> {
+        insight::get_evaluation(&self.pool, id).await
+    }
+    async fn evaluation_items(&self, round: i64) -> Result<Vec<EvaluationItem>> {
+        insight::evaluation_items(&self.pool, round).await
+    }
+    async fn get_evaluation_item(&self, id: i64) -> Result<Option<EvaluationItem>> {
+        insight::get_evaluation_item(&self.pool, id).await
+    }
+    async fn answer_evaluation(
+        &self,
+        item: i64,
+        verdict: Verdict,
+        correct_class: Option<&str>,
+        user: &str,
+    ) -> Result<EvaluationItem> {
+        insight::answer_evaluation(&self.pool, item, verdict, correct_class, user).await
+    }
+    async fn raise_drift_alert(&self, alert: NewDriftAlert) -> Result<DriftAlertRecord> {
+        insight::raise_drift_alert(&self.pool, alert).await
+    }
+    async fn clear_drift_alerts(&self, signal: &str) -> Result<u64> {
+        insight::clear_drift_alerts(&self.pool, signal).await
+    }
+    async fn list_drift_alerts(&self, open_only: bool, limit: u32) -> Result<Vec<DriftAlertRecord>> {
+        insight::list_drift_alerts(&self.pool, open_only, limit).await
     }
 }

@@ -17,6 +17,7 @@ fn transaction_from_row(row: &SqliteRow) -> Result<TransactionRecord> {
         chosen_class: row.try_get("chosen_class")?,
         user: row.try_get("user_name")?,
         latency_ms: row.try_get("latency_ms")?,
+        unknown: row.try_get("unknown")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -29,8 +30,8 @@ pub(super) async fn log_transaction(conn: &mut SqliteConnection, txn: NewTransac
     let top1 = txn.top_k.iter().max_by(|a, b| a.probability.total_cmp(&b.probability));
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO transactions (image_id, model_version, kind, top_k, top1_class, top1_probability,
-                                   chosen_class, user_name, latency_ms, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                   chosen_class, user_name, latency_ms, unknown, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
     )
     .bind(&txn.image_id)
     .bind(&txn.model_version)
@@ -41,6 +42,7 @@ pub(super) async fn log_transaction(conn: &mut SqliteConnection, txn: NewTransac
     .bind(&txn.chosen_class)
     .bind(&txn.user)
     .bind(txn.latency_ms)
+    .bind(txn.unknown)
     .bind(now_millis())
     .fetch_one(conn)
     .await
@@ -53,7 +55,7 @@ pub(super) async fn log_transaction(conn: &mut SqliteConnection, txn: NewTransac
 
 pub(super) async fn list_transactions(pool: &SqlitePool, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
     let rows = sqlx::query(
-        "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, created_at
+        "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, unknown, created_at
          FROM transactions ORDER BY id DESC LIMIT ? OFFSET ?",
     )
     .bind(i64::from(limit))
@@ -69,7 +71,7 @@ pub(super) async fn image_transactions(
     limit: u32,
 ) -> Result<Vec<TransactionRecord>> {
     let rows = sqlx::query(
-        "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, created_at
+        "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, unknown, created_at
          FROM transactions WHERE image_id = ? ORDER BY id DESC LIMIT ?",
     )
     .bind(image_id)

@@ -7,6 +7,7 @@ use crate::model::*;
 use crate::{blob_key_for, Catalog, StoreError};
 
 mod collections;
+mod insight;
 mod labelling;
 mod operations;
 
@@ -16,7 +17,16 @@ async fn catalog() -> Arc<dyn Catalog> {
 
 fn new_image(bytes: &[u8]) -> NewImage {
     let id = sha256_hex(bytes);
-    NewImage { blob_key: blob_key_for(&id), id, width: 32, height: 24, format: "png".into(), source: "upload".into() }
+    NewImage {
+        blob_key: blob_key_for(&id),
+        id,
+        width: 32,
+        height: 24,
+        format: "png".into(),
+        source: "upload".into(),
+        brightness: None,
+        grayscale: None,
+    }
 }
 
 async fn image(catalog: &dyn Catalog, bytes: &[u8]) -> String {
@@ -30,6 +40,7 @@ async fn label(catalog: &dyn Catalog, image_id: &str, class_id: ClassId) -> Labe
 
 async fn predict(catalog: &dyn Catalog, image_id: &str, class: &str, probability: f64) -> i64 {
     let txn = NewTransaction {
+        unknown: false,
         image_id: image_id.into(),
         model_version: "m1".into(),
         kind: TransactionKind::Predict,

@@ -12,6 +12,7 @@ async fn transactions_list_newest_first() {
     let a = image(&*catalog, b"a").await;
     let first = predict(&*catalog, &a, "Cat", 0.9).await;
     let correction = NewTransaction {
+        unknown: false,
         image_id: a.clone(),
         model_version: "m1".into(),
         kind: TransactionKind::Correct,
