@@ -69,6 +69,8 @@ pub(crate) struct DriftState {
     labelled_at_build: u64,
     /// Signals with an alert open in the catalog.
     open: BTreeSet<Signal>,
+    /// The served calibration the reference was predicted under: a refit changes every served confidence.
+    calibration: Option<fovea_learn::Calibration>,
     note: Option<String>,
 }
 
@@ -140,6 +142,10 @@ impl App {
         if state.backbone != backbone {
             return Ok(true);
         }
+        let calibration = *self.head.lock().await.head.calibration();
+        if state.monitor.is_some() && state.calibration != Some(calibration) {
+            return Ok(true);
+        }
         if self.cfg.drift_reference != DriftReference::Training {
             return Ok(state.monitor.is_none());
         }
@@ -159,6 +165,7 @@ impl App {
             let h = self.head.lock().await;
             (h.head.clone(), h.backbone().to_owned())
         };
+        state.calibration = Some(*head.calibration());
         let labelled = self.labelled_count().await?;
         let (reference_obs, after) = match &self.cfg.drift_reference {
             DriftReference::Training => (self.training_reference(head, &backbone, cfg.max_reference).await?, None),
@@ -351,7 +358,7 @@ impl App {
             },
             Some(m) => {
                 let scores = m.score();
-                let enough = scores.window >= self.cfg.drift.window.min(m.reference().size / 2).max(1);
+                let enough = scores.window >= self.cfg.drift.min_window.clamp(1, self.cfg.drift.window.max(1));
                 DriftStatus {
                     reference,
                     reference_size: m.reference().size,

@@ -97,6 +97,8 @@ impl Signal {
 pub struct DriftConfig {
     /// Recent requests compared with the reference.
     pub window: usize,
+    /// Checks start once the window holds this many (a fresh window is judged before it is full).
+    pub min_window: usize,
     /// Requests between checks.
     pub step: usize,
     /// Below this many reference images nothing is judged.
@@ -125,6 +127,7 @@ impl Default for DriftConfig {
     fn default() -> Self {
         DriftConfig {
             window: 200,
+            min_window: 50,
             step: 25,
             min_reference: 30,
             max_reference: 600,
@@ -138,6 +141,17 @@ impl Default for DriftConfig {
             disabled: vec![],
             seed: 7,
         }
+    }
+}
+
+impl DriftConfig {
+    /// Window sizes a check can happen at, up to the full window (one per step from `min_window`).
+    pub fn check_sizes(&self) -> Vec<usize> {
+        let (lo, hi) = (self.min_window.clamp(1, self.window.max(1)), self.window.max(1));
+        let step = self.step.max(1);
+        let mut sizes: Vec<usize> = (lo..hi).step_by(step).collect();
+        sizes.push(hi);
+        sizes
     }
 }
 
@@ -187,7 +201,7 @@ impl Reference {
         let with_stats = picked.iter().filter(|o| o.stats.is_some()).count() as u64;
         let pool: Vec<Vec<f32>> = picked.iter().map(|o| unit(&o.embedding)).collect();
         let mmd = (picked.len() >= cfg.min_reference)
-            .then(|| MmdReference::build(pool, cfg.window, cfg.permutations, cfg.seed))
+            .then(|| MmdReference::build(pool, &cfg.check_sizes(), cfg.permutations, cfg.seed))
             .flatten();
         Reference {
             size: picked.len(),
@@ -343,8 +357,8 @@ impl Monitor {
         }
         self.window.push_back(Entry { obs, unit: u, row });
         self.seen += 1;
-        let full = self.window.len() >= self.cfg.window.max(1);
-        if !full
+        let enough = self.window.len() >= self.cfg.min_window.clamp(1, self.cfg.window.max(1));
+        if !enough
             || self.reference.size < self.cfg.min_reference
             || !self.seen.is_multiple_of(self.cfg.step.max(1) as u64)
         {
@@ -444,19 +458,19 @@ impl Monitor {
         ks(Signal::Aspect, &r.aspect, stats.iter().map(|s| aspect(s)).collect(), "aspect ratio");
 
         // Embedding shift.
-        if let Some(m) = &r.mmd {
+        if let Some((m, null)) = r.mmd.as_ref().and_then(|m| Some((m, m.null_for(n)?))) {
             let pairs: Vec<(&[f32], &[f32])> =
                 self.window.iter().map(|e| (e.unit.as_slice(), e.row.as_slice())).collect();
             let (mmd2, _) = m.score(&pairs);
-            let threshold = (m.null_mean + self.cfg.mmd_sigmas * m.null_sd).max(m.null_max);
+            let threshold = (null.mean + self.cfg.mmd_sigmas * null.sd).max(null.max);
             signals.push(SignalScore {
                 signal: Signal::Embedding,
                 statistic: mmd2,
                 threshold,
-                exceeded: n >= self.cfg.window.min(r.size / 2).max(1) && mmd2 > threshold,
-                reference: m.null_mean,
+                exceeded: mmd2 > threshold,
+                reference: null.mean,
                 current: mmd2,
-                detail: format!("MMD² {mmd2:.4} against {:.4} ± {:.4} by chance", m.null_mean, m.null_sd),
+                detail: format!("MMD² {mmd2:.4} against {:.4} ± {:.4} by chance", null.mean, null.sd),
             });
         }
 

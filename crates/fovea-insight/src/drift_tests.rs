@@ -96,3 +96,17 @@ fn image_stats_see_brightness_and_grey() {
     let red = ImageStats::from_rgb(1, 1, &[200, 10, 10]);
     assert!(!red.grayscale);
 }
+
+#[test]
+fn a_fresh_window_of_another_domain_alerts_before_it_is_full() {
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let mut m = monitor(&mut rng);
+    let mut first = None;
+    for i in 0..200 {
+        let (raised, _) = m.push(observation(&mut rng, i, true, 0.0));
+        if !raised.is_empty() {
+            first.get_or_insert(i);
+        }
+    }
+    assert_eq!(first, Some(74), "checks at 50 and 75 images, two in a row");
+}

@@ -3,6 +3,7 @@
 //! from what the model learned. Pure functions over plain rows: the app reads the rows from the catalog, this
 //! crate computes, and [`html`] draws a report that opens offline.
 
+pub mod csv;
 pub mod drift;
 pub mod evaluation;
 pub mod html;

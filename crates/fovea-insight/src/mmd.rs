@@ -26,14 +26,22 @@ pub(crate) struct MmdReference {
     gamma: f32,
     /// Mean of the pool's kernel matrix, diagonal included.
     pool_mean: f64,
-    pub null_mean: f64,
-    pub null_sd: f64,
-    pub null_max: f64,
+    /// The null distribution for each window size the monitor checks at, smallest first.
+    nulls: Vec<Null>,
+}
+
+/// MMD² of windows of `size` drawn from the pool itself: mean, standard deviation and largest of the draws.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Null {
+    pub size: usize,
+    pub mean: f64,
+    pub sd: f64,
+    pub max: f64,
 }
 
 impl MmdReference {
-    /// `pool`: unit-length embeddings. `window`: the size of the windows that will be tested.
-    pub(crate) fn build(pool: Vec<Vec<f32>>, window: usize, permutations: usize, seed: u64) -> Option<Self> {
+    /// `pool`: unit-length embeddings. `windows`: the window sizes that will be tested.
+    pub(crate) fn build(pool: Vec<Vec<f32>>, windows: &[usize], permutations: usize, seed: u64) -> Option<Self> {
         let r = pool.len();
         if r < 8 {
             return None;
@@ -55,20 +63,34 @@ impl MmdReference {
         let gamma = 1.0 / median;
         let k: Vec<f32> = dots.iter().map(|&d| (-gamma * (2.0 - 2.0 * d).max(0.0)).exp()).collect();
         let pool_mean = k.iter().map(|&x| x as f64).sum::<f64>() / (r * r) as f64;
-        // The null: a window of the same size drawn from the pool itself, against the rest of it.
-        let w = window.min(r / 2).max(1);
+        // The null: a window of the same size drawn from the pool itself, against the rest of it. A window larger
+        // than half the pool is judged with the null of half the pool, which is wider: conservative.
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut idx: Vec<usize> = (0..r).collect();
-        let mut null = Vec::with_capacity(permutations);
-        for _ in 0..permutations {
-            idx.shuffle(&mut rng);
-            let (a, b) = idx.split_at(w);
-            null.push(mmd2_from(|i, j| k[i * r + j] as f64, a, b));
-        }
-        let null_mean = null.iter().sum::<f64>() / null.len().max(1) as f64;
-        let var = null.iter().map(|x| (x - null_mean).powi(2)).sum::<f64>() / (null.len().max(2) - 1) as f64;
-        let null_max = null.iter().copied().fold(0.0, f64::max);
-        Some(MmdReference { pool, gamma, pool_mean, null_mean, null_sd: var.sqrt(), null_max })
+        let mut sizes: Vec<usize> = windows.iter().map(|&w| w.min(r / 2).max(1)).collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let nulls = sizes
+            .into_iter()
+            .map(|w| {
+                let mut draws = Vec::with_capacity(permutations);
+                for _ in 0..permutations.max(2) {
+                    idx.shuffle(&mut rng);
+                    let (a, b) = idx.split_at(w);
+                    draws.push(mmd2_from(|i, j| k[i * r + j] as f64, a, b));
+                }
+                let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+                let var = draws.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (draws.len() - 1) as f64;
+                Null { size: w, mean, sd: var.sqrt(), max: draws.iter().copied().fold(0.0, f64::max) }
+            })
+            .collect();
+        Some(MmdReference { pool, gamma, pool_mean, nulls })
+    }
+
+    /// The null for a window of `n`: that of the largest calibrated size not above `n` (smaller windows scatter
+    /// more, so this errs on the side of no alarm); `None` below the smallest.
+    pub(crate) fn null_for(&self, n: usize) -> Option<Null> {
+        self.nulls.iter().rev().find(|z| z.size <= n).copied()
     }
 
     /// The kernel of a unit-length embedding against every pool member.
@@ -133,7 +155,7 @@ mod tests {
     #[test]
     fn a_shifted_window_scores_far_above_the_null_and_a_same_one_does_not() {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
-        let r = MmdReference::build(cloud(&mut rng, 300, 0.0), 100, 100, 1).unwrap();
+        let r = MmdReference::build(cloud(&mut rng, 300, 0.0), &[50, 100], 100, 1).unwrap();
         let score = |w: Vec<Vec<f32>>| {
             let rows: Vec<Vec<f32>> = w.iter().map(|x| r.row(x)).collect();
             let pairs: Vec<(&[f32], &[f32])> = w.iter().zip(&rows).map(|(a, b)| (a.as_slice(), b.as_slice())).collect();
@@ -141,7 +163,11 @@ mod tests {
         };
         let same = score(cloud(&mut rng, 100, 0.0));
         let moved = score(cloud(&mut rng, 100, 1.5));
-        let threshold = r.null_mean + 6.0 * r.null_sd;
+        let null = r.null_for(100).unwrap();
+        assert_eq!(null.size, 100);
+        assert!(r.null_for(60).unwrap().mean > null.mean, "smaller windows scatter more");
+        assert!(r.null_for(10).is_none());
+        let threshold = null.mean + 6.0 * null.sd;
         assert!(same < threshold, "same {same} threshold {threshold}");
         assert!(moved > 3.0 * threshold, "moved {moved} threshold {threshold}");
     }

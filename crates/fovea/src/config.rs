@@ -20,6 +20,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_megapixels", "FOVEA_MAX_MEGAPIXELS"),
     ("listen", "FOVEA_LISTEN"),
     ("train_schedule", "FOVEA_TRAIN_SCHEDULE"),
+    ("drift_reference", "FOVEA_DRIFT_REFERENCE"),
+    ("drift_window", "FOVEA_DRIFT_WINDOW"),
+    ("drift_webhook", "FOVEA_DRIFT_WEBHOOK"),
 ];
 
 /// The default file, read when present and no other was named.

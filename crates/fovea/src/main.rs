@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 #[command(name = "fovea", version, about = "Self-hosted image classification that learns from every correction")]
 pub struct Cli {
     /// Settings file (TOML keys: data, listen, cutoff, head, backbone, engine, home, max_upload_mb,
-    /// max_megapixels, train_schedule). Flags and FOVEA_* variables override it [default: ./fovea.toml when present]
+    /// max_megapixels, train_schedule, drift_reference, drift_window, drift_webhook). Flags and FOVEA_* variables override it [default: ./fovea.toml when present]
     #[arg(long, global = true, env = "FOVEA_CONFIG")]
     pub config: Option<PathBuf>,
     /// Cache folder for weights and samples [default: ~/.cache/fovea]
@@ -58,7 +58,13 @@ pub enum Command {
     Export(cmd::export::ExportArgs),
     /// Manage users and API tokens
     Users(cmd::serve::UsersArgs),
-    /// Evaluate the online heads: `fovea eval stream --train DIR --test DIR`
+    /// Usage and accuracy over time, by model version, confidence and class: text, --html, --csv or --json
+    Report(cmd::report::ReportArgs),
+    /// Drift of recent requests from the reference: current scores and open alerts (exit 1 while any is open)
+    Drift(cmd::report::DriftArgs),
+    /// Manual evaluation rounds: sample recent predictions for reviewers; estimate the served model's accuracy
+    Evaluate(cmd::report::EvaluateArgs),
+    /// Measurements: `fovea eval stream --train DIR --test DIR`, `fovea eval drift --reference DIR --stream DIR`
     Eval(cmd::eval::EvalArgs),
 }
 
@@ -89,6 +95,9 @@ fn main() {
         Command::Jobs(a) => cmd::train::jobs(&home, cli.backbone, cli.engine, a),
         Command::Export(a) => cmd::export::export(&home, cli.backbone, cli.engine, a),
         Command::Users(a) => cmd::serve::users(&home, cli.backbone, cli.engine, a),
+        Command::Report(a) => cmd::report::report(&home, cli.backbone, cli.engine, a),
+        Command::Drift(a) => cmd::report::drift(&home, cli.backbone, cli.engine, a),
+        Command::Evaluate(a) => cmd::report::evaluate(&home, cli.backbone, cli.engine, a),
         Command::Eval(a) => cmd::eval::eval(&home, cli.backbone, cli.engine, a),
     };
     match result {

@@ -27,6 +27,8 @@ pub struct EvalArgs {
 pub enum EvalWhat {
     /// Feed training images one at a time to an online head; compare with offline training on all of them
     Stream(StreamArgs),
+    /// Replay streams of images after a reference and report where the drift monitor first alerts
+    Drift(super::eval_drift::DriftEvalArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,7 +80,10 @@ pub struct StreamArgs {
 }
 
 pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> anyhow::Result<i32> {
-    let EvalWhat::Stream(a) = &args.what;
+    let a = match &args.what {
+        EvalWhat::Stream(a) => a,
+        EvalWhat::Drift(d) => return super::eval_drift::eval_drift(home, variant, engine, d),
+    };
     let backbone = load_backbone(home, variant, engine)?;
     let cache = home.join("embeddings").join(format!("{}.json", variant.name()));
     let train = embed_folder(backbone.as_ref(), &a.train, &cache)?;

@@ -2,11 +2,13 @@ pub mod bench;
 pub mod collections;
 pub mod eval;
 pub mod eval_acquire;
+pub mod eval_drift;
 pub mod export;
 pub mod fetch;
 pub mod identify;
 pub mod predict;
 pub(crate) mod progress;
+pub mod report;
 pub mod serve;
 pub mod train;
 

@@ -29,6 +29,15 @@ pub struct AppArgs {
     /// Largest image accepted, in megapixels (checked before decoding)
     #[arg(long, env = "FOVEA_MAX_MEGAPIXELS", default_value_t = 40)]
     pub max_megapixels: u64,
+    /// What drift compares requests with: `training` (the labelled images) or a period YYYY-MM-DD..YYYY-MM-DD
+    #[arg(long, env = "FOVEA_DRIFT_REFERENCE", default_value = "training")]
+    pub drift_reference: String,
+    /// Recent requests in the drift window
+    #[arg(long, env = "FOVEA_DRIFT_WINDOW", default_value_t = 200, value_parser = clap::value_parser!(u64).range(20..=5000))]
+    pub drift_window: u64,
+    /// POST drift alerts as JSON to this URL
+    #[arg(long, env = "FOVEA_DRIFT_WEBHOOK", value_name = "URL")]
+    pub drift_webhook: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -88,7 +97,17 @@ pub(crate) async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &
         max_pixels: a.max_megapixels * 1_000_000,
         ..Default::default()
     };
+    let drift_reference: fovea_app::DriftReference = a.drift_reference.parse()?;
+    if let Some(url) = &a.drift_webhook {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            bail!("--drift-webhook {url:?}: expected an http:// or https:// URL");
+        }
+    }
+    let drift = fovea_app::DriftConfig { window: a.drift_window as usize, ..Default::default() };
     let cfg = AppConfig {
+        drift,
+        drift_reference,
+        drift_webhook: a.drift_webhook.clone(),
         data_dir: a.data.clone(),
         variant,
         head: a.head.clone(),
