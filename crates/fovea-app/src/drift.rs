@@ -119,15 +119,15 @@ impl App {
     async fn push_drift(&self, obs: Observation, backbone: &str) -> Result<()> {
         let mut state = self.drift.lock().await;
         let step = self.cfg.drift.step.max(1) as u64;
-        let stale =
-            state.monitor.as_ref().is_none_or(|m| m.seen() % step == 0) && self.drift_stale(&state, backbone).await?;
+        let stale = state.monitor.as_ref().is_none_or(|m| m.seen().is_multiple_of(step))
+            && self.drift_stale(&state, backbone).await?;
         if stale {
-            self.build_drift(&mut state).await?;
+            let (raised, cleared) = self.build_drift(&mut state).await?;
+            self.after_check(&mut state, raised, cleared).await?;
         }
         let Some(monitor) = state.monitor.as_mut() else { return Ok(()) };
         let (raised, cleared) = monitor.push(obs);
-        let checked = monitor.seen() % step == 0;
-        if checked {
+        if monitor.just_checked() {
             self.after_check(&mut state, raised, cleared).await?;
         }
         Ok(())
@@ -158,8 +158,9 @@ impl App {
         Ok(self.catalog.count_images(&filter).await?)
     }
 
-    /// Builds the reference and primes the window with the most recent requests.
-    async fn build_drift(&self, state: &mut DriftState) -> Result<()> {
+    /// Builds the reference and primes the window with the most recent requests; answers the alerts raised and
+    /// cleared while priming, for the caller to record.
+    async fn build_drift(&self, state: &mut DriftState) -> Result<(Vec<Alert>, Vec<Signal>)> {
         let cfg = self.cfg.drift.clone();
         let (head, backbone) = {
             let h = self.head.lock().await;
@@ -186,7 +187,7 @@ impl App {
                 reference_obs.len(),
                 cfg.min_reference
             ));
-            return Ok(());
+            return Ok((vec![], vec![]));
         }
         let built = tokio::task::spawn_blocking(move || Reference::build(&reference_obs, &cfg))
             .await
@@ -194,13 +195,17 @@ impl App {
         let mut monitor = Monitor::new(built, self.cfg.drift.clone());
         let period = after.map(|to| (to, i64::MAX));
         let recent = self.catalog.recent_predictions(self.cfg.drift.window as u32, period).await?;
+        let (mut raised, mut cleared) = (Vec::new(), Vec::new());
         for obs in self.observations(recent, &backbone).await? {
-            monitor.push(obs);
+            let (r, c) = monitor.push(obs);
+            raised.retain(|a: &Alert| !c.contains(&a.signal));
+            raised.extend(r);
+            cleared.extend(c);
         }
         state.monitor = Some(monitor);
         state.note = None;
         tracing::info!(reference = %self.cfg.drift_reference, backbone, "drift reference built");
-        Ok(())
+        Ok((raised, cleared))
     }
 
     /// Labelled images (spread over classes) with the served head's leave-one-out prediction for each.
@@ -342,7 +347,8 @@ impl App {
         let mut state = self.drift.lock().await;
         let backbone = self.head.lock().await.backbone().to_owned();
         if state.monitor.is_none() && self.drift_stale(&state, &backbone).await? {
-            self.build_drift(&mut state).await?;
+            let (raised, cleared) = self.build_drift(&mut state).await?;
+            self.after_check(&mut state, raised, cleared).await?;
         }
         let alerts = self.catalog.list_drift_alerts(true, 50).await?;
         let reference = self.cfg.drift_reference.to_string();
@@ -378,7 +384,8 @@ impl App {
     pub async fn rebuild_drift_reference(&self) -> Result<DriftStatus> {
         {
             let mut state = self.drift.lock().await;
-            self.build_drift(&mut state).await?;
+            let (raised, cleared) = self.build_drift(&mut state).await?;
+            self.after_check(&mut state, raised, cleared).await?;
         }
         self.drift_status().await
     }

@@ -57,7 +57,8 @@ impl App {
         Ok(fovea_insight::report(&log, since, evaluations, now_millis()))
     }
 
-    /// Samples about `size` of the predictions `model` (the served one when `None`) made in the last `days` days,
+    /// Samples about `size` of the predictions registry model `model` (the served one when `None`) made in the last
+    /// `days` days,
     /// stratified by served class and confidence band, for reviewers to judge.
     pub async fn start_evaluation(
         &self,
@@ -74,16 +75,17 @@ impl App {
         if days == 0 || days > 3650 {
             return Err(AppError::Invalid(format!("days must be 1 to 3650, not {days}")));
         }
+        // Rounds judge a registry model: its online head renames itself with every label.
         let model = match model {
-            Some(m) => m.to_owned(),
-            None => self.model_version().await,
+            Some(m) => fovea_insight::report::registry_version(m).to_owned(),
+            None => self.served_model().await,
         };
         let since = now_millis() - i64::from(days) * fovea_insight::time::DAY_MS;
         let log = self.catalog.insight_log(Some(since)).await?;
         let candidates: Vec<Candidate> = log
             .predictions
             .iter()
-            .filter(|p| p.model_version == model && p.class.is_some())
+            .filter(|p| fovea_insight::report::registry_version(&p.model_version) == model && p.class.is_some())
             .map(|p| Candidate {
                 transaction_id: p.id,
                 class: p.class.clone(),
@@ -95,7 +97,9 @@ impl App {
                 "model {model} served no prediction in the last {days} days to evaluate"
             )));
         }
-        let (strata, items) = plan(&candidates, size, now_millis() as u64);
+        // Seeded by the round's number, so the same log gives the same sample.
+        let seed = self.catalog.list_evaluations().await?.len() as u64 + 1;
+        let (strata, items) = plan(&candidates, size, seed);
         let round = self.catalog.create_evaluation(&model, since, &strata, &items, user).await?;
         self.evaluation(round.id).await
     }

@@ -445,7 +445,7 @@ impl App {
             report.kept_human += 1;
             return Ok(());
         }
-        match self.label(&id, class, "import", LabelOrigin::Import).await {
+        match self.label(&id, class, fovea_store::IMPORT_USER, LabelOrigin::Import).await {
             Ok(_) => report.labelled += 1,
             // A person labelled it since the check above: the catalog refused the import's label, as it should.
             Err(AppError::Conflict(_)) if self.catalog.human_label(&id).await?.is_some() => report.kept_human += 1,

@@ -309,6 +309,8 @@ pub struct Monitor {
     streaks: BTreeMap<Signal, (u32, u64, i64)>,
     raised: BTreeMap<Signal, Alert>,
     last: Option<Scores>,
+    /// The last push ran a check.
+    checked: bool,
 }
 
 impl Monitor {
@@ -321,6 +323,7 @@ impl Monitor {
             streaks: BTreeMap::new(),
             raised: BTreeMap::new(),
             last: None,
+            checked: false,
         }
     }
 
@@ -342,6 +345,11 @@ impl Monitor {
         self.raised.values().cloned().collect()
     }
 
+    /// Whether the last push ran a check.
+    pub fn just_checked(&self) -> bool {
+        self.checked
+    }
+
     /// The scores of the last check, if one ran.
     pub fn last_scores(&self) -> Option<&Scores> {
         self.last.as_ref()
@@ -357,11 +365,11 @@ impl Monitor {
         }
         self.window.push_back(Entry { obs, unit: u, row });
         self.seen += 1;
-        let enough = self.window.len() >= self.cfg.min_window.clamp(1, self.cfg.window.max(1));
-        if !enough
-            || self.reference.size < self.cfg.min_reference
-            || !self.seen.is_multiple_of(self.cfg.step.max(1) as u64)
-        {
+        // Checks run when the window first holds `min_window` requests and every `step` after that.
+        let first = self.cfg.min_window.clamp(1, self.cfg.window.max(1)) as u64;
+        let due = self.seen >= first && (self.seen - first).is_multiple_of(self.cfg.step.max(1) as u64);
+        self.checked = due && self.reference.size >= self.cfg.min_reference;
+        if !self.checked {
             return (vec![], vec![]);
         }
         let scores = self.score();
@@ -503,6 +511,7 @@ impl Monitor {
     fn examples(&self, signal: Signal, k: usize) -> Vec<String> {
         let r = &self.reference;
         let entries: Vec<&Entry> = self.window.iter().collect();
+        let share = |k: usize| k as f64 / entries.len().max(1) as f64;
         let mut keyed: Vec<(f64, &Entry)> = match signal {
             Signal::Embedding => match &r.mmd {
                 Some(m) => {
@@ -518,7 +527,10 @@ impl Monitor {
                     > mean(&r.confidence);
                 entries.iter().map(|e| (if up { e.obs.confidence } else { -e.obs.confidence }, *e)).collect()
             }
-            Signal::UnknownRate => entries.iter().filter(|e| e.obs.unknown).map(|e| (e.obs.at as f64, *e)).collect(),
+            Signal::UnknownRate => {
+                let up = share(entries.iter().filter(|e| e.obs.unknown).count()) > r.unknown_rate();
+                entries.iter().filter(|e| e.obs.unknown == up).map(|e| (e.obs.at as f64, *e)).collect()
+            }
             Signal::ClassMix => {
                 let mut counts: BTreeMap<String, u64> = BTreeMap::new();
                 for e in &entries {
@@ -549,6 +561,9 @@ impl Monitor {
             }
         };
         keyed.sort_by(|a, b| b.0.total_cmp(&a.0));
+        if keyed.is_empty() {
+            keyed = entries.iter().rev().map(|e| (0.0, *e)).collect();
+        }
         let mut out: Vec<String> = Vec::new();
         for (_, e) in keyed {
             if !out.contains(&e.obs.image_id) {

@@ -49,8 +49,8 @@ pub struct PlannedItem {
     pub stratum: String,
 }
 
-/// Draws about `size` predictions: every stratum gets at least two (or all it has), the rest is shared in
-/// proportion to population (largest remainders first). Deterministic for a given `seed`.
+/// Draws `size` predictions (or all there are): every stratum gets two (or all it has) when the budget allows,
+/// the rest is shared in proportion to population (largest remainders first). Deterministic for a given `seed`.
 pub fn plan(candidates: &[Candidate], size: usize, seed: u64) -> (Vec<Stratum>, Vec<PlannedItem>) {
     let mut groups: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     for c in candidates {
@@ -58,8 +58,18 @@ pub fn plan(candidates: &[Candidate], size: usize, seed: u64) -> (Vec<Stratum>, 
     }
     let total = candidates.len();
     let size = size.min(total);
-    let mut take: BTreeMap<&str, usize> = groups.iter().map(|(k, v)| (k.as_str(), v.len().min(2))).collect();
-    let mut left = size.saturating_sub(take.values().sum());
+    // Two per stratum when the budget allows, else one; with more strata than that, the largest strata first.
+    let floor = if groups.values().map(|v| v.len().min(2)).sum::<usize>() <= size { 2 } else { 1 };
+    let mut by_size: Vec<(&str, usize)> = groups.iter().map(|(k, v)| (k.as_str(), v.len())).collect();
+    by_size.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let mut budget = size;
+    let mut take: BTreeMap<&str, usize> = BTreeMap::new();
+    for (k, n) in by_size {
+        let t = n.min(floor).min(budget);
+        budget -= t;
+        take.insert(k, t);
+    }
+    let mut left = budget;
     if left > 0 {
         let mut shares: Vec<(&str, f64)> = Vec::new();
         for (k, v) in &groups {
@@ -216,6 +226,10 @@ mod tests {
         assert!(strata.iter().all(|s| s.sampled >= 2));
         assert_eq!(items.len(), 10);
         assert_eq!(plan(&cands, 10, 7).1, items);
+        // A budget below two per stratum still gives exactly the size asked for, largest strata first.
+        let (strata, items) = plan(&cands, 3, 7);
+        assert_eq!(items.len(), 3);
+        assert_eq!(strata.iter().filter(|s| s.sampled == 0).count(), 1);
         assert_ne!(plan(&cands, 10, 8).1, items);
         // Asking for more than there is reviews everything, and then the interval collapses to the truth.
         let (strata, items) = plan(&cands[..50], 500, 1);

@@ -141,6 +141,13 @@ pub struct Report {
     pub evaluations: Vec<EvaluationEstimate>,
 }
 
+/// The registry model a logged version belongs to: the served online head names itself
+/// `<registry version>/online-<labels learned>`, a new name with every label, so reports group by the part
+/// a person promotes and rolls back.
+pub fn registry_version(version: &str) -> &str {
+    version.split_once("/online-").map_or(version, |(model, _)| model)
+}
+
 /// Reliability diagram bins.
 pub const BINS: usize = 10;
 
@@ -191,7 +198,7 @@ pub fn usage(log: &Log) -> Usage {
         by_day: counts(p.iter().map(|r| date_string(day_of(r.at)))),
         by_week: counts(p.iter().map(|r| date_string(week_start(day_of(r.at))))),
         by_user: users.into_values().collect(),
-        by_model_version: counts(p.iter().map(|r| r.model_version.clone())),
+        by_model_version: counts(p.iter().map(|r| registry_version(&r.model_version).to_owned())),
     }
 }
 
@@ -263,7 +270,7 @@ pub fn accuracy(log: &Log) -> Accuracy {
 
     Accuracy {
         overall: Proportion::new(hits, judged.len() as u64),
-        by_model_version: keyed(judged.iter().map(|r| (r.model_version.clone(), *r))),
+        by_model_version: keyed(judged.iter().map(|r| (registry_version(&r.model_version).to_owned(), *r))),
         by_day: keyed(judged.iter().map(|r| (date_string(day_of(r.at)), *r))),
         by_week: keyed(judged.iter().map(|r| (date_string(week_start(day_of(r.at))), *r))),
         reliability,
@@ -342,6 +349,8 @@ mod tests {
         let ann = u.by_user.iter().find(|x| x.user == "ann").unwrap();
         assert_eq!((ann.requests, ann.corrections, ann.labels), (4, 2, 2));
         assert_eq!(u.by_model_version.iter().map(|c| c.count).collect::<Vec<_>>(), [3, 3]);
+        assert_eq!(registry_version("efficientnet-lite0/online-130"), "efficientnet-lite0");
+        assert_eq!(registry_version("ft-003"), "ft-003");
     }
 
     #[test]

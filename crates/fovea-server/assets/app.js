@@ -7,6 +7,7 @@ import { initCollections, showCollections } from './collections.js';
 import { initHistory, showHistory } from './history.js';
 import { initModels, showModels } from './models.js';
 import { initDetail } from './detail.js';
+import { initReports, showReports, watchDrift } from './reports.js';
 
 const ROUTES = {
   classify: showClassify,
@@ -14,6 +15,7 @@ const ROUTES = {
   collections: showCollections,
   history: showHistory,
   models: showModels,
+  reports: showReports,
 };
 
 function currentRoute() {
@@ -77,11 +79,13 @@ function init() {
   initHistory();
   initModels();
   initDetail();
+  initReports();
   renderMe();
 
   window.addEventListener('hashchange', route);
   route();
   loadMe().then(() => {
+    watchDrift();
     loadClasses().catch(() => {});
     // Show the model being served now (not the one that made the last logged prediction: a promotion or
     // rollback may have happened since).

@@ -17,10 +17,12 @@ use crate::routes;
         routes::job, routes::cancel_job, routes::calibration, routes::recalibrate, routes::review,
         routes::list_collections, routes::create_collection, routes::get_collection, routes::upload_to_collection,
         routes::results, routes::pairs, routes::coverage, routes::tags, routes::bulk, routes::bulk_actions,
-        routes::undo_bulk, routes::thumb, routes::image_detail,
+        routes::undo_bulk, routes::thumb, routes::image_detail, routes::report, routes::report_html, routes::drift,
+        routes::rebuild_drift, routes::drift_alerts, routes::start_evaluation, routes::evaluations,
+        routes::evaluation, routes::answer_evaluation,
     ),
     modifiers(&BearerToken),
-    tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "collections"), (name = "service"))
+    tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "collections"), (name = "reports"), (name = "service"))
 )]
 struct ApiDoc;
 

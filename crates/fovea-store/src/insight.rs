@@ -12,6 +12,9 @@ use crate::model::Millis;
 /// not the stream of requests, so drift windows leave them out (reports still count them as usage).
 pub const IDENTIFY_USER: &str = "identify";
 
+/// The user name imports label under: their labels and the transactions they log are no person's work.
+pub const IMPORT_USER: &str = "import";
+
 /// A served prediction as the drift window sees it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DriftRow {

@@ -3,6 +3,7 @@
 mod classes;
 mod collections;
 mod images;
+mod insight;
 mod models;
 mod review;
 
@@ -24,6 +25,7 @@ use crate::error::{bad_request, ApiError};
 pub(crate) use classes::*;
 pub(crate) use collections::*;
 pub(crate) use images::*;
+pub(crate) use insight::*;
 pub(crate) use models::*;
 pub(crate) use review::*;
 
@@ -65,6 +67,14 @@ pub fn router(state: S) -> Router {
         .route("/jobs", get(jobs))
         .route("/jobs/{id}", get(job))
         .route("/jobs/{id}/cancel", post(cancel_job))
+        .route("/report", get(report))
+        .route("/report.html", get(report_html))
+        .route("/drift", get(drift))
+        .route("/drift/reference", post(rebuild_drift))
+        .route("/drift/alerts", get(drift_alerts))
+        .route("/evaluations", get(evaluations).post(start_evaluation))
+        .route("/evaluations/{id}", get(evaluation))
+        .route("/evaluations/items/{id}", post(answer_evaluation))
         .fallback(|| async { ApiError(fovea_app::AppError::NotFound { what: "route", id: String::new() }) });
     Router::new()
         .nest("/api/v1", api)

@@ -47,9 +47,11 @@ pub(super) async fn insight_log(pool: &SqlitePool, since: Option<Millis>) -> Res
         })
         .collect::<Result<Vec<_>>>()?;
     let corrections = sqlx::query(
-        "SELECT created_at, user_name FROM transactions WHERE kind = 'correct' AND created_at >= ? ORDER BY id",
+        "SELECT created_at, user_name FROM transactions
+          WHERE kind = 'correct' AND created_at >= ? AND user_name <> ? ORDER BY id",
     )
     .bind(since)
+    .bind(IMPORT_USER)
     .fetch_all(pool)
     .await?
     .iter()
