@@ -85,7 +85,8 @@ function showItem(v) {
   }
   card.hidden = false;
   const answered = v.items.filter((i) => i.verdict).length;
-  const est = v.estimate.accuracy == null ? '' : ` · estimate so far ${pct(v.estimate.accuracy)} [${pct(v.estimate.low)}–${pct(v.estimate.high)}]`;
+  const est = v.estimate.accuracy == null ? ''
+    : ` · estimate so far ${pct(v.estimate.accuracy)} [${pct(v.estimate.low)}–${pct(v.estimate.high)}], from strata holding ${pct(v.estimate.covered, 0)} of the predictions`;
   $('eval-progress').textContent = `Round #${v.round.id}: ${answered} of ${v.items.length} judged${est}`;
   $('eval-image').src = thumbUrl(v.next.image_id, 384);
   $('eval-class').textContent = v.next.served_class || '—';
@@ -166,7 +167,7 @@ async function checkDrift() {
     }
     const a = alerts[0];
     const more = alerts.length > 1 ? ` (+${alerts.length - 1} more signal${alerts.length > 2 ? 's' : ''})` : '';
-    $('drift-text').textContent = `${a.signal.replace('_', ' ')} — ${a.detail}, since ${relTime(a.since)}${more}`;
+    $('drift-text').textContent = `${a.detail} (${a.signal.replace('_', ' ')} signal), since ${relTime(a.since)}${more}`;
     $('drift-examples').replaceChildren(...a.examples.slice(0, 4).map((id) => h('img', { src: thumbUrl(id, 96), alt: 'example', width: 32, height: 32 })));
     banner.hidden = false;
   } catch { /* not signed in yet */ }

@@ -72,6 +72,7 @@ struct Browser {
 }
 
 async fn browser() -> Browser {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let driver_path = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
     assert!(
         Path::new(&driver_path).exists(),
@@ -466,4 +467,67 @@ async fn identify_files_filter_accept_all_matching_and_undo_in_the_browser() {
     assert_eq!(labelled("cat"), 2);
     wait_text(&client, "#coverage", "cat").await;
     client.close().await.unwrap();
+}
+
+// ───────────────────────── reports and drift (issue 15) ─────────────────────────
+
+#[tokio::test]
+async fn the_reports_page_shows_the_report_a_drift_banner_and_an_evaluation_card() {
+    let root = tempfile::tempdir().unwrap();
+    common::digits(root.path(), 10, 6, 5);
+    let data = root.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let imported = Command::new(env!("CARGO_BIN_EXE_fovea"))
+        .args(["import", "--data", data_s, "--labelled", root.path().join("train").to_str().unwrap()])
+        .output()
+        .unwrap();
+    common::ok(&imported);
+    let server =
+        common::serve_with(&["serve", "--open", "--listen", "127.0.0.1:0", "--data", data_s, "--drift-window", "40"], &[]);
+    let base = server.base.clone();
+    // Digits like the labelled ones, a few labelled afterwards, then photos: a drift alert.
+    let mut ids = Vec::new();
+    for class in std::fs::read_dir(root.path().join("test")).unwrap() {
+        let class = class.unwrap().path();
+        for f in std::fs::read_dir(&class).unwrap() {
+            let c = ureq::post(&format!("{base}/api/v1/classify")).send_bytes(&std::fs::read(f.unwrap().path()).unwrap());
+            let c: serde_json::Value = c.unwrap().into_json().unwrap();
+            ids.push((c["image_id"].as_str().unwrap().to_owned(), class.file_name().unwrap().to_str().unwrap().to_owned()));
+        }
+    }
+    for (id, class) in ids.iter().step_by(3) {
+        ureq::post(&format!("{base}/api/v1/images/{id}/label")).send_json(serde_json::json!({ "class": class })).unwrap();
+    }
+    let photos = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png"];
+    for k in 0..70u32 {
+        ureq::post(&format!("{base}/api/v1/classify")).send_bytes(&common::photo_variant(photos[k as usize % 5], k)).unwrap();
+    }
+    assert!(!get(&base, "/drift/alerts").as_array().unwrap().is_empty(), "no drift alert after 70 photos");
+
+    let Browser { client, _driver, _profile } = browser().await;
+    client.goto(&format!("{base}/#/reports")).await.unwrap();
+    wait_js(&client, "!document.getElementById('drift-banner').hidden").await;
+    wait_text(&client, "#drift-text", "since").await;
+    wait_js(&client, "document.getElementById('report-frame').srcdoc.includes('Reliability')").await;
+    wait_js(&client, "document.querySelectorAll('#drift-table tbody tr.row-alert').length > 0").await;
+    // The report in the frame draws its charts (inline SVG, no script).
+    wait_js(&client, "document.getElementById('report-frame').contentDocument.querySelectorAll('svg').length >= 5").await;
+
+    // A reviewer starts a round and judges the first prediction with the keyboard.
+    client.find(Locator::Css("#eval-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "!document.getElementById('eval-card').hidden").await;
+    wait_text(&client, "#eval-progress", "0 of").await;
+    js(&client, "document.activeElement && document.activeElement.blur();").await;
+    press(&client, 'r').await;
+    wait_text(&client, "#eval-progress", "1 of").await;
+    let rounds = get(&base, "/evaluations");
+    assert_eq!(rounds[0]["answered"], 1, "{rounds}");
+    save_screenshot(&client, "reports-top.png").await;
+    js(&client, "document.getElementById('report-frame').scrollIntoView();").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    save_screenshot(&client, "reports-report.png").await;
+
+    // Going anywhere else keeps the banner up while the alert is open.
+    client.goto(&format!("{base}/#/classify")).await.unwrap();
+    wait_js(&client, "!document.getElementById('drift-banner').hidden").await;
 }

@@ -28,17 +28,6 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-/// scikit-learn's 8×8 digits upscaled to 32×32: `train/<digit>/` and `test/<digit>/`, disjoint and seeded.
-fn digits(root: &Path, train: usize, test: usize) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make_datasets.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(["digits", root.to_str().unwrap(), "--train", &train.to_string(), "--test", &test.to_string()])
-        .args(["--scale", "4", "--seed", "11"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// Copies `test/<class>/x.png` to `flat/<class>__x.png`, so one identify run keeps the truth in the file name.
 fn flatten(test: &Path, flat: &Path) -> usize {
@@ -90,7 +79,7 @@ fn ece(outcomes: &[(f64, bool)]) -> f64 {
 #[test]
 fn served_probabilities_are_calibrated_and_strangers_are_unknown() {
     let root = tmp("digits");
-    digits(&root, 12, 30);
+    common::digits(&root, 12, 30, 11);
     let data = root.join("data");
     ok(&fovea(&data, &["import", "--labelled", root.join("train").to_str().unwrap()]));
 

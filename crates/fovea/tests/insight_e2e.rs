@@ -17,17 +17,6 @@ use std::time::Duration;
 use common::{ok, photo_variant, serve_with};
 use serde_json::{json, Value};
 
-/// scikit-learn's 8×8 digits upscaled to 32×32: `train/<digit>/` and `test/<digit>/`.
-fn digits(root: &Path, train: usize, test: usize) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make_datasets.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args(["digits", root.to_str().unwrap(), "--train", &train.to_string(), "--test", &test.to_string()])
-        .args(["--scale", "4", "--seed", "5"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// `(path, class)` of an ImageFolder, interleaving classes as requests would arrive.
 fn interleaved(dir: &Path) -> Vec<(PathBuf, String)> {
@@ -92,7 +81,7 @@ fn status_of(r: Result<ureq::Response, ureq::Error>) -> u16 {
 #[test]
 fn reports_evaluations_and_a_drift_alert_through_the_running_server() {
     let root = tempfile::tempdir().unwrap();
-    digits(root.path(), 10, 8);
+    common::digits(root.path(), 10, 8, 5);
     let data = root.path().join("data");
     let data_s = data.to_str().unwrap();
     let train = root.path().join("train");
@@ -247,7 +236,7 @@ fn reports_evaluations_and_a_drift_alert_through_the_running_server() {
 #[test]
 fn eval_drift_replays_streams_after_a_reference_and_reports_the_first_alert() {
     let root = tempfile::tempdir().unwrap();
-    digits(root.path(), 10, 8);
+    common::digits(root.path(), 10, 8, 5);
     let photos = root.path().join("photos");
     std::fs::create_dir_all(&photos).unwrap();
     let names = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png"];

@@ -67,3 +67,16 @@ pub fn ok(out: &Output) -> String {
     );
     stdout
 }
+
+/// scikit-learn's 8×8 digits upscaled to 32×32 by `scripts/make_datasets.py`: `train/<digit>/` and
+/// `test/<digit>/`, disjoint and seeded.
+pub fn digits(root: &Path, train: usize, test: usize, seed: u64) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make_datasets.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args(["digits", root.to_str().unwrap(), "--train", &train.to_string(), "--test", &test.to_string()])
+        .args(["--scale", "4", "--seed", &seed.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
