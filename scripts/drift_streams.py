@@ -6,8 +6,9 @@
 OUT/reference      MNIST ImageFolder (per class --reference images): the labelled training images
 OUT/same           MNIST ImageFolder of other digits (per class --stream): the reference domain, for false alarms
 OUT/digits         scikit-learn's 8x8 digits upscaled to 32x32: a clearly different domain
-OUT/bright         the `same` digits brightened (+70 levels on a dark background): a subtle shift
-OUT/blur           the `same` digits under a 5x5 box blur: a subtle shift
+OUT/bright         the `same` digits brightened (+70 levels on a dark background): a shift of look
+OUT/blur           the `same` digits under a 5x5 box blur: a shift of look
+OUT/bright20       +20 levels only, and OUT/blur3: a 3x3 box blur: subtler shifts
 Stream files are named by a seeded shuffle (`s-<position>.png`), so file-name order is the order requests
 arrive in, with classes mixed as they would be; the reference keeps make_datasets.py's names.
 """
@@ -58,6 +59,8 @@ def main():
             ("same", stream, lambda im: im),
             ("bright", stream, lambda im: [min(255, v + 70) for v in im]),
             ("blur", stream, lambda im: blur(im, side)),
+            ("bright20", stream, lambda im: [min(255, v + 20) for v in im]),
+            ("blur3", stream, lambda im: blur(im, side, 1)),
         ):
             folder = os.path.join(args.out, split, cls)
             os.makedirs(folder, exist_ok=True)
@@ -76,7 +79,7 @@ def main():
             i = next(slot)
             big = [img[(y // k) * dside + x // k] for y in range(dside * k) for x in range(dside * k)]
             md.write_png(os.path.join(folder, f"s-{i:05d}.png"), big, dside * k, dside * k)
-    print(f"{args.out}: reference, same, bright, blur (MNIST) and digits (scikit-learn) streams")
+    print(f"{args.out}: reference, same, bright, blur, bright20, blur3 (MNIST) and digits (scikit-learn) streams")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,14 @@ fn label(token: &str, image: &str, class: &str) -> Request<Body> {
         .unwrap()
 }
 
+fn post_json(token: &str, uri: &str, body: Value) -> Request<Body> {
+    Request::post(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
 fn get(token: &str, uri: &str) -> Request<Body> {
     Request::get(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap()
 }
@@ -527,5 +535,7 @@ async fn a_storage_failure_is_a_5xx_that_names_no_internal_path() {
 mod bounded;
 #[path = "integration/collections.rs"]
 mod collections;
+#[path = "integration/insight.rs"]
+mod insight;
 #[path = "integration/review.rs"]
 mod review;

@@ -482,25 +482,35 @@ async fn the_reports_page_shows_the_report_a_drift_banner_and_an_evaluation_card
         .output()
         .unwrap();
     common::ok(&imported);
-    let server =
-        common::serve_with(&["serve", "--open", "--listen", "127.0.0.1:0", "--data", data_s, "--drift-window", "40"], &[]);
+    let server = common::serve_with(
+        &["serve", "--open", "--listen", "127.0.0.1:0", "--data", data_s, "--drift-window", "40"],
+        &[],
+    );
     let base = server.base.clone();
     // Digits like the labelled ones, a few labelled afterwards, then photos: a drift alert.
     let mut ids = Vec::new();
     for class in std::fs::read_dir(root.path().join("test")).unwrap() {
         let class = class.unwrap().path();
         for f in std::fs::read_dir(&class).unwrap() {
-            let c = ureq::post(&format!("{base}/api/v1/classify")).send_bytes(&std::fs::read(f.unwrap().path()).unwrap());
+            let c =
+                ureq::post(&format!("{base}/api/v1/classify")).send_bytes(&std::fs::read(f.unwrap().path()).unwrap());
             let c: serde_json::Value = c.unwrap().into_json().unwrap();
-            ids.push((c["image_id"].as_str().unwrap().to_owned(), class.file_name().unwrap().to_str().unwrap().to_owned()));
+            ids.push((
+                c["image_id"].as_str().unwrap().to_owned(),
+                class.file_name().unwrap().to_str().unwrap().to_owned(),
+            ));
         }
     }
     for (id, class) in ids.iter().step_by(3) {
-        ureq::post(&format!("{base}/api/v1/images/{id}/label")).send_json(serde_json::json!({ "class": class })).unwrap();
+        ureq::post(&format!("{base}/api/v1/images/{id}/label"))
+            .send_json(serde_json::json!({ "class": class }))
+            .unwrap();
     }
     let photos = ["chelsea.png", "coffee.png", "astronaut.png", "rocket.jpg", "motorcycle_left.png"];
     for k in 0..70u32 {
-        ureq::post(&format!("{base}/api/v1/classify")).send_bytes(&common::photo_variant(photos[k as usize % 5], k)).unwrap();
+        ureq::post(&format!("{base}/api/v1/classify"))
+            .send_bytes(&common::photo_variant(photos[k as usize % 5], k))
+            .unwrap();
     }
     assert!(!get(&base, "/drift/alerts").as_array().unwrap().is_empty(), "no drift alert after 70 photos");
 
@@ -511,7 +521,8 @@ async fn the_reports_page_shows_the_report_a_drift_banner_and_an_evaluation_card
     wait_js(&client, "document.getElementById('report-frame').srcdoc.includes('Reliability')").await;
     wait_js(&client, "document.querySelectorAll('#drift-table tbody tr.row-alert').length > 0").await;
     // The report in the frame draws its charts (inline SVG, no script).
-    wait_js(&client, "document.getElementById('report-frame').contentDocument.querySelectorAll('svg').length >= 5").await;
+    wait_js(&client, "document.getElementById('report-frame').contentDocument.querySelectorAll('svg').length >= 5")
+        .await;
 
     // A reviewer starts a round and judges the first prediction with the keyboard.
     client.find(Locator::Css("#eval-form button[type=submit]")).await.unwrap().click().await.unwrap();

@@ -28,7 +28,6 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-
 /// Copies `test/<class>/x.png` to `flat/<class>__x.png`, so one identify run keeps the truth in the file name.
 fn flatten(test: &Path, flat: &Path) -> usize {
     std::fs::create_dir_all(flat).unwrap();

@@ -17,7 +17,6 @@ use std::time::Duration;
 use common::{ok, photo_variant, serve_with};
 use serde_json::{json, Value};
 
-
 /// `(path, class)` of an ImageFolder, interleaving classes as requests would arrive.
 fn interleaved(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut per: Vec<Vec<(PathBuf, String)>> = Vec::new();

@@ -8,15 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
-use super::{backbone, call, crop, get, label, photo, png, upload};
-
-fn post_json(token: &str, uri: &str, body: Value) -> Request<Body> {
-    Request::post(uri)
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body.to_string()))
-        .unwrap()
-}
+use super::{backbone, call, crop, get, label, photo, png, post_json, upload};
 
 fn post_bytes(token: &str, uri: &str, bytes: Vec<u8>) -> Request<Body> {
     Request::post(uri)
