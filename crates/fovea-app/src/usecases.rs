@@ -334,14 +334,22 @@ impl App {
         self.rebuild_head().await
     }
 
-    pub async fn merge_classes(&self, from: ClassId, into_name: &str) -> Result<()> {
+    pub async fn merge_classes(&self, from: ClassId, into_name: &str) -> Result<fovea_store::MergeOutcome> {
         let into = self
             .catalog
             .class_by_name(into_name)
             .await?
             .ok_or_else(|| AppError::NotFound { what: "class", id: into_name.to_owned() })?;
-        self.catalog.merge_classes(from, into.id).await?;
-        self.rebuild_head().await
+        let outcome = self.catalog.merge_classes(from, into.id).await?;
+        self.rebuild_head().await?;
+        Ok(outcome)
+    }
+
+    /// Brings a merged-away class back with the labels the merge moved; the head is rebuilt from the log.
+    pub async fn undo_merge(&self, merge_id: i64) -> Result<fovea_store::ClassRecord> {
+        let class = self.catalog.undo_merge(merge_id).await?;
+        self.rebuild_head().await?;
+        Ok(class)
     }
 
     async fn rebuild_head(&self) -> Result<()> {

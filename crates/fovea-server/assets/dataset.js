@@ -337,7 +337,17 @@ async function renameClass() {
   if (!name || name === c.name) return;
   try {
     await api(`/classes/${encodeURIComponent(c.id)}`, { method: 'PATCH', json: { name } });
-    toast(`Renamed “${c.name}” to “${name}”`, 'success');
+    const old = c.name;
+    toastAction(`Renamed “${old}” to “${name}”`, 'success', 'Undo', async () => {
+      try {
+        await api(`/classes/${encodeURIComponent(c.id)}`, { method: 'PATCH', json: { name: old } });
+        toast(`Undone: “${name}” is “${old}” again`, 'success');
+        view.cls = old;
+        await loadClasses();
+        syncAdmin();
+        await loadImages();
+      } catch { /* toasted */ }
+    });
     view.cls = name;
     await loadClasses();
     syncAdmin();
@@ -361,7 +371,18 @@ async function mergeClass() {
   try {
     const res = await api(`/classes/${encodeURIComponent(c.id)}/merge`, { method: 'POST', json: { into } });
     noteModel(res?.model_version);
-    toast(`Merged “${c.name}” into “${into}”`, 'success');
+    const from = c.name;
+    toastAction(`Merged “${from}” into “${into}” (${res?.labels_moved ?? 0} labels moved)`, 'success', 'Undo', async () => {
+      try {
+        const back = await api(`/classes/merges/${encodeURIComponent(res.merge_id)}/undo`, { method: 'POST' });
+        noteModel(back?.model_version);
+        toast(`Undone: “${from}” is back with its images`, 'success');
+        view.cls = from;
+        await loadClasses();
+        syncAdmin();
+        await loadImages();
+      } catch { /* toasted */ }
+    });
     view.cls = into;
     await loadClasses();
     syncAdmin();

@@ -177,7 +177,21 @@ async fn every_route_checks_the_callers_role() {
     let (_, classes) = call(&s.router, get(&admin, "/api/v1/classes")).await;
     assert!(classes["classes"].as_array().unwrap().iter().any(|c| c["name"] == "boat"), "a refused rename renamed");
     assert_eq!(call(&s.router, rename(&admin)).await.0, StatusCode::NO_CONTENT);
-    assert_eq!(call(&s.router, merge(&admin)).await.0, StatusCode::NO_CONTENT);
+    let (st, merged) = call(&s.router, merge(&admin)).await;
+    assert_eq!(st, StatusCode::OK, "{merged}");
+    assert_eq!(merged["into"], "rocket");
+    // The merge can be undone, once, by an admin: "ship" is back with its image.
+    let undo = |t: &str| with_body("POST", format!("/api/v1/classes/merges/{}/undo", merged["merge_id"]), t, "");
+    assert_eq!(call(&s.router, undo(&annotator)).await.0, StatusCode::FORBIDDEN);
+    let (st, back) = call(&s.router, undo(&admin)).await;
+    assert_eq!(st, StatusCode::OK, "{back}");
+    assert_eq!(back["class"], "ship");
+    let (_, classes) = call(&s.router, get(&admin, "/api/v1/classes")).await;
+    let ship = classes["classes"].as_array().unwrap().iter().find(|c| c["name"] == "ship").unwrap().clone();
+    assert_eq!(ship["id"], boat["id"]);
+    assert_eq!(call(&s.router, undo(&admin)).await.0, StatusCode::BAD_REQUEST);
+    let bogus = with_body("POST", "/api/v1/classes/merges/abc/undo".into(), &admin, "");
+    assert_eq!(call(&s.router, bogus).await.0, StatusCode::BAD_REQUEST);
 
     // `?token=` works only where an <img> tag needs it: GET of an image's bytes. Anywhere else it is ignored.
     let bare = |method: &str, uri: String| Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();

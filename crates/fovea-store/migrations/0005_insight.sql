@@ -49,3 +49,16 @@ CREATE TABLE drift_alerts (
     cleared_at     BIGINT
 );
 CREATE INDEX drift_alerts_open ON drift_alerts (cleared_at, id);
+
+-- A merge, kept so it can be undone: the class it removed and the label rows it rewrote.
+CREATE TABLE class_merges (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    from_id          BIGINT NOT NULL,
+    from_name        TEXT NOT NULL,
+    from_created_at  BIGINT NOT NULL,
+    into_id          BIGINT NOT NULL,
+    moved            TEXT NOT NULL,            -- JSON [label id] whose class was `from`
+    moved_previous   TEXT NOT NULL,            -- JSON [label id] whose previous class was `from`
+    created_at       BIGINT NOT NULL,
+    undone_at        BIGINT
+);

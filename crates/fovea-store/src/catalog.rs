@@ -43,6 +43,9 @@ pub trait Catalog: CollectionStore + InsightStore + Send + Sync {
     /// Moves every label of `from` to `into` and deletes `from`, in one transaction. This rewrites label
     /// history, so it bumps the label log's epoch in the same transaction: heads folded before it are void.
     async fn merge_classes(&self, from: ClassId, into: ClassId) -> Result<MergeOutcome>;
+    /// Undoes a merge: the class comes back with its id and name and the label rows the merge rewrote point at
+    /// it again (those still pointing where the merge sent them). Bumps the label log's epoch.
+    async fn undo_merge(&self, merge_id: i64) -> Result<ClassRecord>;
 
     // ---- labels ----
 

@@ -206,6 +206,8 @@ pub struct MergeOutcome {
     pub into: ClassRecord,
     /// Label rows rewritten from `from` to `into`.
     pub labels_moved: u64,
+    /// Names the merge for [`crate::Catalog::undo_merge`].
+    pub merge_id: i64,
 }
 
 /// The longest class name accepted, in characters.

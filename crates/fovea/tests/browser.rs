@@ -542,3 +542,38 @@ async fn the_reports_page_shows_the_report_a_drift_banner_and_an_evaluation_card
     client.goto(&format!("{base}/#/classify")).await.unwrap();
     wait_js(&client, "!document.getElementById('drift-banner').hidden").await;
 }
+
+#[tokio::test]
+async fn a_merge_made_in_the_dataset_page_is_undone_from_its_toast() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve(data.path());
+    let base = server.base.clone();
+    for (name, class) in [("chelsea.png", "kitty"), ("chelsea.png", "kitty"), ("coffee.png", "cat")] {
+        let c: serde_json::Value = ureq::post(&format!("{base}/api/v1/classify"))
+            .send_bytes(&common::photo_variant(name, class.len() as u32 + name.len() as u32))
+            .unwrap()
+            .into_json()
+            .unwrap();
+        let id = c["image_id"].as_str().unwrap();
+        ureq::post(&format!("{base}/api/v1/images/{id}/label"))
+            .send_json(serde_json::json!({ "class": class }))
+            .unwrap();
+    }
+    let Browser { client, _driver, _profile } = browser().await;
+    client.goto(&format!("{base}/#/dataset")).await.unwrap();
+    wait_for(&client, ".class-row[data-class='kitty']").await.click().await.unwrap();
+    wait_js(&client, "!document.getElementById('merge-btn').disabled && !document.getElementById('merge-btn').hidden")
+        .await;
+    client.find(Locator::Id("merge-btn")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "document.getElementById('prompt-dialog').open").await;
+    js(&client, "document.getElementById('prompt-select').value = 'cat';").await;
+    client.find(Locator::Id("prompt-ok")).await.unwrap().click().await.unwrap();
+    wait_text(&client, "#toast", "Merged").await;
+    assert!(!class_names(&base).contains(&"kitty".to_string()));
+    client.find(Locator::Css("#toast .toast-action")).await.unwrap().click().await.unwrap();
+    wait_text(&client, "#toast", "is back").await;
+    let classes = get(&base, "/classes");
+    let kitty = classes["classes"].as_array().unwrap().iter().find(|c| c["name"] == "kitty").cloned();
+    assert_eq!(kitty.expect("kitty is back")["images"], 1, "{classes}");
+    save_screenshot(&client, "merge-undone.png").await;
+}

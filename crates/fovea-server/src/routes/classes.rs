@@ -49,9 +49,10 @@ pub async fn rename_class(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// Merge this class into another (admin): its labels move, the head is rebuilt.
+/// Merge this class into another (admin): its labels move, the head is rebuilt. Answers what moved and the
+/// merge's id, which `POST /api/v1/classes/merges/{id}/undo` takes.
 #[utoipa::path(post, path = "/api/v1/classes/{id}/merge", tag = "classes", request_body = MergeBody,
-    params(("id" = i64, Path)), responses((status = 204), (status = 404, body = ErrorBody)),
+    params(("id" = i64, Path)), responses((status = 200, body = Object), (status = 404, body = ErrorBody)),
     security(("token" = [])))]
 pub async fn merge_class(
     State(s): State<S>,
@@ -60,6 +61,28 @@ pub async fn merge_class(
     ApiJson(body): ApiJson<MergeBody>,
 ) -> ApiResult {
     caller.require(Role::Admin)?;
-    s.app.merge_classes(class_id(&id)?, &body.into).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let outcome = s.app.merge_classes(class_id(&id)?, &body.into).await?;
+    Ok(Json(serde_json::json!({
+        "merge_id": outcome.merge_id,
+        "from": outcome.from.name,
+        "into": outcome.into.name,
+        "labels_moved": outcome.labels_moved,
+        "model_version": s.app.model_version().await,
+    }))
+    .into_response())
+}
+
+/// Undo a merge (admin): the class comes back with its id, name and the labels the merge moved (a label given
+/// since stays). Refused when the name was taken again meanwhile.
+#[utoipa::path(post, path = "/api/v1/classes/merges/{id}/undo", tag = "classes",
+    params(("id" = i64, Path, description = "merge id")),
+    responses((status = 200, body = Object), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn undo_merge(State(s): State<S>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.require(Role::Admin)?;
+    let id: i64 = id.parse().map_err(|_| bad_request(format!("{id:?} is not a merge id")))?;
+    let class = s.app.undo_merge(id).await?;
+    Ok(Json(serde_json::json!({ "class": class.name, "id": class.id, "model_version": s.app.model_version().await }))
+        .into_response())
 }

@@ -123,6 +123,28 @@ pub(super) async fn merge_classes(pool: &SqlitePool, from: ClassId, into: ClassI
     if from_class.is_unknown {
         return Err(StoreError::Invalid("the Unknown class cannot be merged away".into()));
     }
+    // The rows about to be rewritten are recorded first, so the merge can be undone exactly.
+    let moved: Vec<i64> = sqlx::query_scalar("SELECT id FROM labels WHERE class_id = ? ORDER BY id")
+        .bind(from)
+        .fetch_all(&mut *tx)
+        .await?;
+    let moved_previous: Vec<i64> = sqlx::query_scalar("SELECT id FROM labels WHERE previous_class_id = ? ORDER BY id")
+        .bind(from)
+        .fetch_all(&mut *tx)
+        .await?;
+    let merge_id: i64 = sqlx::query_scalar(
+        "INSERT INTO class_merges (from_id, from_name, from_created_at, into_id, moved, moved_previous, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(from)
+    .bind(&from_class.name)
+    .bind(from_class.created_at)
+    .bind(into)
+    .bind(serde_json::to_string(&moved).unwrap_or_default())
+    .bind(serde_json::to_string(&moved_previous).unwrap_or_default())
+    .bind(now_millis())
+    .fetch_one(&mut *tx)
+    .await?;
     let labels_moved = sqlx::query("UPDATE labels SET class_id = ? WHERE class_id = ?")
         .bind(into)
         .bind(from)
@@ -138,5 +160,67 @@ pub(super) async fn merge_classes(pool: &SqlitePool, from: ClassId, into: ClassI
     sqlx::query("DELETE FROM classes WHERE id = ?").bind(from).execute(&mut *tx).await?;
     bump_label_log_epoch(&mut tx).await?;
     tx.commit().await?;
-    Ok(MergeOutcome { from: from_class, into: into_class, labels_moved })
+    Ok(MergeOutcome { from: from_class, into: into_class, labels_moved, merge_id })
+}
+
+/// Brings a merged-away class back (same id and name) and points the label rows the merge rewrote at it again,
+/// where they still point at the class it was merged into. Bumps the label log's epoch, like the merge did.
+pub(super) async fn undo_merge(pool: &SqlitePool, merge_id: i64) -> Result<ClassRecord> {
+    let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+    let row = sqlx::query("SELECT * FROM class_merges WHERE id = ?")
+        .bind(merge_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::not_found("merge", merge_id))?;
+    let undone: Option<i64> = row.try_get("undone_at")?;
+    if undone.is_some() {
+        return Err(StoreError::Invalid(format!("merge {merge_id} was already undone")));
+    }
+    let (from, into): (i64, i64) = (row.try_get("from_id")?, row.try_get("into_id")?);
+    let name: String = row.try_get("from_name")?;
+    if fetch_class(&mut *tx, into).await?.is_none() {
+        return Err(StoreError::Invalid(format!("the class {name:?} was merged into no longer exists")));
+    }
+    let key = class_name_key(&name);
+    let taken: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM classes WHERE name_key = ?").bind(&key).fetch_optional(&mut *tx).await?;
+    if taken.is_some() {
+        return Err(StoreError::AlreadyExists { what: "class", name });
+    }
+    sqlx::query("INSERT INTO classes (id, name, name_key, is_unknown, created_at) VALUES (?, ?, ?, FALSE, ?)")
+        .bind(from)
+        .bind(&name)
+        .bind(&key)
+        .bind(row.try_get::<i64, _>("from_created_at")?)
+        .execute(&mut *tx)
+        .await?;
+    let ids = |column: &str| -> Result<Vec<i64>> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("class_merges.{column}: {e}")))
+    };
+    for id in ids("moved")? {
+        sqlx::query("UPDATE labels SET class_id = ? WHERE id = ? AND class_id = ?")
+            .bind(from)
+            .bind(id)
+            .bind(into)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for id in ids("moved_previous")? {
+        sqlx::query("UPDATE labels SET previous_class_id = ? WHERE id = ? AND previous_class_id = ?")
+            .bind(from)
+            .bind(id)
+            .bind(into)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query("UPDATE class_merges SET undone_at = ? WHERE id = ?")
+        .bind(now_millis())
+        .bind(merge_id)
+        .execute(&mut *tx)
+        .await?;
+    bump_label_log_epoch(&mut tx).await?;
+    let class = fetch_class(&mut *tx, from).await?.ok_or_else(|| StoreError::not_found("class", from))?;
+    tx.commit().await?;
+    Ok(class)
 }

@@ -151,6 +151,9 @@ impl Catalog for SqliteCatalog {
     async fn merge_classes(&self, from: ClassId, into: ClassId) -> Result<MergeOutcome> {
         classes::merge_classes(&self.pool, from, into).await
     }
+    async fn undo_merge(&self, merge_id: i64) -> Result<ClassRecord> {
+        classes::undo_merge(&self.pool, merge_id).await
+    }
 
     async fn add_label(&self, label: NewLabel) -> Result<LabelRecord> {
         labels::add_label(&self.pool, label).await

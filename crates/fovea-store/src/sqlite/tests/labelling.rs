@@ -127,6 +127,28 @@ async fn rename_collides_and_merge_moves_labels() {
 
     assert!(matches!(catalog.merge_classes(cat.id, cat.id).await, Err(StoreError::Invalid(_))));
     assert!(matches!(catalog.merge_classes(kitty.id, cat.id).await, Err(StoreError::NotFound { .. })));
+
+    // Undo: a label given after the merge stays; the rows the merge rewrote point at Kitten again.
+    let d = image(&*catalog, b"d").await;
+    label(&*catalog, &d, cat.id).await;
+    let epoch = catalog.label_log_epoch().await.unwrap();
+    let back = catalog.undo_merge(outcome.merge_id).await.unwrap();
+    assert_eq!((back.id, back.name.as_str()), (kitty.id, "KITTEN"));
+    assert!(catalog.label_log_epoch().await.unwrap() > epoch, "an undo rewrites history too");
+    assert_eq!(catalog.current_label(&a).await.unwrap().unwrap().class_name, "KITTEN");
+    let b_now = catalog.current_label(&b).await.unwrap().unwrap();
+    assert_eq!((b_now.class_id, b_now.previous_class_id), (kitty.id, Some(dog.id)));
+    assert_eq!(catalog.current_label(&c).await.unwrap().unwrap().class_id, cat.id);
+    assert_eq!(catalog.current_label(&d).await.unwrap().unwrap().class_id, cat.id);
+    let stats = catalog.list_classes().await.unwrap();
+    let count = |id| stats.iter().find(|s| s.class.id == id).unwrap().image_count;
+    assert_eq!((count(cat.id), count(kitty.id)), (2, 2));
+    assert!(matches!(catalog.undo_merge(outcome.merge_id).await, Err(StoreError::Invalid(_))), "only once");
+    assert!(matches!(catalog.undo_merge(4242).await, Err(StoreError::NotFound { .. })));
+    // A merge whose name was taken again meanwhile cannot come back under it.
+    let again = catalog.merge_classes(kitty.id, cat.id).await.unwrap();
+    catalog.create_class("kitten").await.unwrap();
+    assert!(matches!(catalog.undo_merge(again.merge_id).await, Err(StoreError::AlreadyExists { .. })));
 }
 
 #[tokio::test]
