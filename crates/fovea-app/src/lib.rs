@@ -40,7 +40,10 @@ pub use fovea_store::{
     BulkActionRecord, CollectionItem, CollectionRecord, ConfusedPair, ItemFilter as ResultFilter, ItemSort, UndoOutcome,
 };
 pub use fovea_store::{DriftAlertRecord, EvaluationItem, EvaluationRound, Verdict};
-pub use fovea_store::{ImageFilter, ImageRow, ImageSort, Role, ScoredClass, TransactionRecord, UserRecord};
+pub use fovea_store::{
+    ImageFilter, ImageRow, ImageSort, Role, ScoredClass, TransactionFilter, TransactionKind, TransactionRecord,
+    UserRecord,
+};
 pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;
 pub use identify::Identified;

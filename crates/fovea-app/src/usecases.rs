@@ -398,8 +398,9 @@ impl App {
         })
     }
 
-    pub async fn transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
-        Ok(self.catalog.list_transactions(limit.min(500), offset).await?)
+    pub async fn transactions(&self, filter: &fovea_store::TransactionFilter) -> Result<Vec<TransactionRecord>> {
+        let filter = fovea_store::TransactionFilter { limit: filter.limit.min(500), ..filter.clone() };
+        Ok(self.catalog.list_transactions(&filter).await?)
     }
 
     pub async fn model_version(&self) -> String {

@@ -1,6 +1,6 @@
 // fovea — History page: a paged table of transactions (predictions and corrections).
 
-import { api, pct, relTime, h, blobUrl, noteModel, on } from './api.js';
+import { api, pct, relTime, h, blobUrl, noteModel, on, state, toast, canLabel } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -11,6 +11,11 @@ export function initHistory() {
   $('history-prev').addEventListener('click', () => { view.offset = Math.max(0, view.offset - PAGE); load(); });
   $('history-next').addEventListener('click', () => { view.offset += PAGE; load(); });
   $('history-refresh').addEventListener('click', () => load());
+  $('history-filters').addEventListener('submit', (e) => { e.preventDefault(); view.offset = 0; load(); });
+  $('history-filters').addEventListener('reset', () => { setTimeout(() => { view.offset = 0; load(); }, 0); });
+  on('classes', (classes) => {
+    $('hf-classes').replaceChildren(...classes.map((c) => h('option', { value: c.name })));
+  });
   on('token', () => { if (view.loaded) render(); });
 }
 
@@ -23,7 +28,12 @@ async function load() {
   const body = $('history-table').tBodies[0];
   $('history-table').classList.add('loading');
   try {
-    const data = await api(`/transactions?limit=${PAGE}&offset=${view.offset}`);
+    const q = new URLSearchParams({ limit: PAGE, offset: view.offset });
+    for (const [key, id] of [['user', 'hf-user'], ['class', 'hf-class'], ['kind', 'hf-kind'], ['since', 'hf-since'], ['until', 'hf-until']]) {
+      const v = $(id).value.trim();
+      if (v) q.set(key, v);
+    }
+    const data = await api(`/transactions?${q}`);
     if (gen !== view.gen) return;
     view.rows = Array.isArray(data?.transactions) ? data.transactions : [];
     view.total = typeof data?.total === 'number' ? data.total : null;
@@ -53,7 +63,7 @@ function predictedBefore(t) {
 }
 
 function emptyRow(text) {
-  return h('tr', {}, h('td', { colspan: '8', class: 'empty-cell muted' }, text));
+  return h('tr', {}, h('td', { colspan: '9', class: 'empty-cell muted' }, text));
 }
 
 function render() {
@@ -90,6 +100,9 @@ function render() {
         h('td', {}, t.user || '—'),
         h('td', { class: 'mono small' }, t.model_version || '—'),
         h('td', { class: 'num nowrap' }, typeof t.latency_ms === 'number' ? `${t.latency_ms.toFixed(1)} ms` : '—'),
+        h('td', {}, t.kind === 'correct' && t.chosen_class && canLabel()
+          ? h('button', { type: 'button', class: 'btn btn-small btn-ghost undo-label', onclick: () => undoCorrection(t) }, 'Undo')
+          : null),
       );
     }));
   }
@@ -100,4 +113,27 @@ function render() {
     : '';
   $('history-prev').disabled = view.offset <= 0;
   $('history-next').disabled = typeof view.total === 'number' ? to >= view.total : view.rows.length < PAGE;
+}
+
+/**
+ * Undo a correction from the history: when the image still carries the class it chose, relabel it to the class
+ * it had before (or Unknown, which keeps it out of training). Logged as a new correction; the log keeps both.
+ */
+async function undoCorrection(t) {
+  try {
+    const detail = await api(`/images/${encodeURIComponent(t.image_id)}`);
+    const labels = Array.isArray(detail?.labels) ? detail.labels : [];
+    const current = labels[0];
+    if (!current || current.class_name !== t.chosen_class) {
+      toast(`This image is labelled ${current ? current.class_name : 'nothing'} now; nothing to undo`, 'error');
+      return;
+    }
+    const unknown = state.classes.find((c) => c.is_unknown)?.name || 'Unknown';
+    const back = current.previous_class_name || unknown;
+    const res = await api(`/images/${encodeURIComponent(t.image_id)}/label`, { method: 'POST', json: { class: back } });
+    noteModel(res?.model_version);
+    toast(`Undone: ${t.chosen_class} → ${back}`, 'success');
+    view.offset = 0;
+    load();
+  } catch { /* toasted */ }
 }

@@ -96,12 +96,22 @@ pub struct ImagesPage {
     pub images: Vec<ImageSummary>,
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct Page {
+/// `GET /api/v1/transactions` query: a page, narrowed by user, class, kind and day range (UTC).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
     pub limit: Option<u32>,
     #[serde(default)]
     pub offset: u32,
+    pub user: Option<String>,
+    /// A correction's chosen class or a prediction's top-1.
+    pub class: Option<String>,
+    /// `predict` or `correct`.
+    pub kind: Option<String>,
+    /// First day included, `YYYY-MM-DD`.
+    pub since: Option<String>,
+    /// Last day included, `YYYY-MM-DD`.
+    pub until: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

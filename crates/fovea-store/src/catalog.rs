@@ -71,8 +71,8 @@ pub trait Catalog: CollectionStore + InsightStore + Send + Sync {
     // ---- transactions (predictions and corrections) ----
 
     async fn log_transaction(&self, txn: NewTransaction) -> Result<i64>;
-    /// Newest first.
-    async fn list_transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>>;
+    /// Newest first, narrowed by `filter`.
+    async fn list_transactions(&self, filter: &TransactionFilter) -> Result<Vec<TransactionRecord>>;
     /// One image's predictions and corrections, newest first.
     async fn image_transactions(&self, image_id: &str, limit: u32) -> Result<Vec<TransactionRecord>>;
 

@@ -292,6 +292,20 @@ pub struct TransactionRecord {
     pub created_at: Millis,
 }
 
+/// Which transactions to list; every field narrows (all `None` lists everything), newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransactionFilter {
+    pub user: Option<String>,
+    /// The class a correction chose, or a prediction's top-1 (case-insensitive).
+    pub class: Option<String>,
+    pub kind: Option<TransactionKind>,
+    /// Milliseconds; `since` inclusive, `until` exclusive.
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
 /// A user to create. The store only ever sees the SHA-256 of a token, never the token itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewUser {

@@ -577,3 +577,41 @@ async fn a_merge_made_in_the_dataset_page_is_undone_from_its_toast() {
     assert_eq!(kitty.expect("kitty is back")["images"], 1, "{classes}");
     save_screenshot(&client, "merge-undone.png").await;
 }
+
+#[tokio::test]
+async fn history_filters_to_corrections_and_undoes_one() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve(data.path());
+    let base = server.base.clone();
+    let mut ids = Vec::new();
+    for (name, k) in [("chelsea.png", 1), ("coffee.png", 2), ("rocket.jpg", 3)] {
+        let c: serde_json::Value = ureq::post(&format!("{base}/api/v1/classify"))
+            .send_bytes(&common::photo_variant(name, k))
+            .unwrap()
+            .into_json()
+            .unwrap();
+        ids.push(c["image_id"].as_str().unwrap().to_owned());
+    }
+    ureq::post(&format!("{base}/api/v1/images/{}/label", ids[0]))
+        .send_json(serde_json::json!({ "class": "cat" }))
+        .unwrap();
+    let Browser { client, _driver, _profile } = browser().await;
+    client.goto(&format!("{base}/#/history")).await.unwrap();
+    wait_js(&client, "document.querySelectorAll('#history-table tbody tr[data-kind]').length === 4").await;
+    js(&client, "document.getElementById('hf-kind').value = 'correct';").await;
+    client.find(Locator::Css("#history-filters button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "document.querySelectorAll('#history-table tbody tr[data-kind]').length === 1").await;
+    js(&client, "document.getElementById('hf-class').value = 'dog';").await;
+    client.find(Locator::Css("#history-filters button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_js(&client, "document.querySelectorAll('#history-table tbody tr[data-kind]').length === 0").await;
+    js(&client, "document.getElementById('hf-class').value = 'cat';").await;
+    client.find(Locator::Css("#history-filters button[type=submit]")).await.unwrap().click().await.unwrap();
+    wait_for(&client, "#history-table .undo-label").await.click().await.unwrap();
+    wait_text(&client, "#toast", "Undone").await;
+    let detail = get(&base, &format!("/images/{}", ids[0]));
+    assert_eq!(detail["labels"][0]["class_name"], "Unknown", "{detail}");
+    assert_eq!(detail["labels"].as_array().unwrap().len(), 2, "the log keeps both labels");
+    save_screenshot(&client, "history-filtered.png").await;
+    let bad = ureq::get(&format!("{base}/api/v1/transactions?kind=maybe")).call();
+    assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
+}

@@ -8,7 +8,7 @@ use axum::Json;
 use fovea_app::{ClassifyOutcome, ImageFilter, LabelOrigin, LabelOutcome, Role, ScoredClass};
 
 use super::{ApiJson, ApiQuery, ApiResult, S};
-use crate::api_types::{ImageSummary, ImagesPage, ImagesQuery, LabelBody, Page, TransactionsPage};
+use crate::api_types::{HistoryQuery, ImageSummary, ImagesPage, ImagesQuery, LabelBody, TransactionsPage};
 use crate::auth::{Caller, ImageCaller};
 use crate::error::{bad_request, ApiError};
 
@@ -152,11 +152,37 @@ pub async fn blob(State(s): State<S>, ImageCaller(caller): ImageCaller, Path(id)
     Ok(([(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "private, max-age=86400")], bytes).into_response())
 }
 
-/// Every prediction and correction, newest first, with model version, user and time.
-#[utoipa::path(get, path = "/api/v1/transactions", tag = "history", params(Page),
-    responses((status = 200, body = TransactionsPage)), security(("token" = [])))]
-pub async fn transactions(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<Page>) -> ApiResult {
+/// Every prediction and correction, newest first, with model version, user and time; filter by user, class,
+/// kind (`predict` | `correct`) and day range.
+#[utoipa::path(get, path = "/api/v1/transactions", tag = "history", params(HistoryQuery),
+    responses((status = 200, body = TransactionsPage), (status = 400, body = crate::api_types::ErrorBody)),
+    security(("token" = [])))]
+pub async fn transactions(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<HistoryQuery>) -> ApiResult {
     caller.require(Role::Viewer)?;
-    let transactions = s.app.transactions(q.limit.unwrap_or(50), q.offset).await?;
+    let day = |field: &str, v: &Option<String>| -> Result<Option<i64>, crate::error::ApiError> {
+        match v.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            None => Ok(None),
+            Some(d) => fovea_insight::time::parse_date(d)
+                .map(Some)
+                .ok_or_else(|| bad_request(format!("{field} {d:?}: expected a date YYYY-MM-DD"))),
+        }
+    };
+    let kind = match q.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+        None => None,
+        Some("predict") => Some(fovea_app::TransactionKind::Predict),
+        Some("correct") => Some(fovea_app::TransactionKind::Correct),
+        Some(other) => return Err(bad_request(format!("kind {other:?}: expected predict or correct"))),
+    };
+    let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+    let filter = fovea_app::TransactionFilter {
+        user: text(&q.user),
+        class: text(&q.class),
+        kind,
+        since: day("since", &q.since)?,
+        until: day("until", &q.until)?.map(|d| d + fovea_insight::time::DAY_MS),
+        limit: q.limit.unwrap_or(50),
+        offset: q.offset,
+    };
+    let transactions = s.app.transactions(&filter).await?;
     Ok(Json(TransactionsPage { transactions }).into_response())
 }

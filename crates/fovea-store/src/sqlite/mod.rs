@@ -183,8 +183,8 @@ impl Catalog for SqliteCatalog {
     async fn image_labels(&self, image_id: &str) -> Result<Vec<LabelRecord>> {
         labels::image_labels(&self.pool, image_id).await
     }
-    async fn list_transactions(&self, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
-        transactions::list_transactions(&self.pool, limit, offset).await
+    async fn list_transactions(&self, filter: &TransactionFilter) -> Result<Vec<TransactionRecord>> {
+        transactions::list_transactions(&self.pool, filter).await
     }
 
     async fn put_embedding(&self, image_id: &str, backbone: &str, vector: &[f32]) -> Result<()> {

@@ -53,15 +53,30 @@ pub(super) async fn log_transaction(conn: &mut SqliteConnection, txn: NewTransac
     Ok(id)
 }
 
-pub(super) async fn list_transactions(pool: &SqlitePool, limit: u32, offset: u32) -> Result<Vec<TransactionRecord>> {
-    let rows = sqlx::query(
+pub(super) async fn list_transactions(pool: &SqlitePool, f: &TransactionFilter) -> Result<Vec<TransactionRecord>> {
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
         "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, unknown, created_at
-         FROM transactions ORDER BY id DESC LIMIT ? OFFSET ?",
-    )
-    .bind(i64::from(limit))
-    .bind(i64::from(offset))
-    .fetch_all(pool)
-    .await?;
+         FROM transactions WHERE 1 = 1",
+    );
+    if let Some(user) = &f.user {
+        q.push(" AND user_name = ").push_bind(user.clone());
+    }
+    if let Some(class) = &f.class {
+        // lower() is ASCII-only in SQLite; class names compared here are the ones people typed in filters.
+        let class = class.to_lowercase();
+        q.push(" AND lower(COALESCE(chosen_class, top1_class, '')) = ").push_bind(class);
+    }
+    if let Some(kind) = f.kind {
+        q.push(" AND kind = ").push_bind(kind.as_str());
+    }
+    if let Some(since) = f.since {
+        q.push(" AND created_at >= ").push_bind(since);
+    }
+    if let Some(until) = f.until {
+        q.push(" AND created_at < ").push_bind(until);
+    }
+    q.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(f.limit)).push(" OFFSET ").push_bind(i64::from(f.offset));
+    let rows = q.build().fetch_all(pool).await?;
     rows.iter().map(transaction_from_row).collect()
 }
 

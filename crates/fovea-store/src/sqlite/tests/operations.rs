@@ -22,13 +22,29 @@ async fn transactions_list_newest_first() {
         latency_ms: 1.25,
     };
     let second = catalog.log_transaction(correction.clone()).await.unwrap();
-    let listed = catalog.list_transactions(10, 0).await.unwrap();
+    let listed = catalog.list_transactions(&TransactionFilter { limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(listed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![second, first]);
     assert_eq!(listed[0].kind, TransactionKind::Correct);
     assert_eq!(listed[0].top_k, correction.top_k);
     assert_eq!(listed[0].chosen_class.as_deref(), Some("Dog"));
     assert_eq!(listed[0].latency_ms, 1.25);
-    assert_eq!(catalog.list_transactions(1, 1).await.unwrap()[0].id, first);
+    assert_eq!(
+        catalog.list_transactions(&TransactionFilter { limit: 1, offset: 1, ..Default::default() }).await.unwrap()[0]
+            .id,
+        first
+    );
+
+    // Filters narrow by kind, user, class (a correction's choice or a prediction's top-1) and time.
+    let only = |f: TransactionFilter| {
+        let catalog = catalog.clone();
+        async move { catalog.list_transactions(&TransactionFilter { limit: 10, ..f }).await.unwrap() }
+    };
+    let corrections = only(TransactionFilter { kind: Some(TransactionKind::Correct), ..Default::default() }).await;
+    assert_eq!(corrections.iter().map(|t| t.id).collect::<Vec<_>>(), vec![second]);
+    assert_eq!(only(TransactionFilter { class: Some("dog".into()), ..Default::default() }).await.len(), 1);
+    assert_eq!(only(TransactionFilter { user: Some("nobody".into()), ..Default::default() }).await.len(), 0);
+    assert_eq!(only(TransactionFilter { since: Some(now_millis() + 60_000), ..Default::default() }).await.len(), 0);
+    assert_eq!(only(TransactionFilter { until: Some(now_millis() + 60_000), ..Default::default() }).await.len(), 2);
 
     let orphan = NewTransaction { image_id: sha256_hex(b"zz"), ..correction };
     assert!(matches!(catalog.log_transaction(orphan).await, Err(StoreError::NotFound { .. })));
