@@ -47,13 +47,14 @@ export function initDataset() {
   filters.addEventListener('submit', (e) => e.preventDefault());
   filters.addEventListener('change', readFilters);
   let t = 0;
-  for (const id of ['min-conf', 'max-conf']) {
+  for (const id of ['min-conf', 'max-conf', 'image-search']) {
     $(id).addEventListener('input', () => { clearTimeout(t); t = setTimeout(readFilters, 350); });
   }
   $('reset-filters').addEventListener('click', () => {
     filters.querySelector('input[name=labelled][value=""]').checked = true;
     $('min-conf').value = '';
     $('max-conf').value = '';
+    $('image-search').value = '';
     $('sort-images').value = 'newest';
     readFilters();
   });
@@ -62,6 +63,12 @@ export function initDataset() {
   const toTop = () => $('grid-title').closest('.grid-panel').scrollIntoView({ block: 'start' });
   $('grid-prev').addEventListener('click', () => { view.offset = Math.max(0, view.offset - PAGE); loadImages().then(toTop); });
   $('grid-next').addEventListener('click', () => { view.offset += PAGE; loadImages().then(toTop); });
+  $('grid-page').addEventListener('change', () => {
+    const pages = Math.max(1, Math.ceil((view.total || 0) / PAGE));
+    const page = Math.min(pages, Math.max(1, parseInt($('grid-page').value, 10) || 1));
+    view.offset = (page - 1) * PAGE;
+    loadImages().then(toTop);
+  });
 
   $('image-grid').addEventListener('click', onThumbClick);
   $('image-grid').addEventListener('keydown', (e) => {
@@ -109,6 +116,7 @@ function readFilters() {
   view.minConf = $('min-conf').value;
   view.maxConf = $('max-conf').value;
   view.sort = $('sort-images').value;
+  view.search = $('image-search').value.trim();
   view.offset = 0;
   loadImages();
 }
@@ -176,6 +184,7 @@ async function loadImages() {
   if (!Number.isNaN(min) && min > 0) q.set('min_conf', String(Math.min(100, min) / 100));
   if (!Number.isNaN(max) && max < 100) q.set('max_conf', String(Math.max(0, max) / 100));
   if (view.sort && view.sort !== 'newest') q.set('sort', view.sort);
+  if (view.search) q.set('search', view.search);
   q.set('limit', String(PAGE));
   q.set('offset', String(view.offset));
   $('image-grid').classList.add('loading');
@@ -238,6 +247,8 @@ function renderGrid() {
   $('grid-range').textContent = view.total ? `${from}–${to} of ${view.total}` : '0 images';
   $('grid-prev').disabled = view.offset <= 0;
   $('grid-next').disabled = to >= view.total;
+  $('grid-pages').textContent = String(Math.max(1, Math.ceil((view.total || 0) / PAGE)));
+  $('grid-page').value = String(Math.floor(view.offset / PAGE) + 1);
   syncSelection();
 }
 

@@ -68,7 +68,9 @@ pub struct ImagesQuery {
     pub min_conf: Option<f64>,
     /// Highest top-1 probability, 0..1.
     pub max_conf: Option<f64>,
-    /// `newest` (default) or `lowest_confidence`: the least certain answers first.
+    /// Id prefix, or part of a file name (import or collection path) or class name.
+    pub search: Option<String>,
+    /// `newest` (default), `oldest`, `class`, or `lowest_confidence`: the least certain answers first.
     pub sort: Option<fovea_app::ImageSort>,
     /// Page size, 1..500 (default 60).
     pub limit: Option<u32>,

@@ -153,6 +153,10 @@ pub struct ImageFilter {
     pub min_conf: Option<f64>,
     pub max_conf: Option<f64>,
     pub split: Option<Split>,
+    /// Finds images by id prefix, or by a part of a file name (an import's or a collection's path) or of the
+    /// current class's name, case-insensitively.
+    #[serde(default)]
+    pub search: Option<String>,
     /// Order of the listing (newest first by default).
     #[serde(default)]
     pub sort: ImageSort,
@@ -171,6 +175,10 @@ pub enum ImageSort {
     /// Lowest top-1 probability of the latest prediction first (images never predicted last): the answers a
     /// person should check first.
     LowestConfidence,
+    /// Oldest first.
+    Oldest,
+    /// By current class name, unlabelled last.
+    Class,
 }
 
 /// One row of an image listing: the image with its current label and latest top-1 prediction.

@@ -612,6 +612,14 @@ async fn history_filters_to_corrections_and_undoes_one() {
     assert_eq!(detail["labels"][0]["class_name"], "Unknown", "{detail}");
     assert_eq!(detail["labels"].as_array().unwrap().len(), 2, "the log keeps both labels");
     save_screenshot(&client, "history-filtered.png").await;
+
+    // The Dataset page finds an image by its id's first characters, and says how many pages there are.
+    client.goto(&format!("{base}/#/dataset")).await.unwrap();
+    wait_js(&client, "document.querySelectorAll('#image-grid .thumb').length === 3").await;
+    assert_eq!(js(&client, "return document.getElementById('grid-pages').textContent").await, "1");
+    let prefix = &ids[2][..10];
+    client.find(Locator::Id("image-search")).await.unwrap().send_keys(prefix).await.unwrap();
+    wait_js(&client, &format!("document.querySelectorAll('#image-grid .thumb').length === 1 && document.querySelector('#image-grid .thumb').dataset.id === '{}'", ids[2])).await;
     let bad = ureq::get(&format!("{base}/api/v1/transactions?kind=maybe")).call();
     assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
 }

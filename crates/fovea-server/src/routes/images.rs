@@ -109,6 +109,7 @@ pub async fn images(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<Im
         min_conf: q.min_conf,
         max_conf: q.max_conf,
         sort: q.sort.unwrap_or_default(),
+        search: q.search,
         limit: Some(q.limit.unwrap_or(60).clamp(1, 500)),
         offset: q.offset,
         ..Default::default()

@@ -110,6 +110,24 @@ fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &ImageFilter) -> Re
     if let Some(split) = filter.split {
         query.push(" AND i.split = ").push_bind(split.as_str());
     }
+    if let Some(search) = filter.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if search.chars().count() > 200 {
+            return Err(StoreError::Invalid("a search is at most 200 characters".into()));
+        }
+        // LIKE's wildcards in the text are matched literally.
+        let escaped = search.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let anywhere = format!("%{escaped}%");
+        query
+            .push(" AND (i.id LIKE ")
+            .push_bind(format!("{escaped}%"))
+            .push(" ESCAPE '\\' OR lower(i.source) LIKE ")
+            .push_bind(anywhere.clone())
+            .push(" ESCAPE '\\' OR c.name_key LIKE ")
+            .push_bind(anywhere.clone())
+            .push(" ESCAPE '\\' OR EXISTS (SELECT 1 FROM collection_items ci WHERE ci.image_id = i.id AND lower(ci.path) LIKE ")
+            .push_bind(anywhere)
+            .push(" ESCAPE '\\'))");
+    }
     Ok(())
 }
 
@@ -124,6 +142,8 @@ pub(super) async fn list_images(pool: &SqlitePool, filter: &ImageFilter) -> Resu
             ImageSort::LowestConfidence => {
                 " ORDER BY p.top1_probability IS NULL, p.top1_probability ASC, i.created_at DESC, i.id LIMIT "
             }
+            ImageSort::Oldest => " ORDER BY i.created_at ASC, i.id LIMIT ",
+            ImageSort::Class => " ORDER BY c.name_key IS NULL, c.name_key, i.created_at DESC, i.id LIMIT ",
         })
         .push_bind(sql_limit(filter.limit))
         .push(" OFFSET ")

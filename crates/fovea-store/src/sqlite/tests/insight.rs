@@ -102,3 +102,31 @@ async fn drift_alerts_open_and_clear_by_signal() {
     assert_eq!(open[0].examples, ["img"]);
     assert_eq!(c.list_drift_alerts(false, 10).await.unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn images_are_found_by_id_prefix_file_name_or_class_and_sorted() {
+    let c = catalog().await;
+    let mut whiskers = new_image(b"whiskers");
+    whiskers.source = "import:/photos/Whiskers_100%.png".into();
+    let whiskers = c.put_image(whiskers).await.unwrap().0.id;
+    let other = image(c.as_ref(), b"other").await;
+    let dog = c.create_class("Dog").await.unwrap();
+    label(c.as_ref(), &other, dog.id).await;
+    let find = |q: &str, sort: ImageSort| {
+        let c = c.clone();
+        let filter = ImageFilter { search: Some(q.into()), sort, ..Default::default() };
+        async move { c.list_images(&filter).await.unwrap().into_iter().map(|r| r.image.id).collect::<Vec<_>>() }
+    };
+    assert_eq!(find("whiskers_100%", ImageSort::Newest).await, [whiskers.clone()], "wildcards match literally");
+    assert!(find("whiskers_1000", ImageSort::Newest).await.is_empty());
+    assert!(find("s%p", ImageSort::Newest).await.is_empty(), "% is no wildcard");
+    assert_eq!(find("0%.", ImageSort::Newest).await, [whiskers.clone()]);
+    assert_eq!(find(&other[..8], ImageSort::Newest).await, [other.clone()]);
+    assert_eq!(find("DO", ImageSort::Newest).await, [other.clone()], "class names, any case");
+    let all = ImageFilter { sort: ImageSort::Oldest, ..Default::default() };
+    assert_eq!(c.list_images(&all).await.unwrap()[0].image.id, whiskers);
+    let by_class = ImageFilter { sort: ImageSort::Class, ..Default::default() };
+    assert_eq!(c.list_images(&by_class).await.unwrap()[0].image.id, other, "labelled first, unlabelled last");
+    let long = ImageFilter { search: Some("x".repeat(201)), ..Default::default() };
+    assert!(matches!(c.list_images(&long).await, Err(StoreError::Invalid(_))));
+}
