@@ -1,7 +1,7 @@
 //! Drift: does what comes in still look like what the model learned from? A reference (the served model's
 //! training images as the model sees them out-of-sample, or a chosen period of requests) is compared with a
 //! sliding window of recent requests on eight signals. A signal alerts when it stays over its threshold for
-//! `persistence` checks in a row, and stays raised until it falls back under.
+//! `persistence` checks in a row, and stays raised until it has been back under for as many.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -307,6 +307,8 @@ pub struct Monitor {
     window: VecDeque<Entry>,
     seen: u64,
     streaks: BTreeMap<Signal, (u32, u64, i64)>,
+    /// Checks in a row under the threshold, per raised signal.
+    calm: BTreeMap<Signal, u32>,
     raised: BTreeMap<Signal, Alert>,
     last: Option<Scores>,
     /// The last push ran a check.
@@ -321,6 +323,7 @@ impl Monitor {
             window: VecDeque::new(),
             seen: 0,
             streaks: BTreeMap::new(),
+            calm: BTreeMap::new(),
             raised: BTreeMap::new(),
             last: None,
             checked: false,
@@ -382,6 +385,7 @@ impl Monitor {
                 continue;
             }
             if s.exceeded {
+                self.calm.remove(&s.signal);
                 let streak = self.streaks.entry(s.signal).or_insert((0, now_index, now_at));
                 streak.0 += 1;
                 if streak.0 >= self.cfg.persistence.max(1) && !self.raised.contains_key(&s.signal) {
@@ -398,8 +402,16 @@ impl Monitor {
                 }
             } else {
                 self.streaks.remove(&s.signal);
-                if self.raised.remove(&s.signal).is_some() {
-                    cleared.push(s.signal);
+                // A raised alert clears only after as many calm checks in a row as it took to raise it, so a
+                // signal hovering at its threshold does not flap.
+                if self.raised.contains_key(&s.signal) {
+                    let calm = self.calm.entry(s.signal).or_insert(0);
+                    *calm += 1;
+                    if *calm >= self.cfg.persistence.max(1) {
+                        self.calm.remove(&s.signal);
+                        self.raised.remove(&s.signal);
+                        cleared.push(s.signal);
+                    }
                 }
             }
         }

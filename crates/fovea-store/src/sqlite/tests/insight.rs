@@ -117,12 +117,12 @@ async fn images_are_found_by_id_prefix_file_name_or_class_and_sorted() {
         let filter = ImageFilter { search: Some(q.into()), sort, ..Default::default() };
         async move { c.list_images(&filter).await.unwrap().into_iter().map(|r| r.image.id).collect::<Vec<_>>() }
     };
-    assert_eq!(find("whiskers_100%", ImageSort::Newest).await, [whiskers.clone()], "wildcards match literally");
+    assert_eq!(find("whiskers_100%", ImageSort::Newest).await, vec![whiskers.clone()], "wildcards match literally");
     assert!(find("whiskers_1000", ImageSort::Newest).await.is_empty());
     assert!(find("s%p", ImageSort::Newest).await.is_empty(), "% is no wildcard");
-    assert_eq!(find("0%.", ImageSort::Newest).await, [whiskers.clone()]);
-    assert_eq!(find(&other[..8], ImageSort::Newest).await, [other.clone()]);
-    assert_eq!(find("DO", ImageSort::Newest).await, [other.clone()], "class names, any case");
+    assert_eq!(find("0%.", ImageSort::Newest).await, vec![whiskers.clone()]);
+    assert_eq!(find(&other[..8], ImageSort::Newest).await, vec![other.clone()]);
+    assert_eq!(find("DO", ImageSort::Newest).await, vec![other.clone()], "class names, any case");
     let all = ImageFilter { sort: ImageSort::Oldest, ..Default::default() };
     assert_eq!(c.list_images(&all).await.unwrap()[0].image.id, whiskers);
     let by_class = ImageFilter { sort: ImageSort::Class, ..Default::default() };
