@@ -327,6 +327,12 @@ impl App {
         Ok(ClassView { id: c.id, name: c.name, images: 0, is_unknown: false, reaches_cutoff: false })
     }
 
+    /// Undoes a class's creation: only a class no label has ever named can go.
+    pub async fn delete_unused_class(&self, id: ClassId) -> Result<()> {
+        self.catalog.delete_unused_class(id).await?;
+        Ok(())
+    }
+
     /// Renames and merges change which class every past label points at: the catalog starts a new label-log epoch in
     /// the same commit, and the head, on catching up, is rebuilt from the log.
     pub async fn rename_class(&self, id: ClassId, name: &str) -> Result<()> {

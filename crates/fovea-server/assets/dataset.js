@@ -36,9 +36,15 @@ export function initDataset() {
     const name = input.value.trim();
     if (!name) return;
     try {
-      await api('/classes', { method: 'POST', json: { name } });
+      const created = await api('/classes', { method: 'POST', json: { name } });
       input.value = '';
-      toast(`Class “${name}” created`, 'success');
+      toastAction(`Class “${name}” created`, 'success', 'Undo', async () => {
+        try {
+          await api(`/classes/${encodeURIComponent(created.id)}`, { method: 'DELETE' });
+          toast(`Undone: class “${name}” removed`, 'success');
+          await loadClasses();
+        } catch { /* toasted */ }
+      });
       await loadClasses();
     } catch { /* toasted */ }
   });

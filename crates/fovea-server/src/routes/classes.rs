@@ -86,3 +86,14 @@ pub async fn undo_merge(State(s): State<S>, caller: Caller, Path(id): Path<Strin
     Ok(Json(serde_json::json!({ "class": class.name, "id": class.id, "model_version": s.app.model_version().await }))
         .into_response())
 }
+
+/// Delete a class no label has ever named (annotator): undoes creating it, e.g. a typo. A class with label
+/// history is refused (merge or rename it instead).
+#[utoipa::path(delete, path = "/api/v1/classes/{id}", tag = "classes", params(("id" = i64, Path)),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn delete_class(State(s): State<S>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.require(Role::Annotator)?;
+    s.app.delete_unused_class(class_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -55,7 +55,7 @@ pub fn router(state: S) -> Router {
         .route("/bulk/{id}/undo", post(undo_bulk))
         .route("/review", get(review))
         .route("/classes", get(classes).post(create_class))
-        .route("/classes/{id}", patch(rename_class))
+        .route("/classes/{id}", patch(rename_class).delete(delete_class))
         .route("/classes/{id}/merge", post(merge_class))
         .route("/classes/merges/{id}/undo", post(undo_merge))
         .route("/transactions", get(transactions))

@@ -89,4 +89,22 @@ async fn report_drift_and_evaluation_routes_check_roles_and_input() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     let (st, _) = call(&s.router, get(&viewer, "/api/v1/evaluations/77")).await;
     assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // Creating a class is undone by deleting it while no label has named it.
+    let (st, typo) = call(&s.router, post(&annotator, "/api/v1/classes", json!({ "name": "cta" }))).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let delete = |token: &str, id: &Value| {
+        Request::delete(format!("/api/v1/classes/{id}"))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(call(&s.router, delete(&viewer, &typo["id"])).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(call(&s.router, delete(&annotator, &typo["id"])).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(call(&s.router, delete(&annotator, &typo["id"])).await.0, StatusCode::NOT_FOUND);
+    let (_, classes) = call(&s.router, get(&viewer, "/api/v1/classes")).await;
+    let cat = classes["classes"].as_array().unwrap().iter().find(|c| c["name"] == "cat").unwrap().clone();
+    let (st, err) = call(&s.router, delete(&annotator, &cat["id"])).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(err["error"]["message"].as_str().unwrap().contains("merge or rename"), "{err}");
 }

@@ -224,3 +224,26 @@ pub(super) async fn undo_merge(pool: &SqlitePool, merge_id: i64) -> Result<Class
     tx.commit().await?;
     Ok(class)
 }
+
+/// Deletes a class no label has ever named (undoing its creation); a class with history is refused.
+pub(super) async fn delete_unused_class(pool: &SqlitePool, id: ClassId) -> Result<ClassRecord> {
+    let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+    let class = fetch_class(&mut *tx, id).await?.ok_or_else(|| StoreError::not_found("class", id))?;
+    if class.is_unknown {
+        return Err(StoreError::Invalid("the Unknown class cannot be deleted".into()));
+    }
+    let used: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM labels WHERE class_id = ? OR previous_class_id = ?")
+        .bind(id)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if used > 0 {
+        return Err(StoreError::Invalid(format!(
+            "class {:?} has {used} labels in its history; merge or rename it instead",
+            class.name
+        )));
+    }
+    sqlx::query("DELETE FROM classes WHERE id = ?").bind(id).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(class)
+}

@@ -154,6 +154,9 @@ impl Catalog for SqliteCatalog {
     async fn undo_merge(&self, merge_id: i64) -> Result<ClassRecord> {
         classes::undo_merge(&self.pool, merge_id).await
     }
+    async fn delete_unused_class(&self, id: ClassId) -> Result<ClassRecord> {
+        classes::delete_unused_class(&self.pool, id).await
+    }
 
     async fn add_label(&self, label: NewLabel) -> Result<LabelRecord> {
         labels::add_label(&self.pool, label).await

@@ -145,6 +145,14 @@ async fn rename_collides_and_merge_moves_labels() {
     assert_eq!((count(cat.id), count(kitty.id)), (2, 2));
     assert!(matches!(catalog.undo_merge(outcome.merge_id).await, Err(StoreError::Invalid(_))), "only once");
     assert!(matches!(catalog.undo_merge(4242).await, Err(StoreError::NotFound { .. })));
+    // A class no label ever named can be deleted (its creation undone); one with history cannot.
+    let typo = catalog.create_class("Ktten").await.unwrap();
+    assert_eq!(catalog.delete_unused_class(typo.id).await.unwrap().name, "Ktten");
+    assert!(catalog.get_class(typo.id).await.unwrap().is_none());
+    assert!(matches!(catalog.delete_unused_class(dog.id).await, Err(StoreError::Invalid(_))), "b was once a dog");
+    let unknown = catalog.unknown_class().await.unwrap();
+    assert!(matches!(catalog.delete_unused_class(unknown.id).await, Err(StoreError::Invalid(_))));
+    assert!(matches!(catalog.delete_unused_class(typo.id).await, Err(StoreError::NotFound { .. })));
     // A merge whose name was taken again meanwhile cannot come back under it.
     let again = catalog.merge_classes(kitty.id, cat.id).await.unwrap();
     catalog.create_class("kitten").await.unwrap();
