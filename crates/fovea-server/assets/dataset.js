@@ -90,7 +90,8 @@ export function initDataset() {
     }
     syncSelection();
   });
-  $('clear-selection-btn').addEventListener('click', () => { view.selected.clear(); syncSelection(); });
+  $('clear-selection-btn').addEventListener('click', () => { view.selected.clear(); renderGrid(); });
+  $('select-matching-btn').addEventListener('click', selectAllMatching);
   $('move-unknown-btn').addEventListener('click', () => {
     const unknown = state.classes.find((c) => c.is_unknown)?.name || 'Unknown';
     bulkLabel(unknown);
@@ -180,8 +181,8 @@ function syncAdmin() {
   $('class-admin').hidden = !(isAdmin() && c && !c.is_unknown);
 }
 
-async function loadImages() {
-  const gen = ++view.loading;
+/** The listing's query for the current filters (without paging). */
+function filterQuery() {
   const q = new URLSearchParams();
   if (view.cls) q.set('class', view.cls);
   if (view.labelled) q.set('labelled', view.labelled);
@@ -191,6 +192,34 @@ async function loadImages() {
   if (!Number.isNaN(max) && max < 100) q.set('max_conf', String(Math.max(0, max) / 100));
   if (view.sort && view.sort !== 'newest') q.set('sort', view.sort);
   if (view.search) q.set('search', view.search);
+  return q;
+}
+
+/** Most images "Select all matching" takes in one go (every one is a request when labelled in bulk). */
+const MAX_MATCHING = 5000;
+
+async function selectAllMatching() {
+  const total = Math.min(view.total || 0, MAX_MATCHING);
+  const btn = $('select-matching-btn');
+  btn.disabled = true;
+  try {
+    for (let offset = 0; offset < total; offset += 500) {
+      const q = filterQuery();
+      q.set('limit', '500');
+      q.set('offset', String(offset));
+      const data = await api(`/images?${q}`);
+      for (const im of data?.images || []) view.selected.add(im.id);
+    }
+    if ((view.total || 0) > MAX_MATCHING) toast(`Selected the first ${MAX_MATCHING} of ${view.total} matching images`, 'info');
+  } catch { /* toasted */ } finally {
+    btn.disabled = false;
+  }
+  renderGrid();
+}
+
+async function loadImages() {
+  const gen = ++view.loading;
+  const q = filterQuery();
   q.set('limit', String(PAGE));
   q.set('offset', String(view.offset));
   $('image-grid').classList.add('loading');
@@ -291,6 +320,9 @@ function syncSelection() {
   const allOnPage = view.images.length && view.images.every((im) => view.selected.has(im.id));
   $('select-page-btn').textContent = allOnPage ? 'Unselect page' : 'Select all on page';
   $('select-page-btn').disabled = !view.images.length;
+  const matching = $('select-matching-btn');
+  matching.hidden = !((view.total || 0) > view.images.length);
+  matching.textContent = `Select all ${Math.min(view.total || 0, MAX_MATCHING)} matching`;
 }
 
 async function bulkLabel(name) {

@@ -541,6 +541,19 @@ async fn the_reports_page_shows_the_report_a_drift_banner_and_an_evaluation_card
     // Going anywhere else keeps the banner up while the alert is open.
     client.goto(&format!("{base}/#/classify")).await.unwrap();
     wait_js(&client, "!document.getElementById('drift-banner').hidden").await;
+
+    // More images than a page: the Dataset page selects every one matching the filter, across pages.
+    client.goto(&format!("{base}/#/dataset")).await.unwrap();
+    wait_js(&client, "!document.getElementById('select-matching-btn').hidden").await;
+    let total = get(&base, "/images?limit=1")["total"].as_u64().unwrap();
+    assert!(total > 60, "{total}");
+    // Scrolled under the sticky top bar by the banner above it: clicked as a script, not at a point.
+    js(&client, "document.getElementById('select-matching-btn').click();").await;
+    wait_text(&client, "#selection-count", &format!("{total} selected")).await;
+    assert_eq!(
+        js(&client, "return document.getElementById('grid-pages').textContent").await,
+        format!("{}", total.div_ceil(60))
+    );
 }
 
 #[tokio::test]
