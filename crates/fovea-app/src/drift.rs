@@ -74,6 +74,34 @@ pub(crate) struct DriftState {
     note: Option<String>,
 }
 
+/// A reference computed away from the monitor's lock, ready to be put in place.
+struct Prepared {
+    reference: Option<Reference>,
+    size: usize,
+    /// For a period reference: the window is primed with requests after it.
+    after: Option<i64>,
+    backbone: String,
+    calibration: fovea_learn::Calibration,
+    labelled: u64,
+}
+
+/// Keeps the drift reference current in the background for as long as the app lives.
+pub(crate) fn spawn_refresher(app: &std::sync::Arc<App>) {
+    let weak = std::sync::Arc::downgrade(app);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(REFRESH_POLL).await;
+            let Some(app) = weak.upgrade() else { return };
+            if let Err(e) = app.refresh_drift().await {
+                tracing::warn!(error = %e, "drift reference refresh failed");
+            }
+        }
+    });
+}
+
+/// How often the background task checks whether the drift reference is stale.
+const REFRESH_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The drift monitor's state now.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DriftStatus {
@@ -118,12 +146,9 @@ impl App {
 
     async fn push_drift(&self, obs: Observation, backbone: &str) -> Result<()> {
         let mut state = self.drift.lock().await;
-        let step = self.cfg.drift.step.max(1) as u64;
-        let stale = state.monitor.as_ref().is_none_or(|m| m.seen().is_multiple_of(step))
-            && self.drift_stale(&state, backbone).await?;
-        if stale {
-            let (raised, cleared) = self.build_drift(&mut state).await?;
-            self.after_check(&mut state, raised, cleared).await?;
+        if state.backbone != backbone {
+            // A promotion landed: the refresher rebuilds the reference for the new backbone.
+            return Ok(());
         }
         let Some(monitor) = state.monitor.as_mut() else { return Ok(()) };
         let (raised, cleared) = monitor.push(obs);
@@ -131,6 +156,23 @@ impl App {
             self.after_check(&mut state, raised, cleared).await?;
         }
         Ok(())
+    }
+
+    /// Rebuilds the reference when it is stale. The expensive part (leave-one-out predictions, the kernel matrix
+    /// and its null) runs without holding the monitor, so requests never wait for it.
+    pub(crate) async fn refresh_drift(&self) -> Result<()> {
+        let backbone = self.head.lock().await.backbone().to_owned();
+        let stale = {
+            let state = self.drift.lock().await;
+            self.drift_stale(&state, &backbone).await?
+        };
+        if !stale {
+            return Ok(());
+        }
+        let prepared = self.prepare_drift().await?;
+        let mut state = self.drift.lock().await;
+        let (raised, cleared) = self.install_drift(&mut state, prepared).await?;
+        self.after_check(&mut state, raised, cleared).await
     }
 
     /// The reference is rebuilt for a new served model, and once the labelled set has doubled (so a young
@@ -158,15 +200,20 @@ impl App {
         Ok(self.catalog.count_images(&filter).await?)
     }
 
-    /// Builds the reference and primes the window with the most recent requests; answers the alerts raised and
-    /// cleared while priming, for the caller to record.
+    /// Builds the reference now and primes the window; answers the alerts raised and cleared while priming.
     async fn build_drift(&self, state: &mut DriftState) -> Result<(Vec<Alert>, Vec<Signal>)> {
+        let prepared = self.prepare_drift().await?;
+        self.install_drift(state, prepared).await
+    }
+
+    /// The reference for the served head, computed without touching the monitor.
+    async fn prepare_drift(&self) -> Result<Prepared> {
         let cfg = self.cfg.drift.clone();
         let (head, backbone) = {
             let h = self.head.lock().await;
             (h.head.clone(), h.backbone().to_owned())
         };
-        state.calibration = Some(*head.calibration());
+        let calibration = *head.calibration();
         let labelled = self.labelled_count().await?;
         let (reference_obs, after) = match &self.cfg.drift_reference {
             DriftReference::Training => (self.training_reference(head, &backbone, cfg.max_reference).await?, None),
@@ -175,28 +222,39 @@ impl App {
                 (self.observations(rows, &backbone).await?, Some(*to))
             }
         };
-        state.backbone = backbone.clone();
-        state.labelled_at_build = labelled;
+        let size = reference_obs.len();
+        let reference = if size < cfg.min_reference {
+            None
+        } else {
+            Some(
+                tokio::task::spawn_blocking(move || Reference::build(&reference_obs, &cfg))
+                    .await
+                    .map_err(|e| AppError::Internal(e.to_string()))?,
+            )
+        };
+        Ok(Prepared { reference, size, after, backbone, calibration, labelled })
+    }
+
+    /// Puts a prepared reference in place and primes the window with the most recent requests.
+    async fn install_drift(&self, state: &mut DriftState, p: Prepared) -> Result<(Vec<Alert>, Vec<Signal>)> {
+        state.calibration = Some(p.calibration);
+        state.backbone = p.backbone.clone();
+        state.labelled_at_build = p.labelled;
         state.open =
             self.catalog.list_drift_alerts(true, 100).await?.iter().filter_map(|a| signal_named(&a.signal)).collect();
-        if reference_obs.len() < cfg.min_reference {
+        let Some(reference) = p.reference else {
             state.monitor = None;
             state.note = Some(format!(
                 "the reference ({}) has {} images with embeddings; drift is judged from {}",
-                self.cfg.drift_reference,
-                reference_obs.len(),
-                cfg.min_reference
+                self.cfg.drift_reference, p.size, self.cfg.drift.min_reference
             ));
             return Ok((vec![], vec![]));
-        }
-        let built = tokio::task::spawn_blocking(move || Reference::build(&reference_obs, &cfg))
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let mut monitor = Monitor::new(built, self.cfg.drift.clone());
-        let period = after.map(|to| (to, i64::MAX));
+        };
+        let mut monitor = Monitor::new(reference, self.cfg.drift.clone());
+        let period = p.after.map(|to| (to, i64::MAX));
         let recent = self.catalog.recent_predictions(self.cfg.drift.window as u32, period).await?;
         let (mut raised, mut cleared) = (Vec::new(), Vec::new());
-        for obs in self.observations(recent, &backbone).await? {
+        for obs in self.observations(recent, &p.backbone).await? {
             let (r, c) = monitor.push(obs);
             raised.retain(|a: &Alert| !c.contains(&a.signal));
             raised.extend(r);
@@ -204,7 +262,7 @@ impl App {
         }
         state.monitor = Some(monitor);
         state.note = None;
-        tracing::info!(reference = %self.cfg.drift_reference, backbone, "drift reference built");
+        tracing::info!(reference = %self.cfg.drift_reference, backbone = p.backbone, "drift reference built");
         Ok((raised, cleared))
     }
 

@@ -201,6 +201,7 @@ impl App {
             tracing::warn!(error = %e, "could not calibrate the online head at start");
         }
         calibration::spawn_refresher(&app);
+        drift::spawn_refresher(&app);
         Ok(app)
     }
 
