@@ -35,7 +35,7 @@ pub use drift::{DriftReference, DriftStatus};
 pub use error::{AppError, Result};
 pub use export::{csv_field, DatasetFormat, ModelFormat};
 pub use fovea_insight::{DriftConfig, EvaluationEstimate, Report};
-pub use fovea_store::{normalise_tag, now_millis, sha256_hex, ClassId, LabelOrigin};
+pub use fovea_store::{normalise_tag, now_millis, sha256_hex, ClassId, LabelOrigin, MergeRecord};
 pub use fovea_store::{
     BulkActionRecord, CollectionItem, CollectionRecord, ConfusedPair, ItemFilter as ResultFilter, ItemSort, UndoOutcome,
 };

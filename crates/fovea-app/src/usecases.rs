@@ -327,6 +327,11 @@ impl App {
         Ok(ClassView { id: c.id, name: c.name, images: 0, is_unknown: false, reaches_cutoff: false })
     }
 
+    /// Recorded merges, newest first.
+    pub async fn merges(&self, limit: u32) -> Result<Vec<fovea_store::MergeRecord>> {
+        Ok(self.catalog.list_merges(limit.min(500)).await?)
+    }
+
     /// Undoes a class's creation: only a class no label has ever named can go.
     pub async fn delete_unused_class(&self, id: ClassId) -> Result<()> {
         self.catalog.delete_unused_class(id).await?;

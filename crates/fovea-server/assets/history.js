@@ -1,6 +1,6 @@
 // fovea — History page: a paged table of transactions (predictions and corrections).
 
-import { api, pct, relTime, h, blobUrl, noteModel, on, state, toast, canLabel } from './api.js';
+import { api, pct, relTime, h, blobUrl, noteModel, on, state, toast, canLabel, isAdmin, loadClasses } from './api.js';
 
 const $ = (id) => document.getElementById(id);
 const PAGE = 50;
@@ -20,7 +20,29 @@ export function initHistory() {
 }
 
 export function showHistory() {
+  loadMerges();
   return load();
+}
+
+async function loadMerges() {
+  let merges = [];
+  try { merges = await api('/classes/merges', { quiet: true }) || []; } catch { /* shown empty */ }
+  $('merges-panel').hidden = !merges.length;
+  $('merges-list').replaceChildren(...merges.map((m) => h('li', {},
+    h('span', {}, `“${m.from_name}” into “${m.into_name || '(gone)'}” · ${m.labels_moved} label${m.labels_moved === 1 ? '' : 's'} · ${relTime(m.created_at)}`),
+    m.undone_at
+      ? h('span', { class: 'muted small' }, ` undone ${relTime(m.undone_at)}`)
+      : isAdmin() ? h('button', { type: 'button', class: 'btn btn-small btn-ghost', onclick: () => undoMerge(m) }, 'Undo') : null)));
+}
+
+async function undoMerge(m) {
+  try {
+    const res = await api(`/classes/merges/${m.id}/undo`, { method: 'POST' });
+    noteModel(res?.model_version);
+    toast(`Undone: “${m.from_name}” is back with its images`, 'success');
+    await loadClasses();
+  } catch { /* toasted */ }
+  loadMerges();
 }
 
 async function load() {

@@ -207,6 +207,18 @@ pub struct ClassStats {
     pub image_count: u64,
 }
 
+/// A recorded merge, for listing and undoing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MergeRecord {
+    pub id: i64,
+    pub from_name: String,
+    /// The class it went into (its name now).
+    pub into_name: Option<String>,
+    pub labels_moved: u64,
+    pub created_at: Millis,
+    pub undone_at: Option<Millis>,
+}
+
 /// What a merge did, so the caller can fold the change into the online head.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MergeOutcome {

@@ -574,7 +574,9 @@ async fn a_merge_made_in_the_dataset_page_is_undone_from_its_toast() {
     }
     let Browser { client, _driver, _profile } = browser().await;
     client.goto(&format!("{base}/#/dataset")).await.unwrap();
-    wait_for(&client, ".class-row[data-class='kitty']").await.click().await.unwrap();
+    // The class list renders again when the classes load: click the row as it is now, not a found element.
+    wait_for(&client, ".class-row[data-class='kitty']").await;
+    js(&client, "document.querySelector(\".class-row[data-class='kitty']\").click();").await;
     wait_js(&client, "!document.getElementById('merge-btn').disabled && !document.getElementById('merge-btn').hidden")
         .await;
     client.find(Locator::Id("merge-btn")).await.unwrap().click().await.unwrap();
@@ -587,8 +589,25 @@ async fn a_merge_made_in_the_dataset_page_is_undone_from_its_toast() {
     wait_text(&client, "#toast", "is back").await;
     let classes = get(&base, "/classes");
     let kitty = classes["classes"].as_array().unwrap().iter().find(|c| c["name"] == "kitty").cloned();
-    assert_eq!(kitty.expect("kitty is back")["images"], 1, "{classes}");
+    let kitty = kitty.expect("kitty is back");
+    assert_eq!(kitty["images"], 1, "{classes}");
     save_screenshot(&client, "merge-undone.png").await;
+
+    // Merged again elsewhere; the History tab lists merges and undoes one too.
+    ureq::post(&format!("{base}/api/v1/classes/{}/merge", kitty["id"]))
+        .send_json(serde_json::json!({ "into": "cat" }))
+        .unwrap();
+    client.goto(&format!("{base}/#/history")).await.unwrap();
+    wait_js(
+        &client,
+        "!document.getElementById('merges-panel').hidden && document.querySelectorAll('#merges-list li').length === 2",
+    )
+    .await;
+    wait_for(&client, "#merges-list li button").await;
+    js(&client, "document.querySelector('#merges-list li button').click();").await;
+    wait_text(&client, "#toast", "is back").await;
+    assert!(class_names(&base).contains(&"kitty".to_string()));
+    wait_js(&client, "document.querySelectorAll('#merges-list li button').length === 0").await;
 }
 
 #[tokio::test]

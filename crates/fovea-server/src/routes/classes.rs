@@ -97,3 +97,11 @@ pub async fn delete_class(State(s): State<S>, caller: Caller, Path(id): Path<Str
     s.app.delete_unused_class(class_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
+
+/// Class merges, newest first, with whether each was undone (the History tab offers Undo on them).
+#[utoipa::path(get, path = "/api/v1/classes/merges", tag = "classes",
+    responses((status = 200, body = Vec<fovea_app::MergeRecord>)), security(("token" = [])))]
+pub async fn merges(State(s): State<S>, caller: Caller) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    Ok(Json(s.app.merges(100).await?).into_response())
+}

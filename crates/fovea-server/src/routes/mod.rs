@@ -57,6 +57,7 @@ pub fn router(state: S) -> Router {
         .route("/classes", get(classes).post(create_class))
         .route("/classes/{id}", patch(rename_class).delete(delete_class))
         .route("/classes/{id}/merge", post(merge_class))
+        .route("/classes/merges", get(merges))
         .route("/classes/merges/{id}/undo", post(undo_merge))
         .route("/transactions", get(transactions))
         .route("/models", get(models))

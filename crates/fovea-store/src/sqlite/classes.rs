@@ -247,3 +247,29 @@ pub(super) async fn delete_unused_class(pool: &SqlitePool, id: ClassId) -> Resul
     tx.commit().await?;
     Ok(class)
 }
+
+/// Merges, newest first.
+pub(super) async fn list_merges(pool: &SqlitePool, limit: u32) -> Result<Vec<MergeRecord>> {
+    let rows = sqlx::query(
+        "SELECT m.id, m.from_name, c.name AS into_name, m.moved, m.created_at, m.undone_at
+           FROM class_merges m LEFT JOIN classes c ON c.id = m.into_id ORDER BY m.id DESC LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let moved: String = r.try_get("moved")?;
+            let moved: Vec<i64> =
+                serde_json::from_str(&moved).map_err(|e| StoreError::Corrupt(format!("class_merges.moved: {e}")))?;
+            Ok(MergeRecord {
+                id: r.try_get("id")?,
+                from_name: r.try_get("from_name")?,
+                into_name: r.try_get("into_name")?,
+                labels_moved: moved.len() as u64,
+                created_at: r.try_get("created_at")?,
+                undone_at: r.try_get("undone_at")?,
+            })
+        })
+        .collect()
+}

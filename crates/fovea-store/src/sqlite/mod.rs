@@ -154,6 +154,9 @@ impl Catalog for SqliteCatalog {
     async fn undo_merge(&self, merge_id: i64) -> Result<ClassRecord> {
         classes::undo_merge(&self.pool, merge_id).await
     }
+    async fn list_merges(&self, limit: u32) -> Result<Vec<MergeRecord>> {
+        classes::list_merges(&self.pool, limit).await
+    }
     async fn delete_unused_class(&self, id: ClassId) -> Result<ClassRecord> {
         classes::delete_unused_class(&self.pool, id).await
     }

@@ -157,6 +157,15 @@ async fn rename_collides_and_merge_moves_labels() {
     let again = catalog.merge_classes(kitty.id, cat.id).await.unwrap();
     catalog.create_class("kitten").await.unwrap();
     assert!(matches!(catalog.undo_merge(again.merge_id).await, Err(StoreError::AlreadyExists { .. })));
+    let merges = catalog.list_merges(10).await.unwrap();
+    assert_eq!(
+        merges.iter().map(|m| (m.id, m.undone_at.is_some())).collect::<Vec<_>>(),
+        [(again.merge_id, false), (outcome.merge_id, true)]
+    );
+    assert_eq!(
+        (merges[1].from_name.as_str(), merges[1].into_name.as_deref(), merges[1].labels_moved),
+        ("KITTEN", Some("Cat"), 2)
+    );
 }
 
 #[tokio::test]
