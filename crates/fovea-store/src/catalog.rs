@@ -10,10 +10,11 @@ use async_trait::async_trait;
 
 use crate::collections::CollectionStore;
 use crate::error::Result;
+use crate::hygiene::HygieneStore;
 use crate::model::*;
 
 #[async_trait]
-pub trait Catalog: CollectionStore + Send + Sync {
+pub trait Catalog: CollectionStore + HygieneStore + Send + Sync {
     // ---- images ----
 
     /// Registers an image; an image with the same id already present is returned unchanged with

@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod catalog;
 pub mod collections;
 pub mod error;
+pub mod hygiene;
 pub mod model;
 pub mod sqlite;
 
@@ -15,5 +16,6 @@ pub use blobs::{S3Blobs, S3Config};
 pub use catalog::Catalog;
 pub use collections::*;
 pub use error::{Result, StoreError};
+pub use hygiene::{HygieneStore, ImageHash};
 pub use model::*;
 pub use sqlite::SqliteCatalog;
