@@ -10,6 +10,7 @@ mod export;
 mod head;
 mod identify;
 mod jobs;
+mod label_errors;
 mod models;
 mod review;
 mod scorer;
@@ -39,6 +40,7 @@ pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionR
 pub use fovea_vision::VisionError;
 pub use identify::Identified;
 pub use jobs::{parse_schedule, TRAIN_JOB};
+pub use label_errors::{LabelErrorReport, SuspectLabel, SuspectLabelConfirmed, MAX_LABEL_ERRORS_PAGE};
 pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
 pub use thumbs::{ImageDetail, THUMB_SIZES};
 pub use training::{TrainParams, TrainProgress, TrainReport};
@@ -111,6 +113,8 @@ pub struct App {
     /// The served head's calibration report; held while a refit runs so only one runs at a time.
     calibration: Mutex<Option<CalibrationReport>>,
     live_evidence: std::sync::Mutex<calibration::LiveEvidence>,
+    /// The last label-error search, served while the label log moves on a little; held while a search runs.
+    label_error_search: Mutex<Option<label_errors::LabelErrorSearch>>,
     /// Serialises model switches (promotion, rollback, sync), which take seconds.
     switching: Mutex<()>,
     /// Decoding and preprocessing run on at most half the cores: the network's threads synchronise per layer,
@@ -162,6 +166,7 @@ impl App {
             head: Mutex::new(head),
             calibration: Mutex::new(None),
             live_evidence: Default::default(),
+            label_error_search: Mutex::new(None),
             switching: Mutex::new(()),
             decode_permits,
             upload_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_waiting.max(1))),

@@ -5,8 +5,9 @@
 //! the head with that one sample unlearned (exact, because the head keeps sufficient statistics). The logits are
 //! tempered on that same evidence, then judged the confident-learning way (Northcutt et al.): class `k`'s
 //! threshold is the mean probability of `k` over the samples labelled `k`, so a class the head is generally unsure
-//! of is not punished for it; a sample is suspect when some other class reaches its own threshold and beats the
-//! given class, and the head's top answer is not the given class.
+//! of is not punished for it; the confident joint those thresholds define estimates how many of each class's labels
+//! are wrong, and that many are flagged, most disputed first, among the samples whose most probable class is not the
+//! given one.
 //!
 //! Wrong labels also pull their class means towards each other, which hides the mislabelled samples that look most
 //! like their given class. So the search runs again on a head with the first round's suspects unlearned: the
@@ -94,6 +95,12 @@ fn out_of_sample<H: Head + Clone>(
 
 /// One confident-learning pass over out-of-sample logits; returns the suspects (unranked), the temperature and the
 /// per-class thresholds.
+///
+/// How many labels of each class are wrong is estimated from the confident joint, calibrated the way Northcutt et
+/// al. do: a sample counts towards the cell (given `y`, class `j`) when `j` is its most probable class among those
+/// reaching their own threshold, and each given-class row is scaled up to that class's number of samples (samples
+/// that reach no threshold are spread like the rest of their row). Then that many of the class's samples are
+/// flagged, the most disputed first, among those whose most probable class is not the given one.
 fn judge(evidence: &[Option<(Vec<f64>, usize)>], classes: usize) -> (Vec<Suspect>, f64, Vec<Option<f64>>) {
     let scored: Vec<(Vec<f64>, usize)> = evidence.iter().flatten().cloned().collect();
     let temperature = fit_temperature(&scored).temperature;
@@ -110,26 +117,41 @@ fn judge(evidence: &[Option<(Vec<f64>, usize)>], classes: usize) -> (Vec<Suspect
         }
     }
     let thresholds: Vec<Option<f64>> = (0..classes).map(|k| (count[k] > 0).then(|| sum[k] / count[k] as f64)).collect();
-    let mut suspects = Vec::new();
+    let most_probable = |p: &[f64], allowed: &dyn Fn(usize) -> bool| {
+        (0..p.len()).filter(|&k| allowed(k)).max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
+    };
+    // Per given class: samples in the confident joint, and those of them off the diagonal.
+    let mut row_total = vec![0usize; classes];
+    let mut row_off = vec![0usize; classes];
+    let mut disputed: Vec<Vec<Suspect>> = vec![Vec::new(); classes];
     for (index, (p, y)) in probs.iter().enumerate().filter_map(|(i, e)| e.as_ref().map(|e| (i, e))) {
-        let argmax = (0..p.len()).max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)));
-        if argmax == Some(*y) {
+        let reaches = |k: usize| thresholds.get(k).copied().flatten().is_some_and(|t| p[k] >= t);
+        if let Some(j) = most_probable(p, &reaches) {
+            row_total[*y] += 1;
+            row_off[*y] += usize::from(j != *y);
+        }
+        let Some(top) = most_probable(p, &|_| true) else { continue };
+        if top == *y {
             continue;
         }
-        // The most probable class among those that reach their own threshold.
-        let confident = (0..p.len())
-            .filter(|&k| thresholds.get(k).copied().flatten().is_some_and(|t| p[k] >= t))
-            .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)));
-        let Some(suggested) = confident.filter(|&k| k != *y) else { continue };
         let given_probability = p.get(*y).copied().unwrap_or(0.0);
-        suspects.push(Suspect {
+        disputed[*y].push(Suspect {
             index,
             given: ClassId(*y as u32),
-            suggested: ClassId(suggested as u32),
+            suggested: ClassId(top as u32),
             given_probability,
-            suggested_probability: p[suggested],
-            score: p[suggested] - given_probability,
+            suggested_probability: p[top],
+            score: p[top] - given_probability,
         });
+    }
+    let mut suspects = Vec::new();
+    for (y, mut candidates) in disputed.into_iter().enumerate() {
+        if row_total[y] == 0 {
+            continue;
+        }
+        let estimated = (count[y] as f64 * row_off[y] as f64 / row_total[y] as f64).round() as usize;
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.index.cmp(&b.index)));
+        suspects.extend(candidates.into_iter().take(estimated));
     }
     (suspects, temperature, thresholds)
 }
@@ -144,7 +166,8 @@ pub fn find_label_errors<H: Head + Clone>(
     let classes = head.classes().len();
     let mut learned = vec![true; samples.len()];
     let mut cleaned = head.clone();
-    let mut result = LabelErrors { suspects: Vec::new(), checked: 0, temperature: 1.0, thresholds: vec![None; classes] };
+    let mut result =
+        LabelErrors { suspects: Vec::new(), checked: 0, temperature: 1.0, thresholds: vec![None; classes] };
     for round in 0..config.rounds.max(1) {
         if round > 0 {
             // Start again from the full head and leave out only this round's suspects, so a sample released by the

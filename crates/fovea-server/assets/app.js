@@ -5,6 +5,7 @@ import { initClassify, showClassify } from './classify.js';
 import { initDataset, showDataset } from './dataset.js';
 import { initCollections, showCollections } from './collections.js';
 import { initHistory, showHistory } from './history.js';
+import { initHygiene, showHygiene } from './hygiene.js';
 import { initModels, showModels } from './models.js';
 import { initDetail } from './detail.js';
 
@@ -12,6 +13,7 @@ const ROUTES = {
   classify: showClassify,
   dataset: showDataset,
   collections: showCollections,
+  hygiene: showHygiene,
   history: showHistory,
   models: showModels,
 };
@@ -75,6 +77,7 @@ function init() {
   initDataset();
   initCollections();
   initHistory();
+  initHygiene();
   initModels();
   initDetail();
   renderMe();

@@ -527,5 +527,7 @@ async fn a_storage_failure_is_a_5xx_that_names_no_internal_path() {
 mod bounded;
 #[path = "integration/collections.rs"]
 mod collections;
+#[path = "integration/hygiene.rs"]
+mod hygiene;
 #[path = "integration/review.rs"]
 mod review;

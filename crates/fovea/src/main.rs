@@ -58,6 +58,8 @@ pub enum Command {
     Export(cmd::export::ExportArgs),
     /// Manage users and API tokens
     Users(cmd::serve::UsersArgs),
+    /// Dataset hygiene: labels the model disputes
+    Hygiene(cmd::hygiene::HygieneArgs),
     /// Evaluate the online heads: `fovea eval stream --train DIR --test DIR`
     Eval(cmd::eval::EvalArgs),
 }
@@ -89,6 +91,7 @@ fn main() {
         Command::Jobs(a) => cmd::train::jobs(&home, cli.backbone, cli.engine, a),
         Command::Export(a) => cmd::export::export(&home, cli.backbone, cli.engine, a),
         Command::Users(a) => cmd::serve::users(&home, cli.backbone, cli.engine, a),
+        Command::Hygiene(a) => cmd::hygiene::hygiene(&home, cli.backbone, cli.engine, a),
         Command::Eval(a) => cmd::eval::eval(&home, cli.backbone, cli.engine, a),
     };
     match result {

@@ -2,6 +2,7 @@
 
 mod classes;
 mod collections;
+mod hygiene;
 mod images;
 mod models;
 mod review;
@@ -23,6 +24,7 @@ use crate::error::{bad_request, ApiError};
 
 pub(crate) use classes::*;
 pub(crate) use collections::*;
+pub(crate) use hygiene::*;
 pub(crate) use images::*;
 pub(crate) use models::*;
 pub(crate) use review::*;
@@ -52,6 +54,8 @@ pub fn router(state: S) -> Router {
         .route("/bulk", get(bulk_actions).post(bulk))
         .route("/bulk/{id}/undo", post(undo_bulk))
         .route("/review", get(review))
+        .route("/hygiene/label-errors", get(label_errors))
+        .route("/hygiene/label-errors/{id}/confirm", post(confirm_label))
         .route("/classes", get(classes).post(create_class))
         .route("/classes/{id}", patch(rename_class))
         .route("/classes/{id}/merge", post(merge_class))

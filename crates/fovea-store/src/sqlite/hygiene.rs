@@ -50,9 +50,8 @@ pub(super) async fn put_image_hash(pool: &SqlitePool, hash: &ImageHash) -> Resul
 }
 
 pub(super) async fn image_hashes(pool: &SqlitePool) -> Result<Vec<ImageHash>> {
-    let rows = sqlx::query("SELECT image_id, dhash, pixel_sha256 FROM image_hashes ORDER BY image_id")
-        .fetch_all(pool)
-        .await?;
+    let rows =
+        sqlx::query("SELECT image_id, dhash, pixel_sha256 FROM image_hashes ORDER BY image_id").fetch_all(pool).await?;
     rows.iter()
         .map(|r| {
             Ok(ImageHash {

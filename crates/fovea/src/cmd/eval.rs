@@ -27,6 +27,8 @@ pub struct EvalArgs {
 pub enum EvalWhat {
     /// Feed training images one at a time to an online head; compare with offline training on all of them
     Stream(StreamArgs),
+    /// Find wrong labels in an ImageFolder whose folder names are the given labels (a throwaway store)
+    LabelErrors(super::eval_label_errors::LabelErrorArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -78,7 +80,10 @@ pub struct StreamArgs {
 }
 
 pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> anyhow::Result<i32> {
-    let EvalWhat::Stream(a) = &args.what;
+    let a = match &args.what {
+        EvalWhat::Stream(a) => a,
+        EvalWhat::LabelErrors(a) => return super::eval_label_errors::run(home, variant, engine, a),
+    };
     let backbone = load_backbone(home, variant, engine)?;
     let cache = home.join("embeddings").join(format!("{}.json", variant.name()));
     let train = embed_folder(backbone.as_ref(), &a.train, &cache)?;

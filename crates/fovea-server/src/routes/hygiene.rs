@@ -1,0 +1,56 @@
+//! Dataset hygiene: the second-look queue of labels the model disputes.
+
+use axum::extract::{Path, State};
+use axum::response::IntoResponse;
+use axum::Json;
+use fovea_app::{LabelErrorReport, Role, SuspectLabelConfirmed, MAX_LABEL_ERRORS_PAGE};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::{ApiQuery, ApiResult, S};
+use crate::api_types::ErrorBody;
+use crate::auth::Caller;
+use crate::error::bad_request;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LabelErrorsQuery {
+    /// Page size, 1..500 (default 50).
+    pub limit: Option<usize>,
+    #[serde(default)]
+    pub offset: usize,
+    /// Search again now instead of serving the kept search (annotators and admins).
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+/// Labels the served model confidently disputes, most disputed first: every labelled image is predicted with itself
+/// unlearned, and a label is suspect when another class reaches its own per-class confidence threshold and beats it.
+/// Confirmed labels and images relabelled since the search are left out.
+#[utoipa::path(get, path = "/api/v1/hygiene/label-errors", tag = "hygiene", params(LabelErrorsQuery),
+    responses((status = 200, body = LabelErrorReport), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn label_errors(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<LabelErrorsQuery>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    if q.refresh {
+        // A search is a pass over every labelled image: not something a read-only token may trigger at will.
+        caller.require(Role::Annotator)?;
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_LABEL_ERRORS_PAGE).contains(&limit) {
+        return Err(bad_request(format!("`limit` must lie in 1..{MAX_LABEL_ERRORS_PAGE}")));
+    }
+    Ok(Json(s.app.label_errors(limit, q.offset, q.refresh).await?).into_response())
+}
+
+/// Keeps the image's current label after a second look; it leaves the queue until the image is labelled again.
+/// (To change the label instead, `POST /api/v1/images/{id}/label`.)
+#[utoipa::path(post, path = "/api/v1/hygiene/label-errors/{id}/confirm", tag = "hygiene",
+    params(("id" = String, Path, description = "image id")),
+    responses((status = 200, body = SuspectLabelConfirmed), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn confirm_label(State(s): State<S>, caller: Caller, Path(id): Path<String>) -> ApiResult {
+    caller.require(Role::Annotator)?;
+    Ok(Json(s.app.confirm_label(&id, &caller.user).await?).into_response())
+}

@@ -1,0 +1,79 @@
+//! `/api/v1/hygiene/label-errors` in-process: a wrong label among crops of real photos is found, confirmed by an
+//! annotator, and leaves the queue; roles and bad input answer 4xx.
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use fovea_app::{App, AppConfig, ImportReport, LabelOrigin, Role};
+
+use super::{backbone, call, crop, get, photo};
+
+fn post(token: &str, uri: &str) -> Request<Body> {
+    Request::post(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn a_wrong_label_is_found_confirmed_and_leaves_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(AppConfig { data_dir: dir.path().to_owned(), ..Default::default() }, backbone()).await.unwrap();
+    let router = fovea_server::create_app(app.clone(), false);
+    let (_, viewer) = app.add_user("vic", Role::Viewer).await.unwrap();
+    let (_, annotator) = app.add_user("ann", Role::Annotator).await.unwrap();
+
+    let mut report = ImportReport::default();
+    let mut wrong = String::new();
+    for (file, class) in [("chelsea.png", "cat"), ("coffee.png", "coffee"), ("rocket.jpg", "rocket")] {
+        let img = photo(file);
+        for k in 0..6 {
+            let bytes = crop(&img, k * 2);
+            // One crop of the cat goes in as coffee: the only wrong label.
+            let given = if class == "cat" && k == 3 { "coffee" } else { class };
+            if given != class {
+                wrong = fovea_app::sha256_hex(&bytes);
+            }
+            app.import_bytes(bytes.into(), "test", Some(given), &mut report).await.unwrap();
+        }
+    }
+    assert_eq!(report.labelled, 18);
+
+    let (st, q) = call(&router, get(&viewer, "/api/v1/hygiene/label-errors")).await;
+    assert_eq!(st, StatusCode::OK, "{q}");
+    assert_eq!(q["checked"], 18, "{q}");
+    assert_eq!(q["items"][0]["image_id"], wrong.as_str(), "the wrong label is the most disputed: {q}");
+    assert_eq!(q["items"][0]["given"], "coffee");
+    assert_eq!(q["items"][0]["suggested"], "cat");
+    assert_eq!(q["items"][0]["origin"], serde_json::to_value(LabelOrigin::Import).unwrap());
+    assert!(q["total"].as_u64().unwrap() <= 2, "clean crops are not disputed: {q}");
+
+    // Reading is a viewer's; searching again on demand and confirming are not.
+    assert_eq!(call(&router, get(&viewer, "/api/v1/hygiene/label-errors?refresh=true")).await.0, StatusCode::FORBIDDEN);
+    let confirm = format!("/api/v1/hygiene/label-errors/{wrong}/confirm");
+    assert_eq!(call(&router, post(&viewer, &confirm)).await.0, StatusCode::FORBIDDEN);
+    for bad in [
+        "/api/v1/hygiene/label-errors?limit=0",
+        "/api/v1/hygiene/label-errors?limit=501",
+        "/api/v1/hygiene/label-errors?limit=x",
+    ] {
+        let (st, body) = call(&router, get(&viewer, bad)).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(body["error"]["message"].is_string());
+    }
+    let (st, _) = call(&router, post(&annotator, "/api/v1/hygiene/label-errors/not-an-id/confirm")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    let missing = fovea_app::sha256_hex(b"never uploaded");
+    let (st, _) = call(&router, post(&annotator, &format!("/api/v1/hygiene/label-errors/{missing}/confirm"))).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+
+    // A person looks again and keeps the label: it leaves the queue, and stays out after a fresh search.
+    let (st, kept) = call(&router, post(&annotator, &confirm)).await;
+    assert_eq!(st, StatusCode::OK, "{kept}");
+    assert_eq!(kept["class"], "coffee");
+    let (st, q) = call(&router, get(&annotator, "/api/v1/hygiene/label-errors?refresh=true")).await;
+    assert_eq!(st, StatusCode::OK, "{q}");
+    assert!(q["items"].as_array().unwrap().iter().all(|i| i["image_id"] != wrong.as_str()), "{q}");
+    assert_eq!(q["confirmed"], 1, "{q}");
+
+    // Relabelling it puts the new label up for judgement again (a new label row is not confirmed).
+    app.label(&wrong, "cat", "ann", LabelOrigin::Human).await.unwrap();
+    let (_, q) = call(&router, get(&annotator, "/api/v1/hygiene/label-errors?refresh=true")).await;
+    assert!(q["items"].as_array().unwrap().iter().all(|i| i["image_id"] != wrong.as_str()), "now right: {q}");
+}
