@@ -182,19 +182,30 @@ impl App {
         if targets.is_empty() {
             return Err(AppError::Invalid("none of the selected images can take this action".into()));
         }
+        self.apply_bulk_change(&change, &detail, &targets, user).await
+    }
+
+    /// Applies one bulk change as one undoable action; label changes reach the online head before this returns.
+    pub(crate) async fn apply_bulk_change(
+        &self,
+        change: &BulkChange,
+        detail: &serde_json::Value,
+        targets: &[BulkTarget],
+        user: &str,
+    ) -> Result<BulkActionRecord> {
         if !matches!(change, BulkChange::Label { .. }) {
-            return Ok(self.catalog.apply_bulk(&change, &detail, &targets, user).await?);
+            return Ok(self.catalog.apply_bulk(change, detail, targets, user).await?);
         }
         // Labels must reach the head, which folds them from each image's embedding under the served backbone.
         let backbone = self.head.lock().await.backbone().to_owned();
-        for t in &targets {
+        for t in targets {
             self.embedding_for(&t.image_id, &backbone).await?;
         }
         let mut head = self.head.lock().await;
         if head.backbone() != backbone {
             return Err(AppError::Conflict("the served model changed during this action; please retry".into()));
         }
-        let action = self.catalog.apply_bulk(&change, &detail, &targets, user).await?;
+        let action = self.catalog.apply_bulk(change, detail, targets, user).await?;
         head.catch_up(self.catalog.as_ref()).await?;
         if head.since_snapshot >= self.cfg.snapshot_every {
             head.save(self.catalog.as_ref()).await?;

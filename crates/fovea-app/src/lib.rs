@@ -5,6 +5,7 @@ mod browse;
 mod calibration;
 mod collections;
 mod compute;
+mod duplicates;
 mod error;
 mod export;
 mod head;
@@ -29,6 +30,10 @@ pub use calibration::{
 };
 pub use collections::{walk_files, CollectionProgress, IDENTIFY_JOB, UPLOAD_SOURCE};
 pub use compute::Compute;
+pub use duplicates::{
+    group_key, DuplicateGroupView, DuplicateMember, DuplicateReport, Resolution, ResolveOutcome, ResolveRequest,
+    MAX_GROUP,
+};
 pub use error::{AppError, Result};
 pub use export::{csv_field, DatasetFormat, ModelFormat};
 pub use fovea_store::{normalise_tag, sha256_hex, ClassId, LabelOrigin};

@@ -2,6 +2,7 @@
 // one), duplicate groups with one-click resolution, and the split-leakage report of a training run.
 
 import { api, h, pct, thumbUrl, toast, canLabel, state, loadClasses, promptDialog } from './api.js';
+import { initDuplicates, showDuplicates } from './duplicates.js';
 
 const PAGE = 30;
 
@@ -72,8 +73,10 @@ async function loadSecondLook(refresh = false) {
 
 export function initHygiene() {
   document.getElementById('look-refresh').addEventListener('click', () => loadSecondLook(true));
+  initDuplicates();
 }
 
 export function showHygiene() {
   loadSecondLook();
+  showDuplicates();
 }

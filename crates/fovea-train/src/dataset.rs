@@ -15,7 +15,7 @@
 //! * **Cutoff.** Classes with too few labelled images are left out of the run (and reported) rather than trained
 //!   on a handful of examples.
 
-mod grouping;
+pub(crate) mod grouping;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;

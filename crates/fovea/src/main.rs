@@ -58,7 +58,7 @@ pub enum Command {
     Export(cmd::export::ExportArgs),
     /// Manage users and API tokens
     Users(cmd::serve::UsersArgs),
-    /// Dataset hygiene: labels the model disputes
+    /// Dataset hygiene: labels the model disputes, duplicate groups
     Hygiene(cmd::hygiene::HygieneArgs),
     /// Evaluate the online heads: `fovea eval stream --train DIR --test DIR`
     Eval(cmd::eval::EvalArgs),

@@ -1,13 +1,16 @@
-//! Dataset hygiene: the second-look queue of labels the model disputes.
+//! Dataset hygiene: the second-look queue of labels the model disputes, and duplicate groups with their resolution.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
-use fovea_app::{LabelErrorReport, Role, SuspectLabelConfirmed, MAX_LABEL_ERRORS_PAGE};
+use fovea_app::{
+    DuplicateReport, LabelErrorReport, ResolveOutcome, ResolveRequest, Role, SuspectLabelConfirmed,
+    MAX_LABEL_ERRORS_PAGE,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{ApiQuery, ApiResult, S};
+use super::{ApiJson, ApiQuery, ApiResult, S};
 use crate::api_types::ErrorBody;
 use crate::auth::Caller;
 use crate::error::bad_request;
@@ -53,4 +56,31 @@ pub async fn label_errors(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQu
 pub async fn confirm_label(State(s): State<S>, caller: Caller, Path(id): Path<String>) -> ApiResult {
     caller.require(Role::Annotator)?;
     Ok(Json(s.app.confirm_label(&id, &caller.user).await?).into_response())
+}
+
+/// Duplicate groups across every stored image (labelled or not): the same pixels in other bytes, and near copies
+/// (re-encoded, resized, brightened, slightly cropped). Conflicting labels inside a group are called out and listed
+/// first; groups kept whole are left out.
+#[utoipa::path(get, path = "/api/v1/hygiene/duplicates", tag = "hygiene",
+    responses((status = 200, body = DuplicateReport), (status = 403, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn duplicates(State(s): State<S>, caller: Caller) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    Ok(Json(s.app.duplicates().await?).into_response())
+}
+
+/// Resolves a duplicate group in one click: `keep_one` (the others go to Unknown: kept, never trained on),
+/// `keep_all` (not shown again until the group changes) or `discard` (all go to Unknown). Moves to Unknown are one
+/// bulk action, undone at `/api/v1/bulk/{id}/undo`.
+#[utoipa::path(post, path = "/api/v1/hygiene/duplicates/resolve", tag = "hygiene", request_body = ResolveRequest,
+    responses((status = 200, body = ResolveOutcome), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn resolve_duplicates(
+    State(s): State<S>,
+    caller: Caller,
+    ApiJson(req): ApiJson<ResolveRequest>,
+) -> ApiResult {
+    caller.require(Role::Annotator)?;
+    Ok(Json(s.app.resolve_duplicates(&req, &caller.user).await?).into_response())
 }

@@ -56,6 +56,8 @@ pub fn router(state: S) -> Router {
         .route("/review", get(review))
         .route("/hygiene/label-errors", get(label_errors))
         .route("/hygiene/label-errors/{id}/confirm", post(confirm_label))
+        .route("/hygiene/duplicates", get(duplicates))
+        .route("/hygiene/duplicates/resolve", post(resolve_duplicates))
         .route("/classes", get(classes).post(create_class))
         .route("/classes/{id}", patch(rename_class))
         .route("/classes/{id}/merge", post(merge_class))

@@ -1,10 +1,11 @@
-//! `fovea hygiene`: look at the data itself — labels the model disputes (and confirming them after a second look).
+//! `fovea hygiene`: look at the data itself — labels the model disputes (and confirming them after a second look),
+//! duplicate groups (and resolving them).
 
 use std::io::Write;
 use std::path::Path;
 
 use clap::{Args, Subcommand};
-use fovea_app::{App, SuspectLabel, MAX_LABEL_ERRORS_PAGE};
+use fovea_app::{App, Resolution, ResolveRequest, SuspectLabel, MAX_LABEL_ERRORS_PAGE};
 use fovea_model::Variant;
 
 use super::serve::{open_app, runtime, AppArgs};
@@ -28,6 +29,27 @@ pub enum HygieneAction {
         /// Show at most this many
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Duplicate groups across every stored image: same pixels in other bytes, and near copies (re-encoded,
+    /// resized, brightened, slightly cropped); conflicting labels inside a group are called out
+    Duplicates {
+        /// Print JSON instead of a list
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve a duplicate group: keep-one (the others go to Unknown), keep-all (not shown again) or discard
+    Resolve {
+        /// keep-one | keep-all | discard
+        #[arg(long, value_parser = parse_resolution)]
+        action: Resolution,
+        /// For keep-one: the image kept
+        #[arg(long)]
+        keep: Option<String>,
+        /// The group's image ids, as `fovea hygiene duplicates` lists them
+        #[arg(required = true, num_args = 2..)]
+        images: Vec<String>,
+        #[arg(long, default_value = "cli")]
+        user: String,
     },
     /// Keep an image's current label after a second look: it leaves the label-error queue
     Confirm {
@@ -76,6 +98,44 @@ pub fn hygiene(home: &Path, variant: Variant, engine: Engine, args: &HygieneArgs
                 }
                 Ok(0)
             }
+            HygieneAction::Duplicates { json } => {
+                let report = app.duplicates().await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    return Ok(0);
+                }
+                println!(
+                    "{} images compared: {} duplicate groups ({} kept whole earlier and hidden)",
+                    report.images,
+                    report.groups.len(),
+                    report.kept
+                );
+                for g in &report.groups {
+                    let warn =
+                        if g.conflict { format!("  CONFLICT: {}", g.labels.join(" vs ")) } else { String::new() };
+                    println!("{} group of {}{warn}", g.kind, g.members.len());
+                    for m in &g.members {
+                        let label = m.label.as_deref().unwrap_or("unlabelled");
+                        println!("  {}  {label:<20} {:<10} {}", m.image_id, m.split, m.source);
+                    }
+                }
+                Ok(0)
+            }
+            HygieneAction::Resolve { action, keep, images, user } => {
+                let req = ResolveRequest { action: *action, images: images.clone(), keep: keep.clone() };
+                let done = app.resolve_duplicates(&req, user).await?;
+                match (&done.bulk, &done.kept_group) {
+                    (Some(b), _) => {
+                        println!(
+                            "moved {} images to Unknown (bulk action {}; `fovea collections undo {}`)",
+                            b.changed, b.id, b.id
+                        )
+                    }
+                    (None, Some(_)) => println!("kept the group whole; it is not shown again until it changes"),
+                    (None, None) => println!("nothing changed"),
+                }
+                Ok(0)
+            }
             HygieneAction::Confirm { image_id, user } => {
                 let kept = app.confirm_label(image_id, user).await?;
                 println!("kept label {:?} of image {} (label {})", kept.class, kept.image_id, kept.label_id);
@@ -83,6 +143,11 @@ pub fn hygiene(home: &Path, variant: Variant, engine: Engine, args: &HygieneArgs
             }
         }
     })
+}
+
+fn parse_resolution(s: &str) -> Result<Resolution, String> {
+    serde_json::from_value(serde_json::Value::String(s.replace('-', "_")))
+        .map_err(|_| format!("{s:?}: use keep-one, keep-all or discard"))
 }
 
 /// Up to `limit` open suspects, most disputed first, paging through the app's queue.
