@@ -173,6 +173,8 @@ impl App {
                 }
             }
         }
+        // Drawn before training, so a leaked benchmark is known whatever the run's outcome.
+        let leakage = self.split_leakage(&plan).await?;
         let old_classes: Option<Vec<String>> =
             self.model(&parent).await?.metrics.get("classes").and_then(|c| serde_json::from_value(c.clone()).ok());
 
@@ -198,7 +200,8 @@ impl App {
 
         let (tuned, serving, candidate, classifier_test) = outcome;
         let throw_away = params.throw_away;
-        let verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
+        let mut verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
+        crate::leakage::judge_leakage(&mut verdict, &leakage);
         // Both test evaluations come from the same plan.test in the same order, so pairing cannot fail in practice;
         // if it ever did, the report says less rather than the run failing.
         let test_comparison = gate::paired_comparison(&candidate.0, &serving.0, &GateConfig::default()).ok();
@@ -231,6 +234,7 @@ impl App {
                     "report": report,
                     "history": tuned.history,
                     "config": config,
+                    "leakage": leakage,
                 });
                 (report, metrics)
             })

@@ -3,6 +3,7 @@
 
 import { api, h, pct, thumbUrl, toast, canLabel, state, loadClasses, promptDialog } from './api.js';
 import { initDuplicates, showDuplicates } from './duplicates.js';
+import { initLeakage, showLeakage } from './leakage.js';
 
 const PAGE = 30;
 
@@ -74,9 +75,11 @@ async function loadSecondLook(refresh = false) {
 export function initHygiene() {
   document.getElementById('look-refresh').addEventListener('click', () => loadSecondLook(true));
   initDuplicates();
+  initLeakage();
 }
 
 export function showHygiene() {
   loadSecondLook();
   showDuplicates();
+  showLeakage();
 }

@@ -18,7 +18,7 @@ use crate::routes;
         routes::list_collections, routes::create_collection, routes::get_collection, routes::upload_to_collection,
         routes::results, routes::pairs, routes::coverage, routes::tags, routes::bulk, routes::bulk_actions,
         routes::undo_bulk, routes::thumb, routes::image_detail, routes::label_errors, routes::confirm_label,
-        routes::duplicates, routes::resolve_duplicates,
+        routes::duplicates, routes::resolve_duplicates, routes::leakage,
     ),
     modifiers(&BearerToken),
     tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "collections"), (name = "hygiene"), (name = "service"))

@@ -1,10 +1,11 @@
-//! Dataset hygiene: the second-look queue of labels the model disputes, and duplicate groups with their resolution.
+//! Dataset hygiene: the second-look queue of labels the model disputes, duplicate groups with their resolution,
+//! and training runs' split leakage.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
 use fovea_app::{
-    DuplicateReport, LabelErrorReport, ResolveOutcome, ResolveRequest, Role, SuspectLabelConfirmed,
+    DuplicateReport, LabelErrorReport, LeakageReport, ResolveOutcome, ResolveRequest, Role, SuspectLabelConfirmed,
     MAX_LABEL_ERRORS_PAGE,
 };
 use serde::Deserialize;
@@ -83,4 +84,24 @@ pub async fn resolve_duplicates(
 ) -> ApiResult {
     caller.require(Role::Annotator)?;
     Ok(Json(s.app.resolve_duplicates(&req, &caller.user).await?).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LeakageQuery {
+    /// A training run's model id (default: the newest run with a report).
+    pub model: Option<String>,
+}
+
+/// Near-duplicate groups a training run put in different splits, recorded when its splits were drawn. A benchmark
+/// image with a copy in the training or validation data fails the run's gate and blocks its promotion.
+#[utoipa::path(get, path = "/api/v1/hygiene/leakage", tag = "hygiene", params(LeakageQuery),
+    responses((status = 200, body = LeakageReport), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn leakage(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<LeakageQuery>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    if q.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return Err(bad_request("`model` must name a training run"));
+    }
+    Ok(Json(s.app.leakage(q.model.as_deref()).await?).into_response())
 }

@@ -58,6 +58,7 @@ pub fn router(state: S) -> Router {
         .route("/hygiene/label-errors/{id}/confirm", post(confirm_label))
         .route("/hygiene/duplicates", get(duplicates))
         .route("/hygiene/duplicates/resolve", post(resolve_duplicates))
+        .route("/hygiene/leakage", get(leakage))
         .route("/classes", get(classes).post(create_class))
         .route("/classes/{id}", patch(rename_class))
         .route("/classes/{id}/merge", post(merge_class))

@@ -76,4 +76,10 @@ async fn a_wrong_label_is_found_confirmed_and_leaves_the_queue() {
     app.label(&wrong, "cat", "ann", LabelOrigin::Human).await.unwrap();
     let (_, q) = call(&router, get(&annotator, "/api/v1/hygiene/label-errors?refresh=true")).await;
     assert!(q["items"].as_array().unwrap().iter().all(|i| i["image_id"] != wrong.as_str()), "now right: {q}");
+
+    // No training run yet, so no leakage report; a blank or unknown run is refused with a message.
+    let (st, body) = call(&router, get(&viewer, "/api/v1/hygiene/leakage")).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(call(&router, get(&viewer, "/api/v1/hygiene/leakage?model=")).await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(call(&router, get(&viewer, "/api/v1/hygiene/leakage?model=ft-999")).await.0, StatusCode::NOT_FOUND);
 }

@@ -1,5 +1,5 @@
 //! `fovea hygiene`: look at the data itself — labels the model disputes (and confirming them after a second look),
-//! duplicate groups (and resolving them).
+//! duplicate groups (and resolving them), and a training run's split leakage.
 
 use std::io::Write;
 use std::path::Path;
@@ -50,6 +50,16 @@ pub enum HygieneAction {
         images: Vec<String>,
         #[arg(long, default_value = "cli")]
         user: String,
+    },
+    /// Near-duplicate groups a training run put in different splits; a benchmark copy in the training data blocks
+    /// the run's promotion
+    Leakage {
+        /// The run [default: the newest run with a report]
+        #[arg(long)]
+        model: Option<String>,
+        /// Print JSON instead of a list
+        #[arg(long)]
+        json: bool,
     },
     /// Keep an image's current label after a second look: it leaves the label-error queue
     Confirm {
@@ -135,6 +145,37 @@ pub fn hygiene(home: &Path, variant: Variant, engine: Engine, args: &HygieneArgs
                     (None, None) => println!("nothing changed"),
                 }
                 Ok(0)
+            }
+            HygieneAction::Leakage { model, json } => {
+                let report = app.leakage(model.as_deref()).await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                    return Ok(if report.benchmark_leaked { 1 } else { 0 });
+                }
+                let run = report.model.as_deref().unwrap_or("?");
+                println!(
+                    "{run}: {} images in its splits, {} duplicate groups cross splits",
+                    report.images,
+                    report.groups.len()
+                );
+                if report.benchmark_leaked {
+                    println!(
+                        "BLOCKED: {} benchmark images have a near duplicate in the training or validation data",
+                        report.benchmark_images_leaked
+                    );
+                }
+                for g in &report.groups {
+                    println!(
+                        "{}{}",
+                        g.splits.join(" + "),
+                        if g.benchmark_leaked { "  (benchmark leaked)" } else { "" }
+                    );
+                    for m in &g.members {
+                        println!("  {}  {:<10} {}", m.image_id, m.split, m.label);
+                    }
+                }
+                // A leaked benchmark is a failed check, for scripts.
+                Ok(if report.benchmark_leaked { 1 } else { 0 })
             }
             HygieneAction::Confirm { image_id, user } => {
                 let kept = app.confirm_label(image_id, user).await?;
