@@ -22,6 +22,7 @@ mod scorer;
 mod tests;
 mod thumbs;
 mod training;
+mod unknown;
 mod usecases;
 
 use std::path::PathBuf;
@@ -53,6 +54,7 @@ pub use leakage::{LeakGroup, LeakMember, LeakageReport};
 pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
 pub use thumbs::{ImageDetail, THUMB_SIZES};
 pub use training::{TrainParams, TrainProgress, TrainReport};
+pub use unknown::{UnknownMatch, UnknownReview, MAX_UNKNOWN_MATCHES};
 pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 
 pub use fovea_model::Engine;

@@ -4,6 +4,7 @@
 import { api, h, pct, thumbUrl, toast, canLabel, state, loadClasses, promptDialog } from './api.js';
 import { initDuplicates, showDuplicates } from './duplicates.js';
 import { initLeakage, showLeakage } from './leakage.js';
+import { showUnknown } from './unknown.js';
 
 const PAGE = 30;
 
@@ -82,4 +83,5 @@ export function showHygiene() {
   loadSecondLook();
   showDuplicates();
   showLeakage();
+  showUnknown();
 }

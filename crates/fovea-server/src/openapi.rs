@@ -19,6 +19,7 @@ use crate::routes;
         routes::results, routes::pairs, routes::coverage, routes::tags, routes::bulk, routes::bulk_actions,
         routes::undo_bulk, routes::thumb, routes::image_detail, routes::label_errors, routes::confirm_label,
         routes::duplicates, routes::resolve_duplicates, routes::leakage,
+        routes::unknown_review,
     ),
     modifiers(&BearerToken),
     tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "collections"), (name = "hygiene"), (name = "service"))

@@ -1,12 +1,12 @@
 //! Dataset hygiene: the second-look queue of labels the model disputes, duplicate groups with their resolution,
-//! and training runs' split leakage.
+//! training runs' split leakage, and Unknown images that fit a newer class.
 
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::Json;
 use fovea_app::{
     DuplicateReport, LabelErrorReport, LeakageReport, ResolveOutcome, ResolveRequest, Role, SuspectLabelConfirmed,
-    MAX_LABEL_ERRORS_PAGE,
+    UnknownReview, MAX_LABEL_ERRORS_PAGE, MAX_UNKNOWN_MATCHES,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -104,4 +104,29 @@ pub async fn leakage(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<L
         return Err(bad_request("`model` must name a training run"));
     }
     Ok(Json(s.app.leakage(q.model.as_deref()).await?).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UnknownQuery {
+    /// Only matches for this class.
+    pub class: Option<String>,
+    /// At most this many, 1..500 (default 50).
+    pub limit: Option<usize>,
+}
+
+/// Images labelled Unknown that the served model now assigns to a class created after they were called Unknown:
+/// worth another look now that the class exists. Relabel with `POST /api/v1/images/{id}/label`; keep one Unknown
+/// with `POST /api/v1/hygiene/label-errors/{id}/confirm`.
+#[utoipa::path(get, path = "/api/v1/hygiene/unknown", tag = "hygiene", params(UnknownQuery),
+    responses((status = 200, body = UnknownReview), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn unknown_review(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<UnknownQuery>) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_UNKNOWN_MATCHES).contains(&limit) {
+        return Err(bad_request(format!("`limit` must lie in 1..{MAX_UNKNOWN_MATCHES}")));
+    }
+    let class = q.class.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    Ok(Json(s.app.unknown_review(class, limit).await?).into_response())
 }

@@ -59,6 +59,7 @@ pub fn router(state: S) -> Router {
         .route("/hygiene/duplicates", get(duplicates))
         .route("/hygiene/duplicates/resolve", post(resolve_duplicates))
         .route("/hygiene/leakage", get(leakage))
+        .route("/hygiene/unknown", get(unknown_review))
         .route("/classes", get(classes).post(create_class))
         .route("/classes/{id}", patch(rename_class))
         .route("/classes/{id}/merge", post(merge_class))

@@ -83,3 +83,58 @@ async fn a_wrong_label_is_found_confirmed_and_leaves_the_queue() {
     assert_eq!(call(&router, get(&viewer, "/api/v1/hygiene/leakage?model=")).await.0, StatusCode::BAD_REQUEST);
     assert_eq!(call(&router, get(&viewer, "/api/v1/hygiene/leakage?model=ft-999")).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn unknown_images_are_offered_once_a_class_they_fit_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::open(AppConfig { data_dir: dir.path().to_owned(), ..Default::default() }, backbone()).await.unwrap();
+    let router = fovea_server::create_app(app.clone(), false);
+    let (_, viewer) = app.add_user("vic", Role::Viewer).await.unwrap();
+    let (_, annotator) = app.add_user("ann", Role::Annotator).await.unwrap();
+    let mut report = ImportReport::default();
+    let (cat, coffee, rocket) = (photo("chelsea.png"), photo("coffee.png"), photo("rocket.jpg"));
+    let mut unknown_cats = Vec::new();
+    for k in 0..4 {
+        app.import_bytes(crop(&coffee, k * 2).into(), "test", Some("coffee"), &mut report).await.unwrap();
+        app.import_bytes(crop(&rocket, k * 2).into(), "test", Some("rocket"), &mut report).await.unwrap();
+        // Nobody could name the cat yet.
+        let bytes = crop(&cat, k * 2);
+        unknown_cats.push(fovea_app::sha256_hex(&bytes));
+        app.import_bytes(bytes.into(), "test", Some("Unknown"), &mut report).await.unwrap();
+    }
+    let unknown_rocket = crop(&rocket, 9);
+    let unknown_rocket_id = fovea_app::sha256_hex(&unknown_rocket);
+    app.import_bytes(unknown_rocket.into(), "test", Some("Unknown"), &mut report).await.unwrap();
+
+    // The classes they fit are older than their Unknown labels (rocket) or do not exist yet (cat): nothing offered.
+    let (st, r) = call(&router, get(&viewer, "/api/v1/hygiene/unknown")).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    assert_eq!(r["unknown_images"], 5);
+    assert_eq!(r["items"], serde_json::json!([]), "{r}");
+
+    // A person creates "cat" with one more picture of it: the Unknown cats are offered, the rocket is not.
+    let mut more = ImportReport::default();
+    app.import_bytes(crop(&cat, 7).into(), "test", None, &mut more).await.unwrap();
+    app.label(&fovea_app::sha256_hex(&crop(&cat, 7)), "cat", "ann", LabelOrigin::Human).await.unwrap();
+    let (st, r) = call(&router, get(&viewer, "/api/v1/hygiene/unknown?class=cat")).await;
+    assert_eq!(st, StatusCode::OK, "{r}");
+    let offered: Vec<&str> = r["items"].as_array().unwrap().iter().map(|i| i["image_id"].as_str().unwrap()).collect();
+    assert!(offered.len() >= 3, "{r}");
+    assert!(offered.iter().all(|id| unknown_cats.iter().any(|c| c == id)), "only the Unknown cats: {r}");
+    assert!(!offered.contains(&unknown_rocket_id.as_str()));
+    assert!(r["items"].as_array().unwrap().iter().all(|i| i["class"] == "cat"));
+
+    // Keeping one Unknown takes it off the list; relabelling another does too.
+    let confirm = format!("/api/v1/hygiene/label-errors/{}/confirm", offered[0]);
+    assert_eq!(call(&router, post(&annotator, &confirm)).await.0, StatusCode::OK);
+    app.label(offered[1], "cat", "ann", LabelOrigin::Human).await.unwrap();
+    let (_, after) = call(&router, get(&viewer, "/api/v1/hygiene/unknown")).await;
+    let left: Vec<&str> = after["items"].as_array().unwrap().iter().map(|i| i["image_id"].as_str().unwrap()).collect();
+    assert_eq!(left.len(), offered.len() - 2, "{after}");
+    assert!(!left.contains(&offered[0]) && !left.contains(&offered[1]));
+
+    for bad in ["/api/v1/hygiene/unknown?limit=0", "/api/v1/hygiene/unknown?limit=many"] {
+        assert_eq!(call(&router, get(&viewer, bad)).await.0, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    assert_eq!(call(&router, get(&viewer, "/api/v1/hygiene/unknown?class=zebra")).await.0, StatusCode::NOT_FOUND);
+}

@@ -1,5 +1,5 @@
 //! `fovea hygiene`: look at the data itself — labels the model disputes (and confirming them after a second look),
-//! duplicate groups (and resolving them), and a training run's split leakage.
+//! duplicate groups (and resolving them), a training run's split leakage, and Unknown images that fit a newer class.
 
 use std::io::Write;
 use std::path::Path;
@@ -57,6 +57,18 @@ pub enum HygieneAction {
         /// The run [default: the newest run with a report]
         #[arg(long)]
         model: Option<String>,
+        /// Print JSON instead of a list
+        #[arg(long)]
+        json: bool,
+    },
+    /// Images labelled Unknown that the served model now assigns to a class created after they were called
+    /// Unknown (relabel them, or `confirm` to keep them Unknown)
+    Unknown {
+        /// Only matches for this class
+        #[arg(long)]
+        class: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
         /// Print JSON instead of a list
         #[arg(long)]
         json: bool,
@@ -176,6 +188,22 @@ pub fn hygiene(home: &Path, variant: Variant, engine: Engine, args: &HygieneArgs
                 }
                 // A leaked benchmark is a failed check, for scripts.
                 Ok(if report.benchmark_leaked { 1 } else { 0 })
+            }
+            HygieneAction::Unknown { class, limit, json } => {
+                let review = app.unknown_review(class.as_deref(), *limit).await?;
+                if *json {
+                    println!("{}", serde_json::to_string_pretty(&review)?);
+                    return Ok(0);
+                }
+                println!(
+                    "{} images labelled Unknown; {} now look like a newer class",
+                    review.unknown_images,
+                    review.items.len()
+                );
+                for m in &review.items {
+                    println!("  {}  {:<20} {:.3}", m.image_id, m.class, m.probability);
+                }
+                Ok(0)
             }
             HygieneAction::Confirm { image_id, user } => {
                 let kept = app.confirm_label(image_id, user).await?;
