@@ -80,7 +80,12 @@ impl App {
         Ok(self.catalog.confused_pairs(collection, max_margin, 20).await?)
     }
 
-    pub async fn coverage(&self) -> Result<Vec<CoverageView>> {
+    /// Per class coverage; with `min_staged_share`, only the classes that depend on staged or synthetic pictures for
+    /// at least that share of their labels (their accuracy on real pictures is the least known).
+    pub async fn coverage(&self, min_staged_share: Option<f64>) -> Result<Vec<CoverageView>> {
+        if min_staged_share.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
+            return Err(AppError::Invalid("min_staged_share must be between 0 and 1".into()));
+        }
         let tags: Vec<String> = STAGED_TAGS.iter().map(|t| (*t).to_owned()).collect();
         let cutoff = self.cfg.cutoff;
         Ok(self
@@ -96,6 +101,7 @@ impl App {
                 cutoff,
                 candidates: r.candidates,
             })
+            .filter(|c| min_staged_share.is_none_or(|m| c.labelled > 0 && c.staged_share >= m))
             .collect())
     }
 

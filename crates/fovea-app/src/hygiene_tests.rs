@@ -109,3 +109,54 @@ async fn a_run_judged_on_a_leaked_benchmark_is_never_promoted() {
     assert!(r.benchmark_leaked);
     assert!(matches!(app.leakage(Some(&app.base_model_id())).await, Err(AppError::Invalid(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_survive_export_and_import_and_staged_classes_can_be_picked_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = open_app(&dir.path().join("a")).await;
+    let mut report = ImportReport::default();
+    let mut ids = Vec::new();
+    for (seed, class) in [(10, "cat"), (11, "cat"), (12, "cat"), (13, "dog"), (14, "dog")] {
+        let bytes = encoded(&blocks(seed), image::ImageFormat::Png);
+        ids.push(fovea_store::sha256_hex(&bytes));
+        app.import_bytes(bytes, "test", Some(class), &mut report).await.unwrap();
+    }
+    assert_eq!(app.tag_images(&ids[..2], "synthetic", "ann").await.unwrap(), 2);
+    assert_eq!(app.tag_images(&ids[1..2], "staged", "ann").await.unwrap(), 1);
+
+    // Two of the three cats are synthetic: cat depends on them, dog does not.
+    let staged: Vec<String> = app.coverage(Some(0.5)).await.unwrap().into_iter().map(|c| c.class).collect();
+    assert_eq!(staged, vec!["cat"]);
+    assert_eq!(app.coverage(None).await.unwrap().len(), 2);
+    assert!(matches!(app.coverage(Some(1.5)).await, Err(AppError::Invalid(_))));
+
+    let out = dir.path().join("export");
+    assert_eq!(app.export_dataset(crate::DatasetFormat::ImageFolder, &out).await.unwrap(), 5);
+    let csv = dir.path().join("labels.csv");
+    app.export_dataset(crate::DatasetFormat::Csv, &csv).await.unwrap();
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",tags"));
+    assert!(csv.lines().any(|l| l.starts_with(&ids[1]) && l.ends_with(",staged;synthetic")), "{csv}");
+
+    // A fresh store imports the exported folder (as `fovea import --labelled` does) and gets the tags back.
+    let other = open_app(&dir.path().join("b")).await;
+    let mut imported = Vec::new();
+    let mut again = ImportReport::default();
+    for class in std::fs::read_dir(&out).unwrap().flatten().filter(|e| e.path().is_dir()) {
+        let name = class.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(class.path()).unwrap().flatten() {
+            let bytes = bytes::Bytes::from(std::fs::read(file.path()).unwrap());
+            imported.push((file.path(), fovea_store::sha256_hex(&bytes)));
+            other.import_bytes(bytes, "reimport", Some(&name), &mut again).await.unwrap();
+        }
+    }
+    assert_eq!(again.labelled, 5);
+    assert_eq!(other.apply_folder_tags(&out, &imported, "import").await.unwrap(), 3);
+    let tags_of = |i: usize| {
+        let (other, id) = (other.clone(), ids[i].clone());
+        async move { other.catalog().image_tags(&id).await.unwrap() }
+    };
+    assert_eq!(tags_of(0).await, vec!["synthetic"]);
+    assert_eq!(tags_of(1).await, vec!["staged", "synthetic"]);
+    assert!(tags_of(2).await.is_empty() && tags_of(4).await.is_empty());
+}

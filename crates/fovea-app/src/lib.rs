@@ -39,7 +39,7 @@ pub use duplicates::{
     MAX_GROUP,
 };
 pub use error::{AppError, Result};
-pub use export::{csv_field, DatasetFormat, ModelFormat};
+pub use export::{csv_field, read_folder_tags, DatasetFormat, ModelFormat, TAGS_FILE};
 pub use fovea_store::{normalise_tag, sha256_hex, ClassId, LabelOrigin};
 pub use fovea_store::{
     BulkActionRecord, CollectionItem, CollectionRecord, ConfusedPair, ItemFilter as ResultFilter, ItemSort, UndoOutcome,
