@@ -37,6 +37,9 @@ pub struct TrainParams {
     /// that model: on small datasets the validation images are worth more as training data. Takes about twice as
     /// long.
     pub final_fit: bool,
+    /// Keep images tagged staged or synthetic out of the test and benchmark (and validation) splits: they are
+    /// trained on, and the model is judged on real pictures only.
+    pub staged_train_only: bool,
 }
 
 /// Live state of a run, for progress bars and the web UI's curve.
@@ -161,7 +164,13 @@ impl App {
 
         let parent = self.served_model().await;
         // The dataset first: "not enough data" is the common answer and needs no weights loaded.
-        let Prepared { samples, photos: images, frozen, stored, .. } = self.labelled_samples().await?;
+        let Prepared { mut samples, photos: images, frozen, stored, .. } = self.labelled_samples().await?;
+        if params.staged_train_only {
+            for s in &mut samples {
+                let tags = self.catalog.image_tags(&s.sha256).await?;
+                s.train_only = tags.iter().any(|t| crate::STAGED_TAGS.contains(&t.as_str()));
+            }
+        }
         // Held-out shares are sized for the dataset (see `SplitConfig::sized_for`: caps on small datasets, targets in
         // images on large ones, never moving a trained image into an evaluation split as the dataset grows).
         let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..SplitConfig::sized_for(samples.len()) })?;
@@ -289,6 +298,7 @@ impl App {
                 sha256: row.image.id,
                 dhash: fovea_train::perceptual::dhash(&img),
                 class,
+                train_only: false,
             });
             let len = img.as_raw().len();
             if kept_bytes + len <= budget {

@@ -14,6 +14,9 @@
 //!   group with them, so the promotion gate keeps comparing models on the same images.
 //! * **Cutoff.** Classes with too few labelled images are left out of the run (and reported) rather than trained
 //!   on a handful of examples.
+//! * **Train-only samples.** A sample marked `train_only` (a staged or synthetic picture, when asked) is never
+//!   evaluated on: its group goes to training, unless the group is frozen in the benchmark, in which case the
+//!   train-only sample sits the run out (training on it would leak the benchmark).
 
 pub(crate) mod grouping;
 
@@ -38,6 +41,10 @@ pub struct Sample {
     /// Difference hash from [`crate::perceptual::dhash`].
     pub dhash: u64,
     pub class: String,
+    /// Only ever trained on, never evaluated on (e.g. a staged or synthetic picture: the model is to be judged on
+    /// real ones). Its whole duplicate group goes to training; see [`build`].
+    #[serde(default)]
+    pub train_only: bool,
 }
 
 /// How to split; percentages are of groups (≈ of images), the remainder goes to training.
@@ -277,18 +284,22 @@ pub fn build(samples: &[Sample], frozen_benchmark: &HashSet<i64>, config: &Split
     let labels = grouping::group(&key_refs, &hashes, config.near_duplicate_bits, false);
 
     // Per group, indexed by its label (the group's smallest sample index, so always in range): the smallest
-    // sha256 and whether any member is frozen in the benchmark.
-    let mut group_info: Vec<(&str, bool)> = key_refs.iter().map(|&key| (key, false)).collect();
+    // sha256, whether any member is frozen in the benchmark, and whether any member is train-only.
+    let mut group_info: Vec<(&str, bool, bool)> = key_refs.iter().map(|&key| (key, false, false)).collect();
     for (i, &label) in labels.iter().enumerate() {
         let info = &mut group_info[label];
         info.0 = info.0.min(key_refs[i]);
         info.1 |= frozen_benchmark.contains(&samples[i].image_id);
+        info.2 |= samples[i].train_only;
     }
+    // A train-only member takes its group to training (moving images only towards training keeps the splits'
+    // promise); a frozen benchmark group stays, and its train-only members sit the run out below.
     let assigned: Vec<Split> = labels
         .iter()
         .map(|&label| match group_info[label] {
-            (_, true) => Split::Benchmark,
-            (key, false) => split_for(key, config),
+            (_, true, _) => Split::Benchmark,
+            (_, false, true) => Split::Train,
+            (key, false, false) => split_for(key, config),
         })
         .collect();
 
@@ -324,7 +335,7 @@ pub fn build(samples: &[Sample], frozen_benchmark: &HashSet<i64>, config: &Split
         excluded,
     };
     for (s, &split) in samples.iter().zip(&assigned) {
-        if plan.class_index(&s.class).is_none() {
+        if plan.class_index(&s.class).is_none() || (s.train_only && split != Split::Train) {
             continue;
         }
         let target = match split {
