@@ -164,6 +164,19 @@ impl App {
         Ok(Found { rows, groups })
     }
 
+    /// Per image in a duplicate group: the group's smallest image id (images alone in their group are left out).
+    pub(crate) async fn duplicate_links(&self, config: &DuplicateConfig) -> Result<HashMap<String, String>> {
+        let Found { rows, groups } = self.find_duplicates(config).await?;
+        let mut links = HashMap::new();
+        for g in groups {
+            let Some(first) = g.members.iter().map(|&i| &rows[i].image.id).min().cloned() else { continue };
+            for &i in &g.members {
+                links.insert(rows[i].image.id.clone(), first.clone());
+            }
+        }
+        Ok(links)
+    }
+
     /// Duplicate groups a person has not kept whole yet, conflicting ones first.
     pub async fn duplicates(&self) -> Result<DuplicateReport> {
         let Found { rows, groups } = self.find_duplicates(&DuplicateConfig::default()).await?;

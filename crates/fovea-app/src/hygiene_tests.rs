@@ -31,7 +31,14 @@ fn same_pixels_other_bytes(seed: u8) -> bytes::Bytes {
 }
 
 fn sample(i: i64, bytes: &[u8], class: &str) -> Sample {
-    Sample { image_id: i, sha256: fovea_store::sha256_hex(bytes), dhash: 0, class: class.into(), train_only: false }
+    Sample {
+        image_id: i,
+        sha256: fovea_store::sha256_hex(bytes),
+        dhash: 0,
+        class: class.into(),
+        train_only: false,
+        link: None,
+    }
 }
 
 fn plan(train: Vec<Sample>, benchmark: Vec<Sample>, test: Vec<Sample>) -> DatasetPlan {

@@ -165,6 +165,12 @@ impl App {
         let parent = self.served_model().await;
         // The dataset first: "not enough data" is the common answer and needs no weights loaded.
         let Prepared { mut samples, photos: images, frozen, stored, .. } = self.labelled_samples().await?;
+        // Copies the hash misses (crops, found through the embeddings) share a split too, so a run's benchmark does
+        // not leak through them.
+        let links = self.duplicate_links(&fovea_train::duplicates::DuplicateConfig::strict()).await?;
+        for s in &mut samples {
+            s.link = links.get(&s.sha256).cloned();
+        }
         if params.staged_train_only {
             for s in &mut samples {
                 let tags = self.catalog.image_tags(&s.sha256).await?;
@@ -299,6 +305,7 @@ impl App {
                 dhash: fovea_train::perceptual::dhash(&img),
                 class,
                 train_only: false,
+                link: None,
             });
             let len = img.as_raw().len();
             if kept_bytes + len <= budget {

@@ -8,7 +8,7 @@ use super::*;
 use crate::perceptual::hamming;
 
 fn sample(image_id: i64, sha256: &str, dhash: u64, class: &str) -> Sample {
-    Sample { image_id, sha256: sha256.to_string(), dhash, class: class.to_string(), train_only: false }
+    Sample { image_id, sha256: sha256.to_string(), dhash, class: class.to_string(), train_only: false, link: None }
 }
 
 /// Unrelated samples: random sha256 and random dHash (two random 64-bit hashes are within 4 bits with
@@ -381,4 +381,42 @@ fn train_only_samples_and_their_copies_are_never_evaluated_on() {
     let all: Vec<i64> = Split::ALL.iter().flat_map(|&s| pinned.split(s).iter().map(|x| x.image_id)).collect();
     assert!(!all.contains(&evaluated[0]), "the train-only copy of a frozen benchmark image is left out");
     assert!(pinned.benchmark.iter().any(|s| s.image_id == 1000));
+}
+
+#[test]
+fn linked_samples_share_a_split() {
+    let mut samples: Vec<Sample> = (0..300)
+        .map(|i| sample(i, &format!("{i:064x}"), (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), "a"))
+        .collect();
+    samples.extend(
+        (300..600).map(|i| sample(i, &format!("{i:064x}"), (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), "b")),
+    );
+    let config = SplitConfig { cutoff: 1, ..SplitConfig::default() };
+    let split_of =
+        |plan: &DatasetPlan, id: i64| Split::ALL.into_iter().find(|&s| plan.split(s).iter().any(|x| x.image_id == id));
+    let before = build(&samples, &HashSet::new(), &config).unwrap();
+    // Pairs that the hashes do not group, in different splits before: linked, they land together.
+    let mut used = HashSet::new();
+    let mut pairs: Vec<(i64, i64)> = Vec::new();
+    for a in 0..300 {
+        for b in a + 1..300 {
+            if pairs.len() < 5
+                && !used.contains(&a)
+                && !used.contains(&b)
+                && split_of(&before, a) != split_of(&before, b)
+            {
+                pairs.push((a, b));
+                used.extend([a, b]);
+            }
+        }
+    }
+    assert_eq!(pairs.len(), 5);
+    for (n, &(a, b)) in pairs.iter().enumerate() {
+        samples[a as usize].link = Some(format!("g{n}"));
+        samples[b as usize].link = Some(format!("g{n}"));
+    }
+    let after = build(&samples, &HashSet::new(), &config).unwrap();
+    for (a, b) in pairs {
+        assert_eq!(split_of(&after, a), split_of(&after, b), "{a} and {b} are linked");
+    }
 }
