@@ -62,13 +62,12 @@ pub struct LabelErrors {
     pub thresholds: Vec<Option<f64>>,
 }
 
+/// One sample's out-of-sample logits and its given class index; `None` where it cannot be judged.
+type Evidence = Option<(Vec<f64>, usize)>;
+
 /// Out-of-sample logits: samples marked `learned` are unlearned, scored and learned back; the others are scored as
 /// they are (the head never held them). `None` where a sample cannot be held out.
-fn out_of_sample<H: Head + Clone>(
-    head: &H,
-    samples: &[(&[f32], &str)],
-    learned: &[bool],
-) -> Result<Vec<Option<(Vec<f64>, usize)>>> {
+fn out_of_sample<H: Head + Clone>(head: &H, samples: &[(&[f32], &str)], learned: &[bool]) -> Result<Vec<Evidence>> {
     let mut copy = head.clone();
     let mut out = Vec::with_capacity(samples.len());
     for (&(x, class), &in_head) in samples.iter().zip(learned) {
@@ -101,10 +100,10 @@ fn out_of_sample<H: Head + Clone>(
 /// reaching their own threshold, and each given-class row is scaled up to that class's number of samples (samples
 /// that reach no threshold are spread like the rest of their row). Then that many of the class's samples are
 /// flagged, the most disputed first, among those whose most probable class is not the given one.
-fn judge(evidence: &[Option<(Vec<f64>, usize)>], classes: usize) -> (Vec<Suspect>, f64, Vec<Option<f64>>) {
+fn judge(evidence: &[Evidence], classes: usize) -> (Vec<Suspect>, f64, Vec<Option<f64>>) {
     let scored: Vec<(Vec<f64>, usize)> = evidence.iter().flatten().cloned().collect();
     let temperature = fit_temperature(&scored).temperature;
-    let probs: Vec<Option<(Vec<f64>, usize)>> = evidence
+    let probs: Vec<Evidence> = evidence
         .iter()
         .map(|e| e.as_ref().map(|(logits, y)| (softmax_scaled(logits, 1.0 / temperature), *y)))
         .collect();
