@@ -16,7 +16,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::{fit_temperature, softmax_scaled};
+use crate::calibrate::softmax_scaled;
 use crate::classes::ClassId;
 use crate::error::Result;
 use crate::head::Head;
@@ -92,6 +92,48 @@ fn out_of_sample<H: Head + Clone>(head: &H, samples: &[(&[f32], &str)], learned:
     Ok(out)
 }
 
+/// Most a single sample adds to the loss the temperature is fitted on: the cost of giving its label 0.1 %. (On
+/// 2000 MNIST digits with 10 % flipped, F1 0.879 against 0.885 uncapped; a cap of 1 % gave 0.875.)
+const MAX_SAMPLE_LOSS: f64 = 6.907_755_278_982_137;
+
+/// Temperature minimising the mean negative log-likelihood of the given labels, each sample's loss capped at
+/// [`MAX_SAMPLE_LOSS`]. Uncapped, the very labels being judged decide the scale: a few confidently wrong labels
+/// among a few dozen samples pull the temperature up a hundredfold, every probability flattens towards uniform,
+/// and nothing stands out any more. Capped, a wrong label costs the same however wrong it is. Golden-section search
+/// on `ln T` in `[ln 1e-3, ln 1e3]`, a fixed number of steps, so the result is deterministic.
+fn robust_temperature(samples: &[(Vec<f64>, usize)]) -> f64 {
+    if samples.is_empty() {
+        return 1.0;
+    }
+    let cap = MAX_SAMPLE_LOSS;
+    let loss = |log_t: f64| {
+        let beta = (-log_t).exp();
+        samples
+            .iter()
+            .map(|(logits, y)| {
+                let p = softmax_scaled(logits, beta);
+                (-p.get(*y).copied().unwrap_or(0.0).max(1e-300).ln()).min(cap)
+            })
+            .sum::<f64>()
+    };
+    let (mut a, mut b) = (1e-3f64.ln(), 1e3f64.ln());
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+    let (mut fc, mut fd) = (loss(c), loss(d));
+    for _ in 0..60 {
+        if fc < fd {
+            (b, d, fd) = (d, c, fc);
+            c = b - g * (b - a);
+            fc = loss(c);
+        } else {
+            (a, c, fc) = (c, d, fd);
+            d = a + g * (b - a);
+            fd = loss(d);
+        }
+    }
+    ((a + b) / 2.0).exp()
+}
+
 /// One confident-learning pass over out-of-sample logits; returns the suspects (unranked), the temperature and the
 /// per-class thresholds.
 ///
@@ -102,7 +144,7 @@ fn out_of_sample<H: Head + Clone>(head: &H, samples: &[(&[f32], &str)], learned:
 /// flagged, the most disputed first, among those whose most probable class is not the given one.
 fn judge(evidence: &[Evidence], classes: usize) -> (Vec<Suspect>, f64, Vec<Option<f64>>) {
     let scored: Vec<(Vec<f64>, usize)> = evidence.iter().flatten().cloned().collect();
-    let temperature = fit_temperature(&scored).temperature;
+    let temperature = robust_temperature(&scored);
     let probs: Vec<Evidence> = evidence
         .iter()
         .map(|e| e.as_ref().map(|(logits, y)| (softmax_scaled(logits, 1.0 / temperature), *y)))
@@ -273,6 +315,24 @@ mod tests {
         let refs: Vec<(&[f32], &str)> = samples.iter().map(|(x, c)| (x.as_slice(), c.as_str())).collect();
         let found = find_label_errors(&head, &refs, &LabelErrorConfig::default()).unwrap();
         assert!(found.suspects.len() <= samples.len() / 20, "{} of {}", found.suspects.len(), samples.len());
+    }
+
+    #[test]
+    fn one_wrong_label_among_a_dozen_clean_ones_is_found() {
+        // Two far-apart clusters of six; one sample of the first is labelled as the second. Fitted without a cap on
+        // each sample's loss, that one confident mistake sets the temperature in the hundreds and hides itself.
+        let (samples, _) = noisy(21, 2, 6, 0.0);
+        let mut samples: Vec<(Vec<f32>, String)> =
+            samples.into_iter().map(|(x, c)| (x.iter().map(|v| v * 4.0).collect(), c)).collect();
+        let wrong = samples.iter().position(|(_, c)| c == "c0").unwrap();
+        samples[wrong].1 = "c1".into();
+        let head = head_of(&samples);
+        let refs: Vec<(&[f32], &str)> = samples.iter().map(|(x, c)| (x.as_slice(), c.as_str())).collect();
+        for rounds in [1, 2] {
+            let found = find_label_errors(&head, &refs, &LabelErrorConfig { rounds }).unwrap();
+            let flagged: Vec<usize> = found.suspects.iter().map(|s| s.index).collect();
+            assert_eq!(flagged, vec![wrong], "rounds {rounds}, temperature {}", found.temperature);
+        }
     }
 
     #[test]

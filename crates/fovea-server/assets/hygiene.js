@@ -39,7 +39,8 @@ function secondLookCard(item, onDone) {
     h('div', { class: 'look-facts' },
       h('p', {}, 'Labelled ', h('strong', {}, item.given), h('span', { class: 'muted' }, ` ${pct(item.given_probability)}`)),
       h('p', {}, 'Model says ', h('strong', {}, item.suggested), h('span', { class: 'muted' }, ` ${pct(item.suggested_probability)}`)),
-      h('p', { class: 'small muted' }, `by ${item.labelled_by} (${item.origin})`)),
+      h('p', { class: 'small muted' }, item.labelled_by === item.origin
+        ? `by ${item.origin}` : `by ${item.labelled_by} (${item.origin})`)),
     h('div', { class: 'look-actions needs-annotator' },
       h('button', { type: 'button', class: 'btn btn-small btn-primary', onclick: () => relabel(item.suggested) },
         `Relabel to ${item.suggested}`),

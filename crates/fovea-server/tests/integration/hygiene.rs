@@ -137,4 +137,9 @@ async fn unknown_images_are_offered_once_a_class_they_fit_exists() {
         assert_eq!(call(&router, get(&viewer, bad)).await.0, StatusCode::BAD_REQUEST, "{bad}");
     }
     assert_eq!(call(&router, get(&viewer, "/api/v1/hygiene/unknown?class=zebra")).await.0, StatusCode::NOT_FOUND);
+    // The coverage filter for classes that depend on staged pictures checks its share too.
+    assert_eq!(call(&router, get(&viewer, "/api/v1/coverage?min_staged_share=2")).await.0, StatusCode::BAD_REQUEST);
+    let (st, none) = call(&router, get(&viewer, "/api/v1/coverage?min_staged_share=0.5")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(none, serde_json::json!([]), "nothing here is tagged staged");
 }
