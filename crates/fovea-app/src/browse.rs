@@ -80,7 +80,12 @@ impl App {
         Ok(self.catalog.confused_pairs(collection, max_margin, 20).await?)
     }
 
-    pub async fn coverage(&self) -> Result<Vec<CoverageView>> {
+    /// Per class coverage; with `min_staged_share`, only the classes that depend on staged or synthetic pictures for
+    /// at least that share of their labels (their accuracy on real pictures is the least known).
+    pub async fn coverage(&self, min_staged_share: Option<f64>) -> Result<Vec<CoverageView>> {
+        if min_staged_share.is_some_and(|m| !(0.0..=1.0).contains(&m)) {
+            return Err(AppError::Invalid("min_staged_share must be between 0 and 1".into()));
+        }
         let tags: Vec<String> = STAGED_TAGS.iter().map(|t| (*t).to_owned()).collect();
         let cutoff = self.cfg.cutoff;
         Ok(self
@@ -96,6 +101,7 @@ impl App {
                 cutoff,
                 candidates: r.candidates,
             })
+            .filter(|c| min_staged_share.is_none_or(|m| c.labelled > 0 && c.staged_share >= m))
             .collect())
     }
 
@@ -182,19 +188,30 @@ impl App {
         if targets.is_empty() {
             return Err(AppError::Invalid("none of the selected images can take this action".into()));
         }
+        self.apply_bulk_change(&change, &detail, &targets, user).await
+    }
+
+    /// Applies one bulk change as one undoable action; label changes reach the online head before this returns.
+    pub(crate) async fn apply_bulk_change(
+        &self,
+        change: &BulkChange,
+        detail: &serde_json::Value,
+        targets: &[BulkTarget],
+        user: &str,
+    ) -> Result<BulkActionRecord> {
         if !matches!(change, BulkChange::Label { .. }) {
-            return Ok(self.catalog.apply_bulk(&change, &detail, &targets, user).await?);
+            return Ok(self.catalog.apply_bulk(change, detail, targets, user).await?);
         }
         // Labels must reach the head, which folds them from each image's embedding under the served backbone.
         let backbone = self.head.lock().await.backbone().to_owned();
-        for t in &targets {
+        for t in targets {
             self.embedding_for(&t.image_id, &backbone).await?;
         }
         let mut head = self.head.lock().await;
         if head.backbone() != backbone {
             return Err(AppError::Conflict("the served model changed during this action; please retry".into()));
         }
-        let action = self.catalog.apply_bulk(&change, &detail, &targets, user).await?;
+        let action = self.catalog.apply_bulk(change, detail, targets, user).await?;
         head.catch_up(self.catalog.as_ref()).await?;
         if head.since_snapshot >= self.cfg.snapshot_every {
             head.save(self.catalog.as_ref()).await?;

@@ -6,12 +6,17 @@ mod calibration;
 mod collections;
 mod compute;
 mod drift;
+mod duplicates;
 mod error;
 mod export;
 mod head;
+#[cfg(test)]
+mod hygiene_tests;
 mod identify;
 mod insight;
 mod jobs;
+mod label_errors;
+mod leakage;
 mod models;
 mod review;
 mod scorer;
@@ -19,6 +24,7 @@ mod scorer;
 mod tests;
 mod thumbs;
 mod training;
+mod unknown;
 mod usecases;
 mod webhook;
 
@@ -32,8 +38,12 @@ pub use calibration::{
 pub use collections::{walk_files, CollectionProgress, IDENTIFY_JOB, UPLOAD_SOURCE};
 pub use compute::Compute;
 pub use drift::{DriftReference, DriftStatus};
+pub use duplicates::{
+    group_key, DuplicateGroupView, DuplicateMember, DuplicateReport, Resolution, ResolveOutcome, ResolveRequest,
+    MAX_GROUP,
+};
 pub use error::{AppError, Result};
-pub use export::{csv_field, DatasetFormat, ModelFormat};
+pub use export::{csv_field, read_folder_tags, DatasetFormat, ModelFormat, TAGS_FILE};
 pub use fovea_insight::{DriftConfig, EvaluationEstimate, Report};
 pub use fovea_store::{normalise_tag, now_millis, sha256_hex, ClassId, LabelOrigin, MergeRecord};
 pub use fovea_store::{
@@ -49,9 +59,12 @@ pub use fovea_vision::VisionError;
 pub use identify::Identified;
 pub use insight::{EvaluationView, MAX_EVALUATION};
 pub use jobs::{parse_schedule, TRAIN_JOB};
+pub use label_errors::{LabelErrorReport, SuspectLabel, SuspectLabelConfirmed, MAX_LABEL_ERRORS_PAGE};
+pub use leakage::{LeakGroup, LeakMember, LeakageReport};
 pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
 pub use thumbs::{ImageDetail, THUMB_SIZES};
 pub use training::{TrainParams, TrainProgress, TrainReport};
+pub use unknown::{UnknownMatch, UnknownReview, MAX_UNKNOWN_MATCHES};
 pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 
 pub use fovea_model::Engine;
@@ -136,6 +149,8 @@ pub struct App {
     /// The served head's calibration report; held while a refit runs so only one runs at a time.
     calibration: Mutex<Option<CalibrationReport>>,
     live_evidence: std::sync::Mutex<calibration::LiveEvidence>,
+    /// The last label-error search, served while the label log moves on a little; held while a search runs.
+    label_error_search: Mutex<Option<label_errors::LabelErrorSearch>>,
     /// Serialises model switches (promotion, rollback, sync), which take seconds.
     switching: Mutex<()>,
     /// Decoding and preprocessing run on at most half the cores: the network's threads synchronise per layer,
@@ -188,6 +203,7 @@ impl App {
             head: Mutex::new(head),
             calibration: Mutex::new(None),
             live_evidence: Default::default(),
+            label_error_search: Mutex::new(None),
             switching: Mutex::new(()),
             decode_permits,
             upload_permits: Arc::new(tokio::sync::Semaphore::new(cfg.max_waiting.max(1))),

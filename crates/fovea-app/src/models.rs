@@ -180,6 +180,12 @@ impl App {
         if record.status == ModelStatus::Training {
             return Err(AppError::Conflict(format!("{id} is still being trained; it cannot be promoted yet")));
         }
+        if let Some(leaked) = crate::leakage::blocks_promotion(&record.metrics) {
+            return Err(AppError::Conflict(format!(
+                "{id} was judged on a leaked benchmark: {leaked} benchmark images have a near duplicate in its training \
+                 data (`fovea hygiene leakage --model {id}`); resolve the duplicates and train again"
+            )));
+        }
         self.switch_to(id, true).await?;
         self.model(id).await
     }

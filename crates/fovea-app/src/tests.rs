@@ -59,7 +59,7 @@ fn tiny_weights(seed: u64) -> Weights {
 }
 
 /// Opens (or reopens) an app over `dir`, serving whatever the registry says is promoted.
-async fn open_app(dir: &Path) -> Arc<App> {
+pub(crate) async fn open_app(dir: &Path) -> Arc<App> {
     let base_file = dir.join("base.safetensors");
     if !base_file.exists() {
         write_weights(&base_file, &Variant::Lite0.name(), &tiny_weights(1)).unwrap();
@@ -70,7 +70,7 @@ async fn open_app(dir: &Path) -> Arc<App> {
 }
 
 /// A distinct little picture per `seed`.
-fn picture(seed: u8) -> Bytes {
+pub(crate) fn picture(seed: u8) -> Bytes {
     let img = image::RgbImage::from_fn(48, 40, |x, y| {
         image::Rgb([seed.wrapping_mul(37).wrapping_add(x as u8 * 3), (y as u8 * 5) ^ seed, seed.wrapping_mul(11)])
     });
@@ -105,7 +105,7 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 }
 
 /// Registers a second model whose weights differ from the base's, as a fine-tune of it.
-async fn register_fine_tune(app: &App, id: &str) {
+pub(crate) async fn register_fine_tune(app: &App, id: &str) {
     write_weights(&app.model_path(id), id, &tiny_weights(2)).unwrap();
     let version = NewModelVersion {
         id: id.into(),

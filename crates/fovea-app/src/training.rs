@@ -37,6 +37,9 @@ pub struct TrainParams {
     /// that model: on small datasets the validation images are worth more as training data. Takes about twice as
     /// long.
     pub final_fit: bool,
+    /// Keep images tagged staged or synthetic out of the test and benchmark (and validation) splits: they are
+    /// trained on, and the model is judged on real pictures only.
+    pub staged_train_only: bool,
 }
 
 /// Live state of a run, for progress bars and the web UI's curve.
@@ -161,7 +164,19 @@ impl App {
 
         let parent = self.served_model().await;
         // The dataset first: "not enough data" is the common answer and needs no weights loaded.
-        let Prepared { samples, photos: images, frozen, stored, .. } = self.labelled_samples().await?;
+        let Prepared { mut samples, photos: images, frozen, stored, .. } = self.labelled_samples().await?;
+        // Copies the hash misses (crops, found through the embeddings) share a split too, so a run's benchmark does
+        // not leak through them.
+        let links = self.duplicate_links(&fovea_train::duplicates::DuplicateConfig::strict()).await?;
+        for s in &mut samples {
+            s.link = links.get(&s.sha256).cloned();
+        }
+        if params.staged_train_only {
+            for s in &mut samples {
+                let tags = self.catalog.image_tags(&s.sha256).await?;
+                s.train_only = tags.iter().any(|t| crate::STAGED_TAGS.contains(&t.as_str()));
+            }
+        }
         // Held-out shares are sized for the dataset (see `SplitConfig::sized_for`: caps on small datasets, targets in
         // images on large ones, never moving a trained image into an evaluation split as the dataset grows).
         let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..SplitConfig::sized_for(samples.len()) })?;
@@ -173,6 +188,8 @@ impl App {
                 }
             }
         }
+        // Drawn before training, so a leaked benchmark is known whatever the run's outcome.
+        let leakage = self.split_leakage(&plan).await?;
         let old_classes: Option<Vec<String>> =
             self.model(&parent).await?.metrics.get("classes").and_then(|c| serde_json::from_value(c.clone()).ok());
 
@@ -198,7 +215,8 @@ impl App {
 
         let (tuned, serving, candidate, classifier_test) = outcome;
         let throw_away = params.throw_away;
-        let verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
+        let mut verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
+        crate::leakage::judge_leakage(&mut verdict, &leakage);
         // Both test evaluations come from the same plan.test in the same order, so pairing cannot fail in practice;
         // if it ever did, the report says less rather than the run failing.
         let test_comparison = gate::paired_comparison(&candidate.0, &serving.0, &GateConfig::default()).ok();
@@ -231,6 +249,7 @@ impl App {
                     "report": report,
                     "history": tuned.history,
                     "config": config,
+                    "leakage": leakage,
                 });
                 (report, metrics)
             })
@@ -285,6 +304,8 @@ impl App {
                 sha256: row.image.id,
                 dhash: fovea_train::perceptual::dhash(&img),
                 class,
+                train_only: false,
+                link: None,
             });
             let len = img.as_raw().len();
             if kept_bytes + len <= budget {

@@ -102,7 +102,7 @@ async fn a_bulk_accept_is_learned_and_undone_as_a_whole() {
     };
     let (candidates, n) = app.collection_items(&waiting).await.unwrap();
     assert!(n >= 5, "{n} dark candidates");
-    let coverage = app.coverage().await.unwrap();
+    let coverage = app.coverage(None).await.unwrap();
     let dark = coverage.iter().find(|r| r.class == "dark").unwrap();
     assert_eq!((dark.labelled, dark.needed, dark.candidates), (10, 2, n));
 

@@ -215,7 +215,9 @@ mod tests {
         // The small, bad stratum is over-sampled, so the unweighted share is biased low; the estimate is not.
         assert!(naive < true_acc - 0.01, "naive {naive}");
         let coverage = covered as f64 / runs as f64;
-        println!("truth {true_acc:.4}: mean estimate {mean:.4}, unweighted {naive:.4}, 95 % interval coverage {coverage:.3}");
+        println!(
+            "truth {true_acc:.4}: mean estimate {mean:.4}, unweighted {naive:.4}, 95 % interval coverage {coverage:.3}"
+        );
         assert!(coverage > 0.88, "95 % intervals covered the truth in only {coverage} of runs");
     }
 

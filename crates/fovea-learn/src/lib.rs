@@ -11,6 +11,7 @@ pub mod error;
 pub mod eval;
 pub mod head;
 pub mod heldout;
+pub mod label_errors;
 mod linalg;
 pub mod ncm;
 pub mod offline;
@@ -35,6 +36,7 @@ pub use head::{Event, Head, HeadKind, Prediction, RawScores, Scored};
 pub use heldout::{
     fit_held_out, held_out_reliability, leave_one_out, reliability, CalibrationFit, HeldOut, Reliability,
 };
+pub use label_errors::{find_label_errors, LabelErrorConfig, LabelErrors, Suspect};
 pub use ncm::{Metric, NcmConfig, NcmHead};
 pub use offline::{batch_ncm, FitReport, LogisticConfig, LogisticRegression};
 pub use slda::{SldaConfig, SldaHead};

@@ -5,6 +5,7 @@ import { initClassify, showClassify } from './classify.js';
 import { initDataset, showDataset } from './dataset.js';
 import { initCollections, showCollections } from './collections.js';
 import { initHistory, showHistory } from './history.js';
+import { initHygiene, showHygiene } from './hygiene.js';
 import { initModels, showModels } from './models.js';
 import { initDetail } from './detail.js';
 import { initReports, showReports, watchDrift } from './reports.js';
@@ -13,6 +14,7 @@ const ROUTES = {
   classify: showClassify,
   dataset: showDataset,
   collections: showCollections,
+  hygiene: showHygiene,
   history: showHistory,
   models: showModels,
   reports: showReports,
@@ -77,6 +79,7 @@ function init() {
   initDataset();
   initCollections();
   initHistory();
+  initHygiene();
   initModels();
   initDetail();
   initReports();

@@ -5,6 +5,7 @@
 // labelled with the keyboard alone (Enter, 1–5, U, ←/→).
 
 import { api, state, noteModel, loadClasses, canLabel, toast, toastAction, pct, h, on } from './api.js';
+import { offerUnknownMatches } from './unknown.js';
 import { loadReview } from './review.js';
 import { createPicker } from './picker.js';
 
@@ -466,6 +467,7 @@ async function labelCurrent(name) {
     }
     renderRecent();
     renderQueue();
+    if (res?.created_class) offerUnknownMatches(chosen);
     if (res?.created_class || !state.classes.some((c) => c.name === chosen)) await loadClasses().catch(() => {});
     else bumpCount(chosen);
   } catch {

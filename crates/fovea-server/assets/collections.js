@@ -86,7 +86,8 @@ function renderCollections() {
 }
 
 async function loadCoverage() {
-  const rows = await api('/coverage', { quiet: true }).catch(() => []);
+  const staged = $('coverage-staged')?.checked;
+  const rows = await api(`/coverage${staged ? '?min_staged_share=0.5' : ''}`, { quiet: true }).catch(() => []);
   $('coverage').replaceChildren(...(rows || []).map((r) => {
     const frac = Math.min(1, r.labelled / Math.max(1, r.cutoff));
     return h('div', { class: `coverage-row${r.needed ? ' short' : ''}`, role: 'listitem' },
@@ -363,6 +364,7 @@ export function initCollections() {
     } catch { /* toast shown */ }
   });
   on('classes', renderClassOptions);
+  $('coverage-staged').addEventListener('change', loadCoverage);
 }
 
 export function showCollections() {

@@ -355,6 +355,7 @@ async function bulkLabel(name) {
   else {
     toastAction(`${ok} image${ok === 1 ? '' : 's'} labelled ${name}${created ? ' (new class)' : ''}`, 'success', 'Undo',
       () => undoBulk(done.filter((id) => before.has(id)).map((id) => [id, before.get(id)]), name));
+    if (created) offerUnknownMatches(name);
   }
   try { await loadClasses(); } catch { /* toasted */ }
   await loadImages();

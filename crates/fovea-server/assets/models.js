@@ -224,6 +224,7 @@ async function submitTrain(e) {
   if ($('train-throwaway').checked) body.throw_away = true;
   if ($('train-no-promote').checked) body.no_promote = true;
   if ($('train-final-fit').checked) body.final_fit = true;
+  if ($('train-staged-train-only').checked) body.staged_train_only = true;
   const policy = $('train-policy').value.trim();
   if (policy) body.policy = policy;
   const btn = $('train-btn');

@@ -19,10 +19,11 @@ use crate::routes;
         routes::results, routes::pairs, routes::coverage, routes::tags, routes::bulk, routes::bulk_actions,
         routes::undo_bulk, routes::thumb, routes::image_detail, routes::report, routes::report_html, routes::drift,
         routes::rebuild_drift, routes::drift_alerts, routes::start_evaluation, routes::evaluations,
-        routes::evaluation, routes::answer_evaluation,
+        routes::evaluation, routes::answer_evaluation, routes::label_errors, routes::confirm_label,
+        routes::duplicates, routes::resolve_duplicates, routes::leakage, routes::unknown_review,
     ),
     modifiers(&BearerToken),
-    tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "collections"), (name = "reports"), (name = "service"))
+    tags((name = "images"), (name = "classes"), (name = "history"), (name = "models"), (name = "collections"), (name = "reports"), (name = "hygiene"), (name = "service"))
 )]
 struct ApiDoc;
 

@@ -549,6 +549,10 @@ async fn a_storage_failure_is_a_5xx_that_names_no_internal_path() {
 mod bounded;
 #[path = "integration/collections.rs"]
 mod collections;
+#[path = "integration/duplicates.rs"]
+mod duplicates;
+#[path = "integration/hygiene.rs"]
+mod hygiene;
 #[path = "integration/insight.rs"]
 mod insight;
 #[path = "integration/review.rs"]

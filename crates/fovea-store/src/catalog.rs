@@ -10,11 +10,12 @@ use async_trait::async_trait;
 
 use crate::collections::CollectionStore;
 use crate::error::Result;
+use crate::hygiene::HygieneStore;
 use crate::insight::InsightStore;
 use crate::model::*;
 
 #[async_trait]
-pub trait Catalog: CollectionStore + InsightStore + Send + Sync {
+pub trait Catalog: CollectionStore + InsightStore + HygieneStore + Send + Sync {
     // ---- images ----
 
     /// Registers an image; an image with the same id already present is returned unchanged with

@@ -1,8 +1,8 @@
 //! The dataset builder: turns labelled images into train / validation / test / benchmark splits.
 //!
 //! The guarantees, and why they matter:
-//! * **No leaks.** Exact duplicates (same sha256) and near duplicates (dHash within a few bits) are grouped, and
-//!   a group always lands in one split. Otherwise a re-saved copy of a training photo in the test set would make
+//! * **No leaks.** Exact duplicates (same sha256), near duplicates (dHash within a few bits) and samples the caller
+//!   links (see [`Sample::link`]) are grouped, and a group always lands in one split. Otherwise a re-saved copy of a training photo in the test set would make
 //!   the model look better than it is.
 //! * **Stable.** A group's split is a pure function of its smallest sha256 (a fixed, version-independent hash),
 //!   so re-running after users add images never reshuffles existing ones; an image the model was evaluated on
@@ -14,8 +14,11 @@
 //!   group with them, so the promotion gate keeps comparing models on the same images.
 //! * **Cutoff.** Classes with too few labelled images are left out of the run (and reported) rather than trained
 //!   on a handful of examples.
+//! * **Train-only samples.** A sample marked `train_only` (a staged or synthetic picture, when asked) is never
+//!   evaluated on: its group goes to training, unless the group is frozen in the benchmark, in which case the
+//!   train-only sample sits the run out (training on it would leak the benchmark).
 
-mod grouping;
+pub(crate) mod grouping;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -38,6 +41,14 @@ pub struct Sample {
     /// Difference hash from [`crate::perceptual::dhash`].
     pub dhash: u64,
     pub class: String,
+    /// Only ever trained on, never evaluated on (e.g. a staged or synthetic picture: the model is to be judged on
+    /// real ones). Its whole duplicate group goes to training; see [`build`].
+    #[serde(default)]
+    pub train_only: bool,
+    /// Samples sharing a link are grouped like duplicates: links the caller found another way (e.g. a crop, found
+    /// through the backbone's embeddings, which the hash misses).
+    #[serde(default)]
+    pub link: Option<String>,
 }
 
 /// How to split; percentages are of groups (≈ of images), the remainder goes to training.
@@ -250,6 +261,23 @@ fn split_for(key: &str, config: &SplitConfig) -> Split {
     }
 }
 
+/// Merges the groups of samples that share a [`Sample::link`]; labels stay the smallest member index.
+fn with_links(labels: Vec<usize>, samples: &[Sample]) -> Vec<usize> {
+    if samples.iter().all(|s| s.link.is_none()) {
+        return labels;
+    }
+    let mut uf = grouping::UnionFind::new(labels.len());
+    let mut first_with_link: std::collections::HashMap<&str, usize> = Default::default();
+    for (i, s) in samples.iter().enumerate() {
+        uf.union(i, labels[i]);
+        if let Some(link) = s.link.as_deref() {
+            uf.union(i, *first_with_link.entry(link).or_insert(i));
+        }
+    }
+    let mut smallest: std::collections::HashMap<usize, usize> = Default::default();
+    (0..labels.len()).map(|i| *smallest.entry(uf.find(i)).or_insert(i)).collect()
+}
+
 /// Builds the splits. See the module docs for the guarantees.
 ///
 /// Errors: [`TrainError::Config`] for an invalid `config`, a duplicate `image_id` or an empty sha256;
@@ -274,21 +302,25 @@ pub fn build(samples: &[Sample], frozen_benchmark: &HashSet<i64>, config: &Split
     let keys: Vec<String> = samples.iter().map(|s| s.sha256.trim().to_ascii_lowercase()).collect();
     let key_refs: Vec<&str> = keys.iter().map(String::as_str).collect();
     let hashes: Vec<u64> = samples.iter().map(|s| s.dhash).collect();
-    let labels = grouping::group(&key_refs, &hashes, config.near_duplicate_bits, false);
+    let labels = with_links(grouping::group(&key_refs, &hashes, config.near_duplicate_bits, false), samples);
 
     // Per group, indexed by its label (the group's smallest sample index, so always in range): the smallest
-    // sha256 and whether any member is frozen in the benchmark.
-    let mut group_info: Vec<(&str, bool)> = key_refs.iter().map(|&key| (key, false)).collect();
+    // sha256, whether any member is frozen in the benchmark, and whether any member is train-only.
+    let mut group_info: Vec<(&str, bool, bool)> = key_refs.iter().map(|&key| (key, false, false)).collect();
     for (i, &label) in labels.iter().enumerate() {
         let info = &mut group_info[label];
         info.0 = info.0.min(key_refs[i]);
         info.1 |= frozen_benchmark.contains(&samples[i].image_id);
+        info.2 |= samples[i].train_only;
     }
+    // A train-only member takes its group to training (moving images only towards training keeps the splits'
+    // promise); a frozen benchmark group stays, and its train-only members sit the run out below.
     let assigned: Vec<Split> = labels
         .iter()
         .map(|&label| match group_info[label] {
-            (_, true) => Split::Benchmark,
-            (key, false) => split_for(key, config),
+            (_, true, _) => Split::Benchmark,
+            (_, false, true) => Split::Train,
+            (key, false, false) => split_for(key, config),
         })
         .collect();
 
@@ -324,7 +356,7 @@ pub fn build(samples: &[Sample], frozen_benchmark: &HashSet<i64>, config: &Split
         excluded,
     };
     for (s, &split) in samples.iter().zip(&assigned) {
-        if plan.class_index(&s.class).is_none() {
+        if plan.class_index(&s.class).is_none() || (s.train_only && split != Split::Train) {
             continue;
         }
         let target = match split {

@@ -3,6 +3,7 @@
 
 pub mod balance;
 pub mod dataset;
+pub mod duplicates;
 pub mod error;
 pub mod finetune;
 pub mod gate;

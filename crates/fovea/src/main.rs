@@ -64,7 +64,9 @@ pub enum Command {
     Drift(cmd::report::DriftArgs),
     /// Manual evaluation rounds: sample recent predictions for reviewers; estimate the served model's accuracy
     Evaluate(cmd::report::EvaluateArgs),
-    /// Measurements: `fovea eval stream --train DIR --test DIR`, `fovea eval drift --reference DIR --stream DIR`
+    /// Dataset hygiene: labels the model disputes, duplicate groups, leakage, Unknown images to review
+    Hygiene(cmd::hygiene::HygieneArgs),
+    /// Measurements: `fovea eval stream|drift|label-errors` (see `fovea eval --help`)
     Eval(cmd::eval::EvalArgs),
 }
 
@@ -98,6 +100,7 @@ fn main() {
         Command::Report(a) => cmd::report::report(&home, cli.backbone, cli.engine, a),
         Command::Drift(a) => cmd::report::drift(&home, cli.backbone, cli.engine, a),
         Command::Evaluate(a) => cmd::report::evaluate(&home, cli.backbone, cli.engine, a),
+        Command::Hygiene(a) => cmd::hygiene::hygiene(&home, cli.backbone, cli.engine, a),
         Command::Eval(a) => cmd::eval::eval(&home, cli.backbone, cli.engine, a),
     };
     match result {

@@ -1,6 +1,7 @@
 //! The web UI in a real headless Chromium (Debian's chromium + chromium-driver, over WebDriver): upload, see a
 //! prediction, correct it to a brand-new class, upload a similar image and see the new class predicted; and the
-//! Models page: the served model, a training run started from the form, followed until it fails.
+//! Models page: the served model, a training run started from the form, followed until it fails; and the Hygiene
+//! page: a disputed label relabelled from the second-look queue.
 
 mod common;
 
@@ -654,4 +655,43 @@ async fn history_filters_to_corrections_and_undoes_one() {
     wait_js(&client, &format!("document.querySelectorAll('#image-grid .thumb').length === 1 && document.querySelector('#image-grid .thumb').dataset.id === '{}'", ids[2])).await;
     let bad = ureq::get(&format!("{base}/api/v1/transactions?kind=maybe")).call();
     assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
+}
+
+#[tokio::test]
+async fn a_second_look_relabels_a_disputed_label_and_duplicates_are_listed_in_the_browser() {
+    let data = tempfile::tempdir().unwrap();
+    let server = common::serve(data.path());
+    let base = server.base.clone();
+    // Five variants each of two photos, one cat variant labelled as coffee: the one wrong label.
+    let mut wrong = String::new();
+    for (name, class) in [("chelsea.png", "cat"), ("coffee.png", "coffee")] {
+        for k in 0..6 {
+            let answer: serde_json::Value = ureq::post(&format!("{base}/api/v1/classify"))
+                .send_bytes(&common::photo_variant(name, k * 3))
+                .unwrap()
+                .into_json()
+                .unwrap();
+            let id = answer["image_id"].as_str().unwrap().to_owned();
+            let given = if class == "cat" && k == 2 { "coffee" } else { class };
+            if given != class {
+                wrong = id.clone();
+            }
+            ureq::post(&format!("{base}/api/v1/images/{id}/label"))
+                .send_json(serde_json::json!({ "class": given }))
+                .unwrap();
+        }
+    }
+    let Browser { client, _driver, _profile } = browser().await;
+    client.goto(&format!("{base}/#/hygiene")).await.unwrap();
+    wait_text(&client, "#look-summary", "labels disputed").await;
+    let first = js(&client, "return document.querySelector('#look-list .look-card').dataset.id").await;
+    assert_eq!(first.as_str(), Some(wrong.as_str()), "the wrong label is the first card");
+    wait_for(&client, "#look-list .look-card .btn-primary").await.click().await.unwrap();
+    wait_text(&client, "#toast", "Relabelled to cat").await;
+    let detail = get(&base, &format!("/images/{wrong}"));
+    assert_eq!(detail["labels"][0]["class_name"], "cat", "{detail}");
+    // The duplicates panel compares the stored images (the variants are crops of two photos).
+    wait_text(&client, "#dup-summary", "duplicate groups among 12 images").await;
+    save_screenshot(&client, "hygiene.png").await;
+    client.close().await.unwrap();
 }

@@ -239,12 +239,19 @@ pub async fn pairs(
     Ok(Json(s.app.confused_pairs(Some(id), q.max_margin.unwrap_or(0.2)).await?).into_response())
 }
 
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CoverageQuery {
+    /// Only classes whose labelled images are at least this share (0..1) tagged staged or synthetic.
+    pub min_staged_share: Option<f64>,
+}
+
 /// Per class: labelled images against the cutoff, staged/synthetic share, candidates waiting in collections.
-#[utoipa::path(get, path = "/api/v1/coverage", tag = "collections",
-    responses((status = 200, body = Vec<CoverageView>)), security(("token" = [])))]
-pub async fn coverage(State(s): State<S>, caller: Caller) -> ApiResult {
+#[utoipa::path(get, path = "/api/v1/coverage", tag = "collections", params(CoverageQuery),
+    responses((status = 200, body = Vec<CoverageView>), (status = 400, body = ErrorBody)), security(("token" = [])))]
+pub async fn coverage(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<CoverageQuery>) -> ApiResult {
     caller.require(Role::Viewer)?;
-    Ok(Json(s.app.coverage().await?).into_response())
+    Ok(Json(s.app.coverage(q.min_staged_share).await?).into_response())
 }
 
 /// Tags in use, with how many images carry each.

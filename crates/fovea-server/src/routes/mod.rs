@@ -2,6 +2,7 @@
 
 mod classes;
 mod collections;
+mod hygiene;
 mod images;
 mod insight;
 mod models;
@@ -24,6 +25,7 @@ use crate::error::{bad_request, ApiError};
 
 pub(crate) use classes::*;
 pub(crate) use collections::*;
+pub(crate) use hygiene::*;
 pub(crate) use images::*;
 pub(crate) use insight::*;
 pub(crate) use models::*;
@@ -54,6 +56,12 @@ pub fn router(state: S) -> Router {
         .route("/bulk", get(bulk_actions).post(bulk))
         .route("/bulk/{id}/undo", post(undo_bulk))
         .route("/review", get(review))
+        .route("/hygiene/label-errors", get(label_errors))
+        .route("/hygiene/label-errors/{id}/confirm", post(confirm_label))
+        .route("/hygiene/duplicates", get(duplicates))
+        .route("/hygiene/duplicates/resolve", post(resolve_duplicates))
+        .route("/hygiene/leakage", get(leakage))
+        .route("/hygiene/unknown", get(unknown_review))
         .route("/classes", get(classes).post(create_class))
         .route("/classes/{id}", patch(rename_class).delete(delete_class))
         .route("/classes/{id}/merge", post(merge_class))

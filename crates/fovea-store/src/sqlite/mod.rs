@@ -9,6 +9,7 @@ mod bulk;
 mod classes;
 mod collections;
 mod embeddings;
+mod hygiene;
 mod images;
 mod insight;
 mod jobs;
@@ -29,6 +30,7 @@ use sqlx::SqlitePool;
 use crate::catalog::Catalog;
 use crate::collections::*;
 use crate::error::{Result, StoreError};
+use crate::hygiene::{HygieneStore, ImageHash};
 use crate::insight::*;
 use crate::model::*;
 
@@ -417,5 +419,30 @@ impl InsightStore for SqliteCatalog {
     }
     async fn list_drift_alerts(&self, open_only: bool, limit: u32) -> Result<Vec<DriftAlertRecord>> {
         insight::list_drift_alerts(&self.pool, open_only, limit).await
+    }
+}
+
+#[async_trait]
+impl HygieneStore for SqliteCatalog {
+    async fn confirm_label(&self, image_id: &str, label_id: i64, user: &str) -> Result<()> {
+        hygiene::confirm_label(&self.pool, image_id, label_id, user).await
+    }
+    async fn confirmed_labels(&self) -> Result<std::collections::HashSet<i64>> {
+        hygiene::confirmed_labels(&self.pool).await
+    }
+    async fn put_image_hash(&self, hash: &ImageHash) -> Result<()> {
+        hygiene::put_image_hash(&self.pool, hash).await
+    }
+    async fn image_hashes(&self) -> Result<Vec<ImageHash>> {
+        hygiene::image_hashes(&self.pool).await
+    }
+    async fn images_without_hash(&self, limit: u32) -> Result<Vec<String>> {
+        hygiene::images_without_hash(&self.pool, limit).await
+    }
+    async fn keep_duplicate_group(&self, group_key: &str, image_ids: &[String], user: &str) -> Result<()> {
+        hygiene::keep_duplicate_group(&self.pool, group_key, image_ids, user).await
+    }
+    async fn kept_duplicate_groups(&self) -> Result<Vec<(String, String)>> {
+        hygiene::kept_duplicate_groups(&self.pool).await
     }
 }

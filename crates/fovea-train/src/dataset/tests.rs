@@ -8,7 +8,7 @@ use super::*;
 use crate::perceptual::hamming;
 
 fn sample(image_id: i64, sha256: &str, dhash: u64, class: &str) -> Sample {
-    Sample { image_id, sha256: sha256.to_string(), dhash, class: class.to_string() }
+    Sample { image_id, sha256: sha256.to_string(), dhash, class: class.to_string(), train_only: false, link: None }
 }
 
 /// Unrelated samples: random sha256 and random dHash (two random 64-bit hashes are within 4 bits with
@@ -334,5 +334,89 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn train_only_samples_and_their_copies_are_never_evaluated_on() {
+    let mut samples: Vec<Sample> = (0..200)
+        .map(|i| {
+            sample(
+                i,
+                &format!("{i:064x}"),
+                (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                if i % 2 == 0 { "a" } else { "b" },
+            )
+        })
+        .collect();
+    let config = SplitConfig { cutoff: 1, ..SplitConfig::default() };
+    let before = build(&samples, &HashSet::new(), &config).unwrap();
+    let evaluated: Vec<i64> =
+        before.test.iter().chain(&before.benchmark).chain(&before.validation).map(|s| s.image_id).collect();
+    assert!(evaluated.len() >= 10, "the test needs images that would be held out");
+    // Mark some held-out images train-only, and give one of them an exact copy elsewhere in the data.
+    for &id in &evaluated[..6] {
+        samples[id as usize].train_only = true;
+    }
+    let copy_of = evaluated[0] as usize;
+    samples.push(Sample { image_id: 1000, ..samples[copy_of].clone() });
+    samples[200].train_only = false;
+    let after = build(&samples, &HashSet::new(), &config).unwrap();
+    let train: HashSet<i64> = after.train.iter().map(|s| s.image_id).collect();
+    for &id in &evaluated[..6] {
+        assert!(train.contains(&id), "train-only image {id} is not in training");
+    }
+    assert!(train.contains(&1000), "its copy follows it into training");
+    for s in after.test.iter().chain(&after.benchmark).chain(&after.validation) {
+        assert!(!s.train_only, "{} evaluated on", s.image_id);
+    }
+    // Everything else stays where it was.
+    let moved =
+        |split: &[Sample]| split.iter().filter(|s| !evaluated[..6].contains(&s.image_id) && s.image_id != 1000).count();
+    assert_eq!(moved(&after.test) + moved(&after.benchmark) + moved(&after.validation), evaluated.len() - 6);
+
+    // A train-only image in a frozen benchmark group sits the run out: the group stays in the benchmark.
+    let frozen: HashSet<i64> = [1000].into_iter().collect();
+    let pinned = build(&samples, &frozen, &config).unwrap();
+    let all: Vec<i64> = Split::ALL.iter().flat_map(|&s| pinned.split(s).iter().map(|x| x.image_id)).collect();
+    assert!(!all.contains(&evaluated[0]), "the train-only copy of a frozen benchmark image is left out");
+    assert!(pinned.benchmark.iter().any(|s| s.image_id == 1000));
+}
+
+#[test]
+fn linked_samples_share_a_split() {
+    let mut samples: Vec<Sample> = (0..300)
+        .map(|i| sample(i, &format!("{i:064x}"), (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), "a"))
+        .collect();
+    samples.extend(
+        (300..600).map(|i| sample(i, &format!("{i:064x}"), (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15), "b")),
+    );
+    let config = SplitConfig { cutoff: 1, ..SplitConfig::default() };
+    let split_of =
+        |plan: &DatasetPlan, id: i64| Split::ALL.into_iter().find(|&s| plan.split(s).iter().any(|x| x.image_id == id));
+    let before = build(&samples, &HashSet::new(), &config).unwrap();
+    // Pairs that the hashes do not group, in different splits before: linked, they land together.
+    let mut used = HashSet::new();
+    let mut pairs: Vec<(i64, i64)> = Vec::new();
+    for a in 0..300 {
+        for b in a + 1..300 {
+            if pairs.len() < 5
+                && !used.contains(&a)
+                && !used.contains(&b)
+                && split_of(&before, a) != split_of(&before, b)
+            {
+                pairs.push((a, b));
+                used.extend([a, b]);
+            }
+        }
+    }
+    assert_eq!(pairs.len(), 5);
+    for (n, &(a, b)) in pairs.iter().enumerate() {
+        samples[a as usize].link = Some(format!("g{n}"));
+        samples[b as usize].link = Some(format!("g{n}"));
+    }
+    let after = build(&samples, &HashSet::new(), &config).unwrap();
+    for (a, b) in pairs {
+        assert_eq!(split_of(&after, a), split_of(&after, b), "{a} and {b} are linked");
     }
 }

@@ -38,7 +38,11 @@ pub enum CollectionsAction {
         max_margin: f64,
     },
     /// Per class: labelled images against the cutoff, staged/synthetic share, candidates waiting
-    Coverage,
+    Coverage {
+        /// Only classes with at least this share (0..1) of their labels tagged staged or synthetic
+        #[arg(long)]
+        min_staged_share: Option<f64>,
+    },
     /// Act on every result matching the filters, as one undoable action
     Bulk {
         id: i64,
@@ -183,12 +187,12 @@ pub fn collections(home: &Path, variant: Variant, engine: Engine, args: &Collect
                     println!("{:>6}  {} / {}", p.count, p.a, p.b);
                 }
             }
-            CollectionsAction::Coverage => {
+            CollectionsAction::Coverage { min_staged_share } => {
                 println!(
                     "{:<24} {:>8} {:>7} {:>7} {:>8} {:>10}",
                     "class", "labelled", "cutoff", "needed", "staged", "candidates"
                 );
-                for c in app.coverage().await? {
+                for c in app.coverage(*min_staged_share).await? {
                     println!(
                         "{:<24} {:>8} {:>7} {:>7} {:>7.0}% {:>10}",
                         c.class,

@@ -29,6 +29,8 @@ pub enum EvalWhat {
     Stream(StreamArgs),
     /// Replay streams of images after a reference and report where the drift monitor first alerts
     Drift(super::eval_drift::DriftEvalArgs),
+    /// Find wrong labels in an ImageFolder whose folder names are the given labels (a throwaway store)
+    LabelErrors(super::eval_label_errors::LabelErrorArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -83,6 +85,7 @@ pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> a
     let a = match &args.what {
         EvalWhat::Stream(a) => a,
         EvalWhat::Drift(d) => return super::eval_drift::eval_drift(home, variant, engine, d),
+        EvalWhat::LabelErrors(a) => return super::eval_label_errors::run(home, variant, engine, a),
     };
     let backbone = load_backbone(home, variant, engine)?;
     let cache = home.join("embeddings").join(format!("{}.json", variant.name()));

@@ -166,14 +166,14 @@ pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) 
         for tag in &args.tags {
             fovea_app::normalise_tag(tag)?;
         }
-        let mut imported_ids = Vec::new();
+        let mut imported = Vec::new();
         for (path, class) in &files {
             let source = format!("import:{}", path.display());
             let result = match std::fs::read(path) {
                 Ok(bytes) => {
                     let id = fovea_app::sha256_hex(&bytes);
                     let done = app.import_bytes(bytes.into(), &source, class.as_deref(), &mut report).await;
-                    done.map(|()| imported_ids.push(id)).map_err(|e| e.to_string())
+                    done.map(|()| imported.push((path.clone(), id))).map_err(|e| e.to_string())
                 }
                 Err(e) => Err(e.to_string()),
             };
@@ -184,9 +184,17 @@ pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) 
         }
         bar.finish_and_clear();
         app.snapshot().await?;
+        let imported_ids: Vec<String> = imported.iter().map(|(_, id)| id.clone()).collect();
         for tag in &args.tags {
             let tagged = app.tag_images(&imported_ids, tag, "import").await?;
             println!("tagged {tagged} images {tag:?}");
+        }
+        if args.labelled {
+            // A folder that fovea exported carries its images' tags beside it.
+            let restored = app.apply_folder_tags(&args.dir, &imported, "import").await?;
+            if restored > 0 {
+                println!("restored {restored} tags from {}", fovea_app::TAGS_FILE);
+            }
         }
         println!(
             "imported {} new images ({} already present), {} labels, {} human labels left alone, {} failed",

@@ -36,6 +36,10 @@ pub struct TrainArgs {
     /// as long; more training data for small datasets)
     #[arg(long)]
     pub final_fit: bool,
+    /// Keep images tagged staged or synthetic out of the test, validation and benchmark splits: train on them,
+    /// judge the model on real pictures only
+    #[arg(long)]
+    pub staged_train_only: bool,
     /// Only queue the run for a server's worker, do not run it here
     #[arg(long)]
     pub queue: bool,
@@ -88,6 +92,7 @@ pub fn train(home: &Path, variant: Variant, engine: Engine, args: &TrainArgs) ->
         no_promote: args.no_promote,
         seed: args.seed,
         final_fit: args.final_fit,
+        staged_train_only: args.staged_train_only,
     };
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;

@@ -7,6 +7,7 @@ use crate::model::*;
 use crate::{blob_key_for, Catalog, StoreError};
 
 mod collections;
+mod hygiene;
 mod insight;
 mod labelling;
 mod operations;
