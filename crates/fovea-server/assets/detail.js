@@ -43,7 +43,31 @@ export async function showDetail(imageId) {
           h('span', { class: 'muted small' }, ` · ${t.model_version} · ${t.user} · ${relTime(t.created_at)}`));
       }))
       : h('p', { class: 'muted small' }, 'Never classified.'),
+    h('h3', {}, 'Near duplicates'),
+    h('div', { id: 'detail-dups', class: 'small muted' }, 'Looking…'),
   );
+  showDuplicates(d.id);
+}
+
+/** The image's duplicate group (same pixels, or a near copy), from the Hygiene report; each opens in turn. */
+async function showDuplicates(imageId) {
+  let groups = [];
+  try { groups = (await api('/hygiene/duplicates', { quiet: true }))?.groups || []; } catch { /* shown below */ }
+  const box = document.getElementById('detail-dups');
+  if (!box) return;
+  const group = groups.find((g) => g.members.some((m) => m.image_id === imageId));
+  const others = group ? group.members.filter((m) => m.image_id !== imageId) : [];
+  if (!others.length) {
+    box.textContent = 'None found.';
+    return;
+  }
+  box.replaceChildren(
+    h('p', {}, `${group.kind === 'exact' ? 'Same pixels' : 'Near copies'}${group.conflict ? ` with conflicting labels (${group.labels.join(', ')})` : ''}:`),
+    h('div', { class: 'detail-dups' }, ...others.map((m) => h('button', {
+      type: 'button', class: 'detail-dup', title: `${m.label || 'unlabelled'} · ${m.split} · ${m.source}`,
+      onclick: () => showDetail(m.image_id),
+    }, h('img', { src: thumbUrl(m.image_id, 96), alt: m.label || 'unlabelled', width: 64, height: 64, dataset: { image: m.image_id } }),
+    h('span', {}, m.label || 'unlabelled')))));
 }
 
 export function initDetail() {

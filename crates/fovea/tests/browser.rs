@@ -693,5 +693,9 @@ async fn a_second_look_relabels_a_disputed_label_and_duplicates_are_listed_in_th
     // The duplicates panel compares the stored images (the variants are crops of two photos).
     wait_text(&client, "#dup-summary", "duplicate groups among 12 images").await;
     save_screenshot(&client, "hygiene.png").await;
+    // The image detail lists the near copies of the image, and each opens in turn.
+    js(&client, &format!("import('/detail.js').then((m) => m.showDetail('{wrong}'));")).await;
+    wait_js(&client, "document.querySelectorAll('#detail-dups .detail-dup').length > 0").await;
+    save_screenshot(&client, "detail-duplicates.png").await;
     client.close().await.unwrap();
 }
