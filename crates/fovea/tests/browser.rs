@@ -394,7 +394,7 @@ async fn a_labellers_day_keyboard_search_batch_undo_history_captions_and_a_narro
 
     // ── 420 px wide: no element reaches past the viewport on any page.
     client.set_window_size(420, 900).await.unwrap();
-    for page in ["classify", "dataset", "collections", "history", "models", "reports"] {
+    for page in ["classify", "dataset", "collections", "hygiene", "history", "models", "reports"] {
         client.goto(&format!("{base}/#/{page}")).await.unwrap();
         wait_js(&client, &format!("!document.getElementById('view-{page}').hidden")).await;
         tokio::time::sleep(Duration::from_millis(800)).await;
