@@ -148,6 +148,19 @@ export function toast(message, kind = 'info', ms) {
   toastTimer = setTimeout(() => el.classList.remove('show'), ms ?? (kind === 'error' ? 7000 : 4500));
 }
 
+/** Runs a card's action with its buttons disabled; on success says so, removes the card and calls `onDone`. */
+export async function cardAction(card, fn, message, onDone) {
+  for (const b of card.querySelectorAll('button')) b.disabled = true;
+  try {
+    await fn();
+    toast(message, 'success');
+    card.remove();
+    onDone();
+  } catch {
+    for (const b of card.querySelectorAll('button')) b.disabled = false;
+  }
+}
+
 /** A toast with one action button (e.g. "Undo"); it stays a little longer so there is time to press it. */
 export function toastAction(message, kind, label, fn, ms = 9000) {
   toast(message, kind, ms);

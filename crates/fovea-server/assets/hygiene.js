@@ -1,7 +1,7 @@
 // fovea — the Hygiene page: a "second look" queue of labels the model confidently disputes (relabel or keep each
 // one), duplicate groups with one-click resolution, and the split-leakage report of a training run.
 
-import { api, h, pct, thumbUrl, toast, canLabel, state, loadClasses, promptDialog } from './api.js';
+import { api, h, pct, thumbUrl, canLabel, state, loadClasses, promptDialog, cardAction } from './api.js';
 import { initDuplicates, showDuplicates } from './duplicates.js';
 import { initLeakage, showLeakage } from './leakage.js';
 import { showUnknown } from './unknown.js';
@@ -10,17 +10,7 @@ const PAGE = 30;
 
 function secondLookCard(item, onDone) {
   const card = h('article', { class: 'look-card', dataset: { id: item.image_id } });
-  const act = async (fn, message) => {
-    for (const b of card.querySelectorAll('button')) b.disabled = true;
-    try {
-      await fn();
-      toast(message, 'success');
-      card.remove();
-      onDone();
-    } catch {
-      for (const b of card.querySelectorAll('button')) b.disabled = false;
-    }
-  };
+  const act = (fn, message) => cardAction(card, fn, message, onDone);
   const relabel = (cls) => act(
     () => api(`/images/${encodeURIComponent(item.image_id)}/label`, { method: 'POST', json: { class: cls } }),
     `Relabelled to ${cls}`);

@@ -1,21 +1,11 @@
 // fovea — Unknown images that fit a newer class: pictures labelled Unknown that the served model now assigns to a
 // class created after they were called Unknown. Relabel them, or keep them Unknown (not offered again).
 
-import { api, h, pct, thumbUrl, toast, toastAction } from './api.js';
+import { api, h, pct, thumbUrl, toastAction, cardAction } from './api.js';
 
 function matchCard(m, onDone) {
   const card = h('article', { class: 'look-card' });
-  const act = async (fn, message) => {
-    for (const b of card.querySelectorAll('button')) b.disabled = true;
-    try {
-      await fn();
-      toast(message, 'success');
-      card.remove();
-      onDone();
-    } catch {
-      for (const b of card.querySelectorAll('button')) b.disabled = false;
-    }
-  };
+  const act = (fn, message) => cardAction(card, fn, message, onDone);
   card.append(
     h('img', { class: 'look-thumb thumb', src: thumbUrl(m.image_id, 192), alt: 'labelled Unknown', loading: 'lazy',
       tabindex: 0, title: 'Double-click for details', dataset: { id: m.image_id } }),
