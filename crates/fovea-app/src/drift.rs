@@ -252,7 +252,11 @@ impl App {
         };
         let mut monitor = Monitor::new(reference, self.cfg.drift.clone());
         let period = p.after.map(|to| (to, i64::MAX));
-        let recent = self.catalog.recent_predictions(self.cfg.drift.window as u32, period).await?;
+        // Enough history for a full window and the checks an alert needs, so a rebuilt monitor (after a refit of
+        // the calibration, say) raises what the old one would have, instead of starting its streaks again.
+        let d = &self.cfg.drift;
+        let prime = d.window + d.step.max(1) * d.persistence.max(1) as usize;
+        let recent = self.catalog.recent_predictions(prime as u32, period).await?;
         let (mut raised, mut cleared) = (Vec::new(), Vec::new());
         for obs in self.observations(recent, &p.backbone).await? {
             let (r, c) = monitor.push(obs);
