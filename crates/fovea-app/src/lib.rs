@@ -45,7 +45,7 @@ pub use duplicates::{
 pub use error::{AppError, Result};
 pub use export::{csv_field, read_folder_tags, DatasetFormat, ModelFormat, TAGS_FILE};
 pub use fovea_insight::{DriftConfig, EvaluationEstimate, Report};
-pub use fovea_store::{normalise_tag, now_millis, sha256_hex, ClassId, LabelOrigin, MergeRecord};
+pub use fovea_store::{normalise_tag, now_millis, sha256_hex, ClassId, LabelOrigin, MergeRecord, RenameRecord};
 pub use fovea_store::{
     BulkActionRecord, CollectionItem, CollectionRecord, ConfusedPair, ItemFilter as ResultFilter, ItemSort, UndoOutcome,
 };

@@ -327,6 +327,11 @@ impl App {
         Ok(ClassView { id: c.id, name: c.name, images: 0, is_unknown: false, reaches_cutoff: false })
     }
 
+    /// Recorded renames, newest first.
+    pub async fn renames(&self, limit: u32) -> Result<Vec<fovea_store::RenameRecord>> {
+        Ok(self.catalog.list_renames(limit.min(500)).await?)
+    }
+
     /// Recorded merges, newest first.
     pub async fn merges(&self, limit: u32) -> Result<Vec<fovea_store::MergeRecord>> {
         Ok(self.catalog.list_merges(limit.min(500)).await?)

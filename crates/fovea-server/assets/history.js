@@ -25,14 +25,54 @@ export function showHistory() {
 }
 
 async function loadMerges() {
-  let merges = [];
-  try { merges = await api('/classes/merges', { quiet: true }) || []; } catch { /* shown empty */ }
-  $('merges-panel').hidden = !merges.length;
-  $('merges-list').replaceChildren(...merges.map((m) => h('li', {},
-    h('span', {}, `“${m.from_name}” into “${m.into_name || '(gone)'}” · ${m.labels_moved} label${m.labels_moved === 1 ? '' : 's'} · ${relTime(m.created_at)}`),
-    m.undone_at
-      ? h('span', { class: 'muted small' }, ` undone ${relTime(m.undone_at)}`)
-      : isAdmin() ? h('button', { type: 'button', class: 'btn btn-small btn-ghost', onclick: () => undoMerge(m) }, 'Undo') : null)));
+  const get = async (path) => { try { return await api(path, { quiet: true }) || []; } catch { return []; } };
+  const [merges, renames, bulk, classes] =
+    await Promise.all([get('/classes/merges'), get('/classes/renames'), get('/bulk'), get('/classes')]);
+  // Names as they are now on the server (another person may have renamed since this page loaded).
+  const current = new Map((classes.classes || []).map((c) => [c.id, c.name]));
+  const undoBtn = (fn) => h('button', { type: 'button', class: 'btn btn-small btn-ghost', onclick: fn }, 'Undo');
+  const rows = [
+    ...merges.map((m) => ({
+      at: m.created_at,
+      item: h('li', { dataset: { kind: 'merge' } },
+        h('span', {}, `Merged “${m.from_name}” into “${m.into_name || '(gone)'}” · ${m.labels_moved} label${m.labels_moved === 1 ? '' : 's'} · ${relTime(m.created_at)}`),
+        m.undone_at ? h('span', { class: 'muted small' }, ` undone ${relTime(m.undone_at)}`) : isAdmin() ? undoBtn(() => undoMerge(m)) : null),
+    })),
+    // A rename can be undone while the class still carries the name it gave (the newest rename of the class).
+    ...renames.map((r) => ({
+      at: r.created_at,
+      item: h('li', { dataset: { kind: 'rename' } },
+        h('span', {}, `Renamed “${r.old_name}” to “${r.new_name}” · ${relTime(r.created_at)}`),
+        isAdmin() && current.get(r.class_id) === r.new_name && renames.find((x) => x.class_id === r.class_id) === r
+          ? undoBtn(() => undoRename(r)) : null),
+    })),
+    ...bulk.map((b) => ({
+      at: b.created_at,
+      item: h('li', { dataset: { kind: 'bulk' } },
+        h('span', {}, `Bulk ${b.kind} by ${b.user} · ${b.changed} image${b.changed === 1 ? '' : 's'} · ${relTime(b.created_at)}`),
+        b.undone_at ? h('span', { class: 'muted small' }, ` undone ${relTime(b.undone_at)}`) : canLabel() ? undoBtn(() => undoBulk(b)) : null),
+    })),
+  ].sort((a, b) => b.at - a.at);
+  $('merges-panel').hidden = !rows.length;
+  $('merges-list').replaceChildren(...rows.map((r) => r.item));
+}
+
+async function undoRename(r) {
+  try {
+    await api(`/classes/${encodeURIComponent(r.class_id)}`, { method: 'PATCH', json: { name: r.old_name } });
+    toast(`Undone: “${r.new_name}” is “${r.old_name}” again`, 'success');
+    await loadClasses();
+  } catch { /* toasted */ }
+  loadMerges();
+}
+
+async function undoBulk(b) {
+  try {
+    const res = await api(`/bulk/${b.id}/undo`, { method: 'POST' });
+    toast(`Undone: ${res?.restored ?? 0} image${res?.restored === 1 ? '' : 's'} restored`, 'success');
+    await loadClasses();
+  } catch { /* toasted */ }
+  loadMerges();
 }
 
 async function undoMerge(m) {

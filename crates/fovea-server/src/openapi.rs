@@ -12,7 +12,7 @@ use crate::routes;
     info(title = "fovea", description = "Human-in-the-loop image classification: classify, correct, learn at once."),
     paths(
         routes::healthz, routes::me, routes::classify, routes::label, routes::images, routes::blob,
-        routes::transactions, routes::classes, routes::create_class, routes::rename_class, routes::merge_class, routes::undo_merge, routes::delete_class, routes::merges,
+        routes::transactions, routes::classes, routes::create_class, routes::rename_class, routes::merge_class, routes::undo_merge, routes::delete_class, routes::merges, routes::renames,
         routes::models, routes::model, routes::promote_model, routes::rollback_model, routes::train, routes::jobs,
         routes::job, routes::cancel_job, routes::calibration, routes::recalibrate, routes::review,
         routes::list_collections, routes::create_collection, routes::get_collection, routes::upload_to_collection,

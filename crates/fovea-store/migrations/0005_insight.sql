@@ -62,3 +62,12 @@ CREATE TABLE class_merges (
     created_at       BIGINT NOT NULL,
     undone_at        BIGINT
 );
+
+-- Renames, kept so the History tab can offer to undo them (an undo is a rename back, recorded in turn).
+CREATE TABLE class_renames (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    class_id    BIGINT NOT NULL,
+    old_name    TEXT NOT NULL,
+    new_name    TEXT NOT NULL,
+    created_at  BIGINT NOT NULL
+);

@@ -47,6 +47,8 @@ pub trait Catalog: CollectionStore + InsightStore + HygieneStore + Send + Sync {
     /// Undoes a merge: the class comes back with its id and name and the label rows the merge rewrote point at
     /// it again (those still pointing where the merge sent them). Bumps the label log's epoch.
     async fn undo_merge(&self, merge_id: i64) -> Result<ClassRecord>;
+    /// Renames, newest first.
+    async fn list_renames(&self, limit: u32) -> Result<Vec<RenameRecord>>;
     /// Merges, newest first, with whether each was undone.
     async fn list_merges(&self, limit: u32) -> Result<Vec<MergeRecord>>;
     /// Deletes a class that no label has ever named (undoing its creation); anything else is `Invalid`.

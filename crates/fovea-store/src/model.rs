@@ -207,6 +207,16 @@ pub struct ClassStats {
     pub image_count: u64,
 }
 
+/// A recorded rename; undoing it is renaming the class back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RenameRecord {
+    pub id: i64,
+    pub class_id: ClassId,
+    pub old_name: String,
+    pub new_name: String,
+    pub created_at: Millis,
+}
+
 /// A recorded merge, for listing and undoing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MergeRecord {

@@ -609,11 +609,28 @@ async fn a_merge_made_in_the_dataset_page_is_undone_from_its_toast() {
         "!document.getElementById('merges-panel').hidden && document.querySelectorAll('#merges-list li').length === 2",
     )
     .await;
-    wait_for(&client, "#merges-list li button").await;
-    js(&client, "document.querySelector('#merges-list li button').click();").await;
+    wait_for(&client, "#merges-list li[data-kind=merge] button").await;
+    js(&client, "document.querySelector('#merges-list li[data-kind=merge] button').click();").await;
     // The first undo's toast may still be up: wait for the list to show this merge undone, then ask the API.
-    wait_js(&client, "document.querySelectorAll('#merges-list li button').length === 0").await;
+    wait_js(&client, "document.querySelectorAll('#merges-list li[data-kind=merge] button').length === 0").await;
     assert!(class_names(&base).contains(&"kitty".to_string()));
+
+    // A rename made elsewhere is undone from the History tab too: the class gets its old name back.
+    ureq::patch(&format!("{base}/api/v1/classes/{}", kitty["id"]))
+        .send_json(serde_json::json!({ "name": "tabby" }))
+        .unwrap();
+    client.goto(&format!("{base}/#/classify")).await.unwrap();
+    client.goto(&format!("{base}/#/history")).await.unwrap();
+    wait_for(&client, "#merges-list li[data-kind=rename] button").await;
+    js(&client, "document.querySelector('#merges-list li[data-kind=rename] button').click();").await;
+    // The undo is itself a rename (tabby → kitty), listed first and undoable in turn.
+    wait_js(
+        &client,
+        "(document.querySelector('#merges-list li[data-kind=rename]')?.textContent || '').includes('to “kitty”')",
+    )
+    .await;
+    let names = class_names(&base);
+    assert!(names.contains(&"kitty".to_string()) && !names.contains(&"tabby".to_string()), "{names:?}");
 }
 
 #[tokio::test]

@@ -105,3 +105,11 @@ pub async fn merges(State(s): State<S>, caller: Caller) -> ApiResult {
     caller.require(Role::Viewer)?;
     Ok(Json(s.app.merges(100).await?).into_response())
 }
+
+/// Class renames, newest first (undo one by renaming the class back with `PATCH /api/v1/classes/{id}`).
+#[utoipa::path(get, path = "/api/v1/classes/renames", tag = "classes",
+    responses((status = 200, body = Vec<fovea_app::RenameRecord>)), security(("token" = [])))]
+pub async fn renames(State(s): State<S>, caller: Caller) -> ApiResult {
+    caller.require(Role::Viewer)?;
+    Ok(Json(s.app.renames(100).await?).into_response())
+}

@@ -66,6 +66,7 @@ pub fn router(state: S) -> Router {
         .route("/classes/{id}", patch(rename_class).delete(delete_class))
         .route("/classes/{id}/merge", post(merge_class))
         .route("/classes/merges", get(merges))
+        .route("/classes/renames", get(renames))
         .route("/classes/merges/{id}/undo", post(undo_merge))
         .route("/transactions", get(transactions))
         .route("/models", get(models))

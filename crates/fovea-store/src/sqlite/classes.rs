@@ -107,10 +107,38 @@ pub(super) async fn rename_class(pool: &SqlitePool, id: ClassId, new_name: &str)
             false => e.into(),
         })?
         .ok_or_else(|| StoreError::not_found("class", id))?;
+    if class.name != name {
+        sqlx::query("INSERT INTO class_renames (class_id, old_name, new_name, created_at) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(&class.name)
+            .bind(&name)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+    }
     // Every past label of this class now reads under the new name: heads folded before are void.
     bump_label_log_epoch(&mut tx).await?;
     tx.commit().await?;
     class_from_row(&row)
+}
+
+/// Renames, newest first.
+pub(super) async fn list_renames(pool: &SqlitePool, limit: u32) -> Result<Vec<RenameRecord>> {
+    let rows = sqlx::query("SELECT * FROM class_renames ORDER BY id DESC LIMIT ?")
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(RenameRecord {
+                id: r.try_get("id")?,
+                class_id: r.try_get("class_id")?,
+                old_name: r.try_get("old_name")?,
+                new_name: r.try_get("new_name")?,
+                created_at: r.try_get("created_at")?,
+            })
+        })
+        .collect()
 }
 
 pub(super) async fn merge_classes(pool: &SqlitePool, from: ClassId, into: ClassId) -> Result<MergeOutcome> {

@@ -156,6 +156,9 @@ impl Catalog for SqliteCatalog {
     async fn undo_merge(&self, merge_id: i64) -> Result<ClassRecord> {
         classes::undo_merge(&self.pool, merge_id).await
     }
+    async fn list_renames(&self, limit: u32) -> Result<Vec<RenameRecord>> {
+        classes::list_renames(&self.pool, limit).await
+    }
     async fn list_merges(&self, limit: u32) -> Result<Vec<MergeRecord>> {
         classes::list_merges(&self.pool, limit).await
     }

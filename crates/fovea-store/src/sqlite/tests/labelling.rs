@@ -103,6 +103,9 @@ async fn rename_collides_and_merge_moves_labels() {
     assert_eq!((renamed.id, renamed.name.as_str()), (kitty.id, "Kitten"));
     // Renaming to a different case of its own name is allowed.
     catalog.rename_class(kitty.id, "KITTEN").await.unwrap();
+    let renames = catalog.list_renames(10).await.unwrap();
+    let pairs: Vec<(&str, &str)> = renames.iter().map(|r| (r.old_name.as_str(), r.new_name.as_str())).collect();
+    assert_eq!(pairs, [("Kitten", "KITTEN"), ("Kitty", "Kitten")], "refused renames leave no record");
 
     let a = image(&*catalog, b"a").await;
     let b = image(&*catalog, b"b").await;
