@@ -240,8 +240,13 @@ impl App {
         state.calibration = Some(p.calibration);
         state.backbone = p.backbone.clone();
         state.labelled_at_build = p.labelled;
-        state.open =
-            self.catalog.list_drift_alerts(true, 100).await?.iter().filter_map(|a| signal_named(&a.signal)).collect();
+        state.open = self
+            .catalog
+            .list_drift_alerts(true, 100)
+            .await?
+            .iter()
+            .filter_map(|a| signal_named(&a.alert.signal))
+            .collect();
         let Some(reference) = p.reference else {
             state.monitor = None;
             state.note = Some(format!(
@@ -396,7 +401,7 @@ impl App {
                 .await?;
             metrics::counter!(crate::DRIFT_ALERTS, "signal" => alert.signal.as_str()).increment(1);
             metrics::gauge!(crate::DRIFT_ACTIVE, "signal" => alert.signal.as_str()).set(1.0);
-            tracing::warn!(signal = alert.signal.as_str(), detail = %record.detail, "drift alert");
+            tracing::warn!(signal = alert.signal.as_str(), detail = %record.alert.detail, "drift alert");
             if let Some(url) = self.cfg.drift_webhook.clone() {
                 tokio::spawn(crate::webhook::post_alert(url, record));
             }

@@ -16,7 +16,7 @@ struct Payload<'a> {
 pub(crate) async fn post_alert(url: String, alert: DriftAlertRecord) {
     let body = Payload {
         event: "fovea.drift_alert",
-        text: format!("fovea drift alert: {} — {}", alert.signal, alert.detail),
+        text: format!("fovea drift alert: {} — {}", alert.alert.signal, alert.alert.detail),
         alert: &alert,
     };
     let client = match reqwest::Client::builder().timeout(Duration::from_secs(10)).build() {
@@ -27,7 +27,9 @@ pub(crate) async fn post_alert(url: String, alert: DriftAlertRecord) {
         }
     };
     match client.post(&url).json(&body).send().await {
-        Ok(r) if r.status().is_success() => tracing::info!(url, signal = %alert.signal, "drift webhook delivered"),
+        Ok(r) if r.status().is_success() => {
+            tracing::info!(url, signal = %alert.alert.signal, "drift webhook delivered")
+        }
         Ok(r) => {
             metrics::counter!(crate::DRIFT_WEBHOOK_FAILURES).increment(1);
             tracing::warn!(url, status = %r.status(), "drift webhook refused");

@@ -83,7 +83,8 @@ pub struct EvaluationItem {
     pub answered_at: Option<Millis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A drift alert as raised: which signal moved, by how much, since when, with example images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewDriftAlert {
     pub signal: String,
     pub statistic: f64,
@@ -99,15 +100,9 @@ pub struct NewDriftAlert {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DriftAlertRecord {
     pub id: i64,
-    pub signal: String,
-    pub statistic: f64,
-    pub threshold: f64,
-    pub reference: f64,
-    pub current: f64,
-    pub detail: String,
-    pub since: Millis,
-    pub examples: Vec<String>,
-    pub model_version: String,
+    /// Its fields sit beside `id` in JSON.
+    #[serde(flatten)]
+    pub alert: NewDriftAlert,
     pub raised_at: Millis,
     pub cleared_at: Option<Millis>,
 }

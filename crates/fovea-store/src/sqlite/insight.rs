@@ -292,15 +292,17 @@ pub(super) async fn answer_evaluation(
 fn alert_from_row(r: &SqliteRow) -> Result<DriftAlertRecord> {
     Ok(DriftAlertRecord {
         id: r.try_get("id")?,
-        signal: r.try_get("signal")?,
-        statistic: r.try_get("statistic")?,
-        threshold: r.try_get("threshold")?,
-        reference: r.try_get("reference")?,
-        current: r.try_get("current")?,
-        detail: r.try_get("detail")?,
-        since: r.try_get("since")?,
-        examples: parse_json(r.try_get("examples")?)?,
-        model_version: r.try_get("model_version")?,
+        alert: NewDriftAlert {
+            signal: r.try_get("signal")?,
+            statistic: r.try_get("statistic")?,
+            threshold: r.try_get("threshold")?,
+            reference: r.try_get("reference")?,
+            current: r.try_get("current")?,
+            detail: r.try_get("detail")?,
+            since: r.try_get("since")?,
+            examples: parse_json(r.try_get("examples")?)?,
+            model_version: r.try_get("model_version")?,
+        },
         raised_at: r.try_get("raised_at")?,
         cleared_at: r.try_get("cleared_at")?,
     })

@@ -134,7 +134,11 @@ pub fn eval_drift(home: &Path, variant: Variant, engine: Engine, args: &DriftEva
                     .with_context(|| format!("classifying {}", path.display()))?;
                 for a in app.drift_alerts(true, 20).await? {
                     if seen.insert(a.id) {
-                        alerts.push(Raised { index: i, signal: a.signal.clone(), detail: a.detail.clone() });
+                        alerts.push(Raised {
+                            index: i,
+                            signal: a.alert.signal.clone(),
+                            detail: a.alert.detail.clone(),
+                        });
                     }
                 }
                 bar.inc(1);

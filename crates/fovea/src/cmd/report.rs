@@ -180,9 +180,9 @@ pub fn drift(home: &Path, variant: Variant, engine: Engine, args: &DriftArgs) ->
         for a in &status.alerts {
             println!(
                 "ALERT {}: {} (since {})",
-                a.signal,
-                a.detail,
-                fovea_insight::time::date_string(fovea_insight::time::day_of(a.since))
+                a.alert.signal,
+                a.alert.detail,
+                fovea_insight::time::date_string(fovea_insight::time::day_of(a.alert.since))
             );
         }
         Ok(if status.alerts.is_empty() { 0 } else { 1 })

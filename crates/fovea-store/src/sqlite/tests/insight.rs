@@ -99,7 +99,7 @@ async fn drift_alerts_open_and_clear_by_signal() {
     assert_eq!(c.clear_drift_alerts("embedding").await.unwrap(), 1);
     let open = c.list_drift_alerts(true, 10).await.unwrap();
     assert_eq!(open.len(), 1);
-    assert_eq!(open[0].examples, ["img"]);
+    assert_eq!(open[0].alert.examples, ["img"]);
     assert_eq!(c.list_drift_alerts(false, 10).await.unwrap().len(), 2);
 }
 
