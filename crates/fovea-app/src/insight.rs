@@ -48,11 +48,7 @@ impl App {
     /// The report over predictions since `since` (milliseconds; everything when `None`).
     pub async fn report(&self, since: Option<i64>) -> Result<Report> {
         let log = self.catalog.insight_log(since).await?;
-        let mut evaluations = Vec::new();
-        for round in self.catalog.list_evaluations().await? {
-            let items = self.catalog.evaluation_items(round.id).await?;
-            evaluations.push(estimate_round(&round, &items));
-        }
+        let evaluations = self.evaluations().await?;
         let since = since.map(|s| fovea_insight::time::date_string(fovea_insight::time::day_of(s)));
         Ok(fovea_insight::report(&log, since, evaluations, now_millis()))
     }
@@ -104,6 +100,7 @@ impl App {
         self.evaluation(round.id).await
     }
 
+    /// Every round with its estimate, newest first.
     pub async fn evaluations(&self) -> Result<Vec<EvaluationEstimate>> {
         let mut out = Vec::new();
         for round in self.catalog.list_evaluations().await? {
