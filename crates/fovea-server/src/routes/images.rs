@@ -160,14 +160,6 @@ pub async fn blob(State(s): State<S>, ImageCaller(caller): ImageCaller, Path(id)
     security(("token" = [])))]
 pub async fn transactions(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<HistoryQuery>) -> ApiResult {
     caller.require(Role::Viewer)?;
-    let day = |field: &str, v: &Option<String>| -> Result<Option<i64>, crate::error::ApiError> {
-        match v.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-            None => Ok(None),
-            Some(d) => fovea_insight::time::parse_date(d)
-                .map(Some)
-                .ok_or_else(|| bad_request(format!("{field} {d:?}: expected a date YYYY-MM-DD"))),
-        }
-    };
     let kind = match q.kind.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
         None => None,
         Some("predict") => Some(fovea_app::TransactionKind::Predict),
@@ -179,8 +171,8 @@ pub async fn transactions(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQu
         user: text(&q.user),
         class: text(&q.class),
         kind,
-        since: day("since", &q.since)?,
-        until: day("until", &q.until)?.map(|d| d + fovea_insight::time::DAY_MS),
+        since: super::query_day("since", &q.since)?,
+        until: super::query_day("until", &q.until)?.map(|d| d + fovea_insight::time::DAY_MS),
         limit: q.limit.unwrap_or(50),
         offset: q.offset,
     };

@@ -7,24 +7,14 @@ use axum::Json;
 use fovea_app::{DriftAlertRecord, DriftStatus, EvaluationView, Role, Verdict};
 use serde::Deserialize;
 
-use super::{ApiJson, ApiQuery, ApiResult, S};
+use super::{query_day, ApiJson, ApiQuery, ApiResult, S};
 use crate::api_types::ErrorBody;
 use crate::auth::Caller;
-use crate::error::bad_request;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ReportQuery {
     /// Only predictions from this day on (YYYY-MM-DD, UTC).
     pub since: Option<String>,
-}
-
-fn since(q: &ReportQuery) -> Result<Option<i64>, crate::error::ApiError> {
-    match q.since.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => Ok(None),
-        Some(d) => fovea_insight::time::parse_date(d)
-            .map(Some)
-            .ok_or_else(|| bad_request(format!("since {d:?}: expected a date YYYY-MM-DD"))),
-    }
 }
 
 /// Usage and accuracy (over time, by model version, by confidence, by class, confusion), each with its sample
@@ -33,7 +23,7 @@ fn since(q: &ReportQuery) -> Result<Option<i64>, crate::error::ApiError> {
     responses((status = 200, body = Object), (status = 400, body = ErrorBody)), security(("token" = [])))]
 pub async fn report(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<ReportQuery>) -> ApiResult {
     caller.require(Role::Viewer)?;
-    Ok(Json(s.app.report(since(&q)?).await?).into_response())
+    Ok(Json(s.app.report(query_day("since", &q.since)?).await?).into_response())
 }
 
 /// The same report as one self-contained HTML document with charts (no scripts, nothing fetched).
@@ -41,7 +31,7 @@ pub async fn report(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<Re
     responses((status = 200, content_type = "text/html"), (status = 400, body = ErrorBody)), security(("token" = [])))]
 pub async fn report_html(State(s): State<S>, caller: Caller, ApiQuery(q): ApiQuery<ReportQuery>) -> ApiResult {
     caller.require(Role::Viewer)?;
-    let report = s.app.report(since(&q)?).await?;
+    let report = s.app.report(query_day("since", &q.since)?).await?;
     let drift = s.app.drift_status().await?;
     let html = fovea_insight::html::render(&report, drift.scores.as_ref());
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())

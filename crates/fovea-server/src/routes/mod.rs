@@ -99,6 +99,17 @@ pub fn router(state: S) -> Router {
         .with_state(state)
 }
 
+/// An optional `YYYY-MM-DD` query field as the start of that day (UTC, milliseconds); a bad date is a 400 naming
+/// the field.
+pub(crate) fn query_day(field: &str, value: &Option<String>) -> Result<Option<i64>, ApiError> {
+    match value.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        None => Ok(None),
+        Some(d) => fovea_insight::time::parse_date(d)
+            .map(Some)
+            .ok_or_else(|| bad_request(format!("{field} {d:?}: expected a date YYYY-MM-DD"))),
+    }
+}
+
 /// `Json` whose rejection is our `{"error":…}` 400, so no handler maps it by hand.
 pub(crate) struct ApiJson<T>(pub T);
 
