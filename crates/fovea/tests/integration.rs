@@ -219,12 +219,15 @@ fn a_collection_killed_mid_run_resumes_with_exact_counts() {
             .arg(&csv);
         c
     };
-    let mut child = run().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let log = dir.join("identify.log");
+    let stderr = std::fs::File::create(&log).unwrap();
+    let mut child = run().stdout(std::process::Stdio::null()).stderr(stderr).spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     let at_kill = loop {
         assert!(std::time::Instant::now() < deadline, "identify never committed a result");
         if let Some(status) = child.try_wait().unwrap() {
-            panic!("identify ended ({status}) before a committed result was seen: {:?}", processed(&data));
+            let why = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("identify ended ({status}) before a committed result was seen: {:?}\n{why}", processed(&data));
         }
         if let Some((n, total)) = processed(&data) {
             if n > 0 {

@@ -62,6 +62,13 @@ impl SqliteCatalog {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
+        // sqlx's SQLite migrator takes no lock, and switching a new file to WAL needs it alone: two processes
+        // opening one fresh catalog at once (a CLI listing while `identify` starts) would both apply migration 1
+        // and one would fail. An exclusive lock on a file beside the database serialises the opening.
+        let _opening = match options.get_filename() {
+            name if name.as_os_str() == ":memory:" || name.as_os_str().is_empty() => None,
+            name => Some(OpeningLock::take(name).await?),
+        };
         let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
         Self::migrated(pool).await
     }
@@ -88,6 +95,29 @@ impl SqliteCatalog {
     /// Waits for in-flight queries and closes every connection (checkpointing the WAL).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// An exclusive advisory lock on `<catalog>.lock`, held while one process connects and migrates; the OS
+/// drops it when the file closes, even if the process is killed.
+struct OpeningLock(#[allow(dead_code)] std::fs::File);
+
+impl OpeningLock {
+    async fn take(catalog: &std::path::Path) -> Result<Self> {
+        let mut path = catalog.as_os_str().to_owned();
+        path.push(".lock");
+        let path = std::path::PathBuf::from(path);
+        let task = tokio::task::spawn_blocking(move || {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| StoreError::io(format!("opening {}", path.display()), e))?;
+            file.lock().map_err(|e| StoreError::io(format!("locking {}", path.display()), e))?;
+            Ok(Self(file))
+        });
+        task.await.map_err(|e| StoreError::io("waiting for the catalog lock", std::io::Error::other(e)))?
     }
 }
 
