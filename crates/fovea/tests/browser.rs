@@ -42,14 +42,20 @@ async fn file_input(client: &fantoccini::Client) -> fantoccini::elements::Elemen
 
 /// Waits until the element's visible text contains `needle`.
 async fn wait_text(client: &fantoccini::Client, css: &str, needle: &str) {
+    wait_text_all(client, css, &[needle]).await
+}
+
+/// Waits until the element's visible text contains every needle at once.
+async fn wait_text_all(client: &fantoccini::Client, css: &str, needles: &[&str]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(e) = client.find(Locator::Css(css)).await {
-            if e.text().await.unwrap_or_default().contains(needle) {
+            let text = e.text().await.unwrap_or_default();
+            if needles.iter().all(|n| text.contains(n)) {
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {needle:?} in {css}");
+        assert!(Instant::now() < deadline, "timed out waiting for {needles:?} in {css}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -159,8 +165,10 @@ async fn correct_to_a_new_class_in_the_browser() {
     // The review queue hands the unlabelled images (the second upload and a coffee) to the same keyboard flow.
     let input = file_input(&client).await;
     input.send_keys(write_variant(files.path(), "coffee.png", 2).to_str().unwrap()).await.unwrap();
-    wait_text(&client, "#image-meta", "coffee").await;
-    wait_text(&client, "#result-meta", "ms").await;
+    // The name shows when the upload starts and the "replace" hint once its answer is on screen; #result-meta
+    // still holds the previous answer's latency meanwhile, and a review fetched before the coffee is stored
+    // would hold one image, not two.
+    wait_text_all(&client, "#image-meta", &["coffee", "replace"]).await;
     wait_for(&client, "#review-btn").await.click().await.unwrap();
     wait_text(&client, "#queue-text", "Classified 2 of 2").await;
     wait_text(&client, "#queue-text", "2 to label").await;
