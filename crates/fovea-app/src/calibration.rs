@@ -18,7 +18,7 @@ use crate::{App, AppError, Result};
 /// Known-class images the open-set rule may call unknown.
 pub const TARGET_FALSE_UNKNOWN: f64 = 0.05;
 /// Held-out predictions the fit looks at, at most (spread evenly over classes); more adds seconds, not accuracy.
-const MAX_EVIDENCE: usize = 600;
+pub(crate) const MAX_EVIDENCE: usize = 600;
 /// Below this many held-out predictions nothing is fitted: temperature 1 and the fallback threshold.
 const MIN_EVIDENCE: usize = 20;
 /// Open-set distance threshold used until there is evidence to fit one. The head's distance is a squared
@@ -196,6 +196,11 @@ pub(crate) fn spread_over_classes(rows: Vec<(String, String)>, max: usize) -> Ve
     out
 }
 
+/// The app's calibration rule applied to held-out predictions.
+pub(crate) fn fit(held: &[fovea_learn::HeldOut]) -> CalibrationFit {
+    fit_held_out(held, TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE), PRIOR_TEMPERATURE)
+}
+
 impl App {
     /// The calibration being served, if one has been fitted in this process.
     pub async fn calibration(&self) -> Option<CalibrationReport> {
@@ -242,8 +247,7 @@ impl App {
         }
         tokio::task::spawn_blocking(move || -> Result<CalibrationFit> {
             let refs: Vec<(&[f32], &str)> = samples.iter().map(|(e, c)| (e.as_slice(), c.as_str())).collect();
-            let held = leave_one_out(&head, &refs)?;
-            Ok(fit_held_out(&held, TARGET_FALSE_UNKNOWN, MIN_EVIDENCE, Some(FALLBACK_MAX_DISTANCE), PRIOR_TEMPERATURE))
+            Ok(fit(&leave_one_out(&head, &refs)?))
         })
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?

@@ -20,6 +20,7 @@ mod leakage;
 mod models;
 mod review;
 mod scorer;
+mod served_estimate;
 #[cfg(test)]
 mod tests;
 mod thumbs;
@@ -62,6 +63,7 @@ pub use jobs::{parse_schedule, TRAIN_JOB};
 pub use label_errors::{LabelErrorReport, SuspectLabel, SuspectLabelConfirmed, MAX_LABEL_ERRORS_PAGE};
 pub use leakage::{LeakGroup, LeakMember, LeakageReport};
 pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
+pub use served_estimate::{AsServed, ServedEstimate};
 pub use thumbs::{ImageDetail, THUMB_SIZES};
 pub use training::{TrainParams, TrainProgress, TrainReport};
 pub use unknown::{UnknownMatch, UnknownReview, MAX_UNKNOWN_MATCHES};

@@ -16,6 +16,7 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use crate::head::new_head;
+use crate::served_estimate::{estimate, AsServed, Labelled, ServedEstimate};
 use crate::{App, AppError, Result};
 
 /// What a training run is asked to do; every field has a sensible default.
@@ -76,6 +77,10 @@ pub struct TrainReport {
     pub candidate_test_accuracy: f64,
     /// Test accuracy of the fine-tuned network's own classifier.
     pub classifier_test_accuracy: f64,
+    /// Both models as they would serve (head on every label, calibrated as the app calibrates), estimated on
+    /// the labelled images the candidate never trained on. Absent in reports recorded before it existed.
+    #[serde(default)]
+    pub as_served: Option<AsServed>,
     /// The two test accuracies above compared image by image, with paired-bootstrap intervals: how precisely
     /// the test split can tell them apart. Absent in reports recorded before it existed.
     #[serde(default)]
@@ -213,7 +218,8 @@ impl App {
         .await
         .map_err(|e| AppError::Internal(format!("training thread: {e}")))??;
 
-        let (tuned, serving, candidate, classifier_test) = outcome;
+        let (tuned, (serving, serving_served), (candidate, candidate_served), classifier_test) = outcome;
+        let as_served = AsServed { serving: serving_served, candidate: candidate_served };
         let throw_away = params.throw_away;
         let mut verdict = gate::judge(&candidate.1, Some(&serving.1), throw_away, &GateConfig::default());
         crate::leakage::judge_leakage(&mut verdict, &leakage);
@@ -237,6 +243,7 @@ impl App {
                     serving_test_accuracy: serving.0.accuracy,
                     candidate_test_accuracy: candidate.0.accuracy,
                     classifier_test_accuracy: classifier_test.accuracy,
+                    as_served: Some(as_served),
                     test_comparison,
                     serving_benchmark: serving.1,
                     candidate_benchmark: candidate.1,
@@ -341,7 +348,7 @@ fn run_blocking(
     (head_kind, variant, engine): (&str, Variant, Engine),
     progress: &mut (dyn FnMut(TrainProgress) + Send),
     cancel: &AtomicBool,
-) -> Result<(finetune::FineTuned, Evaluated, Evaluated, Evaluation)> {
+) -> Result<(finetune::FineTuned, (Evaluated, ServedEstimate), (Evaluated, ServedEstimate), Evaluation)> {
     let to_train = |set: &[Sample]| -> Vec<TrainImage> {
         set.iter()
             .filter_map(|s| {
@@ -399,8 +406,10 @@ fn run_blocking(
     state.phase = "evaluating".into();
     state.fraction = 0.92;
     progress(state.clone());
-    let serving = evaluate_backbone(weights, (variant, engine), plan, images, head_kind)?;
-    let candidate = evaluate_backbone(&tuned.weights, (variant, engine), plan, images, head_kind)?;
+    // Both estimates score the same images: those the candidate never trained on.
+    let final_fit = tuned.final_fit_epochs.is_some();
+    let serving = evaluate_backbone(weights, (variant, engine), plan, images, head_kind, final_fit)?;
+    let candidate = evaluate_backbone(&tuned.weights, (variant, engine), plan, images, head_kind, final_fit)?;
     // Handles only: `predict` loads each batch's photos as it goes.
     let test_images: Vec<Photo> = plan.test.iter().map(|s| images[s.image_id as usize].clone()).collect();
     let probs = finetune::predict(&tuned.weights, &test_images, config.input_size, 16)?;
@@ -412,15 +421,18 @@ fn run_blocking(
     Ok((tuned, serving, candidate, classifier))
 }
 
-/// A backbone judged the way it would be served: an online head fitted on the train split's embeddings, then
-/// scored on the test and benchmark splits. Returns (test, benchmark).
+/// A backbone judged two ways: an online head fitted on the train split's embeddings, scored on the test and
+/// benchmark splits (the gate's paired comparison, where both models learn the same images), and the estimate of
+/// how it will serve (see [`crate::served_estimate`]), scored on the images the candidate never trained on, for
+/// both models alike. `trained_on_validation`: the candidate's training also saw validation (a final fit).
 fn evaluate_backbone(
     weights: &Weights,
     (variant, engine): (Variant, Engine),
     plan: &DatasetPlan,
     images: &[Photo],
     head_kind: &str,
-) -> Result<Evaluated> {
+    trained_on_validation: bool,
+) -> Result<(Evaluated, ServedEstimate)> {
     let backbone = engine.build(weights, variant, 0)?;
     let size = variant.input_size() as u32;
     let embed = |set: &[Sample]| -> Result<Vec<Vec<f32>>> {
@@ -435,15 +447,17 @@ fn evaluate_backbone(
         }
         Ok(out)
     };
+    let (train, validation, test, benchmark) =
+        (embed(&plan.train)?, embed(&plan.validation)?, embed(&plan.test)?, embed(&plan.benchmark)?);
     let mut head = new_head(head_kind, backbone.embedding_dim())?;
-    for (s, e) in plan.train.iter().zip(embed(&plan.train)?) {
-        head.learn_named(&e, &s.class)?;
+    for (s, e) in plan.train.iter().zip(&train) {
+        head.learn_named(e, &s.class)?;
     }
-    let score = |set: &[Sample]| -> Result<Evaluation> {
+    let score = |set: &[Sample], embedded: &[Vec<f32>]| -> Result<Evaluation> {
         let mut truth = Vec::new();
         let mut probs = Vec::new();
-        for (s, e) in set.iter().zip(embed(set)?) {
-            let p = head.predict(&e)?;
+        for (s, e) in set.iter().zip(embedded) {
+            let p = head.predict(e)?;
             let mut row = vec![0f32; plan.classes.len()];
             for scored in &p.ranked {
                 if let Some(i) = head.class_name(scored.class).and_then(|n| plan.class_index(n)) {
@@ -461,5 +475,19 @@ fn evaluate_backbone(
         }
         Ok(metrics::evaluate(&plan.classes, &truth, &probs)?)
     };
-    Ok((score(&plan.test)?, score(&plan.benchmark)?))
+    let evaluated = (score(&plan.test, &test)?, score(&plan.benchmark, &benchmark)?);
+    fn labelled(set: &[Sample], embedded: Vec<Vec<f32>>, scored: bool) -> Vec<Labelled<'_>> {
+        set.iter().zip(embedded).map(|(s, embedding)| Labelled { embedding, class: &s.class, scored }).collect()
+    }
+    let all: Vec<Labelled<'_>> = [
+        labelled(&plan.train, train, false),
+        labelled(&plan.validation, validation, !trained_on_validation),
+        labelled(&plan.test, test, true),
+        labelled(&plan.benchmark, benchmark, true),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let served = estimate(head_kind, &all)?;
+    Ok((evaluated, served))
 }

@@ -101,7 +101,18 @@ function reasonList(reasons) {
   return h('ul', { class: 'reasons' }, reasons.map((r) => h('li', { class: r.startsWith('FAIL') ? 'fail' : '' }, r)));
 }
 
+/** As served after promotion (head on every label, calibrated), when the run estimated it. */
+function servedCell(served) {
+  const est = (e) => `${pct(e.accuracy)} (95% ${pct(e.low)}–${pct(e.high)}, ${e.images} untrained images, ECE ${e.ece.toFixed(3)})`;
+  const diff = served.candidate.accuracy - served.serving.accuracy;
+  const title = `As served after promotion, estimated on the labelled images it never trained on (classes weighted by their share):\nnow ${est(served.serving)}\nnew ${est(served.candidate)}`;
+  return h('span', { title, class: 'served-estimate' },
+    h('span', { class: 'muted' }, pct(served.serving.accuracy)), ' → ',
+    h('strong', { class: diff > 0 ? 'up' : diff < 0 ? 'down' : '' }, pct(served.candidate.accuracy)));
+}
+
 function accuracyCell(report) {
+  if (typeof report?.as_served?.candidate?.accuracy === 'number') return servedCell(report.as_served);
   if (typeof report?.candidate_test_accuracy !== 'number') return h('span', { class: 'muted' }, '—');
   const diff = report.candidate_test_accuracy - (report.serving_test_accuracy ?? 0);
   // How precise the test split is: the paired comparison's intervals, when the run recorded them.
@@ -389,8 +400,9 @@ function renderOutcome(job, msg) {
     const reasons = Array.isArray(msg.verdict?.reasons) ? msg.verdict.reasons : [];
     el.replaceChildren(
       h('p', { class: 'outcome-title' }, `${what}: `, h('span', { class: 'mono' }, msg.model || '?')),
-      h('p', {}, 'Test accuracy ', h('span', { class: 'muted' }, pct(msg.serving_test_accuracy)), ' (served) → ',
-        h('strong', {}, pct(msg.candidate_test_accuracy)), ' (new)'),
+      h('p', {}, msg.as_served ? 'Test accuracy as served ' : 'Test accuracy ',
+        h('span', { class: 'muted' }, pct(msg.as_served?.serving?.accuracy ?? msg.serving_test_accuracy)), ' (now) → ',
+        h('strong', {}, pct(msg.as_served?.candidate?.accuracy ?? msg.candidate_test_accuracy)), ' (new)'),
       msg.verdict ? h('p', {}, 'Gate ', h('span', { class: `badge ${msg.verdict.passed ? 'badge-ok' : 'badge-fail'}` },
         msg.verdict.passed ? 'passed' : 'failed')) : null,
       reasons.length ? reasonList(reasons) : null);

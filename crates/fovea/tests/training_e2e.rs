@@ -26,10 +26,16 @@ fn fovea(data: &Path, args: &[&str], envs: &[(&str, &str)]) -> Output {
 }
 
 fn digits(root: &Path, per_class: usize) {
+    digits_split(root, per_class, 1);
+}
+
+/// scikit-learn's 8×8 digits, upscaled: `train` and `test` images per class in `root/train` and `root/test`.
+fn digits_split(root: &Path, train: usize, test: usize) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make_datasets.py");
+    let (train, test) = (train.to_string(), test.to_string());
     let out = Command::new("python3")
         .arg(script)
-        .args(["digits", root.to_str().unwrap(), "--train", &per_class.to_string(), "--test", "1", "--scale", "4"])
+        .args(["digits", root.to_str().unwrap(), "--train", &train, "--test", &test, "--scale", "4"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -174,4 +180,34 @@ fn fine_tune_promote_rollback_export_and_recover_a_killed_job() {
     let jobs = ok(&fovea(&data, &["jobs", "list"], &[]));
     let first = jobs.lines().next().unwrap();
     assert!(first.contains("succeeded") && first.contains("attempt 2"), "{jobs}");
+}
+
+/// The run's as-served estimate predicts what promotion then serves, on held-out images the run never saw.
+#[test]
+fn the_runs_estimate_matches_the_promoted_model_on_held_out_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = dir.path().join("digits");
+    digits_split(&set, 60, 40);
+    let out = Command::new(env!("CARGO_BIN_EXE_fovea"))
+        .env("FOVEA_HOME", fovea_model::fovea_home())
+        .args(["eval", "finetune", "--epochs", "2", "--seed", "3", "--json", "--train"])
+        .arg(set.join("train"))
+        .arg("--heldout")
+        .arg(set.join("test"))
+        .output()
+        .unwrap();
+    let stdout = ok(&out);
+    let result: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    eprintln!("{result:#}");
+    let estimates = &result["estimates"]["as_served"];
+    for (estimate, measured) in
+        [(&estimates["serving"], &result["before"]), (&estimates["candidate"], &result["after"])]
+    {
+        let served = measured["accuracy"].as_f64().unwrap();
+        let (low, high) = (estimate["low"].as_f64().unwrap(), estimate["high"].as_f64().unwrap());
+        assert_eq!(measured["images"], 400);
+        assert!(estimate["images"].as_u64().unwrap() >= 40, "{estimate}");
+        // Loose: both sides are samples (the held-out measurement's own interval is about ±3 points).
+        assert!(low - 0.05 <= served && served <= high + 0.05, "estimate [{low}, {high}] but served {served}");
+    }
 }

@@ -31,6 +31,9 @@ pub enum EvalWhat {
     Drift(super::eval_drift::DriftEvalArgs),
     /// Find wrong labels in an ImageFolder whose folder names are the given labels (a throwaway store)
     LabelErrors(super::eval_label_errors::LabelErrorArgs),
+    /// One fine-tune run measured as served on held-out images, before and after promotion, beside the run's
+    /// own estimates (a throwaway store)
+    Finetune(super::eval_finetune::FineTuneEvalArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,6 +89,7 @@ pub fn eval(home: &Path, variant: Variant, engine: Engine, args: &EvalArgs) -> a
         EvalWhat::Stream(a) => a,
         EvalWhat::Drift(d) => return super::eval_drift::eval_drift(home, variant, engine, d),
         EvalWhat::LabelErrors(a) => return super::eval_label_errors::run(home, variant, engine, a),
+        EvalWhat::Finetune(a) => return super::eval_finetune::run(home, variant, engine, a),
     };
     let backbone = load_backbone(home, variant, engine)?;
     let cache = home.join("embeddings").join(format!("{}.json", variant.name()));

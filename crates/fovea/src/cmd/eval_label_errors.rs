@@ -32,16 +32,7 @@ pub struct LabelErrorArgs {
 pub fn run(home: &Path, variant: Variant, engine: Engine, a: &LabelErrorArgs) -> anyhow::Result<i32> {
     let files = super::eval::image_folder(&a.data)?;
     let store = tempfile::tempdir().context("creating a throwaway store")?;
-    let app_args = AppArgs {
-        data: store.path().to_path_buf(),
-        head: "slda".into(),
-        cutoff: 40,
-        max_upload_mb: 20,
-        max_megapixels: 40,
-        drift_reference: "training".into(),
-        drift_window: 200,
-        drift_webhook: None,
-    };
+    let app_args = AppArgs::throwaway(store.path());
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &app_args).await?;
         let mut report = ImportReport::default();

@@ -3,6 +3,7 @@ pub mod collections;
 pub mod eval;
 pub mod eval_acquire;
 pub mod eval_drift;
+pub mod eval_finetune;
 pub mod eval_label_errors;
 pub mod export;
 pub mod fetch;

@@ -40,6 +40,22 @@ pub struct AppArgs {
     pub drift_webhook: Option<String>,
 }
 
+impl AppArgs {
+    /// The defaults, on a data folder of its own: for measurements that build a store, use it and drop it.
+    pub fn throwaway(data: &Path) -> Self {
+        AppArgs {
+            data: data.to_path_buf(),
+            head: "slda".into(),
+            cutoff: 40,
+            max_upload_mb: 20,
+            max_megapixels: 40,
+            drift_reference: "training".into(),
+            drift_window: 200,
+            drift_webhook: None,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]

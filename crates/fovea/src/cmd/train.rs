@@ -162,6 +162,11 @@ fn print_report(job: i64, r: &TrainReport) {
         r.candidate_test_accuracy * 100.0,
         r.classifier_test_accuracy * 100.0
     );
+    if let Some(a) = &r.as_served {
+        // What a person will see after promotion: the head refitted on every label, calibrated.
+        println!("  as served after promotion (images it never trained on): serving {}", a.serving);
+        println!("                                                       fine-tuned {}", a.candidate);
+    }
     if let Some(c) = &r.test_comparison {
         // The test split is small on small datasets: say how far off the estimates above may be.
         let (pc, ps) = (c.confidence * 100.0, |x: f64| x * 100.0);
