@@ -337,6 +337,8 @@ impl App {
 }
 
 type Evaluated = (Evaluation, Evaluation);
+/// A backbone's (test, benchmark) evaluations and its as-served estimate.
+type Judged = (Evaluated, ServedEstimate);
 
 #[allow(clippy::too_many_arguments)]
 fn run_blocking(
@@ -348,7 +350,7 @@ fn run_blocking(
     (head_kind, variant, engine): (&str, Variant, Engine),
     progress: &mut (dyn FnMut(TrainProgress) + Send),
     cancel: &AtomicBool,
-) -> Result<(finetune::FineTuned, (Evaluated, ServedEstimate), (Evaluated, ServedEstimate), Evaluation)> {
+) -> Result<(finetune::FineTuned, Judged, Judged, Evaluation)> {
     let to_train = |set: &[Sample]| -> Vec<TrainImage> {
         set.iter()
             .filter_map(|s| {
@@ -432,7 +434,7 @@ fn evaluate_backbone(
     images: &[Photo],
     head_kind: &str,
     trained_on_validation: bool,
-) -> Result<(Evaluated, ServedEstimate)> {
+) -> Result<Judged> {
     let backbone = engine.build(weights, variant, 0)?;
     let size = variant.input_size() as u32;
     let embed = |set: &[Sample]| -> Result<Vec<Vec<f32>>> {
