@@ -41,6 +41,11 @@ pub struct TrainParams {
     /// Keep images tagged staged or synthetic out of the test and benchmark (and validation) splits: they are
     /// trained on, and the model is judged on real pictures only.
     pub staged_train_only: bool,
+    /// AdamW learning rate of the fine-tuned backbone groups [default: 1e-4].
+    pub backbone_lr: Option<f64>,
+    /// Leave left-right mirroring out of the augmentation: for classes where handedness matters (digits, text,
+    /// some insignia).
+    pub no_flip: bool,
 }
 
 /// Live state of a run, for progress bars and the web UI's curve.
@@ -152,6 +157,10 @@ impl App {
         if let Some(p) = &params.policy {
             config.policies = p.parse()?;
         }
+        if let Some(lr) = params.backbone_lr {
+            config.backbone_lr = lr;
+        }
+        config.augment.hflip = !params.no_flip;
         config.input_size = self.compute.input_size() as u32;
         config.validate()?;
         Ok((cutoff, config))

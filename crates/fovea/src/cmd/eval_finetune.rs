@@ -43,6 +43,12 @@ pub struct FineTuneEvalArgs {
     /// Retrain on train + validation once validation has chosen the epoch
     #[arg(long)]
     pub final_fit: bool,
+    /// AdamW learning rate of the fine-tuned backbone groups, as for `fovea train --backbone-lr`
+    #[arg(long, value_parser = super::train::positive_rate)]
+    pub backbone_lr: Option<f64>,
+    /// No left-right mirroring in the augmentation
+    #[arg(long)]
+    pub no_flip: bool,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -131,6 +137,8 @@ pub fn run(home: &Path, variant: Variant, engine: Engine, a: &FineTuneEvalArgs) 
             epochs: a.epochs,
             policy: a.policy.clone(),
             final_fit: a.final_fit,
+            backbone_lr: a.backbone_lr,
+            no_flip: a.no_flip,
             ..Default::default()
         };
         let bar = progress_bar(1000);
@@ -146,12 +154,21 @@ pub fn run(home: &Path, variant: Variant, engine: Engine, a: &FineTuneEvalArgs) 
             )
             .await?;
         bar.finish_and_clear();
+        // The epoch was chosen on validation: its best accuracy is what an ablation may choose settings by.
+        let history = app.model(&run.model_id).await?.metrics["history"].clone();
+        let validation = history
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["validation_accuracy"].as_f64())
+            .fold(None, |best: Option<f64>, v| Some(best.map_or(v, |b| b.max(v))));
         app.promote(&run.model_id).await?;
         let after = measure(&app, &heldout).await?;
         let body = json!({
             "train_images": train.len(),
             "split_sizes": run.split_sizes,
             "best_epoch": run.best_epoch,
+            "best_validation_accuracy": validation,
             "seconds": run.seconds,
             "estimates": {
                 "serving_test_accuracy": run.serving_test_accuracy,

@@ -40,6 +40,12 @@ pub struct TrainArgs {
     /// judge the model on real pictures only
     #[arg(long)]
     pub staged_train_only: bool,
+    /// AdamW learning rate of the fine-tuned backbone groups [default: 1e-4]
+    #[arg(long, value_parser = positive_rate)]
+    pub backbone_lr: Option<f64>,
+    /// No left-right mirroring in the augmentation (digits, text: classes where handedness matters)
+    #[arg(long)]
+    pub no_flip: bool,
     /// Only queue the run for a server's worker, do not run it here
     #[arg(long)]
     pub queue: bool,
@@ -93,6 +99,8 @@ pub fn train(home: &Path, variant: Variant, engine: Engine, args: &TrainArgs) ->
         seed: args.seed,
         final_fit: args.final_fit,
         staged_train_only: args.staged_train_only,
+        backbone_lr: args.backbone_lr,
+        no_flip: args.no_flip,
     };
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
@@ -264,4 +272,23 @@ pub fn jobs(home: &Path, variant: Variant, engine: Engine, args: &JobsArgs) -> a
             }
         }
     })
+}
+
+/// A learning rate: finite, above 0 and at most 1.
+pub(crate) fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 && r <= 1.0 => Ok(r),
+        _ => Err(format!("{text:?} is not a learning rate (a number above 0 and at most 1, e.g. 1e-4)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn learning_rates_must_be_positive_and_at_most_one() {
+        assert_eq!(super::positive_rate("3e-4"), Ok(3e-4));
+        for bad in ["0", "-1e-4", "2", "NaN", "inf", "fast"] {
+            assert!(super::positive_rate(bad).unwrap_err().contains("learning rate"), "{bad}");
+        }
+    }
 }
