@@ -9,6 +9,7 @@ mod bulk;
 mod classes;
 mod collections;
 mod embeddings;
+mod group_commit;
 mod hygiene;
 mod images;
 mod insight;
@@ -42,9 +43,17 @@ const MAX_CONNECTIONS: u32 = 8;
 /// The write-lock-first transaction opener; see the module comment.
 const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqliteCatalog {
     pool: SqlitePool,
+    /// Classifications that arrive together share one commit (see [`group_commit`]).
+    group: std::sync::Arc<group_commit::GroupCommit>,
+}
+
+impl std::fmt::Debug for SqliteCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteCatalog").field("pool", &self.pool).finish_non_exhaustive()
+    }
 }
 
 impl SqliteCatalog {
@@ -89,7 +98,7 @@ impl SqliteCatalog {
 
     async fn migrated(pool: SqlitePool) -> Result<Self> {
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self { pool, group: Default::default() })
     }
 
     /// Waits for in-flight queries and closes every connection (checkpointing the WAL).
@@ -237,16 +246,10 @@ impl Catalog for SqliteCatalog {
         embedding: Option<(&str, &[f32])>,
         txn: NewTransaction,
     ) -> Result<(ImageRecord, bool, i64)> {
-        // One transaction, so one fsync instead of three: the image row, its fresh embedding, the log entry.
-        let mut tx = self.pool.begin_with(BEGIN_IMMEDIATE).await?;
-        let image_id = image.id.clone();
-        let (record, created) = images::put_image(&mut tx, image).await?;
-        if let Some((backbone, vector)) = embedding {
-            embeddings::put_embedding(&mut tx, &image_id, backbone, vector).await?;
-        }
-        let id = transactions::log_transaction(&mut tx, txn).await?;
-        tx.commit().await?;
-        Ok((record, created, id))
+        // One transaction, so one fsync instead of three (the image row, its fresh embedding, the log entry), shared
+        // with whatever other classifications are waiting to commit.
+        let embedding = embedding.map(|(backbone, vector)| (backbone.to_owned(), vector.to_vec()));
+        self.group.record(&self.pool, group_commit::Classification { image, embedding, txn }).await
     }
     async fn get_embedding(&self, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>> {
         embeddings::get_embedding(&self.pool, image_id, backbone).await

@@ -293,3 +293,56 @@ async fn many_openers_of_one_fresh_file_all_succeed() {
         assert_eq!(catalog.list_classes().await.unwrap().len(), 1, "the Unknown class, created once");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_classifications_share_commits_and_a_bad_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fovea.db");
+    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(path.to_str().unwrap()).await.unwrap());
+    let txn = |image_id: &str, probability: f64| NewTransaction {
+        unknown: false,
+        image_id: image_id.into(),
+        model_version: "m1".into(),
+        kind: TransactionKind::Predict,
+        top_k: vec![ScoredClass { class: "cat".into(), probability }],
+        chosen_class: None,
+        user: "ann".into(),
+        latency_ms: 1.0,
+    };
+    let tasks: Vec<_> = (0..40u8)
+        .map(|i| {
+            let catalog = catalog.clone();
+            let image = new_image(&[i]);
+            // Every tenth one carries a probability the catalog refuses.
+            let probability = if i % 10 == 3 { f64::NAN } else { 0.5 };
+            let txn = txn(&image.id, probability);
+            tokio::spawn(async move {
+                let vector = [f32::from(i), 1.0];
+                catalog.record_classification(image, Some(("b", &vector)), txn).await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for (i, task) in tasks.into_iter().enumerate() {
+        match task.await.unwrap() {
+            Ok((record, created, id)) => {
+                assert!(created && i % 10 != 3, "row {i}");
+                assert_eq!(catalog.get_embedding(&record.id, "b").await.unwrap(), Some(vec![i as f32, 1.0]));
+                ids.push(id);
+            }
+            Err(e) => {
+                assert_eq!(i % 10, 3, "row {i} failed: {e}");
+                // Rolled back whole: no image row without its log entry.
+                assert!(catalog.get_image(&new_image(&[i as u8]).id).await.unwrap().is_none());
+            }
+        }
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 36, "every good classification got its own log entry");
+    // Durable: a second catalog on the file (another process) sees them all.
+    let reopened = SqliteCatalog::open(path.to_str().unwrap()).await.unwrap();
+    for i in (0..40u8).filter(|i| i % 10 != 3) {
+        assert!(reopened.get_image(&new_image(&[i]).id).await.unwrap().is_some());
+    }
+}
