@@ -29,26 +29,11 @@ pub struct FineTuneEvalArgs {
     /// At most this many held-out images (spread over the folder in file order)
     #[arg(long)]
     pub limit: Option<usize>,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
     /// Images a class needs to take part (as `fovea serve --default-cutoff`)
     #[arg(long, default_value_t = 40)]
     pub cutoff: u64,
-    /// Most epochs (default: `fovea train`'s)
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Layer-group policy, as for `fovea train --policy`
-    #[arg(long)]
-    pub policy: Option<String>,
-    /// Retrain on train + validation once validation has chosen the epoch
-    #[arg(long)]
-    pub final_fit: bool,
-    /// AdamW learning rate of the fine-tuned backbone groups, as for `fovea train --backbone-lr`
-    #[arg(long, value_parser = super::train::positive_rate)]
-    pub backbone_lr: Option<f64>,
-    /// No left-right mirroring in the augmentation
-    #[arg(long)]
-    pub no_flip: bool,
+    #[command(flatten)]
+    pub run: super::train::RunSettings,
     /// Print JSON
     #[arg(long)]
     pub json: bool,
@@ -131,16 +116,7 @@ pub fn run(home: &Path, variant: Variant, engine: Engine, a: &FineTuneEvalArgs) 
         bar.finish_and_clear();
         let before = measure(&app, &heldout).await?;
         eprintln!("before: {:.1} % of {} held-out images", before.accuracy * 100.0, before.images);
-        let params = TrainParams {
-            no_promote: true,
-            seed: Some(a.seed),
-            epochs: a.epochs,
-            policy: a.policy.clone(),
-            final_fit: a.final_fit,
-            backbone_lr: a.backbone_lr,
-            no_flip: a.no_flip,
-            ..Default::default()
-        };
+        let params = TrainParams { no_promote: true, ..a.run.params() };
         let bar = progress_bar(1000);
         let progress_bar_handle = bar.clone();
         let run = app

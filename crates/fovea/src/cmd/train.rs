@@ -10,6 +10,45 @@ use fovea_model::Variant;
 use super::serve::{open_app, runtime, AppArgs};
 use super::Engine;
 
+/// How a fine-tune trains: shared by `fovea train` and `fovea eval finetune`.
+#[derive(Args, Debug, Clone)]
+pub struct RunSettings {
+    /// Most epochs (early stopping on a validation plateau usually ends sooner)
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Layer-group policy, e.g. stem=freeze,stage0-4=freeze,stage5-6=finetune,head=finetune,classifier=reinit
+    #[arg(long)]
+    pub policy: Option<String>,
+    /// Seed for augmentation and sampling
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// After validation has chosen the epoch, retrain on train + validation for that many epochs (about twice
+    /// as long; more training data for small datasets)
+    #[arg(long)]
+    pub final_fit: bool,
+    /// AdamW learning rate of the fine-tuned backbone groups [default: 1e-4]
+    #[arg(long, value_parser = positive_rate)]
+    pub backbone_lr: Option<f64>,
+    /// No left-right mirroring in the augmentation (digits, text: classes where handedness matters)
+    #[arg(long)]
+    pub no_flip: bool,
+}
+
+impl RunSettings {
+    /// The run's parameters with these settings.
+    pub fn params(&self) -> TrainParams {
+        TrainParams {
+            epochs: self.epochs,
+            policy: self.policy.clone(),
+            seed: self.seed,
+            final_fit: self.final_fit,
+            backbone_lr: self.backbone_lr,
+            no_flip: self.no_flip,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     #[command(flatten)]
@@ -20,32 +59,15 @@ pub struct TrainArgs {
     /// A quick run with a lower cutoff allowed; never promoted
     #[arg(long)]
     pub throw_away: bool,
-    /// Most epochs (early stopping on a validation plateau usually ends sooner)
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Layer-group policy, e.g. stem=freeze,stage0-4=freeze,stage5-6=finetune,head=finetune,classifier=reinit
-    #[arg(long)]
-    pub policy: Option<String>,
+    #[command(flatten)]
+    pub run: RunSettings,
     /// Keep the result as a candidate even if it passes the benchmark gate
     #[arg(long)]
     pub no_promote: bool,
-    /// Seed for augmentation and sampling
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// After validation has chosen the epoch, retrain on train + validation for that many epochs (about twice
-    /// as long; more training data for small datasets)
-    #[arg(long)]
-    pub final_fit: bool,
     /// Keep images tagged staged or synthetic out of the test, validation and benchmark splits: train on them,
     /// judge the model on real pictures only
     #[arg(long)]
     pub staged_train_only: bool,
-    /// AdamW learning rate of the fine-tuned backbone groups [default: 1e-4]
-    #[arg(long, value_parser = positive_rate)]
-    pub backbone_lr: Option<f64>,
-    /// No left-right mirroring in the augmentation (digits, text: classes where handedness matters)
-    #[arg(long)]
-    pub no_flip: bool,
     /// Only queue the run for a server's worker, do not run it here
     #[arg(long)]
     pub queue: bool,
@@ -93,14 +115,9 @@ pub fn train(home: &Path, variant: Variant, engine: Engine, args: &TrainArgs) ->
     let params = TrainParams {
         cutoff: args.run_cutoff,
         throw_away: args.throw_away,
-        epochs: args.epochs,
-        policy: args.policy.clone(),
         no_promote: args.no_promote,
-        seed: args.seed,
-        final_fit: args.final_fit,
         staged_train_only: args.staged_train_only,
-        backbone_lr: args.backbone_lr,
-        no_flip: args.no_flip,
+        ..args.run.params()
     };
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
