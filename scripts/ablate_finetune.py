@@ -17,6 +17,10 @@ SETTINGS = [
                                    "stem=freeze,stage0-2=freeze,stage3-6=finetune,head=finetune,classifier=reinit"]),
     ("no flip, backbone lr 3e-4", ["--no-flip", "--backbone-lr", "3e-4"]),
     ("no flip, 30 epochs", ["--no-flip", "--epochs", "30"]),
+    ("backbone lr 3e-4", ["--backbone-lr", "3e-4"]),
+    ("no flip, stages 3-6 tuned, backbone lr 3e-4", ["--no-flip", "--backbone-lr", "3e-4", "--policy",
+                                                     "stem=freeze,stage0-2=freeze,stage3-6=finetune,head=finetune,"
+                                                     "classifier=reinit"]),
 ]
 
 

@@ -41,7 +41,7 @@ pub struct TrainParams {
     /// Keep images tagged staged or synthetic out of the test and benchmark (and validation) splits: they are
     /// trained on, and the model is judged on real pictures only.
     pub staged_train_only: bool,
-    /// AdamW learning rate of the fine-tuned backbone groups [default: 1e-4].
+    /// AdamW learning rate of the fine-tuned backbone groups [default: 3e-4].
     pub backbone_lr: Option<f64>,
     /// Leave left-right mirroring out of the augmentation: for classes where handedness matters (digits, text,
     /// some insignia).

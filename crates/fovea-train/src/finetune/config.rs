@@ -20,8 +20,10 @@ struct AugmentDef {
 pub struct FineTuneConfig {
     /// What happens to each layer group; see [`Policies`].
     pub policies: Policies,
-    /// AdamW learning rate of every trained backbone group. Ten times below the classifier's: the pretrained
-    /// features are close to right and large steps destroy them before the new head has settled.
+    /// AdamW learning rate of every trained backbone group, below the classifier's: the pretrained features are
+    /// close to right and large steps destroy them before the new head has settled. 3e-4 from an ablation on
+    /// MNIST-M-style digits (600 labelled, validation split): 1e-4 reached 84.5 % validation accuracy, 3e-4 91.7 %
+    /// (1 000 held-out images as served: 88.2 % and 92.4 %, from 77.6 % before fine-tuning).
     pub backbone_lr: f64,
     /// AdamW learning rate of the classifier.
     pub classifier_lr: f64,
@@ -62,7 +64,7 @@ impl Default for FineTuneConfig {
     fn default() -> Self {
         FineTuneConfig {
             policies: Policies::default(),
-            backbone_lr: 1e-4,
+            backbone_lr: 3e-4,
             classifier_lr: 1e-3,
             weight_decay: 1e-2,
             epochs: 15,

@@ -26,7 +26,7 @@ pub struct RunSettings {
     /// as long; more training data for small datasets)
     #[arg(long)]
     pub final_fit: bool,
-    /// AdamW learning rate of the fine-tuned backbone groups [default: 1e-4]
+    /// AdamW learning rate of the fine-tuned backbone groups [default: 3e-4]
     #[arg(long, value_parser = positive_rate)]
     pub backbone_lr: Option<f64>,
     /// No left-right mirroring in the augmentation (digits, text: classes where handedness matters)
