@@ -5,14 +5,13 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use fovea_app::{App, AppConfig, ImportReport, Role};
+use axum::http::StatusCode;
+use fovea_app::{ImportReport, Role};
 use image::imageops::{self, FilterType};
 use image::{ImageFormat, RgbImage};
 use serde_json::{json, Value};
 
-use super::{backbone, call, get, photo};
+use super::{call, get, photo, post_json, server, Server};
 
 const PHOTOS: [&str; 12] = [
     "chelsea.png",
@@ -57,9 +56,7 @@ fn copies(img: &RgbImage) -> Vec<(&'static str, Vec<u8>)> {
 
 #[tokio::test]
 async fn transformed_copies_are_grouped_and_distinct_photos_are_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::open(AppConfig { data_dir: dir.path().to_owned(), ..Default::default() }, backbone()).await.unwrap();
-    let router = fovea_server::create_app(app.clone(), false);
+    let Server { router, app, _dir } = server().await;
     let (_, viewer) = app.add_user("vic", Role::Viewer).await.unwrap();
     let (_, annotator) = app.add_user("ann", Role::Annotator).await.unwrap();
 
@@ -111,13 +108,7 @@ async fn transformed_copies_are_grouped_and_distinct_photos_are_not() {
         groups[0]["members"].as_array().unwrap().iter().map(|m| m["image_id"].as_str().unwrap().to_owned()).collect();
     let keep = ids.iter().find(|id| what[id.as_str()].1 == "original").unwrap().clone();
 
-    let resolve = |token: &str, body: Value| {
-        Request::post("/api/v1/hygiene/duplicates/resolve")
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .unwrap()
-    };
+    let resolve = |token: &str, body: Value| post_json(token, "/api/v1/hygiene/duplicates/resolve", body);
     let keep_one = json!({"action": "keep_one", "images": ids, "keep": keep});
     assert_eq!(call(&router, resolve(&viewer, keep_one.clone())).await.0, StatusCode::FORBIDDEN);
     for bad in [

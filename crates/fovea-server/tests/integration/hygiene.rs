@@ -3,19 +3,17 @@
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use fovea_app::{App, AppConfig, ImportReport, LabelOrigin, Role};
+use fovea_app::{ImportReport, LabelOrigin, Role};
 
-use super::{backbone, call, crop, get, photo};
+use super::{call, crop, get, photo, send, server, Server};
 
 fn post(token: &str, uri: &str) -> Request<Body> {
-    Request::post(uri).header("authorization", format!("Bearer {token}")).body(Body::empty()).unwrap()
+    send("POST", token, uri, None)
 }
 
 #[tokio::test]
 async fn a_wrong_label_is_found_confirmed_and_leaves_the_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::open(AppConfig { data_dir: dir.path().to_owned(), ..Default::default() }, backbone()).await.unwrap();
-    let router = fovea_server::create_app(app.clone(), false);
+    let Server { router, app, _dir } = server().await;
     let (_, viewer) = app.add_user("vic", Role::Viewer).await.unwrap();
     let (_, annotator) = app.add_user("ann", Role::Annotator).await.unwrap();
 
@@ -86,9 +84,7 @@ async fn a_wrong_label_is_found_confirmed_and_leaves_the_queue() {
 
 #[tokio::test]
 async fn unknown_images_are_offered_once_a_class_they_fit_exists() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::open(AppConfig { data_dir: dir.path().to_owned(), ..Default::default() }, backbone()).await.unwrap();
-    let router = fovea_server::create_app(app.clone(), false);
+    let Server { router, app, _dir } = server().await;
     let (_, viewer) = app.add_user("vic", Role::Viewer).await.unwrap();
     let (_, annotator) = app.add_user("ann", Role::Annotator).await.unwrap();
     let mut report = ImportReport::default();

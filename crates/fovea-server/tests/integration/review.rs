@@ -5,10 +5,10 @@ use std::io::Cursor;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use fovea_app::{App, AppConfig, Role};
+use fovea_app::Role;
 use serde_json::{json, Value};
 
-use super::{backbone, call, get, photo};
+use super::{call, get, photo, server, Server};
 
 /// A crop of a photo: similar to the others of the same photo, never byte-identical.
 fn crop(img: &image::RgbImage, k: u32) -> Vec<u8> {
@@ -50,9 +50,7 @@ fn ids(queue: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn review_queue_excludes_labelled_images_and_follows_new_labels() {
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::open(AppConfig { data_dir: dir.path().to_owned(), ..Default::default() }, backbone()).await.unwrap();
-    let router = fovea_server::create_app(app.clone(), false);
+    let Server { router, app, _dir } = server().await;
     let (_, admin) = app.add_user("ada", Role::Admin).await.unwrap();
     let (_, viewer) = app.add_user("vic", Role::Viewer).await.unwrap();
 
