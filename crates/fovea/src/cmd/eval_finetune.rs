@@ -137,7 +137,7 @@ pub fn run(home: &Path, variant: Variant, engine: Engine, a: &FineTuneEvalArgs) 
             .into_iter()
             .flatten()
             .filter_map(|e| e["validation_accuracy"].as_f64())
-            .fold(None, |best: Option<f64>, v| Some(best.map_or(v, |b| b.max(v))));
+            .max_by(f64::total_cmp);
         app.promote(&run.model_id).await?;
         let after = measure(&app, &heldout).await?;
         let body = json!({
