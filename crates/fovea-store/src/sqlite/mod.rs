@@ -17,7 +17,10 @@ mod jobs;
 mod labels;
 mod models;
 #[cfg(test)]
+#[path = "../catalog_tests/mod.rs"]
 mod tests;
+#[cfg(test)]
+mod tests_sqlite;
 mod transactions;
 mod users;
 
@@ -480,5 +483,37 @@ impl HygieneStore for SqliteCatalog {
     }
     async fn kept_duplicate_groups(&self) -> Result<Vec<(String, String)>> {
         hygiene::kept_duplicate_groups(&self.pool).await
+    }
+}
+
+/// How the shared catalog suite reaches this backend.
+#[cfg(test)]
+mod test_backend {
+    use std::sync::Arc;
+
+    use super::SqliteCatalog;
+    use crate::Catalog;
+
+    /// A private in-memory catalog.
+    pub async fn quick() -> Arc<dyn Catalog> {
+        Arc::new(SqliteCatalog::in_memory().await.unwrap())
+    }
+
+    /// A catalog file that several catalogs (standing for processes) can open.
+    pub struct Store {
+        _dir: tempfile::TempDir,
+        path: String,
+    }
+
+    impl Store {
+        pub async fn fresh() -> Store {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("fovea.db").to_str().unwrap().to_owned();
+            Store { _dir: dir, path }
+        }
+
+        pub async fn open(&self) -> Arc<dyn Catalog> {
+            Arc::new(SqliteCatalog::open(&self.path).await.unwrap())
+        }
     }
 }

@@ -1,8 +1,9 @@
-//! Behaviour of the SQLite catalog, exercised through the `Catalog` trait as callers see it.
+//! Behaviour of a catalog, exercised through the `Catalog` trait as callers see it. Every backend includes this
+//! suite (`#[path]`) beside its own `test_backend` module, so SQLite and PostgreSQL pass the same tests.
 
 use std::sync::Arc;
 
-use super::SqliteCatalog;
+use super::test_backend;
 use crate::model::*;
 use crate::{blob_key_for, Catalog, StoreError};
 
@@ -13,7 +14,7 @@ mod labelling;
 mod operations;
 
 async fn catalog() -> Arc<dyn Catalog> {
-    Arc::new(SqliteCatalog::in_memory().await.unwrap())
+    test_backend::quick().await
 }
 
 fn new_image(bytes: &[u8]) -> NewImage {

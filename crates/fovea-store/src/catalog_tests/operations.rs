@@ -139,12 +139,9 @@ async fn exactly_one_model_is_promoted() {
 
 #[tokio::test]
 async fn concurrent_reservations_get_distinct_model_ids() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("models.db");
-    let path = path.to_str().unwrap();
-    // Two catalogs on one file stand for two processes; each also reserves from several tasks at once.
-    let catalogs: Vec<Arc<dyn Catalog>> =
-        vec![Arc::new(SqliteCatalog::open(path).await.unwrap()), Arc::new(SqliteCatalog::open(path).await.unwrap())];
+    // Two catalogs on one store stand for two processes; each also reserves from several tasks at once.
+    let store = test_backend::Store::fresh().await;
+    let catalogs: Vec<Arc<dyn Catalog>> = vec![store.open().await, store.open().await];
     let base = NewModelVersion { id: "base".into(), parent: None, kind: ModelKind::Online, metrics: json!({}) };
     catalogs[0].create_model_version(base).await.unwrap();
     catalogs[0].promote("base").await.unwrap();
@@ -225,9 +222,8 @@ async fn job_claims_are_exclusive_and_leases_expire() {
 
 #[tokio::test]
 async fn concurrent_claims_never_share_a_job() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("jobs.db");
-    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(path.to_str().unwrap()).await.unwrap());
+    let store = test_backend::Store::fresh().await;
+    let catalog = store.open().await;
     for _ in 0..20 {
         catalog.enqueue_job("embed", &json!({})).await.unwrap();
     }
@@ -253,52 +249,27 @@ async fn concurrent_claims_never_share_a_job() {
 
 #[tokio::test]
 async fn file_catalog_survives_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fovea.db");
-    let path = path.to_str().unwrap();
+    let store = test_backend::Store::fresh().await;
     let (image_id, label_id) = {
-        let catalog = SqliteCatalog::open(path).await.unwrap();
+        let catalog = store.open().await;
         let cat = catalog.create_class("Cat").await.unwrap();
-        let id = image(&catalog, b"a").await;
-        let label = label(&catalog, &id, cat.id).await;
+        let id = image(catalog.as_ref(), b"a").await;
+        let label = label(catalog.as_ref(), &id, cat.id).await;
         catalog.put_embedding(&id, "b", &[1.5, 2.5]).await.unwrap();
         // Dropped without close(), as a crash would: every acknowledged write is already in the WAL.
         (id, label.id)
     };
-    let catalog = SqliteCatalog::open(&format!("sqlite://{path}")).await.unwrap();
+    let catalog = store.open().await;
     assert!(catalog.get_image(&image_id).await.unwrap().is_some());
     assert_eq!(catalog.current_label(&image_id).await.unwrap().unwrap().id, label_id);
     assert_eq!(catalog.get_embedding(&image_id, "b").await.unwrap(), Some(vec![1.5, 2.5]));
     assert_eq!(catalog.list_classes().await.unwrap().len(), 2, "migrations are not re-applied");
-    catalog.close().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn many_openers_of_one_fresh_file_all_succeed() {
-    // Each opener stands for a separate process starting on an empty data directory at the same moment.
-    for round in 0..5 {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("fovea.db").to_str().unwrap().to_owned();
-        let openers: Vec<_> = (0..6)
-            .map(|_| {
-                let path = path.clone();
-                tokio::spawn(async move { SqliteCatalog::open(&path).await.map(|c| c.pool.clone()) })
-            })
-            .collect();
-        for opener in openers {
-            let opened = opener.await.unwrap();
-            assert!(opened.is_ok(), "round {round}: {:?}", opened.err());
-        }
-        let catalog = SqliteCatalog::open(&path).await.unwrap();
-        assert_eq!(catalog.list_classes().await.unwrap().len(), 1, "the Unknown class, created once");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_classifications_share_commits_and_a_bad_one_fails_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("fovea.db");
-    let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::open(path.to_str().unwrap()).await.unwrap());
+    let store = test_backend::Store::fresh().await;
+    let catalog = store.open().await;
     let txn = |image_id: &str, probability: f64| NewTransaction {
         unknown: false,
         image_id: image_id.into(),
@@ -340,8 +311,8 @@ async fn concurrent_classifications_share_commits_and_a_bad_one_fails_alone() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 36, "every good classification got its own log entry");
-    // Durable: a second catalog on the file (another process) sees them all.
-    let reopened = SqliteCatalog::open(path.to_str().unwrap()).await.unwrap();
+    // Durable: a second catalog on the store (another process) sees them all.
+    let reopened = store.open().await;
     for i in (0..40u8).filter(|i| i % 10 != 3) {
         assert!(reopened.get_image(&new_image(&[i]).id).await.unwrap().is_some());
     }

@@ -1,0 +1,57 @@
+//! The embedding cache: one f32 vector per (image, backbone), so re-training never re-runs the network.
+
+use sqlx::{PgConnection, PgPool};
+
+use crate::error::{Result, StoreError};
+use crate::model::*;
+
+/// Little-endian f32s: a fixed byte order, so a database copied between machines reads back the same.
+fn encode(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode(bytes: &[u8], dim: i64) -> Result<Vec<f32>> {
+    if usize::try_from(dim).ok().and_then(|d| d.checked_mul(4)) != Some(bytes.len()) {
+        return Err(StoreError::Corrupt(format!("embedding of {} bytes, expected dim {dim}", bytes.len())));
+    }
+    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+}
+
+pub(super) async fn put_embedding(
+    conn: &mut PgConnection,
+    image_id: &str,
+    backbone: &str,
+    vector: &[f32],
+) -> Result<()> {
+    if vector.is_empty() {
+        return Err(StoreError::Invalid("embedding is empty".into()));
+    }
+    let dim = i64::try_from(vector.len()).map_err(|_| StoreError::Invalid("embedding too long".into()))?;
+    sqlx::query(
+        "INSERT INTO embeddings (image_id, backbone, dim, vector, created_at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (image_id, backbone) DO UPDATE
+         SET dim = excluded.dim, vector = excluded.vector, created_at = excluded.created_at",
+    )
+    .bind(image_id)
+    .bind(backbone)
+    .bind(dim)
+    .bind(encode(vector))
+    .bind(now_millis())
+    .execute(conn)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found("image", image_id),
+        _ => e.into(),
+    })?;
+    Ok(())
+}
+
+pub(super) async fn get_embedding(pool: &PgPool, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>> {
+    let row: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT dim, vector FROM embeddings WHERE image_id = $1 AND backbone = $2")
+            .bind(image_id)
+            .bind(backbone)
+            .fetch_optional(pool)
+            .await?;
+    row.map(|(dim, bytes)| decode(&bytes, dim)).transpose()
+}
