@@ -103,15 +103,30 @@ impl App {
             .ok_or_else(|| AppError::NotFound { what: "collection", id: id.to_string() })
     }
 
-    /// Queues identification of a folder collection for the background worker.
+    /// Queues identification of a folder collection for the workers, in chunks of [`identify_chunk`] files, so
+    /// several workers (`fovea serve` or `fovea worker` processes) share it; returns the first chunk's job. The
+    /// folder is counted now, and its total recorded once every chunk has finished.
     pub async fn enqueue_identify(&self, collection: i64) -> Result<JobRecord> {
         let c = self.collection(collection).await?;
         if c.source == UPLOAD_SOURCE {
             return Err(AppError::Invalid("an upload collection grows by uploads; there is no folder to walk".into()));
         }
-        let job = self.catalog.enqueue_job(IDENTIFY_JOB, &serde_json::json!({ "collection": collection })).await?;
-        self.catalog.set_collection_job(collection, job.id).await?;
-        Ok(job)
+        let folder = PathBuf::from(&c.source);
+        // Names only: counting costs little next to identifying, even for a large folder.
+        let files = tokio::task::spawn_blocking(move || walk_files(&folder).count() as u64)
+            .await
+            .map_err(|e| AppError::Internal(format!("counting the folder: {e}")))?;
+        let chunk = identify_chunk();
+        let mut first = None;
+        for start in (0..files.max(1)).step_by(usize::try_from(chunk).unwrap_or(usize::MAX)) {
+            let range = ChunkRange { collection, start, end: (start + chunk).min(files), files };
+            let params = serde_json::to_value(range).map_err(|e| AppError::Internal(e.to_string()))?;
+            let job = self.catalog.enqueue_job(IDENTIFY_JOB, &params).await?;
+            first.get_or_insert(job);
+        }
+        let first = first.ok_or_else(|| AppError::Internal("no identify chunk was queued".into()))?;
+        self.catalog.set_collection_job(collection, first.id).await?;
+        Ok(first)
     }
 
     /// Identifies (or resumes) a folder collection to the end; `progress` sees every committed batch. Setting
@@ -119,10 +134,51 @@ impl App {
     pub async fn run_collection(
         self: &Arc<Self>,
         id: i64,
-        mut progress: impl FnMut(&CollectionProgress) + Send,
+        progress: impl FnMut(&CollectionProgress) + Send,
         cancel: Arc<AtomicBool>,
     ) -> Result<CollectionRecord> {
         let c = self.collection(id).await?;
+        let skip = c.processed;
+        let seen = self.identify_walk(&c, (skip, None), None, progress, cancel.clone()).await?;
+        if !cancel.load(Ordering::Relaxed) {
+            self.catalog.set_collection_total(id, seen).await?;
+        }
+        self.snapshot().await?;
+        self.collection(id).await
+    }
+
+    /// Identifies (or resumes) one chunk of a queued collection. Its results are written in walk order, so those
+    /// already in the catalog are a prefix of the chunk: a chunk redone after its worker died starts after them,
+    /// and the catalog's unique (collection, path) keeps any file from being counted twice.
+    async fn run_chunk(
+        self: &Arc<Self>,
+        range: ChunkRange,
+        progress: impl FnMut(&CollectionProgress) + Send,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<CollectionRecord> {
+        let c = self.collection(range.collection).await?;
+        let done = self.catalog.count_results_between(c.id, range.start, range.end).await?;
+        let skip = range.start + done;
+        let take = range.end.saturating_sub(skip);
+        self.identify_walk(&c, (skip, Some(take)), Some(range.files), progress, cancel.clone()).await?;
+        let all = self.catalog.count_results_between(c.id, 0, range.files).await?;
+        if !cancel.load(Ordering::Relaxed) && all >= range.files {
+            self.catalog.set_collection_total(c.id, range.files).await?;
+        }
+        self.snapshot().await?;
+        self.collection(c.id).await
+    }
+
+    /// Identifies the folder's files from walk position `skip` on (at most `take` of them), writing results in walk
+    /// order in batches; progress reports `total` as the collection's size. Returns the walk position reached.
+    async fn identify_walk(
+        self: &Arc<Self>,
+        c: &CollectionRecord,
+        (skip, take): (u64, Option<u64>),
+        total: Option<u64>,
+        mut progress: impl FnMut(&CollectionProgress) + Send,
+        cancel: Arc<AtomicBool>,
+    ) -> Result<u64> {
         if c.source == UPLOAD_SOURCE {
             return Err(AppError::Invalid("an upload collection has no folder to walk".into()));
         }
@@ -130,14 +186,14 @@ impl App {
         if !folder.is_dir() {
             return Err(AppError::Invalid(format!("the folder {} is gone", folder.display())));
         }
-        let skip = c.processed;
+        let take = take.map_or(usize::MAX, |t| usize::try_from(t).unwrap_or(usize::MAX));
         // Unbounded only in type: results arrive at the network's pace (milliseconds each) and a batch commit takes
         // about one fsync, so the queue holds little more than one batch.
         let (tx, mut rx) = mpsc::unbounded_channel::<Produced>();
         let producer = {
             let (app, model, cancel) = (self.clone(), c.model.clone(), cancel.clone());
             tokio::spawn(async move {
-                let files = walk_files(&folder).enumerate().skip(usize::try_from(skip).unwrap_or(usize::MAX));
+                let files = walk_files(&folder).enumerate().skip(usize::try_from(skip).unwrap_or(usize::MAX)).take(take);
                 let items = files.map(|(seq, f)| (seq as u64, f)).take_while(move |_| !cancel.load(Ordering::Relaxed));
                 match model {
                     Some(m) if m != app.served_model().await => app.produce_with_model(&m, items, tx).await,
@@ -148,7 +204,7 @@ impl App {
                 }
             })
         };
-        let mut state = CollectionProgress { collection: id, processed: c.processed, failed: c.failed, total: None };
+        let mut state = CollectionProgress { collection: c.id, processed: c.processed, failed: c.failed, total };
         let mut batch = Vec::with_capacity(WRITE_BATCH);
         let mut seen = skip;
         while let Some(first) = rx.recv().await {
@@ -163,7 +219,7 @@ impl App {
             state.failed += batch.iter().filter(|(_, _, r)| r.is_err()).count() as u64;
             let items: Vec<NewCollectionItem> =
                 batch.drain(..).map(|(seq, path, outcome)| NewCollectionItem { seq, path, outcome }).collect();
-            state.processed += self.catalog.add_collection_items(id, &items).await?;
+            state.processed += self.catalog.add_collection_items(c.id, &items).await?;
             progress(&state);
         }
         match producer.await {
@@ -171,13 +227,7 @@ impl App {
             Ok(Err(e)) => return Err(e),
             Err(e) => return Err(AppError::Internal(format!("identify producer: {e}"))),
         }
-        if !cancel.load(Ordering::Relaxed) {
-            self.catalog.set_collection_total(id, seen).await?;
-            state.total = Some(seen);
-            progress(&state);
-        }
-        self.snapshot().await?;
-        self.collection(id).await
+        Ok(seen)
     }
 
     /// Classifies with the served model: images stored, embedded and their predictions logged, as an upload is.
@@ -219,12 +269,24 @@ pub(crate) fn prediction_of(o: &crate::ClassifyOutcome) -> ItemPrediction {
 /// The `source` of collections that grow by uploads from the web UI.
 pub const UPLOAD_SOURCE: &str = "upload";
 
-/// A job's collection id from its parameters.
-pub(crate) fn job_collection(job: &JobRecord) -> Result<i64> {
-    job.params
-        .get("collection")
-        .and_then(|v| v.as_i64())
-        .ok_or_else(|| AppError::Invalid("identify job without a collection".into()))
+/// Files per queued identify job (`FOVEA_IDENTIFY_CHUNK` changes it, e.g. for tests with small folders).
+pub fn identify_chunk() -> u64 {
+    std::env::var("FOVEA_IDENTIFY_CHUNK").ok().and_then(|s| s.parse().ok()).filter(|n| *n > 0).unwrap_or(256)
+}
+
+/// One identify job's share of a collection: walk positions `start..end` of a folder that had `files` files.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
+pub(crate) struct ChunkRange {
+    pub collection: i64,
+    pub start: u64,
+    pub end: u64,
+    pub files: u64,
+}
+
+/// An identify job's chunk from its parameters.
+fn job_chunk(job: &JobRecord) -> Result<ChunkRange> {
+    serde_json::from_value(job.params.clone())
+        .map_err(|e| AppError::Invalid(format!("identify job {} has bad parameters: {e}", job.id)))
 }
 
 /// How long an identify job's lease lasts between heartbeats.
@@ -237,10 +299,11 @@ impl App {
         let Some(job) = self.catalog.claim_job(&[IDENTIFY_JOB], IDENTIFY_LEASE).await? else { return Ok(None) };
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = tokio::sync::watch::channel(CollectionProgress::default());
+        // The collection's share done, across every chunk.
         let fraction = |p: &CollectionProgress| p.total.map_or(0.0, |t| p.processed as f64 / t.max(1) as f64);
         let beat = self.spawn_heartbeat(&job, IDENTIFY_LEASE, rx, fraction, cancel.clone());
-        let outcome = match job_collection(&job) {
-            Ok(id) => self.run_collection(id, move |p| drop(tx.send(p.clone())), cancel).await,
+        let outcome = match job_chunk(&job) {
+            Ok(range) => self.run_chunk(range, move |p| drop(tx.send(p.clone())), cancel).await,
             Err(e) => Err(e),
         };
         beat.abort();

@@ -70,7 +70,7 @@ impl App {
             Some(id) => self.model(id).await?.id,
             None => self.served_model().await,
         };
-        let weights = self.model_weights(&id)?;
+        let weights = self.shared_model_weights(&id).await?;
         match format {
             ModelFormat::Safetensors => crate::models::write_weights(out, &id, &weights)?,
             ModelFormat::Onnx => fovea_model::onnx::export_onnx(&weights, self.compute.input_size(), out)?,

@@ -116,8 +116,9 @@ impl App {
         })
     }
 
-    /// The server's background worker: picks up promotions made elsewhere, runs queued training jobs one at a
-    /// time, and enqueues a run when the schedule says one is due.
+    /// The background worker (of `fovea serve` and `fovea worker`): runs queued training jobs one at a time and
+    /// identify jobs beside them, and enqueues a run when the schedule says one is due. (Promotions made elsewhere
+    /// are followed by every process, see `follow`.)
     pub fn spawn_worker(self: &Arc<Self>, schedule: Option<Duration>) -> tokio::task::JoinHandle<()> {
         // Bulk identification runs beside training, so a long fine-tune never holds a collection back.
         let identify = self.clone();
@@ -137,9 +138,6 @@ impl App {
         let app = self.clone();
         tokio::spawn(async move {
             loop {
-                if let Err(e) = app.sync_model().await {
-                    tracing::warn!(error = %e, "could not switch to the promoted model");
-                }
                 if let Some(every) = schedule {
                     if let Err(e) = app.enqueue_if_due(every).await {
                         tracing::warn!(error = %e, "scheduled training");
@@ -161,11 +159,11 @@ impl App {
     }
 
     async fn enqueue_if_due(&self, every: Duration) -> Result<()> {
-        let last = self.catalog.list_jobs(50, 0).await?.into_iter().find(|j| j.kind == TRAIN_JOB);
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as i64;
-        if last.is_none_or(|j| now - j.created_at >= every.as_millis() as i64) {
-            self.enqueue_training(&TrainParams::default()).await?;
+        let since = fovea_store::now_millis() - i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
+        let value = serde_json::to_value(TrainParams::default()).map_err(|e| AppError::Internal(e.to_string()))?;
+        // Atomic in the catalog: of several replicas with the same schedule, exactly one enqueues the run.
+        if let Some(job) = self.catalog.enqueue_job_unless_since(TRAIN_JOB, &value, since).await? {
+            tracing::info!(job = job.id, "scheduled fine-tune queued");
         }
         Ok(())
     }

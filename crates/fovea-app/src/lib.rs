@@ -9,6 +9,7 @@ mod drift;
 mod duplicates;
 mod error;
 mod export;
+mod follow;
 mod head;
 #[cfg(test)]
 mod hygiene_tests;
@@ -55,7 +56,7 @@ pub use fovea_store::{
     ImageFilter, ImageRow, ImageSort, Role, ScoredClass, TransactionFilter, TransactionKind, TransactionRecord,
     UserRecord,
 };
-pub use fovea_store::{JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
+pub use fovea_store::{Catalog, JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;
 pub use identify::Identified;
 pub use insight::{EvaluationView, MAX_EVALUATION};
@@ -71,7 +72,7 @@ pub use usecases::{ClassView, ClassifyOutcome, ImportReport, LabelOutcome};
 
 pub use fovea_model::Engine;
 use fovea_model::{Backbone, Variant};
-use fovea_store::{Blobs, Catalog, LocalBlobs, SqliteCatalog};
+use fovea_store::{Blobs, LocalBlobs, SqliteCatalog};
 use tokio::sync::Mutex;
 
 use head::HeadState;
@@ -83,19 +84,35 @@ pub const DRIFT_ACTIVE: &str = "fovea_drift_alert_active";
 pub const DRIFT_ALERTS: &str = "fovea_drift_alerts_total";
 pub const DRIFT_WEBHOOK_FAILURES: &str = "fovea_drift_webhook_failures_total";
 
-/// The catalog alone (SQLite under `data_dir`), for commands that only read or write records — listing users,
-/// jobs or models — and so need no network loaded.
-pub async fn open_catalog(data_dir: &std::path::Path) -> Result<Arc<dyn Catalog>> {
+/// The catalog alone, for commands that only read or write records — listing users, jobs or models — and so need
+/// no network loaded: `url` (PostgreSQL or a SQLite file) when given, else SQLite under `data_dir`.
+pub async fn open_catalog(data_dir: &std::path::Path, url: Option<&str>) -> Result<Arc<dyn Catalog>> {
     std::fs::create_dir_all(data_dir).map_err(|e| AppError::Internal(format!("{}: {e}", data_dir.display())))?;
+    if let Some(url) = url {
+        return Ok(fovea_store::open_catalog(url).await?);
+    }
     let path = data_dir.join("fovea.db");
     Ok(Arc::new(SqliteCatalog::open(path.to_str().unwrap_or("fovea.db")).await?))
+}
+
+/// The image store: `url` (`s3://bucket/prefix` or a folder) when given, else `blobs/` under `data_dir`.
+pub fn open_blobs(data_dir: &std::path::Path, url: Option<&str>) -> Result<Arc<dyn Blobs>> {
+    Ok(match url {
+        Some(url) => fovea_store::open_blobs(url)?,
+        None => Arc::new(LocalBlobs::new(data_dir.join("blobs"))?),
+    })
 }
 
 /// Everything the app needs to start, passed whole.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// SQLite catalog and image blobs live here.
+    /// The catalog and image blobs live here unless `catalog` / `blobs` name other places; model weights are
+    /// cached here in every case.
     pub data_dir: PathBuf,
+    /// The catalog's URL: `postgres://…` when several servers and workers share it, or a SQLite file.
+    pub catalog: Option<String>,
+    /// The image store's URL: `s3://bucket/prefix` or a folder.
+    pub blobs: Option<String>,
     pub variant: Variant,
     /// Online head: slda | ncm | ncm-cosine.
     pub head: String,
@@ -126,6 +143,8 @@ impl Default for AppConfig {
     fn default() -> Self {
         AppConfig {
             data_dir: PathBuf::from("fovea-data"),
+            catalog: None,
+            blobs: None,
             variant: Variant::Lite0,
             head: "slda".into(),
             top_k: 5,
@@ -171,10 +190,10 @@ pub struct App {
 pub type UploadPermit = tokio::sync::OwnedSemaphorePermit;
 
 impl App {
-    /// Opens the embedded default: SQLite catalog + local blobs under `cfg.data_dir`.
+    /// Opens the catalog and blob store `cfg` names (by default SQLite and local blobs under `cfg.data_dir`).
     pub async fn open(cfg: AppConfig, backbone: Box<dyn Backbone>) -> Result<Arc<App>> {
-        let catalog = open_catalog(&cfg.data_dir).await?;
-        let blobs: Arc<dyn Blobs> = Arc::new(LocalBlobs::new(cfg.data_dir.join("blobs"))?);
+        let catalog = open_catalog(&cfg.data_dir, cfg.catalog.as_deref()).await?;
+        let blobs = open_blobs(&cfg.data_dir, cfg.blobs.as_deref())?;
         Self::with_parts(cfg, backbone, catalog, blobs).await
     }
 
@@ -189,7 +208,8 @@ impl App {
         let base = cfg.variant.name();
         let (backbone, name): (Box<dyn Backbone>, String) = match catalog.promoted_model_version().await? {
             Some(p) if p.id != base => {
-                let weights = fovea_model::Weights::load_safetensors(&models::model_file(&cfg.data_dir, &p.id))?;
+                let path = models::fetch_model_file(blobs.as_ref(), &cfg.data_dir, &p.id).await?;
+                let weights = fovea_model::Weights::load_safetensors(&path)?;
                 (cfg.engine.build(&weights, cfg.variant, 0)?, p.id)
             }
             _ => (backbone, base),
@@ -220,6 +240,7 @@ impl App {
         }
         calibration::spawn_refresher(&app);
         drift::spawn_refresher(&app);
+        follow::spawn(&app);
         Ok(app)
     }
 

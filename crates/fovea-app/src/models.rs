@@ -16,6 +16,39 @@ pub(crate) fn model_file(data_dir: &std::path::Path, id: &str) -> PathBuf {
     data_dir.join("models").join(format!("{id}.safetensors"))
 }
 
+/// Where a model version's weights live in the blob store, so every replica and worker can load them.
+fn model_blob_key(id: &str) -> String {
+    format!("models/{id}.safetensors")
+}
+
+/// The local file of a model version's weights, fetched from the blob store when this machine lacks it (a model
+/// trained by another worker).
+pub(crate) async fn fetch_model_file(
+    blobs: &dyn fovea_store::Blobs,
+    data_dir: &std::path::Path,
+    id: &str,
+) -> Result<PathBuf> {
+    let path = model_file(data_dir, id);
+    if path.exists() {
+        return Ok(path);
+    }
+    let bytes = match blobs.get(&model_blob_key(id)).await {
+        Ok(bytes) => bytes,
+        Err(fovea_store::StoreError::NotFound { .. }) => {
+            return Err(AppError::Internal(format!("the weights of model {id} are missing: {}", path.display())))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dir = path.parent().unwrap_or(data_dir);
+    std::fs::create_dir_all(dir).map_err(|e| AppError::Internal(format!("{}: {e}", dir.display())))?;
+    // Written aside and renamed, so a reader never loads half a file.
+    let aside = dir.join(format!(".{id}.{}.part", std::process::id()));
+    std::fs::write(&aside, &bytes)
+        .and_then(|()| std::fs::rename(&aside, &path))
+        .map_err(|e| AppError::Internal(format!("{}: {e}", path.display())))?;
+    Ok(path)
+}
+
 /// Writes weights as safetensors (aside, then renamed), tagged with the model version they belong to.
 pub(crate) fn write_weights(path: &std::path::Path, id: &str, weights: &Weights) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -76,6 +109,14 @@ impl App {
         Ok(())
     }
 
+    /// The weights of a model version, fetched from the blob store first when this machine lacks them.
+    pub async fn shared_model_weights(&self, id: &str) -> Result<Weights> {
+        if id != self.base_model_id() {
+            fetch_model_file(self.blobs.as_ref(), &self.cfg.data_dir, id).await?;
+        }
+        self.model_weights(id)
+    }
+
     /// The weights of a model version: the base file, or the registry's file for a fine-tune.
     pub fn model_weights(&self, id: &str) -> Result<Weights> {
         // A registered model whose weights cannot be found is the server's failure, not the caller's.
@@ -114,7 +155,11 @@ impl App {
         let id = self.catalog.reserve_model_version(prefix, Some(parent), kind).await?.id;
         let (described, metrics) = describe(&id);
         let registered = match self.save_model_weights(&id, weights) {
-            Ok(_) => self.catalog.complete_model_version(&id, &metrics).await.map_err(AppError::from),
+            Ok(path) => self.share_model_file(&id, &path).await,
+            Err(e) => Err(e),
+        };
+        let registered = match registered {
+            Ok(()) => self.catalog.complete_model_version(&id, &metrics).await.map_err(AppError::from),
             Err(e) => Err(e),
         };
         if let Err(e) = registered {
@@ -125,6 +170,12 @@ impl App {
             return Err(e);
         }
         Ok(described)
+    }
+
+    /// Puts a model's weights file into the blob store, where other replicas and workers find it.
+    async fn share_model_file(&self, id: &str, path: &std::path::Path) -> Result<()> {
+        let bytes = std::fs::read(path).map_err(|e| AppError::Internal(format!("{}: {e}", path.display())))?;
+        Ok(self.blobs.put(&model_blob_key(id), bytes.into()).await?)
     }
 
     pub(crate) fn build_backbone(&self, weights: &Weights) -> Result<Box<dyn Backbone>> {
@@ -223,7 +274,7 @@ impl App {
 
     async fn switch_to(&self, id: &str, record_promotion: bool) -> Result<()> {
         let _one_switch_at_a_time = self.switching.lock().await;
-        let weights = self.model_weights(id)?;
+        let weights = self.shared_model_weights(id).await?;
         // Most of the work happens before the lock: embeddings for every labelled image under the new backbone.
         self.embed_labelled(id, &weights).await?;
         let backbone = self.build_backbone(&weights)?;

@@ -26,7 +26,7 @@ struct Scorer {
 
 impl App {
     async fn scorer(&self, id: &str) -> Result<Scorer> {
-        let weights = self.model_weights(id)?;
+        let weights = self.shared_model_weights(id).await?;
         self.embed_labelled(id, &weights).await?;
         let backbone = self.build_backbone(&weights)?;
         let mut head = HeadState::restore(self.catalog.as_ref(), &self.cfg.head, backbone.embedding_dim(), id).await?;

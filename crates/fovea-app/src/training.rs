@@ -194,7 +194,7 @@ impl App {
         // Held-out shares are sized for the dataset (see `SplitConfig::sized_for`: caps on small datasets, targets in
         // images on large ones, never moving a trained image into an evaluation split as the dataset grows).
         let plan = dataset::build(&samples, &frozen, &SplitConfig { cutoff, ..SplitConfig::sized_for(samples.len()) })?;
-        let weights = Arc::new(self.model_weights(&parent)?);
+        let weights = Arc::new(self.shared_model_weights(&parent).await?);
         for split in Split::ALL {
             for s in plan.split(split) {
                 if stored[s.image_id as usize] != stored_split(split) {

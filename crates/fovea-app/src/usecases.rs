@@ -275,7 +275,9 @@ impl App {
         if label.previous_class_id.is_none() {
             self.note_served_outcome(&head.head, &embedding, &record.name);
         }
-        head.apply(&label, &embedding, self.catalog.as_ref()).await?;
+        // Folded from the log rather than applied alone: a label another replica committed between the catch-up
+        // above and ours has a lower id, and must not be skipped.
+        head.catch_up(self.catalog.as_ref()).await?;
         if head.since_snapshot >= self.cfg.snapshot_every {
             head.save(self.catalog.as_ref()).await?;
         }

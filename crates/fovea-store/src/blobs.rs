@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutPayload};
 
 use crate::error::{Result, StoreError};
@@ -121,81 +123,75 @@ impl Blobs for LocalBlobs {
     }
 }
 
-#[cfg(feature = "s3")]
-pub use s3::{S3Blobs, S3Config};
+/// Blobs in an S3-compatible bucket, under an optional key prefix. S3 puts are atomic by nature: an object appears
+/// whole or not at all, and a put is acknowledged only once the object is durable.
+#[derive(Debug, Clone)]
+pub struct S3Blobs {
+    store: Arc<dyn ObjectStore>,
+}
 
-#[cfg(feature = "s3")]
-mod s3 {
-    use super::*;
-    use object_store::aws::{AmazonS3, AmazonS3Builder};
+impl S3Blobs {
+    /// Opens `s3://bucket[/prefix]`. Endpoint, region and credentials come from the standard AWS variables
+    /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`), so an
+    /// S3-compatible server (MinIO, Ceph, moto) is one variable away.
+    pub fn open(url: &str) -> Result<Self> {
+        let rest = url
+            .strip_prefix("s3://")
+            .ok_or_else(|| StoreError::Invalid(format!("blob store URL {url:?}: expected s3://bucket[/prefix]")))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::Invalid(format!("blob store URL {url:?} names no bucket")));
+        }
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+        // A plain-HTTP endpoint is a local test or on-premises server; say so rather than fail on TLS.
+        if std::env::var("AWS_ENDPOINT_URL")
+            .or_else(|_| std::env::var("AWS_ENDPOINT"))
+            .is_ok_and(|e| e.starts_with("http://"))
+        {
+            builder = builder.with_allow_http(true);
+        }
+        if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+            builder = builder.with_region("us-east-1");
+        }
+        let bucket_store: Arc<dyn ObjectStore> = Arc::new(builder.build()?);
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> =
+            if prefix.is_empty() { bucket_store } else { Arc::new(PrefixStore::new(bucket_store, location(prefix)?)) };
+        Ok(Self { store })
+    }
+}
 
-    /// Where an S3-compatible bucket is and how to sign requests to it.
-    #[derive(Clone, Default)]
-    pub struct S3Config {
-        /// e.g. `http://localhost:9000` for MinIO; `None` means AWS itself.
-        pub endpoint: Option<String>,
-        pub bucket: String,
-        pub region: String,
-        pub access_key_id: String,
-        pub secret_access_key: String,
-        /// Needed for plain-HTTP endpoints such as a local MinIO.
-        pub allow_http: bool,
+#[async_trait]
+impl Blobs for S3Blobs {
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
+        self.store.put(&location(key)?, PutPayload::from(bytes)).await?;
+        Ok(())
     }
 
-    // Hand-written so the secret never reaches a log line.
-    impl std::fmt::Debug for S3Config {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("S3Config")
-                .field("endpoint", &self.endpoint)
-                .field("bucket", &self.bucket)
-                .field("region", &self.region)
-                .field("access_key_id", &self.access_key_id)
-                .field("secret_access_key", &"<redacted>")
-                .field("allow_http", &self.allow_http)
-                .finish()
-        }
+    async fn get(&self, key: &str) -> Result<Bytes> {
+        get_from(self.store.as_ref(), key).await
     }
 
-    /// Blobs in an S3-compatible bucket. S3 puts are atomic by nature: an object appears whole or not at all.
-    #[derive(Debug, Clone)]
-    pub struct S3Blobs {
-        store: Arc<AmazonS3>,
+    async fn exists(&self, key: &str) -> Result<bool> {
+        exists_in(self.store.as_ref(), key).await
     }
 
-    impl S3Blobs {
-        pub fn new(config: &S3Config) -> Result<Self> {
-            let mut builder = AmazonS3Builder::new()
-                .with_bucket_name(&config.bucket)
-                .with_region(&config.region)
-                .with_access_key_id(&config.access_key_id)
-                .with_secret_access_key(&config.secret_access_key)
-                .with_allow_http(config.allow_http);
-            if let Some(endpoint) = &config.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            Ok(Self { store: Arc::new(builder.build()?) })
-        }
+    async fn delete(&self, key: &str) -> Result<()> {
+        delete_from(self.store.as_ref(), key).await
     }
+}
 
-    #[async_trait]
-    impl Blobs for S3Blobs {
-        async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-            self.store.put(&location(key)?, PutPayload::from(bytes)).await?;
-            Ok(())
-        }
-
-        async fn get(&self, key: &str) -> Result<Bytes> {
-            get_from(self.store.as_ref(), key).await
-        }
-
-        async fn exists(&self, key: &str) -> Result<bool> {
-            exists_in(self.store.as_ref(), key).await
-        }
-
-        async fn delete(&self, key: &str) -> Result<()> {
-            delete_from(self.store.as_ref(), key).await
-        }
+/// Opens the blob store a URL names: `s3://bucket[/prefix]`, or a local folder (`file:///path` or a plain path).
+pub fn open_blobs(url: &str) -> Result<Arc<dyn Blobs>> {
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(S3Blobs::open(url)?));
     }
+    if let Some((scheme, _)) = url.split_once("://").filter(|(scheme, _)| *scheme != "file") {
+        return Err(StoreError::Invalid(format!(
+            "blob store URL {url:?}: unknown scheme {scheme:?} (expected s3://bucket[/prefix] or a folder)"
+        )));
+    }
+    Ok(Arc::new(LocalBlobs::new(url.strip_prefix("file://").unwrap_or(url))?))
 }
 
 #[cfg(test)]
@@ -239,5 +235,52 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let blobs = LocalBlobs::new(dir.path()).unwrap();
         assert!(matches!(blobs.get("a/../b").await, Err(StoreError::Invalid(_))));
+    }
+
+    /// Creates a bucket on the test S3 server (`FOVEA_TEST_S3`, started by scripts/test.sh) and points the AWS
+    /// variables at it; a missing server fails the test.
+    pub(crate) fn test_bucket(name: &str) -> String {
+        use std::io::{Read, Write};
+        let endpoint = std::env::var("FOVEA_TEST_S3")
+            .expect("FOVEA_TEST_S3 is not set: run the tests with scripts/test.sh, which starts an S3 server");
+        let host = endpoint.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let mut conn = std::net::TcpStream::connect(&host).expect("connect to the test S3 server");
+        write!(conn, "PUT /{name} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "creating bucket {name}: {answer}");
+        // Every test sets the same values, so parallel tests never see each other's.
+        unsafe {
+            std::env::set_var("AWS_ENDPOINT_URL", &endpoint);
+            std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+            std::env::set_var("AWS_REGION", "us-east-1");
+        }
+        format!("s3://{name}")
+    }
+
+    #[tokio::test]
+    async fn s3_blobs_round_trip_under_a_prefix() {
+        let bucket = test_bucket("fovea-blobs-test");
+        let blobs = open_blobs(&format!("{bucket}/team-a")).unwrap();
+        let other = open_blobs(&format!("{bucket}/team-b")).unwrap();
+        let key = blob_key_for(&sha256_hex(b"pixels"));
+        assert!(!blobs.exists(&key).await.unwrap());
+        assert!(matches!(blobs.get(&key).await, Err(StoreError::NotFound { .. })));
+        blobs.put(&key, Bytes::from_static(b"pixels")).await.unwrap();
+        assert!(blobs.exists(&key).await.unwrap());
+        assert_eq!(blobs.get(&key).await.unwrap(), Bytes::from_static(b"pixels"));
+        assert!(!other.exists(&key).await.unwrap(), "prefixes keep stores apart in one bucket");
+        blobs.delete(&key).await.unwrap();
+        assert!(!blobs.exists(&key).await.unwrap());
+        blobs.delete(&key).await.unwrap();
+    }
+
+    #[test]
+    fn blob_urls_are_checked() {
+        assert!(matches!(open_blobs("gs://bucket"), Err(StoreError::Invalid(_))));
+        assert!(matches!(open_blobs("s3://"), Err(StoreError::Invalid(_))));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(open_blobs(&format!("file://{}", dir.path().display())).is_ok());
     }
 }

@@ -150,6 +150,14 @@ pub trait Catalog: CollectionStore + InsightStore + HygieneStore + Send + Sync {
     // ---- jobs ----
 
     async fn enqueue_job(&self, kind: &str, params: &serde_json::Value) -> Result<JobRecord>;
+    /// Enqueues a job unless one of `kind` was created at or after `since`, atomically: of several processes asking
+    /// at once, exactly one enqueues (a schedule shared by replicas fires once). Returns the job when it did.
+    async fn enqueue_job_unless_since(
+        &self,
+        kind: &str,
+        params: &serde_json::Value,
+        since: Millis,
+    ) -> Result<Option<JobRecord>>;
     async fn get_job(&self, id: i64) -> Result<Option<JobRecord>>;
     /// Newest first.
     async fn list_jobs(&self, limit: u32, offset: u32) -> Result<Vec<JobRecord>>;

@@ -211,6 +211,9 @@ pub trait CollectionStore: Send + Sync {
     async fn collection_item(&self, collection: i64, seq: u64) -> Result<Option<CollectionItem>>;
     async fn list_collection_items(&self, filter: &ItemFilter) -> Result<Vec<CollectionItem>>;
     async fn count_collection_items(&self, filter: &ItemFilter) -> Result<u64>;
+    /// How many results (failed or not, discarded or not) have a walk position in `start..end`: a chunk's cursor,
+    /// since a chunk writes its results in walk order.
+    async fn count_results_between(&self, collection: i64, start: u64, end: u64) -> Result<u64>;
     /// Class pairs most often top-1 / top-2 of one result with a margin at most `max_margin`, most frequent first.
     async fn confused_pairs(&self, collection: Option<i64>, max_margin: f64, limit: u32) -> Result<Vec<ConfusedPair>>;
     /// One row per class (Unknown excluded).

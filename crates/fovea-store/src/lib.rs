@@ -1,6 +1,6 @@
 //! Durable state of fovea: the [`Catalog`] of images, classes, labels, predictions, users, model
 //! versions and jobs (SQLite on one machine, PostgreSQL when several processes share it), and the [`Blobs`] store that
-//! holds image bytes by content hash (a local directory, or S3 with the `s3` feature).
+//! holds image bytes by content hash (a local directory, or an S3-compatible bucket).
 
 pub mod blobs;
 pub mod catalog;
@@ -12,9 +12,7 @@ pub mod model;
 pub mod postgres;
 pub mod sqlite;
 
-pub use blobs::{blob_key_for, Blobs, LocalBlobs};
-#[cfg(feature = "s3")]
-pub use blobs::{S3Blobs, S3Config};
+pub use blobs::{blob_key_for, open_blobs, Blobs, LocalBlobs, S3Blobs};
 pub use catalog::Catalog;
 pub use collections::*;
 pub use error::{Result, StoreError};
@@ -23,3 +21,18 @@ pub use insight::*;
 pub use model::*;
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
+
+use std::sync::Arc;
+
+/// Opens the catalog a URL names: `postgres://…` (or `postgresql://…`), or SQLite by `sqlite:` URL or file path.
+pub async fn open_catalog(url: &str) -> Result<Arc<dyn Catalog>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Arc::new(PgCatalog::open(url).await?));
+    }
+    if let Some((scheme, _)) = url.split_once("://").filter(|(scheme, _)| *scheme != "sqlite") {
+        return Err(StoreError::Invalid(format!(
+            "catalog URL {url:?}: unknown scheme {scheme:?} (expected postgres://… or a SQLite file)"
+        )));
+    }
+    Ok(Arc::new(SqliteCatalog::open(url).await?))
+}

@@ -11,7 +11,8 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "fovea", version, about = "Self-hosted image classification that learns from every correction")]
 pub struct Cli {
-    /// Settings file (TOML keys: data, listen, cutoff, head, backbone, engine, home, max_upload_mb,
+    /// Settings file (TOML keys: data, catalog, blobs, s3_endpoint, s3_region, s3_access_key_id,
+    /// s3_secret_access_key, listen, cutoff, head, backbone, engine, home, max_upload_mb,
     /// max_megapixels, train_schedule, drift_reference, drift_window, drift_webhook). Flags and FOVEA_* variables override it [default: ./fovea.toml when present]
     #[arg(long, global = true, env = "FOVEA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -42,6 +43,8 @@ pub enum Command {
     Bench(cmd::bench::BenchArgs),
     /// Run the web app and JSON API
     Serve(cmd::serve::ServeArgs),
+    /// Run jobs (fine-tunes, identify chunks) from a catalog shared with `fovea serve` replicas
+    Worker(cmd::worker::WorkerArgs),
     /// Import a folder of images (with --labelled: sub-folder name = class)
     Import(cmd::serve::ImportArgs),
     /// Bulk-identify a folder (recursively) as a resumable collection; predictions are stored and logged
@@ -89,6 +92,7 @@ fn main() {
         Command::Convert(a) => cmd::fetch::convert(a),
         Command::Bench(a) => cmd::bench::bench(&home, cli.backbone, a),
         Command::Serve(a) => cmd::serve::serve(&home, cli.backbone, cli.engine, a),
+        Command::Worker(a) => cmd::worker::worker(&home, cli.backbone, cli.engine, a),
         Command::Import(a) => cmd::serve::import(&home, cli.backbone, cli.engine, a),
         Command::Identify(a) => cmd::identify::identify(&home, cli.backbone, cli.engine, a),
         Command::Collections(a) => cmd::collections::collections(&home, cli.backbone, cli.engine, a),

@@ -317,3 +317,25 @@ async fn concurrent_classifications_share_commits_and_a_bad_one_fails_alone() {
         assert!(reopened.get_image(&new_image(&[i]).id).await.unwrap().is_some());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schedule_shared_by_processes_enqueues_once() {
+    let store = test_backend::Store::fresh().await;
+    let catalogs: Vec<Arc<dyn Catalog>> = vec![store.open().await, store.open().await, store.open().await];
+    let since = now_millis() - 3_600_000;
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let catalog = catalogs[i % 3].clone();
+            tokio::spawn(async move { catalog.enqueue_job_unless_since("train", &json!({}), since).await.unwrap() })
+        })
+        .collect();
+    let mut enqueued = 0;
+    for task in tasks {
+        enqueued += usize::from(task.await.unwrap().is_some());
+    }
+    assert_eq!(enqueued, 1, "exactly one of the racing processes enqueues");
+    assert_eq!(catalogs[0].list_jobs(10, 0).await.unwrap().len(), 1);
+    // Another kind, or a window that starts after the job, enqueues again.
+    assert!(catalogs[1].enqueue_job_unless_since("identify", &json!({}), since).await.unwrap().is_some());
+    assert!(catalogs[1].enqueue_job_unless_since("train", &json!({}), now_millis() + 1).await.unwrap().is_some());
+}

@@ -45,6 +45,32 @@ pub(super) async fn enqueue_job(pool: &PgPool, kind: &str, params: &serde_json::
     job_from_row(&row)
 }
 
+pub(super) async fn enqueue_job_unless_since(
+    pool: &PgPool,
+    kind: &str,
+    params: &serde_json::Value,
+    since: Millis,
+) -> Result<Option<JobRecord>> {
+    if kind.trim().is_empty() {
+        return Err(StoreError::Invalid("job kind is empty".into()));
+    }
+    // Serialised with the other writes, so two replicas cannot both find no recent job.
+    let mut tx = super::begin_write(pool).await?;
+    let row = sqlx::query(&format!(
+        "INSERT INTO jobs (kind, params, state, progress, attempt, created_at, updated_at)
+         SELECT $1, $2, 'queued', 0, 0, $3, $3
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE kind = $1 AND created_at >= $4) RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(kind)
+    .bind(to_json(params)?)
+    .bind(now_millis())
+    .bind(since)
+    .fetch_optional(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
 pub(super) async fn get_job(pool: &PgPool, id: i64) -> Result<Option<JobRecord>> {
     let row =
         sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")).bind(id).fetch_optional(pool).await?;

@@ -45,6 +45,30 @@ pub(super) async fn enqueue_job(pool: &SqlitePool, kind: &str, params: &serde_js
     job_from_row(&row)
 }
 
+pub(super) async fn enqueue_job_unless_since(
+    pool: &SqlitePool,
+    kind: &str,
+    params: &serde_json::Value,
+    since: Millis,
+) -> Result<Option<JobRecord>> {
+    if kind.trim().is_empty() {
+        return Err(StoreError::Invalid("job kind is empty".into()));
+    }
+    // One statement, and SQLite runs one writer at a time: two processes cannot both find no recent job.
+    let row = sqlx::query(&format!(
+        "INSERT INTO jobs (kind, params, state, progress, attempt, created_at, updated_at)
+         SELECT ?1, ?2, 'queued', 0, 0, ?3, ?3
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE kind = ?1 AND created_at >= ?4) RETURNING {JOB_COLUMNS}"
+    ))
+    .bind(kind)
+    .bind(to_json(params)?)
+    .bind(now_millis())
+    .bind(since)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
 pub(super) async fn get_job(pool: &SqlitePool, id: i64) -> Result<Option<JobRecord>> {
     let row =
         sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")).bind(id).fetch_optional(pool).await?;

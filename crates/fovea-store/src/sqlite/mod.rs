@@ -320,6 +320,14 @@ impl Catalog for SqliteCatalog {
     async fn enqueue_job(&self, kind: &str, params: &serde_json::Value) -> Result<JobRecord> {
         jobs::enqueue_job(&self.pool, kind, params).await
     }
+    async fn enqueue_job_unless_since(
+        &self,
+        kind: &str,
+        params: &serde_json::Value,
+        since: Millis,
+    ) -> Result<Option<JobRecord>> {
+        jobs::enqueue_job_unless_since(&self.pool, kind, params, since).await
+    }
     async fn get_job(&self, id: i64) -> Result<Option<JobRecord>> {
         jobs::get_job(&self.pool, id).await
     }
@@ -375,6 +383,9 @@ impl CollectionStore for SqliteCatalog {
     }
     async fn count_collection_items(&self, filter: &ItemFilter) -> Result<u64> {
         collections::count_collection_items(&self.pool, filter).await
+    }
+    async fn count_results_between(&self, collection: i64, start: u64, end: u64) -> Result<u64> {
+        collections::count_results_between(&self.pool, collection, start, end).await
     }
     async fn confused_pairs(&self, collection: Option<i64>, max_margin: f64, limit: u32) -> Result<Vec<ConfusedPair>> {
         collections::confused_pairs(&self.pool, collection, max_margin, limit).await

@@ -145,7 +145,7 @@ pub fn collections(home: &Path, variant: Variant, engine: Engine, args: &Collect
                 "{:>4}  {:<24} {:>9} {:>8} {:>7} {:>9}  source",
                 "id", "name", "processed", "unknown", "failed", "total"
             );
-            for c in fovea_app::open_catalog(&args.app.data).await?.list_collections().await? {
+            for c in args.app.open_catalog().await?.list_collections().await? {
                 let total = c.total.map_or("running?".to_owned(), |t| t.to_string());
                 println!(
                     "{:>4}  {:<24} {:>9} {:>8} {:>7} {:>9}  {}",

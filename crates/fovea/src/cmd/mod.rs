@@ -14,6 +14,7 @@ pub(crate) mod progress;
 pub mod report;
 pub mod serve;
 pub mod train;
+pub mod worker;
 
 use std::path::Path;
 

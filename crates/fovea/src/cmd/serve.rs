@@ -14,9 +14,18 @@ use super::{load_backbone, Engine};
 
 #[derive(Args, Debug, Clone)]
 pub struct AppArgs {
-    /// Folder for the catalog (SQLite) and the image store
+    /// Folder for the catalog (SQLite) and the image store, unless --catalog / --blobs name others; model weights
+    /// are cached here in every case
     #[arg(long, env = "FOVEA_DATA", default_value = "fovea-data", global = true)]
     pub data: PathBuf,
+    /// Catalog: postgres://user:password@host:port/db to share one among several servers and workers, or a SQLite
+    /// file [default: DATA/fovea.db]
+    #[arg(long, env = "FOVEA_CATALOG", value_name = "URL", global = true)]
+    pub catalog: Option<String>,
+    /// Image store: s3://bucket/prefix (endpoint and keys from AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY) or a folder [default: DATA/blobs]
+    #[arg(long, env = "FOVEA_BLOBS", value_name = "URL", global = true)]
+    pub blobs: Option<String>,
     /// Online head: slda, ncm or ncm-cosine
     #[arg(long, env = "FOVEA_HEAD", default_value = "slda")]
     pub head: String,
@@ -41,10 +50,17 @@ pub struct AppArgs {
 }
 
 impl AppArgs {
+    /// The catalog alone (no network loaded), for commands that only read or write records.
+    pub async fn open_catalog(&self) -> anyhow::Result<Arc<dyn fovea_app::Catalog>> {
+        Ok(fovea_app::open_catalog(&self.data, self.catalog.as_deref()).await?)
+    }
+
     /// The defaults, on a data folder of its own: for measurements that build a store, use it and drop it.
     pub fn throwaway(data: &Path) -> Self {
         AppArgs {
             data: data.to_path_buf(),
+            catalog: None,
+            blobs: None,
             head: "slda".into(),
             cutoff: 40,
             max_upload_mb: 20,
@@ -69,6 +85,10 @@ pub struct ServeArgs {
     /// Queue a fine-tune run on a schedule: off, hourly, daily, weekly or e.g. 12h
     #[arg(long, env = "FOVEA_TRAIN_SCHEDULE", default_value = "off")]
     pub train_schedule: String,
+    /// Leave jobs (fine-tunes, identify chunks, the schedule) to `fovea worker` processes: this server only answers
+    /// requests
+    #[arg(long)]
+    pub no_jobs: bool,
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +145,8 @@ pub(crate) async fn open_app(home: &Path, variant: Variant, engine: Engine, a: &
         drift_reference,
         drift_webhook: a.drift_webhook.clone(),
         data_dir: a.data.clone(),
+        catalog: a.catalog.clone(),
+        blobs: a.blobs.clone(),
         variant,
         head: a.head.clone(),
         cutoff: a.cutoff,
@@ -147,8 +169,8 @@ pub fn serve(home: &Path, variant: Variant, engine: Engine, args: &ServeArgs) ->
     let schedule = fovea_app::parse_schedule(&args.train_schedule)?;
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
-        // Runs queued training jobs and follows promotions made by other processes.
-        let worker = app.spawn_worker(schedule);
+        // Runs queued jobs here too, unless workers do.
+        let worker = (!args.no_jobs).then(|| app.spawn_worker(schedule));
         if let Some(token) = app.ensure_admin().await? {
             println!("first start: created user `admin` with token\n\n    {token}\n\nkeep it: it is shown only once");
         }
@@ -158,11 +180,11 @@ pub fn serve(home: &Path, variant: Variant, engine: Engine, args: &ServeArgs) ->
         println!("fovea is serving http://{} (data in {})", listener.local_addr()?, args.app.data.display());
         let router = fovea_server::create_app(app.clone(), args.open);
         axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(super::worker::shutdown_signal())
             .await?;
-        worker.abort();
+        if let Some(worker) = worker {
+            worker.abort();
+        }
         app.snapshot().await?;
         Ok(0)
     })
@@ -237,7 +259,7 @@ pub fn users(home: &Path, variant: Variant, engine: Engine, args: &UsersArgs) ->
             }
             // Reading records needs no network: only the catalog is opened.
             UsersAction::List => {
-                for u in fovea_app::open_catalog(&args.app.data).await?.list_users().await? {
+                for u in args.app.open_catalog().await?.list_users().await? {
                     println!("{:<20} {}", u.name, u.role.as_str());
                 }
             }

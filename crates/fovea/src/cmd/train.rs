@@ -224,7 +224,7 @@ fn print_report(job: i64, r: &TrainReport) {
 pub fn models(home: &Path, variant: Variant, engine: Engine, args: &ModelsArgs) -> anyhow::Result<i32> {
     runtime()?.block_on(async {
         // Listing and showing read the registry only: no network is loaded for them.
-        let catalog = fovea_app::open_catalog(&args.app.data).await?;
+        let catalog = args.app.open_catalog().await?;
         match &args.action {
             ModelsAction::List => {
                 println!("{:<20} {:<11} {:<10} {:<20} {:>9}", "id", "kind", "status", "parent", "test acc");
@@ -265,7 +265,7 @@ pub fn jobs(home: &Path, variant: Variant, engine: Engine, args: &JobsArgs) -> a
     runtime()?.block_on(async {
         if let JobsAction::List = args.action {
             // Reading the queue needs no network: only the catalog is opened.
-            for j in fovea_app::open_catalog(&args.app.data).await?.list_jobs(20, 0).await? {
+            for j in args.app.open_catalog().await?.list_jobs(20, 0).await? {
                 println!(
                     "{:>4} {:<6} {:<10} {:>5.0}% attempt {} {}",
                     j.id,
