@@ -14,6 +14,9 @@ if [ "${1:-}" = "--test" ]; then
   # The browser test drives Debian's Chromium over WebDriver.
   command -v chromium >/dev/null || need_apt+=(chromium)
   command -v chromedriver >/dev/null || need_apt+=(chromium-driver)
+  # The scale-out tests run a throwaway PostgreSQL cluster (and psql creates their databases).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+  command -v psql >/dev/null || need_apt+=(postgresql-client)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> apt-get install ${need_apt[*]}"
@@ -27,4 +30,6 @@ if [ "${1:-}" = "--test" ]; then
   python3 -c "import PIL" 2>/dev/null || { echo "==> pip install pillow"; python3 -m pip install --quiet pillow; }
   # ONNX Runtime checks that the exported ONNX graph computes what fovea's network does.
   python3 -c "import onnxruntime" 2>/dev/null || python3 -m pip install --quiet onnxruntime==1.32.0
+  # moto's server is the S3-compatible store of the scale-out tests.
+  command -v moto_server >/dev/null || { echo "==> pip install moto[server]"; python3 -m pip install --quiet "moto[server]==5.2.5"; }
 fi

@@ -8,5 +8,9 @@ echo "==> building (workspace, all targets: one feature set, so nothing is compi
 cargo build --locked --workspace --all-targets
 echo "==> fetching weights and sample photos into $FOVEA_HOME"
 "$CARGO_TARGET_DIR/debug/fovea" fetch --samples
+echo "==> starting PostgreSQL and an S3 server for the scale-out tests"
+source scripts/services.sh
+trap stop_test_services EXIT
+start_test_services
 echo "==> cargo test"
 cargo test --locked --workspace --no-fail-fast 2>&1

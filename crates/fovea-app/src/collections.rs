@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use fovea_store::{CollectionRecord, ItemPrediction, JobOutcome, JobRecord, NewCollection, NewCollectionItem};
 use serde::Serialize;
@@ -193,7 +192,8 @@ impl App {
         let producer = {
             let (app, model, cancel) = (self.clone(), c.model.clone(), cancel.clone());
             tokio::spawn(async move {
-                let files = walk_files(&folder).enumerate().skip(usize::try_from(skip).unwrap_or(usize::MAX)).take(take);
+                let files =
+                    walk_files(&folder).enumerate().skip(usize::try_from(skip).unwrap_or(usize::MAX)).take(take);
                 let items = files.map(|(seq, f)| (seq as u64, f)).take_while(move |_| !cancel.load(Ordering::Relaxed));
                 match model {
                     Some(m) if m != app.served_model().await => app.produce_with_model(&m, items, tx).await,
@@ -289,19 +289,16 @@ fn job_chunk(job: &JobRecord) -> Result<ChunkRange> {
         .map_err(|e| AppError::Invalid(format!("identify job {} has bad parameters: {e}", job.id)))
 }
 
-/// How long an identify job's lease lasts between heartbeats.
-pub(crate) const IDENTIFY_LEASE: Duration = Duration::from_secs(60);
-
 impl App {
     /// Claims the oldest runnable identify job and runs it; a job whose lease ran out (its worker was killed) is
     /// claimed again and resumes where the committed results end.
     pub async fn run_next_identify_job(self: &Arc<Self>) -> Result<Option<(JobRecord, Result<CollectionRecord>)>> {
-        let Some(job) = self.catalog.claim_job(&[IDENTIFY_JOB], IDENTIFY_LEASE).await? else { return Ok(None) };
+        let Some(job) = self.catalog.claim_job(&[IDENTIFY_JOB], crate::jobs::lease()).await? else { return Ok(None) };
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = tokio::sync::watch::channel(CollectionProgress::default());
         // The collection's share done, across every chunk.
         let fraction = |p: &CollectionProgress| p.total.map_or(0.0, |t| p.processed as f64 / t.max(1) as f64);
-        let beat = self.spawn_heartbeat(&job, IDENTIFY_LEASE, rx, fraction, cancel.clone());
+        let beat = self.spawn_heartbeat(&job, crate::jobs::lease(), rx, fraction, cancel.clone());
         let outcome = match job_chunk(&job) {
             Ok(range) => self.run_chunk(range, move |p| drop(tx.send(p.clone())), cancel).await,
             Err(e) => Err(e),

@@ -14,7 +14,7 @@ use crate::{App, AppError, Result};
 pub const TRAIN_JOB: &str = "train";
 
 /// How long a claimed job stays ours without a heartbeat (`FOVEA_JOB_LEASE_SECS` shortens it for tests).
-fn lease() -> Duration {
+pub(crate) fn lease() -> Duration {
     let secs = std::env::var("FOVEA_JOB_LEASE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(30u64);
     Duration::from_secs(secs.max(1))
 }

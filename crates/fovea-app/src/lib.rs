@@ -51,12 +51,12 @@ pub use fovea_store::{normalise_tag, now_millis, sha256_hex, ClassId, LabelOrigi
 pub use fovea_store::{
     BulkActionRecord, CollectionItem, CollectionRecord, ConfusedPair, ItemFilter as ResultFilter, ItemSort, UndoOutcome,
 };
+pub use fovea_store::{Catalog, JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_store::{DriftAlertRecord, EvaluationItem, EvaluationRound, Verdict};
 pub use fovea_store::{
     ImageFilter, ImageRow, ImageSort, Role, ScoredClass, TransactionFilter, TransactionKind, TransactionRecord,
     UserRecord,
 };
-pub use fovea_store::{Catalog, JobRecord, JobState, ModelKind, ModelStatus, ModelVersionRecord};
 pub use fovea_vision::VisionError;
 pub use identify::Identified;
 pub use insight::{EvaluationView, MAX_EVALUATION};

@@ -96,16 +96,25 @@ impl App {
         let id = self.base_model_id();
         if self.catalog.get_model_version(&id).await?.is_none() {
             let metrics = serde_json::json!({"note": "pretrained ImageNet backbone with the online head"});
-            self.catalog
+            let created = self
+                .catalog
                 .create_model_version(NewModelVersion {
                     id: id.clone(),
                     parent: None,
                     kind: ModelKind::Online,
                     metrics,
                 })
-                .await?;
+                .await;
+            match created {
+                // Another replica starting on the same catalog registered it first.
+                Ok(_) | Err(fovea_store::StoreError::AlreadyExists { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        self.catalog.promote(&id).await?;
+        // Promoting the base twice (two replicas at once) leaves it promoted either way.
+        if self.catalog.promoted_model_version().await?.is_none() {
+            self.catalog.promote(&id).await?;
+        }
         Ok(())
     }
 

@@ -440,7 +440,12 @@ impl App {
     /// On the very first start, creates an admin and returns its token (shown once).
     pub async fn ensure_admin(&self) -> Result<Option<String>> {
         if self.catalog.list_users().await?.is_empty() {
-            return Ok(Some(self.add_user("admin", Role::Admin).await?.1));
+            return match self.add_user("admin", Role::Admin).await {
+                Ok((_, token)) => Ok(Some(token)),
+                // Another replica starting on the same catalog created it first; its token was shown there.
+                Err(AppError::Conflict(_)) => Ok(None),
+                Err(e) => Err(e),
+            };
         }
         Ok(None)
     }

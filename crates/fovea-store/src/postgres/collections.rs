@@ -279,12 +279,13 @@ pub(super) async fn count_collection_items(pool: &PgPool, f: &ItemFilter) -> Res
 
 pub(super) async fn count_results_between(pool: &PgPool, collection: i64, start: u64, end: u64) -> Result<u64> {
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM collection_items WHERE collection_id = $1 AND seq >= $2 AND seq < $3")
-        .bind(collection)
-        .bind(clamp(start))
-        .bind(clamp(end))
-        .fetch_one(pool)
-        .await?;
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM collection_items WHERE collection_id = $1 AND seq >= $2 AND seq < $3")
+            .bind(collection)
+            .bind(clamp(start))
+            .bind(clamp(end))
+            .fetch_one(pool)
+            .await?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 

@@ -179,9 +179,7 @@ pub fn serve(home: &Path, variant: Variant, engine: Engine, args: &ServeArgs) ->
             .with_context(|| format!("listening on {}", args.listen))?;
         println!("fovea is serving http://{} (data in {})", listener.local_addr()?, args.app.data.display());
         let router = fovea_server::create_app(app.clone(), args.open);
-        axum::serve(listener, router)
-            .with_graceful_shutdown(super::worker::shutdown_signal())
-            .await?;
+        axum::serve(listener, router).with_graceful_shutdown(super::worker::shutdown_signal()).await?;
         if let Some(worker) = worker {
             worker.abort();
         }

@@ -1,0 +1,235 @@
+//! Scale-out as a team runs it: two `fovea serve` replicas and two `fovea worker` processes on one PostgreSQL
+//! catalog and one S3 bucket (scripts/test.sh starts a throwaway PostgreSQL cluster and an S3 server on 127.0.0.1
+//! and names them in FOVEA_TEST_POSTGRES and FOVEA_TEST_S3; without them these tests fail, never skip).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{photo_variant, serve_with, Served};
+use serde_json::{json, Value};
+
+/// One shared catalog and blob store, and the environment every process of the deployment gets.
+struct Deployment {
+    catalog: String,
+    blobs: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Deployment {
+    fn new(name: &str) -> Deployment {
+        let admin = std::env::var("FOVEA_TEST_POSTGRES")
+            .expect("FOVEA_TEST_POSTGRES is not set: run the tests with scripts/test.sh, which starts PostgreSQL");
+        let s3 = std::env::var("FOVEA_TEST_S3")
+            .expect("FOVEA_TEST_S3 is not set: run the tests with scripts/test.sh, which starts an S3 server");
+        let db = format!("fovea_{name}_{}", std::process::id());
+        for sql in [format!("DROP DATABASE IF EXISTS {db}"), format!("CREATE DATABASE {db}")] {
+            let out = Command::new("psql").args([admin.as_str(), "-q", "-c", &sql]).output().expect("psql runs");
+            assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let catalog = format!("{}/{db}", admin.rsplit_once('/').unwrap().0);
+        let bucket = db.replace('_', "-");
+        create_bucket(&s3, &bucket);
+        let env = vec![
+            ("AWS_ENDPOINT_URL", s3),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            // A killed worker's job is taken over within seconds, not the default half minute.
+            ("FOVEA_JOB_LEASE_SECS", "4".into()),
+            ("FOVEA_IDENTIFY_CHUNK", "4".into()),
+        ];
+        Deployment { catalog, blobs: format!("s3://{bucket}/fovea"), env }
+    }
+
+    fn args<'a>(&'a self, command: &'a str, data: &'a Path) -> Vec<&'a str> {
+        vec![command, "--data", data.to_str().unwrap(), "--catalog", &self.catalog, "--blobs", &self.blobs]
+    }
+
+    fn env(&self) -> Vec<(&str, &str)> {
+        self.env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+    }
+
+    /// A replica that only answers requests (jobs are the workers').
+    fn replica(&self, data: &Path) -> Served {
+        let mut args = self.args("serve", data);
+        args.extend(["--open", "--listen", "127.0.0.1:0", "--no-jobs"]);
+        serve_with(&args, &self.env())
+    }
+
+    fn worker(&self, data: &Path) -> Worker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fovea"))
+            .args(self.args("worker", data))
+            .envs(self.env())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("worker exited before it was ready").unwrap();
+            eprintln!("worker: {line}");
+            if line.contains("is waiting for jobs") {
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(|l| eprintln!("worker: {l}")));
+        Worker(child)
+    }
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Creates a bucket with one plain S3 request (the test server needs no signature for it).
+fn create_bucket(endpoint: &str, bucket: &str) {
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut conn = std::net::TcpStream::connect(host).expect("connect to the test S3 server");
+    write!(conn, "PUT /{bucket} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "creating bucket {bucket}: {answer}");
+}
+
+fn classify(base: &str, bytes: &[u8]) -> Value {
+    ureq::post(&format!("{base}/api/v1/classify")).send_bytes(bytes).unwrap().into_json().unwrap()
+}
+
+fn label(base: &str, image_id: &str, class: &str) {
+    ureq::post(&format!("{base}/api/v1/images/{image_id}/label")).send_json(json!({ "class": class })).unwrap();
+}
+
+fn get(base: &str, path: &str) -> Value {
+    ureq::get(&format!("{base}{path}")).call().unwrap().into_json().unwrap()
+}
+
+fn top(answer: &Value) -> &str {
+    answer["top"][0]["class"].as_str().unwrap_or_default()
+}
+
+/// Classifies `bytes` on `base` until the top class is `class`; returns how long that took.
+fn until_top(base: &str, bytes: &[u8], class: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let answer = classify(base, bytes);
+        if top(&answer) == class {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{base} still answers {answer} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn two_replicas_and_two_workers_share_one_postgres_catalog_and_one_s3_bucket() {
+    let deployment = Deployment::new("replicas");
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let a = deployment.replica(dirs[0].path());
+    let b = deployment.replica(dirs[1].path());
+
+    // A correction on A changes B's predictions, and one on B changes A's.
+    let cat = classify(&a.base, &photo_variant("chelsea.png", 1));
+    let corrected = Instant::now();
+    label(&a.base, cat["image_id"].as_str().unwrap(), "cat");
+    let seen_on_b = until_top(&b.base, &photo_variant("chelsea.png", 2), "cat", Duration::from_secs(10));
+    eprintln!("a correction on replica A reached replica B in {:?} (first answer after it)", corrected.elapsed());
+    let coffee = classify(&b.base, &photo_variant("coffee.png", 1));
+    label(&b.base, coffee["image_id"].as_str().unwrap(), "coffee");
+    let seen_on_a = until_top(&a.base, &photo_variant("coffee.png", 2), "coffee", Duration::from_secs(10));
+    eprintln!("replica B -> A: {seen_on_a:?}; A -> B: {seen_on_b:?}");
+
+    // Image bytes stored through A are served by B: both read the one bucket.
+    let id = cat["image_id"].as_str().unwrap();
+    let mut stored = Vec::new();
+    ureq::get(&format!("{}/api/v1/images/{id}/blob", b.base))
+        .call()
+        .unwrap()
+        .into_reader()
+        .read_to_end(&mut stored)
+        .unwrap();
+    assert_eq!(stored, photo_variant("chelsea.png", 1));
+
+    // A replica restarted (on an empty data folder) against the same catalog predicts identically.
+    let probe = photo_variant("chelsea.png", 5);
+    let before = classify(&b.base, &probe);
+    drop(b);
+    let b = deployment.replica(dirs[2].path());
+    let after = classify(&b.base, &probe);
+    // The same classes in the same order with the same probabilities (to float rounding: the restarted head is
+    // restored from a snapshot and the log, the running one was folded label by label).
+    let (before, after) = (before["top"].as_array().unwrap(), after["top"].as_array().unwrap());
+    assert_eq!(before.len(), after.len());
+    for (x, y) in before.iter().zip(after) {
+        assert_eq!(x["class"], y["class"], "restarted replica answers differently: {before:?} / {after:?}");
+        let (p, q) = (x["probability"].as_f64().unwrap(), y["probability"].as_f64().unwrap());
+        assert!((p - q).abs() < 1e-6, "restarted replica answers differently: {before:?} / {after:?}");
+    }
+
+    // A folder identified by two workers, one killed midway: every file counted exactly once.
+    let folder = dirs[3].path().join("photos");
+    std::fs::create_dir(&folder).unwrap();
+    let n = 36usize;
+    for k in 0..n {
+        let photo = ["chelsea.png", "coffee.png", "rocket.jpg"][k % 3];
+        std::fs::write(folder.join(format!("{k:03}.png")), photo_variant(photo, 10 + k as u32)).unwrap();
+    }
+    let w1 = deployment.worker(dirs[3].path());
+    let _w2 = deployment.worker(dirs[4].path());
+    let started: Value = ureq::post(&format!("{}/api/v1/collections", a.base))
+        .send_json(json!({ "folder": folder.to_str().unwrap(), "name": "shared" }))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let collection = started["collection"]["id"].as_i64().unwrap();
+    let identify_start = Instant::now();
+    let progress = |base: &str| get(base, &format!("/api/v1/collections/{collection}"));
+    while progress(&a.base)["processed"].as_u64().unwrap() < 8 {
+        assert!(identify_start.elapsed() < Duration::from_secs(300), "{}", progress(&a.base));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(w1); // SIGKILL while it holds a chunk
+    let done = loop {
+        let c = progress(&b.base);
+        if c["total"].as_u64().is_some() {
+            break c;
+        }
+        assert!(identify_start.elapsed() < Duration::from_secs(300), "{c}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!("{n} files identified by two workers (one killed) in {:?}: {done}", identify_start.elapsed());
+    assert_eq!(
+        (done["total"].as_u64(), done["processed"].as_u64(), done["failed"].as_u64()),
+        (Some(n as u64), Some(n as u64), Some(0))
+    );
+    let results = get(&a.base, &format!("/api/v1/results?collection={collection}&limit=500"));
+    let items = results["items"].as_array().unwrap_or_else(|| panic!("{results}"));
+    let paths: BTreeSet<&str> = items.iter().map(|i| i["path"].as_str().unwrap()).collect();
+    let seqs: BTreeSet<u64> = items.iter().map(|i| i["seq"].as_u64().unwrap()).collect();
+    assert_eq!((items.len(), paths.len()), (n, n), "every file once");
+    assert_eq!(seqs, (0..n as u64).collect::<BTreeSet<_>>());
+    // The killed worker's chunk finishes once its lease has run out and the other worker has taken it over.
+    let jobs = loop {
+        let jobs = get(&a.base, "/api/v1/jobs");
+        let finished =
+            |j: &&Value| j["kind"] != "identify" || ["succeeded", "failed"].contains(&j["state"].as_str().unwrap());
+        if jobs["jobs"].as_array().unwrap().iter().all(|j| finished(&j)) {
+            break jobs;
+        }
+        assert!(identify_start.elapsed() < Duration::from_secs(300), "{jobs}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let chunks: Vec<&Value> = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["kind"] == "identify").collect();
+    assert_eq!(chunks.len(), n.div_ceil(4), "{jobs}");
+    assert!(chunks.iter().all(|j| j["state"] == "succeeded"), "{jobs}");
+    assert!(chunks.iter().any(|j| j["attempt"].as_i64() > Some(1)), "the killed worker's chunk was redone: {jobs}");
+}
