@@ -233,3 +233,84 @@ fn two_replicas_and_two_workers_share_one_postgres_catalog_and_one_s3_bucket() {
     assert!(chunks.iter().all(|j| j["state"] == "succeeded"), "{jobs}");
     assert!(chunks.iter().any(|j| j["attempt"].as_i64() > Some(1)), "the killed worker's chunk was redone: {jobs}");
 }
+
+/// The job's record in `GET /api/v1/jobs`.
+fn job(base: &str, id: i64) -> Value {
+    let jobs = get(base, "/api/v1/jobs");
+    jobs["jobs"].as_array().unwrap().iter().find(|j| j["id"] == id).cloned().unwrap_or_else(|| panic!("{jobs}"))
+}
+
+fn served_model(base: &str, k: u32) -> String {
+    let answer = classify(base, &photo_variant("coffee.png", k));
+    answer["model_version"].as_str().unwrap().split('/').next().unwrap().to_owned()
+}
+
+/// Waits until `base` serves `model`.
+fn until_served(base: &str, model: &str) -> Duration {
+    let start = Instant::now();
+    while served_model(base, 3) != model {
+        assert!(start.elapsed() < Duration::from_secs(120), "{base} never switched to {model}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+#[test]
+fn a_training_job_survives_its_worker_and_promotion_and_rollback_switch_every_replica() {
+    let mut deployment = Deployment::new("training");
+    deployment.env.push(("FOVEA_CUTOFF", "10".into()));
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let digits = dirs[4].path().join("digits");
+    common::digits(&digits, 14, 1, 7);
+    let train = digits.join("train");
+    let mut import = deployment.args("import", dirs[4].path());
+    import.extend(["--labelled", train.to_str().unwrap()]);
+    let imported = Command::new(env!("CARGO_BIN_EXE_fovea")).args(&import).envs(deployment.env()).output().unwrap();
+    assert!(common::ok(&imported).contains("imported 140 new images"));
+
+    let a = deployment.replica(dirs[0].path());
+    let b = deployment.replica(dirs[1].path());
+    let base_model = served_model(&a.base, 1);
+    let w1 = deployment.worker(dirs[2].path());
+    let queued: Value = ureq::post(&format!("{}/api/v1/train", b.base))
+        .send_json(json!({ "epochs": 3, "seed": 3 }))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let id = queued["id"].as_i64().unwrap_or_else(|| panic!("{queued}"));
+    // The first worker dies mid-run; both replicas serve the old model throughout.
+    let start = Instant::now();
+    while !(job(&a.base, id)["state"] == "running" && job(&a.base, id)["progress"].as_f64() > Some(0.0)) {
+        assert!(start.elapsed() < Duration::from_secs(300), "{}", job(&a.base, id));
+        assert_eq!(served_model(&a.base, 2), base_model);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(w1);
+    let _w2 = deployment.worker(dirs[3].path());
+    let finished = loop {
+        let j = job(&b.base, id);
+        if j["state"] != "running" && j["state"] != "queued" {
+            break j;
+        }
+        assert!(start.elapsed() < Duration::from_secs(600), "{j}");
+        for replica in [&a.base, &b.base] {
+            assert_eq!(served_model(replica, 4), base_model, "serving changed while the job ran");
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!((finished["state"].as_str(), finished["attempt"].as_i64()), (Some("succeeded"), Some(2)), "{finished}");
+    let outcome: Value = serde_json::from_str(finished["message"].as_str().unwrap()).unwrap();
+    let model = outcome["model"].as_str().unwrap().to_owned();
+    eprintln!("training job retried by the second worker: {outcome}");
+
+    // Promotion on one replica (the weights come from the bucket, written by the worker) switches both.
+    if outcome["promoted"] != true {
+        ureq::post(&format!("{}/api/v1/models/{model}/promote", a.base)).call().unwrap();
+    }
+    let took = until_served(&b.base, &model);
+    until_served(&a.base, &model);
+    eprintln!("replica B served the promoted model {took:?} after the promotion was seen on A");
+    ureq::post(&format!("{}/api/v1/models/rollback", b.base)).call().unwrap();
+    until_served(&a.base, &base_model);
+    until_served(&b.base, &base_model);
+}

@@ -251,3 +251,67 @@ fn drift_stays_small_at_scale() {
     eprintln!("train accuracy slda {slda_acc} ncm {ncm_acc}");
     assert!(slda_acc > 0.9);
 }
+
+mod merge_property {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Labelled points of a few named classes, in arbitrary order.
+    fn examples() -> impl Strategy<Value = Vec<Example>> {
+        (2usize..6).prop_flat_map(|dim| {
+            prop::collection::vec(
+                (0usize..4, prop::collection::vec(-5.0f32..5.0, dim))
+                    .prop_map(|(c, x)| Example { x, class: ["cat", "dog", "owl", "fox"][c].to_owned() }),
+                2..60,
+            )
+        })
+    }
+
+    fn fold(kind: HeadKind, dim: usize, data: &[Example]) -> AnyHead {
+        let mut h = AnyHead::new(kind, dim).unwrap();
+        for e in data {
+            h.learn_named(&e.x, &e.class).unwrap();
+        }
+        h
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// What replicas rely on: the head's statistics merge exactly, so fold(A ∪ B) = merge(fold A, fold B) for
+        /// any split of the log and any order of classes in either part.
+        #[test]
+        fn fold_of_a_union_is_the_merge_of_the_folds(data in examples(), cut in 0usize..60, reverse in any::<bool>()) {
+            let dim = data[0].x.len();
+            let cut = cut.min(data.len());
+            let (a, b) = data.split_at(cut);
+            let mut b = b.to_vec();
+            if reverse {
+                b.reverse();
+            }
+            for kind in KINDS {
+                let whole = fold(kind, dim, &data);
+                let mut merged = fold(kind, dim, a);
+                merged.merge(&fold(kind, dim, &b)).unwrap();
+                for name in ["cat", "dog", "owl", "fox"] {
+                    let count = |h: &AnyHead| h.class_id(name).map(|c| h.count(c));
+                    prop_assert_eq!(count(&whole), count(&merged), "{:?} count of {}", kind, name);
+                }
+                if let (AnyHead::Slda(w), AnyHead::Slda(m)) = (&whole, &merged) {
+                    assert_close(&w.scatter(), &m.scatter(), 1e-8, "scatter");
+                }
+                // Class ids follow first appearance, which differs between the two; compare by name.
+                for e in &data {
+                    let (pw, pm) = (whole.raw_scores(&e.x).unwrap(), merged.raw_scores(&e.x).unwrap());
+                    for name in ["cat", "dog", "owl", "fox"] {
+                        if let (Some(cw), Some(cm)) = (whole.class_id(name), merged.class_id(name)) {
+                            assert_close(&[pw.logits[cw.index()]], &[pm.logits[cm.index()]], 1e-7, name);
+                        }
+                    }
+                    assert_close(&[pw.distance.unwrap()], &[pm.distance.unwrap()], 1e-7, "distance");
+                }
+            }
+        }
+    }
+}
