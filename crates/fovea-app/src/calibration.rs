@@ -331,6 +331,39 @@ impl App {
     }
 }
 
+impl App {
+    /// Serves the fit recorded on the served model's registry row when another process (a replica sharing the
+    /// catalog) fitted it on a newer label position than ours and it still suits this head; so replicas serve the
+    /// same numbers and each fit is made once. Returns whether it adopted one.
+    async fn adopt_recorded_calibration(&self) -> Result<bool> {
+        let mut current = self.calibration.lock().await;
+        let served = self.head.lock().await.backbone().to_owned();
+        let Some(recorded) = self
+            .catalog
+            .get_model_version(&served)
+            .await?
+            .and_then(|m| serde_json::from_value::<CalibrationReport>(m.metrics.get("calibration")?.clone()).ok())
+        else {
+            return Ok(false);
+        };
+        if current.as_ref().is_some_and(|c| c.label_seq >= recorded.label_seq || c.fitted_at >= recorded.fitted_at) {
+            return Ok(false);
+        }
+        let calibration = fovea_learn::Calibration {
+            temperature: recorded.temperature,
+            min_probability: None,
+            max_distance: recorded.max_distance,
+        };
+        let mut h = self.head.lock().await;
+        if recorded.stale(h.backbone(), h.seq, &calibration, h.head.total()) {
+            return Ok(false);
+        }
+        h.head.set_calibration(calibration);
+        *current = Some(recorded);
+        Ok(true)
+    }
+}
+
 /// Keeps the calibration fresh in the background for as long as the app lives.
 pub(crate) fn spawn_refresher(app: &Arc<App>) {
     let weak = Arc::downgrade(app);
@@ -338,6 +371,12 @@ pub(crate) fn spawn_refresher(app: &Arc<App>) {
         loop {
             tokio::time::sleep(POLL).await;
             let Some(app) = weak.upgrade() else { return };
+            // A fit another replica recorded comes first; only when none suits this head is one fitted here.
+            match app.adopt_recorded_calibration().await {
+                Ok(true) => tracing::info!("serving the calibration another process fitted"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read the recorded calibration"),
+            }
             if app.calibration_stale().await {
                 if let Err(e) = app.recalibrate().await {
                     tracing::warn!(error = %e, "calibration refit failed; serving the previous one");

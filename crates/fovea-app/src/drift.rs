@@ -72,6 +72,8 @@ pub(crate) struct DriftState {
     /// The served calibration the reference was predicted under: a refit changes every served confidence.
     calibration: Option<fovea_learn::Calibration>,
     note: Option<String>,
+    /// With a shared catalog: the last logged prediction pushed into the window (see [`App::follow_drift`]).
+    cursor: i64,
 }
 
 /// A reference computed away from the monitor's lock, ready to be put in place.
@@ -94,6 +96,11 @@ pub(crate) fn spawn_refresher(app: &std::sync::Arc<App>) {
             let Some(app) = weak.upgrade() else { return };
             if let Err(e) = app.refresh_drift().await {
                 tracing::warn!(error = %e, "drift reference refresh failed");
+            }
+            if app.shares_catalog() {
+                if let Err(e) = app.follow_drift().await {
+                    tracing::warn!(error = %e, "drift check failed");
+                }
             }
         }
     });
@@ -134,7 +141,8 @@ fn observation(row_id: String, at: i64, embedding: Vec<f32>, p: &Predicted, look
 impl App {
     /// Pushes one served request into the drift window (bulk identification is not a request stream).
     pub(crate) async fn observe_drift(&self, ingested: &Ingested, predicted: &Predicted, user: &str) {
-        if user == IDENTIFY_USER {
+        // With a shared catalog every replica's window follows the log instead (see `follow_drift`).
+        if user == IDENTIFY_USER || self.shares_catalog() {
             return;
         }
         let obs =
@@ -156,6 +164,40 @@ impl App {
             self.after_check(&mut state, raised, cleared).await?;
         }
         Ok(())
+    }
+
+    /// Whether other processes serve from the same catalog (PostgreSQL): then drift is judged on every replica's
+    /// requests, read from the log, so all replicas hold the same window and raise the same alerts (once: the
+    /// catalog keeps one open alert per signal).
+    fn shares_catalog(&self) -> bool {
+        self.cfg.catalog.as_deref().is_some_and(|url| url.starts_with("postgres"))
+    }
+
+    /// Pushes the predictions every replica logged since the last call into the window, in log order.
+    async fn follow_drift(&self) -> Result<()> {
+        const PAGE: u32 = 500;
+        let mut state = self.drift.lock().await;
+        if state.monitor.is_none() {
+            return Ok(());
+        }
+        let backbone = state.backbone.clone();
+        loop {
+            let rows = self.catalog.predictions_after(state.cursor, PAGE).await?;
+            let Some(last) = rows.last().map(|r| r.transaction_id) else { return Ok(()) };
+            let full = rows.len() == PAGE as usize;
+            let rows = rows.into_iter().filter(|r| r.model_version.split('/').next() == Some(backbone.as_str()));
+            for obs in self.observations(rows.collect(), &backbone).await? {
+                let Some(monitor) = state.monitor.as_mut() else { return Ok(()) };
+                let (raised, cleared) = monitor.push(obs);
+                if monitor.just_checked() {
+                    self.after_check(&mut state, raised, cleared).await?;
+                }
+            }
+            state.cursor = last;
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Rebuilds the reference when it is stale. The expensive part (leave-one-out predictions, the kernel matrix
@@ -262,6 +304,11 @@ impl App {
         let d = &self.cfg.drift;
         let prime = d.window + d.step.max(1) * d.persistence.max(1) as usize;
         let recent = self.catalog.recent_predictions(prime as u32, period).await?;
+        // Followed from the newest prediction on (a shared catalog's replicas push what comes after it).
+        state.cursor = match recent.last() {
+            Some(r) => r.transaction_id,
+            None => self.catalog.recent_predictions(1, None).await?.last().map_or(0, |r| r.transaction_id),
+        };
         let (mut raised, mut cleared) = (Vec::new(), Vec::new());
         for obs in self.observations(recent, &p.backbone).await? {
             let (r, c) = monitor.push(obs);
@@ -385,7 +432,7 @@ impl App {
             if !state.open.insert(alert.signal) {
                 continue;
             }
-            let record = self
+            let raised = self
                 .catalog
                 .raise_drift_alert(NewDriftAlert {
                     signal: alert.signal.as_str().into(),
@@ -399,6 +446,8 @@ impl App {
                     model_version: version.clone(),
                 })
                 .await?;
+            // Already open: another replica sharing the catalog raised it (and announced it).
+            let Some(record) = raised else { continue };
             metrics::counter!(crate::DRIFT_ALERTS, "signal" => alert.signal.as_str()).increment(1);
             metrics::gauge!(crate::DRIFT_ACTIVE, "signal" => alert.signal.as_str()).set(1.0);
             tracing::warn!(signal = alert.signal.as_str(), detail = %record.alert.detail, "drift alert");

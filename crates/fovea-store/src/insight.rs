@@ -115,6 +115,9 @@ pub trait InsightStore: Send + Sync {
     /// The newest `limit` requested predictions (optionally only those made in `[from, to)`), oldest first; bulk
     /// identification's are left out.
     async fn recent_predictions(&self, limit: u32, period: Option<(Millis, Millis)>) -> Result<Vec<DriftRow>>;
+    /// Requested predictions logged after transaction `after`, oldest first, at most `limit`: how a process
+    /// follows the requests every replica served (bulk identification's are left out).
+    async fn predictions_after(&self, after: i64, limit: u32) -> Result<Vec<DriftRow>>;
     async fn image_look(&self, image_id: &str) -> Result<Option<ImageLook>>;
     /// Records an image's statistics, measured after the fact.
     async fn set_image_look(&self, image_id: &str, brightness: f64, grayscale: bool) -> Result<()>;
@@ -142,7 +145,9 @@ pub trait InsightStore: Send + Sync {
         user: &str,
     ) -> Result<EvaluationItem>;
 
-    async fn raise_drift_alert(&self, alert: NewDriftAlert) -> Result<DriftAlertRecord>;
+    /// Raises an alert unless one of the same signal is open (raised here or by another process sharing the
+    /// catalog, atomically); returns `None` then, so only one process announces it.
+    async fn raise_drift_alert(&self, alert: NewDriftAlert) -> Result<Option<DriftAlertRecord>>;
     /// Clears the open alerts of `signal`; returns how many.
     async fn clear_drift_alerts(&self, signal: &str) -> Result<u64>;
     /// Newest first; only open ones when `open_only`.

@@ -299,6 +299,12 @@ fn a_training_job_survives_its_worker_and_promotion_and_rollback_switch_every_re
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!((finished["state"].as_str(), finished["attempt"].as_i64()), (Some("succeeded"), Some(2)), "{finished}");
+    // Photos served to a model of digits drift on both replicas; each signal's alert is raised once, not per replica.
+    let alerts = get(&a.base, "/api/v1/drift/alerts");
+    let signals: Vec<&str> = alerts.as_array().unwrap().iter().map(|a| a["signal"].as_str().unwrap()).collect();
+    let distinct: BTreeSet<&&str> = signals.iter().collect();
+    assert!(!signals.is_empty() && distinct.len() == signals.len(), "{alerts}");
+    assert_eq!(get(&b.base, "/api/v1/drift/alerts"), alerts, "both replicas show the same alerts");
     let outcome: Value = serde_json::from_str(finished["message"].as_str().unwrap()).unwrap();
     let model = outcome["model"].as_str().unwrap().to_owned();
     eprintln!("training job retried by the second worker: {outcome}");

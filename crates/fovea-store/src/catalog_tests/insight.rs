@@ -44,6 +44,12 @@ async fn a_verdict_counts_only_for_images_unlabelled_when_predicted_and_never_fr
     assert!(window[0].transaction_id < window[2].transaction_id, "oldest first");
     assert_eq!(window[2].image_id, unjudged);
     assert_eq!((window[0].look.width, window[0].look.brightness), (32, None));
+    // Following the log from a transaction id: what comes after, oldest first, paged.
+    let after = c.predictions_after(window[0].transaction_id, 10).await.unwrap();
+    let ids: Vec<i64> = after.iter().map(|r| r.transaction_id).collect();
+    assert_eq!(ids, vec![window[1].transaction_id, window[2].transaction_id]);
+    assert_eq!(c.predictions_after(window[0].transaction_id, 1).await.unwrap().len(), 1);
+    assert!(c.predictions_after(window[2].transaction_id, 10).await.unwrap().is_empty());
     c.set_image_look(&unjudged, 0.25, true).await.unwrap();
     assert_eq!(c.image_look(&unjudged).await.unwrap().unwrap().grayscale, Some(true));
     assert!(matches!(c.set_image_look(&unjudged, 2.0, true).await, Err(StoreError::Invalid(_))));
@@ -90,8 +96,9 @@ async fn drift_alerts_open_and_clear_by_signal() {
         examples: vec!["img".into()],
         model_version: "m1".into(),
     };
-    c.raise_drift_alert(alert("embedding")).await.unwrap();
-    c.raise_drift_alert(alert("brightness")).await.unwrap();
+    assert!(c.raise_drift_alert(alert("embedding")).await.unwrap().is_some());
+    assert!(c.raise_drift_alert(alert("brightness")).await.unwrap().is_some());
+    assert!(c.raise_drift_alert(alert("embedding")).await.unwrap().is_none(), "one open alert per signal");
     let mut bad = alert("x");
     bad.statistic = f64::NAN;
     assert!(c.raise_drift_alert(bad).await.is_err());

@@ -98,23 +98,38 @@ pub(super) async fn recent_predictions(
     .bind(i64::from(limit))
     .fetch_all(pool)
     .await?;
-    let mut out = rows
-        .iter()
-        .map(|r| {
-            Ok(DriftRow {
-                transaction_id: r.try_get("id")?,
-                image_id: r.try_get("image_id")?,
-                at: r.try_get("created_at")?,
-                model_version: r.try_get("model_version")?,
-                class: r.try_get("top1_class")?,
-                confidence: r.try_get("top1_probability")?,
-                unknown: r.try_get("unknown")?,
-                look: look_from_row(r)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut out = rows.iter().map(drift_row).collect::<Result<Vec<_>>>()?;
     out.reverse();
     Ok(out)
+}
+
+fn drift_row(r: &PgRow) -> Result<DriftRow> {
+    Ok(DriftRow {
+        transaction_id: r.try_get("id")?,
+        image_id: r.try_get("image_id")?,
+        at: r.try_get("created_at")?,
+        model_version: r.try_get("model_version")?,
+        class: r.try_get("top1_class")?,
+        confidence: r.try_get("top1_probability")?,
+        unknown: r.try_get("unknown")?,
+        look: look_from_row(r)?,
+    })
+}
+
+pub(super) async fn predictions_after(pool: &PgPool, after: i64, limit: u32) -> Result<Vec<DriftRow>> {
+    let rows = sqlx::query(
+        "SELECT t.id, t.image_id, t.created_at, t.model_version, t.top1_class, t.top1_probability, t.unknown,
+                i.width, i.height, i.brightness, i.grayscale
+           FROM transactions t JOIN images i ON i.id = t.image_id
+          WHERE t.kind = 'predict' AND t.id > $1 AND t.user_name <> $2
+          ORDER BY t.id LIMIT $3",
+    )
+    .bind(after)
+    .bind(IDENTIFY_USER)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(drift_row).collect()
 }
 
 pub(super) async fn image_look(pool: &PgPool, id: &str) -> Result<Option<ImageLook>> {
@@ -308,15 +323,18 @@ fn alert_from_row(r: &PgRow) -> Result<DriftAlertRecord> {
     })
 }
 
-pub(super) async fn raise_drift_alert(pool: &PgPool, a: NewDriftAlert) -> Result<DriftAlertRecord> {
+pub(super) async fn raise_drift_alert(pool: &PgPool, a: NewDriftAlert) -> Result<Option<DriftAlertRecord>> {
     let finite = [a.statistic, a.threshold, a.reference, a.current].iter().all(|x| x.is_finite());
     if !finite {
         return Err(StoreError::Invalid("drift alert figures must be finite".into()));
     }
+    // Serialised with the other writes: of replicas raising the same signal at once, one inserts.
+    let mut tx = super::begin_write(pool).await?;
     let row = sqlx::query(
         "INSERT INTO drift_alerts (signal, statistic, threshold, reference, current, detail, since, examples,
                                    model_version, raised_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+         WHERE NOT EXISTS (SELECT 1 FROM drift_alerts WHERE signal = $1 AND cleared_at IS NULL) RETURNING *",
     )
     .bind(&a.signal)
     .bind(a.statistic)
@@ -328,9 +346,10 @@ pub(super) async fn raise_drift_alert(pool: &PgPool, a: NewDriftAlert) -> Result
     .bind(to_json(&a.examples)?)
     .bind(&a.model_version)
     .bind(now_millis())
-    .fetch_one(pool)
+    .fetch_optional(&mut *tx)
     .await?;
-    alert_from_row(&row)
+    tx.commit().await?;
+    row.as_ref().map(alert_from_row).transpose()
 }
 
 pub(super) async fn clear_drift_alerts(pool: &PgPool, signal: &str) -> Result<u64> {

@@ -372,6 +372,9 @@ impl InsightStore for PgCatalog {
     async fn recent_predictions(&self, limit: u32, period: Option<(Millis, Millis)>) -> Result<Vec<DriftRow>> {
         insight::recent_predictions(&self.pool, limit, period).await
     }
+    async fn predictions_after(&self, after: i64, limit: u32) -> Result<Vec<DriftRow>> {
+        insight::predictions_after(&self.pool, after, limit).await
+    }
     async fn image_look(&self, image_id: &str) -> Result<Option<ImageLook>> {
         insight::image_look(&self.pool, image_id).await
     }
@@ -409,7 +412,7 @@ impl InsightStore for PgCatalog {
     ) -> Result<EvaluationItem> {
         insight::answer_evaluation(&self.pool, item, verdict, correct_class, user).await
     }
-    async fn raise_drift_alert(&self, alert: NewDriftAlert) -> Result<DriftAlertRecord> {
+    async fn raise_drift_alert(&self, alert: NewDriftAlert) -> Result<Option<DriftAlertRecord>> {
         insight::raise_drift_alert(&self.pool, alert).await
     }
     async fn clear_drift_alerts(&self, signal: &str) -> Result<u64> {
