@@ -1,5 +1,6 @@
-//! The catalog: every durable record of fovea except image bytes. Callers hold an `Arc<dyn Catalog>`,
-//! so a PostgreSQL implementation can sit beside [`crate::SqliteCatalog`] without touching them.
+//! The catalog: every durable record of fovea except image bytes, as seams by concern (images and labels, the model
+//! registry, jobs, users; collections, insight and hygiene in their own modules). Callers hold an
+//! `Arc<dyn Catalog>`, which is all of them at once; [`crate::SqliteCatalog`] and [`crate::PgCatalog`] implement each.
 //!
 //! Conventions: lookups return `Ok(None)` for a missing record; mutations of a missing record return
 //! [`StoreError::NotFound`](crate::StoreError::NotFound).
@@ -14,8 +15,21 @@ use crate::hygiene::HygieneStore;
 use crate::insight::InsightStore;
 use crate::model::*;
 
+/// Every seam of the catalog together: what the app holds.
+pub trait Catalog:
+    LabelStore + RegistryStore + JobStore + UserStore + CollectionStore + InsightStore + HygieneStore + Send + Sync
+{
+}
+
+impl<T> Catalog for T where
+    T: LabelStore + RegistryStore + JobStore + UserStore + CollectionStore + InsightStore + HygieneStore + Send + Sync
+{
+}
+
+/// Images, classes, the label log, the prediction/correction log and the embedding cache: what a classification
+/// and a correction touch.
 #[async_trait]
-pub trait Catalog: CollectionStore + InsightStore + HygieneStore + Send + Sync {
+pub trait LabelStore: Send + Sync {
     // ---- images ----
 
     /// Registers an image; an image with the same id already present is returned unchanged with
@@ -96,13 +110,19 @@ pub trait Catalog: CollectionStore + InsightStore + HygieneStore + Send + Sync {
         txn: NewTransaction,
     ) -> Result<(ImageRecord, bool, i64)>;
     async fn get_embedding(&self, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>>;
+}
 
-    // ---- users ----
-
+/// Users and their API tokens (stored as SHA-256 hashes only).
+#[async_trait]
+pub trait UserStore: Send + Sync {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord>;
     async fn user_by_token_hash(&self, token_sha256: &str) -> Result<Option<UserRecord>>;
     async fn list_users(&self) -> Result<Vec<UserRecord>>;
+}
 
+/// The model registry: online-head snapshots and model versions with the one promoted.
+#[async_trait]
+pub trait RegistryStore: Send + Sync {
     // ---- online head snapshots ----
 
     /// Saves a head learned from `backbone`'s embeddings (a snapshot is valid for that backbone only), folded from
@@ -146,9 +166,11 @@ pub trait Catalog: CollectionStore + InsightStore + HygieneStore + Send + Sync {
     /// refused as `Invalid`.
     async fn promote(&self, id: &str) -> Result<ModelVersionRecord>;
     async fn set_model_metrics(&self, id: &str, metrics: &serde_json::Value) -> Result<()>;
+}
 
-    // ---- jobs ----
-
+/// Persisted jobs with leases, claimed by workers.
+#[async_trait]
+pub trait JobStore: Send + Sync {
     async fn enqueue_job(&self, kind: &str, params: &serde_json::Value) -> Result<JobRecord>;
     /// Enqueues a job unless one of `kind` was created at or after `since`, atomically: of several processes asking
     /// at once, exactly one enqueues (a schedule shared by replicas fires once). Returns the job when it did.

@@ -13,7 +13,7 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use blobs::{blob_key_for, open_blobs, Blobs, LocalBlobs, S3Blobs};
-pub use catalog::Catalog;
+pub use catalog::{Catalog, JobStore, LabelStore, RegistryStore, UserStore};
 pub use collections::*;
 pub use error::{Result, StoreError};
 pub use hygiene::{HygieneStore, ImageHash};

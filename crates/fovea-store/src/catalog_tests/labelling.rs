@@ -296,3 +296,44 @@ async fn image_filters_select_the_right_rows() {
     let nan = ImageFilter { min_conf: Some(f64::NAN), ..Default::default() };
     assert!(matches!(catalog.list_images(&nan).await, Err(StoreError::Invalid(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_of_the_label_log_never_skips_a_label_written_concurrently() {
+    // What replicas rely on: reading labels_since(last id seen) while other processes write must see every label,
+    // i.e. a label never commits after one with a higher id has become visible.
+    let store = test_backend::Store::fresh().await;
+    let writers: Vec<Arc<dyn Catalog>> = vec![store.open().await, store.open().await];
+    let cat = writers[0].create_class("Cat").await.unwrap();
+    let mut images = Vec::new();
+    for i in 0..64u8 {
+        images.push(image(writers[0].as_ref(), &[i, 7]).await);
+    }
+    let tasks: Vec<_> = images
+        .chunks(8)
+        .enumerate()
+        .map(|(k, chunk)| {
+            let (catalog, chunk) = (writers[k % 2].clone(), chunk.to_vec());
+            tokio::spawn(async move {
+                for id in chunk {
+                    label(catalog.as_ref(), &id, cat.id).await;
+                }
+            })
+        })
+        .collect();
+    let follower = store.open().await;
+    let (mut seen, mut seq) = (Vec::new(), 0);
+    let mut writing = true;
+    while writing {
+        // Read after checking the writers, so the last pass sees everything they committed.
+        writing = tasks.iter().any(|t| !t.is_finished());
+        for l in follower.labels_since(seq, 1000).await.unwrap() {
+            seq = l.id;
+            seen.push(l.id);
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all: Vec<i64> = follower.labels_since(0, 1000).await.unwrap().iter().map(|l| l.id).collect();
+    assert_eq!(seen, all, "the follower saw every label, in order");
+}

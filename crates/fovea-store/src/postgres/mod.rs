@@ -23,7 +23,9 @@ mod users;
 
 #[cfg(test)]
 pub(crate) mod test_backend;
+// The shared catalog suite, compiled once per backend on purpose.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[path = "../catalog_tests/mod.rs"]
 mod tests;
 
@@ -34,7 +36,7 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::catalog::Catalog;
+use crate::catalog::{JobStore, LabelStore, RegistryStore, UserStore};
 use crate::collections::*;
 use crate::error::{Result, StoreError};
 use crate::hygiene::{HygieneStore, ImageHash};
@@ -45,7 +47,7 @@ use crate::model::*;
 /// of 100 connections for a handful of processes.
 const MAX_CONNECTIONS: u32 = 10;
 /// The advisory lock key every serialised write takes (any constant; "fovea" in ASCII).
-const WRITER_LOCK: i64 = 0x666f_7665_61;
+const WRITER_LOCK: i64 = 0x0066_6f76_6561;
 
 #[derive(Clone, Debug)]
 pub struct PgCatalog {
@@ -108,7 +110,7 @@ fn sql_limit(limit: Option<u32>) -> Option<i64> {
 }
 
 #[async_trait]
-impl Catalog for PgCatalog {
+impl LabelStore for PgCatalog {
     async fn put_image(&self, image: NewImage) -> Result<(ImageRecord, bool)> {
         images::put_image(&mut *self.pool.acquire().await?, image).await
     }
@@ -205,7 +207,10 @@ impl Catalog for PgCatalog {
     async fn get_embedding(&self, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>> {
         embeddings::get_embedding(&self.pool, image_id, backbone).await
     }
+}
 
+#[async_trait]
+impl UserStore for PgCatalog {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord> {
         users::create_user(&self.pool, user).await
     }
@@ -215,7 +220,10 @@ impl Catalog for PgCatalog {
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
         users::list_users(&self.pool).await
     }
+}
 
+#[async_trait]
+impl RegistryStore for PgCatalog {
     async fn save_head_snapshot(
         &self,
         backbone: &str,
@@ -264,7 +272,10 @@ impl Catalog for PgCatalog {
     async fn set_model_metrics(&self, id: &str, metrics: &serde_json::Value) -> Result<()> {
         models::set_model_metrics(&self.pool, id, metrics).await
     }
+}
 
+#[async_trait]
+impl JobStore for PgCatalog {
     async fn enqueue_job(&self, kind: &str, params: &serde_json::Value) -> Result<JobRecord> {
         jobs::enqueue_job(&self.pool, kind, params).await
     }

@@ -16,7 +16,9 @@ mod insight;
 mod jobs;
 mod labels;
 mod models;
+// The shared catalog suite, compiled once per backend on purpose.
 #[cfg(test)]
+#[allow(clippy::duplicate_mod)]
 #[path = "../catalog_tests/mod.rs"]
 mod tests;
 #[cfg(test)]
@@ -31,7 +33,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
-use crate::catalog::Catalog;
+use crate::catalog::{JobStore, LabelStore, RegistryStore, UserStore};
 use crate::collections::*;
 use crate::error::{Result, StoreError};
 use crate::hygiene::{HygieneStore, ImageHash};
@@ -157,7 +159,7 @@ fn sql_limit(limit: Option<u32>) -> i64 {
 }
 
 #[async_trait]
-impl Catalog for SqliteCatalog {
+impl LabelStore for SqliteCatalog {
     async fn put_image(&self, image: NewImage) -> Result<(ImageRecord, bool)> {
         images::put_image(&mut *self.pool.acquire().await?, image).await
     }
@@ -257,7 +259,10 @@ impl Catalog for SqliteCatalog {
     async fn get_embedding(&self, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>> {
         embeddings::get_embedding(&self.pool, image_id, backbone).await
     }
+}
 
+#[async_trait]
+impl UserStore for SqliteCatalog {
     async fn create_user(&self, user: NewUser) -> Result<UserRecord> {
         users::create_user(&self.pool, user).await
     }
@@ -267,7 +272,10 @@ impl Catalog for SqliteCatalog {
     async fn list_users(&self) -> Result<Vec<UserRecord>> {
         users::list_users(&self.pool).await
     }
+}
 
+#[async_trait]
+impl RegistryStore for SqliteCatalog {
     async fn save_head_snapshot(
         &self,
         backbone: &str,
@@ -316,7 +324,10 @@ impl Catalog for SqliteCatalog {
     async fn set_model_metrics(&self, id: &str, metrics: &serde_json::Value) -> Result<()> {
         models::set_model_metrics(&self.pool, id, metrics).await
     }
+}
 
+#[async_trait]
+impl JobStore for SqliteCatalog {
     async fn enqueue_job(&self, kind: &str, params: &serde_json::Value) -> Result<JobRecord> {
         jobs::enqueue_job(&self.pool, kind, params).await
     }

@@ -1,7 +1,7 @@
 //! What only the SQLite backend has to show: its file opening under concurrent processes, and URL forms.
 
 use super::SqliteCatalog;
-use crate::Catalog;
+use crate::LabelStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn many_openers_of_one_fresh_file_all_succeed() {
