@@ -113,7 +113,7 @@ def propagation(a, b, images, rounds):
         cls = f"class{i:02d}"
         t0 = time.perf_counter()
         http("POST", f"{a}/api/v1/images/{image_id}/label", json_body={"class": cls})
-        while http("POST", f"{b}/api/v1/classify", body=body)["top"][0]["class"] != cls:
+        while [t["class"] for t in http("POST", f"{b}/api/v1/classify", body=body)["top"][:1]] != [cls]:
             if time.perf_counter() - t0 > 30:
                 raise SystemExit(f"round {i}: B never answered {cls}")
         times.append((time.perf_counter() - t0) * 1e3)

@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod catalog;
 pub mod collections;
+mod columns;
 pub mod error;
 pub mod hygiene;
 pub mod insight;

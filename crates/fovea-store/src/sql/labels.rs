@@ -1,9 +1,8 @@
 //! The label log: append-only, its ids are the event sequence the online head replays.
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
-use super::parse_text;
+use super::{parse_text, DbPool, DbRow};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
@@ -14,7 +13,7 @@ const LABEL_SELECT: &str = "
     JOIN classes c ON c.id = l.class_id
     LEFT JOIN classes pc ON pc.id = l.previous_class_id";
 
-fn label_from_row(row: &PgRow) -> Result<LabelRecord> {
+fn label_from_row(row: &DbRow) -> Result<LabelRecord> {
     Ok(LabelRecord {
         id: row.try_get("id")?,
         image_id: row.try_get("image_id")?,
@@ -28,18 +27,19 @@ fn label_from_row(row: &PgRow) -> Result<LabelRecord> {
     })
 }
 
-pub(super) async fn add_label(pool: &PgPool, label: NewLabel) -> Result<LabelRecord> {
-    // Serialised with every other label write, so label ids commit in id order (see the module comment of mod.rs).
+pub(crate) async fn add_label(pool: &DbPool, label: NewLabel) -> Result<LabelRecord> {
+    // Serialised with every other write, so label ids commit in id order: a process following the log with
+    // `labels_since(last id seen)` never skips a label that commits late with a lower id.
     let mut tx = super::begin_write(pool).await?;
     // Checked first only for a precise error; the foreign keys still guard against a concurrent delete.
-    let image: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM images WHERE id = $1")
+    let image: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM images WHERE id = $1")
         .bind(&label.image_id)
         .fetch_optional(&mut *tx)
         .await?;
     if image.is_none() {
         return Err(StoreError::not_found("image", &label.image_id));
     }
-    let class: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM classes WHERE id = $1")
+    let class: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM classes WHERE id = $1")
         .bind(label.class_id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -69,7 +69,7 @@ pub(super) async fn add_label(pool: &PgPool, label: NewLabel) -> Result<LabelRec
     label_from_row(&row)
 }
 
-pub(super) async fn current_label(pool: &PgPool, image_id: &str) -> Result<Option<LabelRecord>> {
+pub(crate) async fn current_label(pool: &DbPool, image_id: &str) -> Result<Option<LabelRecord>> {
     let row = sqlx::query(&format!("{LABEL_SELECT} WHERE l.image_id = $1 ORDER BY l.id DESC LIMIT 1"))
         .bind(image_id)
         .fetch_optional(pool)
@@ -77,7 +77,7 @@ pub(super) async fn current_label(pool: &PgPool, image_id: &str) -> Result<Optio
     row.as_ref().map(label_from_row).transpose()
 }
 
-pub(super) async fn labels_since(pool: &PgPool, after_seq: i64, limit: u32) -> Result<Vec<LabelRecord>> {
+pub(crate) async fn labels_since(pool: &DbPool, after_seq: i64, limit: u32) -> Result<Vec<LabelRecord>> {
     let rows = sqlx::query(&format!("{LABEL_SELECT} WHERE l.id > $1 ORDER BY l.id LIMIT $2"))
         .bind(after_seq)
         .bind(i64::from(limit))
@@ -86,12 +86,12 @@ pub(super) async fn labels_since(pool: &PgPool, after_seq: i64, limit: u32) -> R
     rows.iter().map(label_from_row).collect()
 }
 
-pub(super) async fn last_label_seq(pool: &PgPool) -> Result<i64> {
+pub(crate) async fn last_label_seq(pool: &DbPool) -> Result<i64> {
     let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM labels").fetch_one(pool).await?;
     Ok(seq.unwrap_or(0))
 }
 
-pub(super) async fn human_label(pool: &PgPool, image_id: &str) -> Result<Option<LabelRecord>> {
+pub(crate) async fn human_label(pool: &DbPool, image_id: &str) -> Result<Option<LabelRecord>> {
     let row = sqlx::query(&format!(
         "{LABEL_SELECT} WHERE l.image_id = $1 AND l.origin <> 'import' ORDER BY l.id DESC LIMIT 1"
     ))
@@ -101,9 +101,9 @@ pub(super) async fn human_label(pool: &PgPool, image_id: &str) -> Result<Option<
     row.as_ref().map(label_from_row).transpose()
 }
 
-pub(super) async fn label_log_epoch<'e, E>(executor: E) -> Result<i64>
+pub(crate) async fn label_log_epoch<'e, E>(executor: E) -> Result<i64>
 where
-    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+    E: sqlx::Executor<'e, Database = super::Db>,
 {
     let epoch: Option<i64> =
         sqlx::query_scalar("SELECT epoch FROM label_log_epoch WHERE id = 1").fetch_optional(executor).await?;
@@ -112,7 +112,7 @@ where
 
 /// Starts a new label-log epoch inside the caller's transaction (a rename or a merge) and drops the snapshots it
 /// voids. A snapshot of the old epoch saved concurrently is never restored either (see `latest_head_snapshot`).
-pub(super) async fn bump_label_log_epoch(conn: &mut sqlx::PgConnection) -> Result<i64> {
+pub(crate) async fn bump_label_log_epoch(conn: &mut super::DbConnection) -> Result<i64> {
     let epoch: Option<i64> =
         sqlx::query_scalar("UPDATE label_log_epoch SET epoch = epoch + 1 WHERE id = 1 RETURNING epoch")
             .fetch_optional(&mut *conn)
@@ -122,7 +122,7 @@ pub(super) async fn bump_label_log_epoch(conn: &mut sqlx::PgConnection) -> Resul
     Ok(epoch)
 }
 
-pub(super) async fn image_labels(pool: &PgPool, image_id: &str) -> Result<Vec<LabelRecord>> {
+pub(crate) async fn image_labels(pool: &DbPool, image_id: &str) -> Result<Vec<LabelRecord>> {
     let rows = sqlx::query(&format!("{LABEL_SELECT} WHERE l.image_id = $1 ORDER BY l.id DESC"))
         .bind(image_id)
         .fetch_all(pool)

@@ -1,13 +1,12 @@
 //! The transaction log: every prediction shown and every correction made.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
-use super::{parse_json, parse_text, to_json};
+use super::{parse_json, parse_text, to_json, DbConnection, DbPool, DbRow};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
-fn transaction_from_row(row: &SqliteRow) -> Result<TransactionRecord> {
+fn transaction_from_row(row: &DbRow) -> Result<TransactionRecord> {
     Ok(TransactionRecord {
         id: row.try_get("id")?,
         image_id: row.try_get("image_id")?,
@@ -22,7 +21,7 @@ fn transaction_from_row(row: &SqliteRow) -> Result<TransactionRecord> {
     })
 }
 
-pub(super) async fn log_transaction(conn: &mut SqliteConnection, txn: NewTransaction) -> Result<i64> {
+pub(crate) async fn log_transaction(conn: &mut DbConnection, txn: NewTransaction) -> Result<i64> {
     if txn.top_k.iter().any(|s| !s.probability.is_finite()) {
         return Err(StoreError::Invalid("top-k probabilities must be finite".into()));
     }
@@ -31,7 +30,7 @@ pub(super) async fn log_transaction(conn: &mut SqliteConnection, txn: NewTransac
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO transactions (image_id, model_version, kind, top_k, top1_class, top1_probability,
                                    chosen_class, user_name, latency_ms, unknown, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(&txn.image_id)
     .bind(&txn.model_version)
@@ -53,8 +52,8 @@ pub(super) async fn log_transaction(conn: &mut SqliteConnection, txn: NewTransac
     Ok(id)
 }
 
-pub(super) async fn list_transactions(pool: &SqlitePool, f: &TransactionFilter) -> Result<Vec<TransactionRecord>> {
-    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+pub(crate) async fn list_transactions(pool: &DbPool, f: &TransactionFilter) -> Result<Vec<TransactionRecord>> {
+    let mut q = sqlx::QueryBuilder::<super::Db>::new(
         "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, unknown, created_at
          FROM transactions WHERE 1 = 1",
     );
@@ -80,14 +79,10 @@ pub(super) async fn list_transactions(pool: &SqlitePool, f: &TransactionFilter) 
     rows.iter().map(transaction_from_row).collect()
 }
 
-pub(super) async fn image_transactions(
-    pool: &SqlitePool,
-    image_id: &str,
-    limit: u32,
-) -> Result<Vec<TransactionRecord>> {
+pub(crate) async fn image_transactions(pool: &DbPool, image_id: &str, limit: u32) -> Result<Vec<TransactionRecord>> {
     let rows = sqlx::query(
         "SELECT id, image_id, model_version, kind, top_k, chosen_class, user_name, latency_ms, unknown, created_at
-         FROM transactions WHERE image_id = ? ORDER BY id DESC LIMIT ?",
+         FROM transactions WHERE image_id = $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(image_id)
     .bind(i64::from(limit))

@@ -3,16 +3,15 @@
 
 use std::time::Duration;
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row};
 
-use super::{lease_end, parse_json, parse_text, to_json};
+use super::{lease_end, parse_json, parse_text, to_json, Db, DbPool, DbRow, CLAIM_LOCK};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
 const JOB_COLUMNS: &str = "id, kind, params, state, progress, message, attempt, lease_until, created_at, updated_at";
 
-fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
+fn job_from_row(row: &DbRow) -> Result<JobRecord> {
     Ok(JobRecord {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
@@ -27,14 +26,14 @@ fn job_from_row(row: &SqliteRow) -> Result<JobRecord> {
     })
 }
 
-pub(super) async fn enqueue_job(pool: &SqlitePool, kind: &str, params: &serde_json::Value) -> Result<JobRecord> {
+pub(crate) async fn enqueue_job(pool: &DbPool, kind: &str, params: &serde_json::Value) -> Result<JobRecord> {
     if kind.trim().is_empty() {
         return Err(StoreError::Invalid("job kind is empty".into()));
     }
     let now = now_millis();
     let row = sqlx::query(&format!(
         "INSERT INTO jobs (kind, params, state, progress, attempt, created_at, updated_at)
-         VALUES (?, ?, 'queued', 0, 0, ?, ?) RETURNING {JOB_COLUMNS}"
+         VALUES ($1, $2, 'queued', 0, 0, $3, $4) RETURNING {JOB_COLUMNS}"
     ))
     .bind(kind)
     .bind(to_json(params)?)
@@ -45,8 +44,8 @@ pub(super) async fn enqueue_job(pool: &SqlitePool, kind: &str, params: &serde_js
     job_from_row(&row)
 }
 
-pub(super) async fn enqueue_job_unless_since(
-    pool: &SqlitePool,
+pub(crate) async fn enqueue_job_unless_since(
+    pool: &DbPool,
     kind: &str,
     params: &serde_json::Value,
     since: Millis,
@@ -54,29 +53,31 @@ pub(super) async fn enqueue_job_unless_since(
     if kind.trim().is_empty() {
         return Err(StoreError::Invalid("job kind is empty".into()));
     }
-    // One statement, and SQLite runs one writer at a time: two processes cannot both find no recent job.
+    // Serialised with the other writes, so two replicas cannot both find no recent job.
+    let mut tx = super::begin_write(pool).await?;
     let row = sqlx::query(&format!(
         "INSERT INTO jobs (kind, params, state, progress, attempt, created_at, updated_at)
-         SELECT ?1, ?2, 'queued', 0, 0, ?3, ?3
-         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE kind = ?1 AND created_at >= ?4) RETURNING {JOB_COLUMNS}"
+         SELECT $1, $2, 'queued', 0, 0, $3, $3
+         WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE kind = $1 AND created_at >= $4) RETURNING {JOB_COLUMNS}"
     ))
     .bind(kind)
     .bind(to_json(params)?)
     .bind(now_millis())
     .bind(since)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     row.as_ref().map(job_from_row).transpose()
 }
 
-pub(super) async fn get_job(pool: &SqlitePool, id: i64) -> Result<Option<JobRecord>> {
+pub(crate) async fn get_job(pool: &DbPool, id: i64) -> Result<Option<JobRecord>> {
     let row =
-        sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?")).bind(id).fetch_optional(pool).await?;
+        sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1")).bind(id).fetch_optional(pool).await?;
     row.as_ref().map(job_from_row).transpose()
 }
 
-pub(super) async fn list_jobs(pool: &SqlitePool, limit: u32, offset: u32) -> Result<Vec<JobRecord>> {
-    let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ? OFFSET ?"))
+pub(crate) async fn list_jobs(pool: &DbPool, limit: u32, offset: u32) -> Result<Vec<JobRecord>> {
+    let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT $1 OFFSET $2"))
         .bind(i64::from(limit))
         .bind(i64::from(offset))
         .fetch_all(pool)
@@ -84,11 +85,12 @@ pub(super) async fn list_jobs(pool: &SqlitePool, limit: u32, offset: u32) -> Res
     rows.iter().map(job_from_row).collect()
 }
 
-pub(super) async fn claim_job(pool: &SqlitePool, kinds: &[&str], lease: Duration) -> Result<Option<JobRecord>> {
+pub(crate) async fn claim_job(pool: &DbPool, kinds: &[&str], lease: Duration) -> Result<Option<JobRecord>> {
     let now = now_millis();
-    // A single UPDATE ... WHERE id = (SELECT ...) is atomic in SQLite (one writer at a time), so two
-    // workers can never claim the same job. A PostgreSQL backend adds FOR UPDATE SKIP LOCKED to the subquery.
-    let mut query = QueryBuilder::<Sqlite>::new(
+    // SQLite runs one writer at a time, so the UPDATE ... WHERE id = (SELECT ...) is atomic there; PostgreSQL's
+    // subquery locks the row it picks and skips rows another claim holds (`CLAIM_LOCK`), so concurrent workers
+    // take different jobs and never wait on each other.
+    let mut query = QueryBuilder::<Db>::new(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, progress = 0, lease_until = ",
     );
     query
@@ -106,13 +108,13 @@ pub(super) async fn claim_job(pool: &SqlitePool, kinds: &[&str], lease: Duration
         }
         query.push(")");
     }
-    query.push(format!(" ORDER BY id LIMIT 1) RETURNING {JOB_COLUMNS}"));
+    query.push(format!(" ORDER BY id LIMIT 1{CLAIM_LOCK}) RETURNING {JOB_COLUMNS}"));
     let row = query.build().fetch_optional(pool).await?;
     row.as_ref().map(job_from_row).transpose()
 }
 
-pub(super) async fn heartbeat_job(
-    pool: &SqlitePool,
+pub(crate) async fn heartbeat_job(
+    pool: &DbPool,
     id: i64,
     attempt: i64,
     progress: f64,
@@ -125,8 +127,8 @@ pub(super) async fn heartbeat_job(
     let now = now_millis();
     // Matching on attempt means a worker whose job was re-claimed after its lease ran out learns it lost.
     let updated = sqlx::query(
-        "UPDATE jobs SET progress = ?, message = COALESCE(?, message), lease_until = ?, updated_at = ?
-         WHERE id = ? AND attempt = ? AND state = 'running'",
+        "UPDATE jobs SET progress = $1, message = COALESCE($2, message), lease_until = $3, updated_at = $4
+         WHERE id = $5 AND attempt = $6 AND state = 'running'",
     )
     .bind(progress)
     .bind(message)
@@ -140,8 +142,8 @@ pub(super) async fn heartbeat_job(
     Ok(updated == 1)
 }
 
-pub(super) async fn finish_job(
-    pool: &SqlitePool,
+pub(crate) async fn finish_job(
+    pool: &DbPool,
     id: i64,
     attempt: i64,
     outcome: JobOutcome,
@@ -149,9 +151,9 @@ pub(super) async fn finish_job(
 ) -> Result<bool> {
     let state = JobState::from(outcome);
     let updated = sqlx::query(
-        "UPDATE jobs SET state = ?, message = COALESCE(?, message), lease_until = NULL, updated_at = ?,
-                         progress = CASE WHEN ? THEN 1 ELSE progress END
-         WHERE id = ? AND attempt = ? AND state = 'running'",
+        "UPDATE jobs SET state = $1, message = COALESCE($2, message), lease_until = NULL, updated_at = $3,
+                         progress = CASE WHEN $4 THEN 1 ELSE progress END
+         WHERE id = $5 AND attempt = $6 AND state = 'running'",
     )
     .bind(state.as_str())
     .bind(message)
@@ -165,10 +167,10 @@ pub(super) async fn finish_job(
     Ok(updated == 1)
 }
 
-pub(super) async fn cancel_job(pool: &SqlitePool, id: i64) -> Result<bool> {
+pub(crate) async fn cancel_job(pool: &DbPool, id: i64) -> Result<bool> {
     let updated = sqlx::query(
-        "UPDATE jobs SET state = 'cancelled', lease_until = NULL, updated_at = ?
-         WHERE id = ? AND state IN ('queued', 'running')",
+        "UPDATE jobs SET state = 'cancelled', lease_until = NULL, updated_at = $1
+         WHERE id = $2 AND state IN ('queued', 'running')",
     )
     .bind(now_millis())
     .bind(id)

@@ -1,15 +1,14 @@
 //! Model versions (with exactly one promoted) and snapshots of the online head.
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
-use super::{begin_write, parse_json, parse_text, to_json};
+use super::{begin_write, parse_json, parse_text, to_json, DbPool, DbRow};
 use crate::error::{is_unique_violation, Result, StoreError};
 use crate::model::*;
 
 const MODEL_COLUMNS: &str = "id, parent, kind, status, metrics, created_at";
 
-fn model_from_row(row: &PgRow) -> Result<ModelVersionRecord> {
+fn model_from_row(row: &DbRow) -> Result<ModelVersionRecord> {
     Ok(ModelVersionRecord {
         id: row.try_get("id")?,
         parent: row.try_get("parent")?,
@@ -20,7 +19,7 @@ fn model_from_row(row: &PgRow) -> Result<ModelVersionRecord> {
     })
 }
 
-pub(super) async fn create_model_version(pool: &PgPool, version: NewModelVersion) -> Result<ModelVersionRecord> {
+pub(crate) async fn create_model_version(pool: &DbPool, version: NewModelVersion) -> Result<ModelVersionRecord> {
     if version.id.trim().is_empty() {
         return Err(StoreError::Invalid("model version id is empty".into()));
     }
@@ -50,8 +49,8 @@ pub(super) async fn create_model_version(pool: &PgPool, version: NewModelVersion
 /// between our read and our insert, which SQLite's write lock rules out and other backends make rare.
 const RESERVE_TRIES: u32 = 8;
 
-pub(super) async fn reserve_model_version(
-    pool: &PgPool,
+pub(crate) async fn reserve_model_version(
+    pool: &DbPool,
     prefix: &str,
     parent: Option<&str>,
     kind: ModelKind,
@@ -67,7 +66,7 @@ pub(super) async fn reserve_model_version(
         let mut n = count;
         let id = loop {
             let id = format!("{prefix}-{n:03}");
-            let taken: Option<i64> = sqlx::query_scalar("SELECT 1::BIGINT FROM model_versions WHERE id = $1")
+            let taken: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM model_versions WHERE id = $1")
                 .bind(&id)
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -105,8 +104,8 @@ pub(super) async fn reserve_model_version(
     ))
 }
 
-pub(super) async fn complete_model_version(
-    pool: &PgPool,
+pub(crate) async fn complete_model_version(
+    pool: &DbPool,
     id: &str,
     metrics: &serde_json::Value,
 ) -> Result<ModelVersionRecord> {
@@ -121,7 +120,7 @@ pub(super) async fn complete_model_version(
     row.as_ref().map(model_from_row).transpose()?.ok_or_else(|| StoreError::not_found("model reservation", id))
 }
 
-pub(super) async fn discard_model_version(pool: &PgPool, id: &str) -> Result<bool> {
+pub(crate) async fn discard_model_version(pool: &DbPool, id: &str) -> Result<bool> {
     let deleted = sqlx::query("DELETE FROM model_versions WHERE id = $1 AND status = 'training'")
         .bind(id)
         .execute(pool)
@@ -130,7 +129,7 @@ pub(super) async fn discard_model_version(pool: &PgPool, id: &str) -> Result<boo
     Ok(deleted > 0)
 }
 
-pub(super) async fn get_model_version(pool: &PgPool, id: &str) -> Result<Option<ModelVersionRecord>> {
+pub(crate) async fn get_model_version(pool: &DbPool, id: &str) -> Result<Option<ModelVersionRecord>> {
     let row = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM model_versions WHERE id = $1"))
         .bind(id)
         .fetch_optional(pool)
@@ -138,21 +137,21 @@ pub(super) async fn get_model_version(pool: &PgPool, id: &str) -> Result<Option<
     row.as_ref().map(model_from_row).transpose()
 }
 
-pub(super) async fn list_model_versions(pool: &PgPool) -> Result<Vec<ModelVersionRecord>> {
+pub(crate) async fn list_model_versions(pool: &DbPool) -> Result<Vec<ModelVersionRecord>> {
     let rows = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM model_versions ORDER BY created_at DESC, id DESC"))
         .fetch_all(pool)
         .await?;
     rows.iter().map(model_from_row).collect()
 }
 
-pub(super) async fn promoted_model_version(pool: &PgPool) -> Result<Option<ModelVersionRecord>> {
+pub(crate) async fn promoted_model_version(pool: &DbPool) -> Result<Option<ModelVersionRecord>> {
     let row = sqlx::query(&format!("SELECT {MODEL_COLUMNS} FROM model_versions WHERE status = 'promoted'"))
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(model_from_row).transpose()
 }
 
-pub(super) async fn promote(pool: &PgPool, id: &str) -> Result<ModelVersionRecord> {
+pub(crate) async fn promote(pool: &DbPool, id: &str) -> Result<ModelVersionRecord> {
     let mut tx = begin_write(pool).await?;
     let status: Option<String> =
         sqlx::query_scalar("SELECT status FROM model_versions WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
@@ -181,7 +180,7 @@ pub(super) async fn promote(pool: &PgPool, id: &str) -> Result<ModelVersionRecor
     model_from_row(&row)
 }
 
-pub(super) async fn set_model_metrics(pool: &PgPool, id: &str, metrics: &serde_json::Value) -> Result<()> {
+pub(crate) async fn set_model_metrics(pool: &DbPool, id: &str, metrics: &serde_json::Value) -> Result<()> {
     let updated = sqlx::query("UPDATE model_versions SET metrics = $1 WHERE id = $2")
         .bind(to_json(metrics)?)
         .bind(id)
@@ -194,7 +193,7 @@ pub(super) async fn set_model_metrics(pool: &PgPool, id: &str, metrics: &serde_j
     Ok(())
 }
 
-fn snapshot_from_row(row: &PgRow) -> Result<HeadSnapshot> {
+fn snapshot_from_row(row: &DbRow) -> Result<HeadSnapshot> {
     Ok(HeadSnapshot {
         id: row.try_get("id")?,
         epoch: row.try_get("epoch")?,
@@ -204,8 +203,8 @@ fn snapshot_from_row(row: &PgRow) -> Result<HeadSnapshot> {
     })
 }
 
-pub(super) async fn save_head_snapshot(
-    pool: &PgPool,
+pub(crate) async fn save_head_snapshot(
+    pool: &DbPool,
     backbone: &str,
     epoch: i64,
     label_seq: i64,
@@ -225,7 +224,7 @@ pub(super) async fn save_head_snapshot(
     snapshot_from_row(&row)
 }
 
-pub(super) async fn latest_head_snapshot(pool: &PgPool, backbone: &str) -> Result<Option<HeadSnapshot>> {
+pub(crate) async fn latest_head_snapshot(pool: &DbPool, backbone: &str) -> Result<Option<HeadSnapshot>> {
     // One statement reads the epoch and the snapshot, so a rename committing in between cannot pair them wrongly.
     let row = sqlx::query(
         "SELECT id, epoch, label_seq, bytes, created_at FROM head_snapshots
@@ -238,7 +237,7 @@ pub(super) async fn latest_head_snapshot(pool: &PgPool, backbone: &str) -> Resul
     row.as_ref().map(snapshot_from_row).transpose()
 }
 
-pub(super) async fn prune_head_snapshots(pool: &PgPool, backbone: &str, keep: u32) -> Result<u64> {
+pub(crate) async fn prune_head_snapshots(pool: &DbPool, backbone: &str, keep: u32) -> Result<u64> {
     let deleted = sqlx::query(
         "DELETE FROM head_snapshots
          WHERE epoch < (SELECT epoch FROM label_log_epoch WHERE id = 1)

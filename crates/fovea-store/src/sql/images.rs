@@ -1,15 +1,14 @@
 //! Images and the filtered listing the browse page pages through.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Row};
 
-use super::{parse_text, sql_limit};
+use super::{parse_text, sql_limit, Db, DbConnection, DbPool, DbRow};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
 const IMAGE_COLUMNS: &str = "i.id, i.blob_key, i.width, i.height, i.format, i.source, i.split, i.created_at";
 
-pub(super) fn image_from_row(row: &SqliteRow) -> Result<ImageRecord> {
+pub(crate) fn image_from_row(row: &DbRow) -> Result<ImageRecord> {
     let dimension = |column: &str| -> Result<u32> {
         let value: i64 = row.try_get(column)?;
         u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("image {column} {value}")))
@@ -26,7 +25,7 @@ pub(super) fn image_from_row(row: &SqliteRow) -> Result<ImageRecord> {
     })
 }
 
-pub(super) async fn put_image(conn: &mut SqliteConnection, image: NewImage) -> Result<(ImageRecord, bool)> {
+pub(crate) async fn put_image(conn: &mut DbConnection, image: NewImage) -> Result<(ImageRecord, bool)> {
     validate_image_id(&image.id)?;
     if image.blob_key.is_empty() {
         return Err(StoreError::Invalid("image blob_key is empty".into()));
@@ -35,7 +34,7 @@ pub(super) async fn put_image(conn: &mut SqliteConnection, image: NewImage) -> R
     // error, and keeps the first upload's source and timestamp.
     let inserted = sqlx::query(
         "INSERT INTO images (id, blob_key, width, height, format, source, split, created_at, brightness, grayscale)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
     )
     .bind(&image.id)
     .bind(&image.blob_key)
@@ -55,19 +54,16 @@ pub(super) async fn put_image(conn: &mut SqliteConnection, image: NewImage) -> R
     Ok((record, inserted))
 }
 
-pub(super) async fn get_image<'e>(
-    ex: impl sqlx::Executor<'e, Database = Sqlite>,
-    id: &str,
-) -> Result<Option<ImageRecord>> {
-    let row = sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images i WHERE i.id = ?"))
+pub(crate) async fn get_image<'e>(ex: impl sqlx::Executor<'e, Database = Db>, id: &str) -> Result<Option<ImageRecord>> {
+    let row = sqlx::query(&format!("SELECT {IMAGE_COLUMNS} FROM images i WHERE i.id = $1"))
         .bind(id)
         .fetch_optional(ex)
         .await?;
     row.as_ref().map(image_from_row).transpose()
 }
 
-pub(super) async fn set_split(pool: &SqlitePool, id: &str, split: Split) -> Result<()> {
-    let updated = sqlx::query("UPDATE images SET split = ? WHERE id = ?")
+pub(crate) async fn set_split(pool: &DbPool, id: &str, split: Split) -> Result<()> {
+    let updated = sqlx::query("UPDATE images SET split = $1 WHERE id = $2")
         .bind(split.as_str())
         .bind(id)
         .execute(pool)
@@ -89,7 +85,7 @@ const FROM_CURRENT: &str = "
         (SELECT MAX(t.id) FROM transactions t WHERE t.image_id = i.id AND t.kind = 'predict')
     WHERE 1 = 1";
 
-fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &ImageFilter) -> Result<()> {
+fn push_filter(query: &mut QueryBuilder<'_, Db>, filter: &ImageFilter) -> Result<()> {
     for bound in [filter.min_conf, filter.max_conf].into_iter().flatten() {
         if !bound.is_finite() {
             return Err(StoreError::Invalid(format!("confidence bound {bound} is not finite")));
@@ -131,8 +127,8 @@ fn push_filter(query: &mut QueryBuilder<'_, Sqlite>, filter: &ImageFilter) -> Re
     Ok(())
 }
 
-pub(super) async fn list_images(pool: &SqlitePool, filter: &ImageFilter) -> Result<Vec<ImageRow>> {
-    let mut query = QueryBuilder::<Sqlite>::new(format!(
+pub(crate) async fn list_images(pool: &DbPool, filter: &ImageFilter) -> Result<Vec<ImageRow>> {
+    let mut query = QueryBuilder::<Db>::new(format!(
         "SELECT {IMAGE_COLUMNS}, c.name AS current_class, p.top1_class, p.top1_probability {FROM_CURRENT}"
     ));
     push_filter(&mut query, filter)?;
@@ -162,8 +158,8 @@ pub(super) async fn list_images(pool: &SqlitePool, filter: &ImageFilter) -> Resu
         .collect()
 }
 
-pub(super) async fn count_images(pool: &SqlitePool, filter: &ImageFilter) -> Result<u64> {
-    let mut query = QueryBuilder::<Sqlite>::new(format!("SELECT COUNT(*) {FROM_CURRENT}"));
+pub(crate) async fn count_images(pool: &DbPool, filter: &ImageFilter) -> Result<u64> {
+    let mut query = QueryBuilder::<Db>::new(format!("SELECT COUNT(*) {FROM_CURRENT}"));
     push_filter(&mut query, filter)?;
     let count: i64 = query.build().fetch_one(pool).await?.try_get(0)?;
     Ok(u64::try_from(count).unwrap_or(0))

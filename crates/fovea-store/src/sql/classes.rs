@@ -1,16 +1,15 @@
 //! Classes: creation with case-insensitive unique names, renaming, merging.
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
-use super::begin_write;
 use super::labels::bump_label_log_epoch;
+use super::{begin_write, DbPool, DbRow};
 use crate::error::{is_unique_violation, Result, StoreError};
 use crate::model::*;
 
 const CLASS_COLUMNS: &str = "id, name, is_unknown, created_at";
 
-fn class_from_row(row: &PgRow) -> Result<ClassRecord> {
+fn class_from_row(row: &DbRow) -> Result<ClassRecord> {
     Ok(ClassRecord {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -21,7 +20,7 @@ fn class_from_row(row: &PgRow) -> Result<ClassRecord> {
 
 async fn fetch_class<'e, E>(executor: E, id: ClassId) -> Result<Option<ClassRecord>>
 where
-    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+    E: sqlx::Executor<'e, Database = super::Db>,
 {
     let row = sqlx::query(&format!("SELECT {CLASS_COLUMNS} FROM classes WHERE id = $1"))
         .bind(id)
@@ -30,7 +29,7 @@ where
     row.as_ref().map(class_from_row).transpose()
 }
 
-pub(super) async fn create_class(pool: &PgPool, name: &str) -> Result<ClassRecord> {
+pub(crate) async fn create_class(pool: &DbPool, name: &str) -> Result<ClassRecord> {
     let name = validate_class_name(name)?;
     let row = sqlx::query(&format!(
         "INSERT INTO classes (name, name_key, is_unknown, created_at) VALUES ($1, $2, FALSE, $3)
@@ -48,11 +47,11 @@ pub(super) async fn create_class(pool: &PgPool, name: &str) -> Result<ClassRecor
     class_from_row(&row)
 }
 
-pub(super) async fn get_class(pool: &PgPool, id: ClassId) -> Result<Option<ClassRecord>> {
+pub(crate) async fn get_class(pool: &DbPool, id: ClassId) -> Result<Option<ClassRecord>> {
     fetch_class(pool, id).await
 }
 
-pub(super) async fn class_by_name(pool: &PgPool, name: &str) -> Result<Option<ClassRecord>> {
+pub(crate) async fn class_by_name(pool: &DbPool, name: &str) -> Result<Option<ClassRecord>> {
     let row = sqlx::query(&format!("SELECT {CLASS_COLUMNS} FROM classes WHERE name_key = $1"))
         .bind(class_name_key(name))
         .fetch_optional(pool)
@@ -60,7 +59,7 @@ pub(super) async fn class_by_name(pool: &PgPool, name: &str) -> Result<Option<Cl
     row.as_ref().map(class_from_row).transpose()
 }
 
-pub(super) async fn unknown_class(pool: &PgPool) -> Result<ClassRecord> {
+pub(crate) async fn unknown_class(pool: &DbPool) -> Result<ClassRecord> {
     let row = sqlx::query(&format!("SELECT {CLASS_COLUMNS} FROM classes WHERE is_unknown"))
         .fetch_optional(pool)
         .await?
@@ -68,7 +67,7 @@ pub(super) async fn unknown_class(pool: &PgPool) -> Result<ClassRecord> {
     class_from_row(&row)
 }
 
-pub(super) async fn list_classes(pool: &PgPool) -> Result<Vec<ClassStats>> {
+pub(crate) async fn list_classes(pool: &DbPool) -> Result<Vec<ClassStats>> {
     // Counts images by their newest label only, so a relabelled image counts once, in its new class.
     let rows = sqlx::query(
         "SELECT c.id, c.name, c.is_unknown, c.created_at, COUNT(cur.id) AS image_count
@@ -88,7 +87,7 @@ pub(super) async fn list_classes(pool: &PgPool) -> Result<Vec<ClassStats>> {
         .collect()
 }
 
-pub(super) async fn rename_class(pool: &PgPool, id: ClassId, new_name: &str) -> Result<ClassRecord> {
+pub(crate) async fn rename_class(pool: &DbPool, id: ClassId, new_name: &str) -> Result<ClassRecord> {
     let name = validate_class_name(new_name)?;
     let mut tx = begin_write(pool).await?;
     let class = fetch_class(&mut *tx, id).await?.ok_or_else(|| StoreError::not_found("class", id))?;
@@ -124,7 +123,7 @@ pub(super) async fn rename_class(pool: &PgPool, id: ClassId, new_name: &str) -> 
 }
 
 /// Renames, newest first.
-pub(super) async fn list_renames(pool: &PgPool, limit: u32) -> Result<Vec<RenameRecord>> {
+pub(crate) async fn list_renames(pool: &DbPool, limit: u32) -> Result<Vec<RenameRecord>> {
     let rows = sqlx::query("SELECT * FROM class_renames ORDER BY id DESC LIMIT $1")
         .bind(i64::from(limit))
         .fetch_all(pool)
@@ -142,7 +141,7 @@ pub(super) async fn list_renames(pool: &PgPool, limit: u32) -> Result<Vec<Rename
         .collect()
 }
 
-pub(super) async fn merge_classes(pool: &PgPool, from: ClassId, into: ClassId) -> Result<MergeOutcome> {
+pub(crate) async fn merge_classes(pool: &DbPool, from: ClassId, into: ClassId) -> Result<MergeOutcome> {
     if from == into {
         return Err(StoreError::Invalid("cannot merge a class into itself".into()));
     }
@@ -194,7 +193,7 @@ pub(super) async fn merge_classes(pool: &PgPool, from: ClassId, into: ClassId) -
 
 /// Brings a merged-away class back (same id and name) and points the label rows the merge rewrote at it again,
 /// where they still point at the class it was merged into. Bumps the label log's epoch, like the merge did.
-pub(super) async fn undo_merge(pool: &PgPool, merge_id: i64) -> Result<ClassRecord> {
+pub(crate) async fn undo_merge(pool: &DbPool, merge_id: i64) -> Result<ClassRecord> {
     let mut tx = begin_write(pool).await?;
     let row = sqlx::query("SELECT * FROM class_merges WHERE id = $1")
         .bind(merge_id)
@@ -255,7 +254,7 @@ pub(super) async fn undo_merge(pool: &PgPool, merge_id: i64) -> Result<ClassReco
 }
 
 /// Deletes a class no label has ever named (undoing its creation); a class with history is refused.
-pub(super) async fn delete_unused_class(pool: &PgPool, id: ClassId) -> Result<ClassRecord> {
+pub(crate) async fn delete_unused_class(pool: &DbPool, id: ClassId) -> Result<ClassRecord> {
     let mut tx = begin_write(pool).await?;
     let class = fetch_class(&mut *tx, id).await?.ok_or_else(|| StoreError::not_found("class", id))?;
     if class.is_unknown {
@@ -278,7 +277,7 @@ pub(super) async fn delete_unused_class(pool: &PgPool, id: ClassId) -> Result<Cl
 }
 
 /// Merges, newest first.
-pub(super) async fn list_merges(pool: &PgPool, limit: u32) -> Result<Vec<MergeRecord>> {
+pub(crate) async fn list_merges(pool: &DbPool, limit: u32) -> Result<Vec<MergeRecord>> {
     let rows = sqlx::query(
         "SELECT m.id, m.from_name, c.name AS into_name, m.moved, m.created_at, m.undone_at
            FROM class_merges m LEFT JOIN classes c ON c.id = m.into_id ORDER BY m.id DESC LIMIT $1",

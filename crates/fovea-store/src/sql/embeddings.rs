@@ -1,6 +1,6 @@
 //! The embedding cache: one f32 vector per (image, backbone), so re-training never re-runs the network.
 
-use sqlx::{SqliteConnection, SqlitePool};
+use super::{DbConnection, DbPool};
 
 use crate::error::{Result, StoreError};
 use crate::model::*;
@@ -17,8 +17,8 @@ fn decode(bytes: &[u8], dim: i64) -> Result<Vec<f32>> {
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
-pub(super) async fn put_embedding(
-    conn: &mut SqliteConnection,
+pub(crate) async fn put_embedding(
+    conn: &mut DbConnection,
     image_id: &str,
     backbone: &str,
     vector: &[f32],
@@ -28,7 +28,7 @@ pub(super) async fn put_embedding(
     }
     let dim = i64::try_from(vector.len()).map_err(|_| StoreError::Invalid("embedding too long".into()))?;
     sqlx::query(
-        "INSERT INTO embeddings (image_id, backbone, dim, vector, created_at) VALUES (?, ?, ?, ?, ?)
+        "INSERT INTO embeddings (image_id, backbone, dim, vector, created_at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (image_id, backbone) DO UPDATE
          SET dim = excluded.dim, vector = excluded.vector, created_at = excluded.created_at",
     )
@@ -46,9 +46,9 @@ pub(super) async fn put_embedding(
     Ok(())
 }
 
-pub(super) async fn get_embedding(pool: &SqlitePool, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>> {
+pub(crate) async fn get_embedding(pool: &DbPool, image_id: &str, backbone: &str) -> Result<Option<Vec<f32>>> {
     let row: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT dim, vector FROM embeddings WHERE image_id = ? AND backbone = ?")
+        sqlx::query_as("SELECT dim, vector FROM embeddings WHERE image_id = $1 AND backbone = $2")
             .bind(image_id)
             .bind(backbone)
             .fetch_optional(pool)

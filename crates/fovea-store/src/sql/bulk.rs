@@ -1,11 +1,10 @@
 //! Bulk actions: one transaction applies a change to every selected image and records, per image, what it changed,
 //! so one undo puts all of it back.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
 use super::labels::bump_label_log_epoch;
-use super::{parse_json, to_json, BEGIN_IMMEDIATE};
+use super::{begin_write, parse_json, to_json, DbConnection, DbPool, DbRow};
 use crate::collections::*;
 use crate::error::{Result, StoreError};
 use crate::model::now_millis;
@@ -26,7 +25,7 @@ fn kind_of(change: &BulkChange) -> &'static str {
     }
 }
 
-fn action_from_row(row: &SqliteRow) -> Result<BulkActionRecord> {
+fn action_from_row(row: &DbRow) -> Result<BulkActionRecord> {
     let params: StoredParams = parse_json(row.try_get("params")?)?;
     let changed: i64 = row.try_get("changed")?;
     Ok(BulkActionRecord {
@@ -42,8 +41,8 @@ fn action_from_row(row: &SqliteRow) -> Result<BulkActionRecord> {
 
 const ACTION_SELECT: &str = "SELECT id, kind, params, user_name, changed, undone_at, created_at FROM bulk_actions";
 
-async fn current_class(conn: &mut SqliteConnection, image_id: &str) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT class_id FROM labels WHERE image_id = ? ORDER BY id DESC LIMIT 1")
+async fn current_class(conn: &mut DbConnection, image_id: &str) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT class_id FROM labels WHERE image_id = $1 ORDER BY id DESC LIMIT 1")
         .bind(image_id)
         .fetch_optional(&mut *conn)
         .await?)
@@ -51,13 +50,13 @@ async fn current_class(conn: &mut SqliteConnection, image_id: &str) -> Result<Op
 
 /// Applies `change` to one target; returns (changed, label id appended).
 async fn apply_one(
-    conn: &mut SqliteConnection,
+    conn: &mut DbConnection,
     change: &BulkChange,
     target: &BulkTarget,
     user: &str,
     now: i64,
 ) -> Result<(bool, Option<i64>)> {
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM images WHERE id = ?")
+    let exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM images WHERE id = $1")
         .bind(&target.image_id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -75,7 +74,7 @@ async fn apply_one(
             }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO labels (image_id, class_id, previous_class_id, user_name, origin, created_at)
-                 VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(&target.image_id)
             .bind(class_id)
@@ -89,7 +88,7 @@ async fn apply_one(
         }
         BulkChange::Tag { tag } => {
             let n = sqlx::query(
-                "INSERT INTO image_tags (image_id, tag, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                "INSERT INTO image_tags (image_id, tag, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
             )
             .bind(&target.image_id)
             .bind(normalise_tag(tag)?)
@@ -100,7 +99,7 @@ async fn apply_one(
             (n == 1, None)
         }
         BulkChange::Untag { tag } => {
-            let n = sqlx::query("DELETE FROM image_tags WHERE image_id = ? AND tag = ?")
+            let n = sqlx::query("DELETE FROM image_tags WHERE image_id = $1 AND tag = $2")
                 .bind(&target.image_id)
                 .bind(normalise_tag(tag)?)
                 .execute(&mut *conn)
@@ -113,7 +112,7 @@ async fn apply_one(
                 target.item.ok_or_else(|| StoreError::Invalid("discard needs a collection item".into()))?;
             let n = sqlx::query(
                 "UPDATE collection_items SET discarded = TRUE
-                 WHERE collection_id = ? AND seq = ? AND image_id = ? AND NOT discarded",
+                 WHERE collection_id = $1 AND seq = $2 AND image_id = $3 AND NOT discarded",
             )
             .bind(collection)
             .bind(i64::try_from(seq).unwrap_or(i64::MAX))
@@ -126,8 +125,8 @@ async fn apply_one(
     })
 }
 
-pub(super) async fn apply_bulk(
-    pool: &SqlitePool,
+pub(crate) async fn apply_bulk(
+    pool: &DbPool,
     change: &BulkChange,
     detail: &serde_json::Value,
     targets: &[BulkTarget],
@@ -138,9 +137,9 @@ pub(super) async fn apply_bulk(
     }
     let now = now_millis();
     let params = to_json(&StoredParams { change: change.clone(), detail: detail.clone() })?;
-    let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+    let mut tx = begin_write(pool).await?;
     let action: i64 = sqlx::query_scalar(
-        "INSERT INTO bulk_actions (kind, params, user_name, changed, created_at) VALUES (?, ?, ?, 0, ?) RETURNING id",
+        "INSERT INTO bulk_actions (kind, params, user_name, changed, created_at) VALUES ($1, $2, $3, 0, $4) RETURNING id",
     )
     .bind(kind_of(change))
     .bind(params)
@@ -157,7 +156,7 @@ pub(super) async fn apply_bulk(
         changed += 1;
         let (collection, seq) = target.item.map_or((None, None), |(c, s)| (Some(c), i64::try_from(s).ok()));
         sqlx::query(
-            "INSERT INTO bulk_action_items (action_id, image_id, label_id, collection_id, seq) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO bulk_action_items (action_id, image_id, label_id, collection_id, seq) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(action)
         .bind(&target.image_id)
@@ -167,19 +166,19 @@ pub(super) async fn apply_bulk(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("UPDATE bulk_actions SET changed = ? WHERE id = ?")
+    sqlx::query("UPDATE bulk_actions SET changed = $1 WHERE id = $2")
         .bind(changed)
         .bind(action)
         .execute(&mut *tx)
         .await?;
-    let row = sqlx::query(&format!("{ACTION_SELECT} WHERE id = ?")).bind(action).fetch_one(&mut *tx).await?;
+    let row = sqlx::query(&format!("{ACTION_SELECT} WHERE id = $1")).bind(action).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     action_from_row(&row)
 }
 
-pub(super) async fn undo_bulk(pool: &SqlitePool, id: i64) -> Result<UndoOutcome> {
-    let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
-    let row = sqlx::query(&format!("{ACTION_SELECT} WHERE id = ?"))
+pub(crate) async fn undo_bulk(pool: &DbPool, id: i64) -> Result<UndoOutcome> {
+    let mut tx = begin_write(pool).await?;
+    let row = sqlx::query(&format!("{ACTION_SELECT} WHERE id = $1"))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
@@ -188,17 +187,18 @@ pub(super) async fn undo_bulk(pool: &SqlitePool, id: i64) -> Result<UndoOutcome>
         return Err(StoreError::Invalid(format!("bulk action {id} was already undone")));
     }
     let stored: StoredParams = parse_json(row.try_get("params")?)?;
-    let items = sqlx::query("SELECT image_id, label_id, collection_id, seq FROM bulk_action_items WHERE action_id = ?")
-        .bind(id)
-        .fetch_all(&mut *tx)
-        .await?;
+    let items =
+        sqlx::query("SELECT image_id, label_id, collection_id, seq FROM bulk_action_items WHERE action_id = $1")
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
     let (mut restored, mut kept_newer) = (0u64, 0u64);
     for item in &items {
         let image_id: String = item.try_get("image_id")?;
         match &stored.change {
             BulkChange::Label { .. } => {
                 let label_id: Option<i64> = item.try_get("label_id")?;
-                let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM labels WHERE image_id = ?")
+                let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM labels WHERE image_id = $1")
                     .bind(&image_id)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -207,10 +207,10 @@ pub(super) async fn undo_bulk(pool: &SqlitePool, id: i64) -> Result<UndoOutcome>
                     kept_newer += 1;
                     continue;
                 }
-                sqlx::query("DELETE FROM labels WHERE id = ?").bind(label_id).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM labels WHERE id = $1").bind(label_id).execute(&mut *tx).await?;
             }
             BulkChange::Tag { tag } => {
-                sqlx::query("DELETE FROM image_tags WHERE image_id = ? AND tag = ?")
+                sqlx::query("DELETE FROM image_tags WHERE image_id = $1 AND tag = $2")
                     .bind(&image_id)
                     .bind(normalise_tag(tag)?)
                     .execute(&mut *tx)
@@ -218,7 +218,7 @@ pub(super) async fn undo_bulk(pool: &SqlitePool, id: i64) -> Result<UndoOutcome>
             }
             BulkChange::Untag { tag } => {
                 sqlx::query(
-                    "INSERT INTO image_tags (image_id, tag, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO image_tags (image_id, tag, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
                 )
                 .bind(&image_id)
                 .bind(normalise_tag(tag)?)
@@ -227,7 +227,7 @@ pub(super) async fn undo_bulk(pool: &SqlitePool, id: i64) -> Result<UndoOutcome>
                 .await?;
             }
             BulkChange::Discard => {
-                sqlx::query("UPDATE collection_items SET discarded = FALSE WHERE collection_id = ? AND seq = ?")
+                sqlx::query("UPDATE collection_items SET discarded = FALSE WHERE collection_id = $1 AND seq = $2")
                     .bind(item.try_get::<Option<i64>, _>("collection_id")?)
                     .bind(item.try_get::<Option<i64>, _>("seq")?)
                     .execute(&mut *tx)
@@ -241,18 +241,18 @@ pub(super) async fn undo_bulk(pool: &SqlitePool, id: i64) -> Result<UndoOutcome>
         // Labels left the log: every head folded from it (and its snapshots) must be rebuilt, as after a merge.
         bump_label_log_epoch(&mut tx).await?;
     }
-    sqlx::query("UPDATE bulk_actions SET undone_at = ? WHERE id = ?")
+    sqlx::query("UPDATE bulk_actions SET undone_at = $1 WHERE id = $2")
         .bind(now_millis())
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    let row = sqlx::query(&format!("{ACTION_SELECT} WHERE id = ?")).bind(id).fetch_one(&mut *tx).await?;
+    let row = sqlx::query(&format!("{ACTION_SELECT} WHERE id = $1")).bind(id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     Ok(UndoOutcome { action: action_from_row(&row)?, restored, kept_newer, labels_changed })
 }
 
-pub(super) async fn list_bulk_actions(pool: &SqlitePool, limit: u32) -> Result<Vec<BulkActionRecord>> {
-    let rows = sqlx::query(&format!("{ACTION_SELECT} ORDER BY id DESC LIMIT ?"))
+pub(crate) async fn list_bulk_actions(pool: &DbPool, limit: u32) -> Result<Vec<BulkActionRecord>> {
+    let rows = sqlx::query(&format!("{ACTION_SELECT} ORDER BY id DESC LIMIT $1"))
         .bind(i64::from(limit))
         .fetch_all(pool)
         .await?;

@@ -2,14 +2,14 @@
 
 use std::collections::HashSet;
 
-use sqlx::{PgPool, Row};
+use sqlx::Row;
 
-use super::begin_write;
+use super::{begin_write, DbPool};
 use crate::error::{Result, StoreError};
 use crate::hygiene::ImageHash;
 use crate::model::{now_millis, validate_image_id};
 
-pub(super) async fn confirm_label(pool: &PgPool, image_id: &str, label_id: i64, user: &str) -> Result<()> {
+pub(crate) async fn confirm_label(pool: &DbPool, image_id: &str, label_id: i64, user: &str) -> Result<()> {
     let owner: Option<String> =
         sqlx::query_scalar("SELECT image_id FROM labels WHERE id = $1").bind(label_id).fetch_optional(pool).await?;
     if owner.as_deref() != Some(image_id) {
@@ -28,12 +28,12 @@ pub(super) async fn confirm_label(pool: &PgPool, image_id: &str, label_id: i64, 
     Ok(())
 }
 
-pub(super) async fn confirmed_labels(pool: &PgPool) -> Result<HashSet<i64>> {
+pub(crate) async fn confirmed_labels(pool: &DbPool) -> Result<HashSet<i64>> {
     let ids: Vec<i64> = sqlx::query_scalar("SELECT label_id FROM label_confirmations").fetch_all(pool).await?;
     Ok(ids.into_iter().collect())
 }
 
-pub(super) async fn put_image_hash(pool: &PgPool, hash: &ImageHash) -> Result<()> {
+pub(crate) async fn put_image_hash(pool: &DbPool, hash: &ImageHash) -> Result<()> {
     validate_image_id(&hash.image_id)?;
     sqlx::query(
         "INSERT INTO image_hashes (image_id, dhash, pixel_sha256, created_at) VALUES ($1, $2, $3, $4)
@@ -49,7 +49,7 @@ pub(super) async fn put_image_hash(pool: &PgPool, hash: &ImageHash) -> Result<()
     Ok(())
 }
 
-pub(super) async fn image_hashes(pool: &PgPool) -> Result<Vec<ImageHash>> {
+pub(crate) async fn image_hashes(pool: &DbPool) -> Result<Vec<ImageHash>> {
     let rows =
         sqlx::query("SELECT image_id, dhash, pixel_sha256 FROM image_hashes ORDER BY image_id").fetch_all(pool).await?;
     rows.iter()
@@ -63,7 +63,7 @@ pub(super) async fn image_hashes(pool: &PgPool) -> Result<Vec<ImageHash>> {
         .collect()
 }
 
-pub(super) async fn images_without_hash(pool: &PgPool, limit: u32) -> Result<Vec<String>> {
+pub(crate) async fn images_without_hash(pool: &DbPool, limit: u32) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar(
         "SELECT i.id FROM images i LEFT JOIN image_hashes h ON h.image_id = i.id
          WHERE h.image_id IS NULL ORDER BY i.created_at, i.id LIMIT $1",
@@ -73,8 +73,8 @@ pub(super) async fn images_without_hash(pool: &PgPool, limit: u32) -> Result<Vec
     .await?)
 }
 
-pub(super) async fn keep_duplicate_group(
-    pool: &PgPool,
+pub(crate) async fn keep_duplicate_group(
+    pool: &DbPool,
     group_key: &str,
     image_ids: &[String],
     user: &str,
@@ -86,8 +86,10 @@ pub(super) async fn keep_duplicate_group(
     let mut tx = begin_write(pool).await?;
     for id in image_ids {
         validate_image_id(id)?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1::BIGINT FROM images WHERE id = $1").bind(id).fetch_optional(&mut *tx).await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT CAST(1 AS BIGINT) FROM images WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         if exists.is_none() {
             return Err(StoreError::not_found("image", id));
         }
@@ -106,7 +108,7 @@ pub(super) async fn keep_duplicate_group(
     Ok(())
 }
 
-pub(super) async fn kept_duplicate_groups(pool: &PgPool) -> Result<Vec<(String, String)>> {
+pub(crate) async fn kept_duplicate_groups(pool: &DbPool) -> Result<Vec<(String, String)>> {
     let rows = sqlx::query("SELECT group_key, image_id FROM duplicate_keeps ORDER BY group_key, image_id")
         .fetch_all(pool)
         .await?;

@@ -1,9 +1,8 @@
 //! Collections and their results: written in walk-order batches, listed through combinable filters.
 
-use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{QueryBuilder, Row};
 
-use super::{begin_write, parse_json, sql_limit, to_json};
+use super::{begin_write, parse_json, sql_limit, to_json, Db, DbPool, DbRow};
 use crate::collections::*;
 use crate::error::{Result, StoreError};
 use crate::model::{class_name_key, now_millis, ScoredClass};
@@ -18,12 +17,12 @@ const COLLECTION_SELECT: &str = "
 const COLLECTION_GROUP: &str =
     " GROUP BY c.id, c.name, c.source, c.model, c.job_id, c.total, c.created_by, c.created_at";
 
-fn count(row: &PgRow, column: &str) -> Result<u64> {
+fn count(row: &DbRow, column: &str) -> Result<u64> {
     let n: i64 = row.try_get(column)?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-fn collection_from_row(row: &PgRow) -> Result<CollectionRecord> {
+fn collection_from_row(row: &DbRow) -> Result<CollectionRecord> {
     let total: Option<i64> = row.try_get("total")?;
     Ok(CollectionRecord {
         id: row.try_get("id")?,
@@ -41,7 +40,7 @@ fn collection_from_row(row: &PgRow) -> Result<CollectionRecord> {
     })
 }
 
-pub(super) async fn create_collection(pool: &PgPool, c: NewCollection) -> Result<CollectionRecord> {
+pub(crate) async fn create_collection(pool: &DbPool, c: NewCollection) -> Result<CollectionRecord> {
     let name = c.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(StoreError::Invalid("a collection needs a name of 1 to 200 characters".into()));
@@ -59,7 +58,7 @@ pub(super) async fn create_collection(pool: &PgPool, c: NewCollection) -> Result
     get_collection(pool, id).await?.ok_or_else(|| StoreError::not_found("collection", id))
 }
 
-pub(super) async fn get_collection(pool: &PgPool, id: i64) -> Result<Option<CollectionRecord>> {
+pub(crate) async fn get_collection(pool: &DbPool, id: i64) -> Result<Option<CollectionRecord>> {
     let row = sqlx::query(&format!("{COLLECTION_SELECT} WHERE c.id = $1 {COLLECTION_GROUP}"))
         .bind(id)
         .fetch_optional(pool)
@@ -67,13 +66,13 @@ pub(super) async fn get_collection(pool: &PgPool, id: i64) -> Result<Option<Coll
     row.as_ref().map(collection_from_row).transpose()
 }
 
-pub(super) async fn list_collections(pool: &PgPool) -> Result<Vec<CollectionRecord>> {
+pub(crate) async fn list_collections(pool: &DbPool) -> Result<Vec<CollectionRecord>> {
     let rows =
         sqlx::query(&format!("{COLLECTION_SELECT} {COLLECTION_GROUP} ORDER BY c.id DESC")).fetch_all(pool).await?;
     rows.iter().map(collection_from_row).collect()
 }
 
-pub(super) async fn set_collection_field(pool: &PgPool, id: i64, column: &str, value: i64) -> Result<()> {
+pub(crate) async fn set_collection_field(pool: &DbPool, id: i64, column: &str, value: i64) -> Result<()> {
     // `column` is one of two literals chosen by the caller, never user input.
     debug_assert!(column == "job_id" || column == "total");
     let updated = sqlx::query(&format!("UPDATE collections SET {column} = $1 WHERE id = $2"))
@@ -95,7 +94,7 @@ fn top_two(top_k: &[ScoredClass]) -> (Option<&ScoredClass>, Option<&ScoredClass>
     (sorted.first().copied(), sorted.get(1).copied())
 }
 
-pub(super) async fn add_collection_items(pool: &PgPool, collection: i64, items: &[NewCollectionItem]) -> Result<u64> {
+pub(crate) async fn add_collection_items(pool: &DbPool, collection: i64, items: &[NewCollectionItem]) -> Result<u64> {
     let mut tx = begin_write(pool).await?;
     let mut added = 0;
     let now = now_millis();
@@ -156,7 +155,7 @@ const CLASSES_BELOW: &str = "
         WHERE l2.class_id = c2.id AND l2.id = (SELECT MAX(l3.id) FROM labels l3 WHERE l3.image_id = l2.image_id)
     ) < ";
 
-fn push_item_filter(q: &mut QueryBuilder<'_, Postgres>, f: &ItemFilter) -> Result<()> {
+fn push_item_filter(q: &mut QueryBuilder<'_, Db>, f: &ItemFilter) -> Result<()> {
     for bound in [f.min_conf, f.max_conf, f.max_margin].into_iter().flatten() {
         if !bound.is_finite() {
             return Err(StoreError::Invalid(format!("bound {bound} is not finite")));
@@ -219,7 +218,7 @@ fn push_item_filter(q: &mut QueryBuilder<'_, Postgres>, f: &ItemFilter) -> Resul
     Ok(())
 }
 
-fn item_from_row(row: &PgRow) -> Result<CollectionItem> {
+fn item_from_row(row: &DbRow) -> Result<CollectionItem> {
     let seq: i64 = row.try_get("seq")?;
     let top_k: Option<String> = row.try_get("top_k")?;
     let tags: Option<String> = row.try_get("tags")?;
@@ -244,7 +243,7 @@ const ITEM_SELECT: &str = "
            ci.is_unknown, ci.margin, ci.discarded, lc.name AS label,
            (SELECT string_agg(t.tag, ',' ORDER BY t.tag) FROM image_tags t WHERE t.image_id = ci.image_id) AS tags";
 
-pub(super) async fn collection_item(pool: &PgPool, collection: i64, seq: u64) -> Result<Option<CollectionItem>> {
+pub(crate) async fn collection_item(pool: &DbPool, collection: i64, seq: u64) -> Result<Option<CollectionItem>> {
     let row = sqlx::query(&format!("{ITEM_SELECT} {ITEM_FROM} AND ci.collection_id = $1 AND ci.seq = $2"))
         .bind(collection)
         .bind(i64::try_from(seq).unwrap_or(i64::MAX))
@@ -253,8 +252,8 @@ pub(super) async fn collection_item(pool: &PgPool, collection: i64, seq: u64) ->
     row.as_ref().map(item_from_row).transpose()
 }
 
-pub(super) async fn list_collection_items(pool: &PgPool, f: &ItemFilter) -> Result<Vec<CollectionItem>> {
-    let mut q = QueryBuilder::<Postgres>::new(ITEM_SELECT);
+pub(crate) async fn list_collection_items(pool: &DbPool, f: &ItemFilter) -> Result<Vec<CollectionItem>> {
+    let mut q = QueryBuilder::<Db>::new(ITEM_SELECT);
     q.push(ITEM_FROM);
     push_item_filter(&mut q, f)?;
     q.push(match f.sort {
@@ -269,15 +268,15 @@ pub(super) async fn list_collection_items(pool: &PgPool, f: &ItemFilter) -> Resu
     rows.iter().map(item_from_row).collect()
 }
 
-pub(super) async fn count_collection_items(pool: &PgPool, f: &ItemFilter) -> Result<u64> {
-    let mut q = QueryBuilder::<Postgres>::new("SELECT COUNT(*)");
+pub(crate) async fn count_collection_items(pool: &DbPool, f: &ItemFilter) -> Result<u64> {
+    let mut q = QueryBuilder::<Db>::new("SELECT COUNT(*)");
     q.push(ITEM_FROM);
     push_item_filter(&mut q, f)?;
     let n: i64 = q.build().fetch_one(pool).await?.try_get(0)?;
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-pub(super) async fn count_results_between(pool: &PgPool, collection: i64, start: u64, end: u64) -> Result<u64> {
+pub(crate) async fn count_results_between(pool: &DbPool, collection: i64, start: u64, end: u64) -> Result<u64> {
     let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let n: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM collection_items WHERE collection_id = $1 AND seq >= $2 AND seq < $3")
@@ -289,8 +288,8 @@ pub(super) async fn count_results_between(pool: &PgPool, collection: i64, start:
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
-pub(super) async fn confused_pairs(
-    pool: &PgPool,
+pub(crate) async fn confused_pairs(
+    pool: &DbPool,
     collection: Option<i64>,
     max_margin: f64,
     limit: u32,
@@ -298,7 +297,7 @@ pub(super) async fn confused_pairs(
     if !max_margin.is_finite() {
         return Err(StoreError::Invalid("max_margin must be finite".into()));
     }
-    let mut q = QueryBuilder::<Postgres>::new(
+    let mut q = QueryBuilder::<Db>::new(
         "SELECT CASE WHEN top1_class < top2_class THEN top1_class ELSE top2_class END AS a,
                 CASE WHEN top1_class < top2_class THEN top2_class ELSE top1_class END AS b,
                 COUNT(*) AS n
@@ -314,9 +313,9 @@ pub(super) async fn confused_pairs(
     rows.iter().map(|r| Ok(ConfusedPair { a: r.try_get("a")?, b: r.try_get("b")?, count: count(r, "n")? })).collect()
 }
 
-pub(super) async fn coverage(pool: &PgPool, tags: &[String]) -> Result<Vec<CoverageRow>> {
+pub(crate) async fn coverage(pool: &DbPool, tags: &[String]) -> Result<Vec<CoverageRow>> {
     let tags: Vec<String> = tags.iter().map(|t| normalise_tag(t)).collect::<Result<_>>()?;
-    let mut q = QueryBuilder::<Postgres>::new(
+    let mut q = QueryBuilder::<Db>::new(
         "SELECT c.id, c.name,
             (SELECT COUNT(*) FROM labels l
              WHERE l.class_id = c.id AND l.id = (SELECT MAX(l2.id) FROM labels l2 WHERE l2.image_id = l.image_id))
@@ -354,13 +353,13 @@ pub(super) async fn coverage(pool: &PgPool, tags: &[String]) -> Result<Vec<Cover
         .collect()
 }
 
-pub(super) async fn list_tags(pool: &PgPool) -> Result<Vec<(String, u64)>> {
+pub(crate) async fn list_tags(pool: &DbPool) -> Result<Vec<(String, u64)>> {
     let rows =
         sqlx::query("SELECT tag, COUNT(*) AS n FROM image_tags GROUP BY tag ORDER BY tag").fetch_all(pool).await?;
     rows.iter().map(|r| Ok((r.try_get("tag")?, count(r, "n")?))).collect()
 }
 
-pub(super) async fn image_tags(pool: &PgPool, image_id: &str) -> Result<Vec<String>> {
+pub(crate) async fn image_tags(pool: &DbPool, image_id: &str) -> Result<Vec<String>> {
     Ok(sqlx::query_scalar("SELECT tag FROM image_tags WHERE image_id = $1 ORDER BY tag")
         .bind(image_id)
         .fetch_all(pool)

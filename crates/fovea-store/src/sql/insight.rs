@@ -2,15 +2,14 @@
 
 use fovea_insight::report::{CorrectionRow, LabelRow};
 use fovea_insight::{Log, PlannedItem, PredictionRow, Stratum};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
-use super::{parse_json, to_json, BEGIN_IMMEDIATE};
+use super::{begin_write, parse_json, to_json, DbPool, DbRow};
 use crate::error::{Result, StoreError};
 use crate::insight::*;
 use crate::model::{now_millis, Millis};
 
-pub(super) async fn insight_log(pool: &SqlitePool, since: Option<Millis>) -> Result<Log> {
+pub(crate) async fn insight_log(pool: &DbPool, since: Option<Millis>) -> Result<Log> {
     let since = since.unwrap_or(i64::MIN);
     // The verdict on a prediction is the newest label a person gave the image after it, counted only when the
     // image had no label at all when predicted: otherwise the model had learned the answer.
@@ -23,7 +22,7 @@ pub(super) async fn insight_log(pool: &SqlitePool, since: Option<Millis>) -> Res
                   ORDER BY l.id DESC LIMIT 1) AS truth,
                 EXISTS (SELECT 1 FROM labels l WHERE l.image_id = t.image_id AND l.created_at < t.created_at)
                   AS was_labelled
-           FROM transactions t WHERE t.kind = 'predict' AND t.created_at >= ? ORDER BY t.id",
+           FROM transactions t WHERE t.kind = 'predict' AND t.created_at >= $1 ORDER BY t.id",
     )
     .bind(since)
     .fetch_all(pool)
@@ -48,7 +47,7 @@ pub(super) async fn insight_log(pool: &SqlitePool, since: Option<Millis>) -> Res
         .collect::<Result<Vec<_>>>()?;
     let corrections = sqlx::query(
         "SELECT created_at, user_name FROM transactions
-          WHERE kind = 'correct' AND created_at >= ? AND user_name <> ? ORDER BY id",
+          WHERE kind = 'correct' AND created_at >= $1 AND user_name <> $2 ORDER BY id",
     )
     .bind(since)
     .bind(IMPORT_USER)
@@ -58,7 +57,7 @@ pub(super) async fn insight_log(pool: &SqlitePool, since: Option<Millis>) -> Res
     .map(|r| Ok(CorrectionRow { at: r.try_get("created_at")?, user: r.try_get("user_name")? }))
     .collect::<Result<Vec<_>>>()?;
     let labels = sqlx::query(
-        "SELECT created_at, user_name FROM labels WHERE origin <> 'import' AND created_at >= ? ORDER BY id",
+        "SELECT created_at, user_name FROM labels WHERE origin <> 'import' AND created_at >= $1 ORDER BY id",
     )
     .bind(since)
     .fetch_all(pool)
@@ -69,7 +68,7 @@ pub(super) async fn insight_log(pool: &SqlitePool, since: Option<Millis>) -> Res
     Ok(Log { predictions, corrections, labels })
 }
 
-fn look_from_row(r: &SqliteRow) -> Result<ImageLook> {
+fn look_from_row(r: &DbRow) -> Result<ImageLook> {
     let dim = |c: &str| -> Result<u32> { Ok(u32::try_from(r.try_get::<i64, _>(c)?).unwrap_or(0)) };
     Ok(ImageLook {
         width: dim("width")?,
@@ -79,8 +78,8 @@ fn look_from_row(r: &SqliteRow) -> Result<ImageLook> {
     })
 }
 
-pub(super) async fn recent_predictions(
-    pool: &SqlitePool,
+pub(crate) async fn recent_predictions(
+    pool: &DbPool,
     limit: u32,
     period: Option<(Millis, Millis)>,
 ) -> Result<Vec<DriftRow>> {
@@ -89,8 +88,8 @@ pub(super) async fn recent_predictions(
         "SELECT t.id, t.image_id, t.created_at, t.model_version, t.top1_class, t.top1_probability, t.unknown,
                 i.width, i.height, i.brightness, i.grayscale
            FROM transactions t JOIN images i ON i.id = t.image_id
-          WHERE t.kind = 'predict' AND t.created_at >= ? AND t.created_at < ? AND t.user_name <> ?
-          ORDER BY t.id DESC LIMIT ?",
+          WHERE t.kind = 'predict' AND t.created_at >= $1 AND t.created_at < $2 AND t.user_name <> $3
+          ORDER BY t.id DESC LIMIT $4",
     )
     .bind(from)
     .bind(to)
@@ -103,7 +102,7 @@ pub(super) async fn recent_predictions(
     Ok(out)
 }
 
-fn drift_row(r: &SqliteRow) -> Result<DriftRow> {
+fn drift_row(r: &DbRow) -> Result<DriftRow> {
     Ok(DriftRow {
         transaction_id: r.try_get("id")?,
         image_id: r.try_get("image_id")?,
@@ -116,13 +115,13 @@ fn drift_row(r: &SqliteRow) -> Result<DriftRow> {
     })
 }
 
-pub(super) async fn predictions_after(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<DriftRow>> {
+pub(crate) async fn predictions_after(pool: &DbPool, after: i64, limit: u32) -> Result<Vec<DriftRow>> {
     let rows = sqlx::query(
         "SELECT t.id, t.image_id, t.created_at, t.model_version, t.top1_class, t.top1_probability, t.unknown,
                 i.width, i.height, i.brightness, i.grayscale
            FROM transactions t JOIN images i ON i.id = t.image_id
-          WHERE t.kind = 'predict' AND t.id > ? AND t.user_name <> ?
-          ORDER BY t.id LIMIT ?",
+          WHERE t.kind = 'predict' AND t.id > $1 AND t.user_name <> $2
+          ORDER BY t.id LIMIT $3",
     )
     .bind(after)
     .bind(IDENTIFY_USER)
@@ -132,19 +131,19 @@ pub(super) async fn predictions_after(pool: &SqlitePool, after: i64, limit: u32)
     rows.iter().map(drift_row).collect()
 }
 
-pub(super) async fn image_look(pool: &SqlitePool, id: &str) -> Result<Option<ImageLook>> {
-    let row = sqlx::query("SELECT width, height, brightness, grayscale FROM images WHERE id = ?")
+pub(crate) async fn image_look(pool: &DbPool, id: &str) -> Result<Option<ImageLook>> {
+    let row = sqlx::query("SELECT width, height, brightness, grayscale FROM images WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await?;
     row.as_ref().map(look_from_row).transpose()
 }
 
-pub(super) async fn set_image_look(pool: &SqlitePool, id: &str, brightness: f64, grayscale: bool) -> Result<()> {
+pub(crate) async fn set_image_look(pool: &DbPool, id: &str, brightness: f64, grayscale: bool) -> Result<()> {
     if !(0.0..=1.0).contains(&brightness) {
         return Err(StoreError::Invalid(format!("brightness {brightness} is outside 0..1")));
     }
-    let done = sqlx::query("UPDATE images SET brightness = ?, grayscale = ? WHERE id = ?")
+    let done = sqlx::query("UPDATE images SET brightness = $1, grayscale = $2 WHERE id = $3")
         .bind(brightness)
         .bind(grayscale)
         .bind(id)
@@ -157,7 +156,7 @@ pub(super) async fn set_image_look(pool: &SqlitePool, id: &str, brightness: f64,
     Ok(())
 }
 
-fn round_from_row(r: &SqliteRow) -> Result<EvaluationRound> {
+fn round_from_row(r: &DbRow) -> Result<EvaluationRound> {
     Ok(EvaluationRound {
         id: r.try_get("id")?,
         model_version: r.try_get("model_version")?,
@@ -169,8 +168,8 @@ fn round_from_row(r: &SqliteRow) -> Result<EvaluationRound> {
     })
 }
 
-pub(super) async fn create_evaluation(
-    pool: &SqlitePool,
+pub(crate) async fn create_evaluation(
+    pool: &DbPool,
     model_version: &str,
     since: Millis,
     strata: &[Stratum],
@@ -181,10 +180,10 @@ pub(super) async fn create_evaluation(
         return Err(StoreError::Invalid("an evaluation round needs at least one prediction to review".into()));
     }
     let population: u64 = strata.iter().map(|s| s.population).sum();
-    let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
+    let mut tx = begin_write(pool).await?;
     let id: i64 = sqlx::query_scalar(
         "INSERT INTO evaluation_rounds (model_version, since, population, strata, created_by, created_at)
-         VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(model_version)
     .bind(since)
@@ -195,7 +194,7 @@ pub(super) async fn create_evaluation(
     .fetch_one(&mut *tx)
     .await?;
     for item in items {
-        sqlx::query("INSERT INTO evaluation_items (round_id, transaction_id, stratum) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO evaluation_items (round_id, transaction_id, stratum) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(item.transaction_id)
             .bind(&item.stratum)
@@ -208,12 +207,12 @@ pub(super) async fn create_evaluation(
                 _ => e.into(),
             })?;
     }
-    let row = sqlx::query("SELECT * FROM evaluation_rounds WHERE id = ?").bind(id).fetch_one(&mut *tx).await?;
+    let row = sqlx::query("SELECT * FROM evaluation_rounds WHERE id = $1").bind(id).fetch_one(&mut *tx).await?;
     tx.commit().await?;
     round_from_row(&row)
 }
 
-pub(super) async fn list_evaluations(pool: &SqlitePool) -> Result<Vec<EvaluationRound>> {
+pub(crate) async fn list_evaluations(pool: &DbPool) -> Result<Vec<EvaluationRound>> {
     sqlx::query("SELECT * FROM evaluation_rounds ORDER BY id DESC")
         .fetch_all(pool)
         .await?
@@ -222,8 +221,8 @@ pub(super) async fn list_evaluations(pool: &SqlitePool) -> Result<Vec<Evaluation
         .collect()
 }
 
-pub(super) async fn get_evaluation(pool: &SqlitePool, id: i64) -> Result<Option<EvaluationRound>> {
-    sqlx::query("SELECT * FROM evaluation_rounds WHERE id = ?")
+pub(crate) async fn get_evaluation(pool: &DbPool, id: i64) -> Result<Option<EvaluationRound>> {
+    sqlx::query("SELECT * FROM evaluation_rounds WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await?
@@ -236,7 +235,7 @@ const ITEM_SELECT: &str = "SELECT e.id, e.round_id, e.transaction_id, e.stratum,
         e.answered_by, e.answered_at, t.image_id, t.top1_class, t.top1_probability
    FROM evaluation_items e JOIN transactions t ON t.id = e.transaction_id";
 
-fn item_from_row(r: &SqliteRow) -> Result<EvaluationItem> {
+fn item_from_row(r: &DbRow) -> Result<EvaluationItem> {
     let verdict: Option<String> = r.try_get("verdict")?;
     let verdict = match verdict.as_deref() {
         None => None,
@@ -260,8 +259,8 @@ fn item_from_row(r: &SqliteRow) -> Result<EvaluationItem> {
     })
 }
 
-pub(super) async fn evaluation_items(pool: &SqlitePool, round: i64) -> Result<Vec<EvaluationItem>> {
-    sqlx::query(&format!("{ITEM_SELECT} WHERE e.round_id = ? ORDER BY e.id"))
+pub(crate) async fn evaluation_items(pool: &DbPool, round: i64) -> Result<Vec<EvaluationItem>> {
+    sqlx::query(&format!("{ITEM_SELECT} WHERE e.round_id = $1 ORDER BY e.id"))
         .bind(round)
         .fetch_all(pool)
         .await?
@@ -270,8 +269,8 @@ pub(super) async fn evaluation_items(pool: &SqlitePool, round: i64) -> Result<Ve
         .collect()
 }
 
-pub(super) async fn get_evaluation_item(pool: &SqlitePool, id: i64) -> Result<Option<EvaluationItem>> {
-    sqlx::query(&format!("{ITEM_SELECT} WHERE e.id = ?"))
+pub(crate) async fn get_evaluation_item(pool: &DbPool, id: i64) -> Result<Option<EvaluationItem>> {
+    sqlx::query(&format!("{ITEM_SELECT} WHERE e.id = $1"))
         .bind(id)
         .fetch_optional(pool)
         .await?
@@ -280,15 +279,15 @@ pub(super) async fn get_evaluation_item(pool: &SqlitePool, id: i64) -> Result<Op
         .transpose()
 }
 
-pub(super) async fn answer_evaluation(
-    pool: &SqlitePool,
+pub(crate) async fn answer_evaluation(
+    pool: &DbPool,
     item: i64,
     verdict: Verdict,
     correct_class: Option<&str>,
     user: &str,
 ) -> Result<EvaluationItem> {
     let done = sqlx::query(
-        "UPDATE evaluation_items SET verdict = ?, correct_class = ?, answered_by = ?, answered_at = ? WHERE id = ?",
+        "UPDATE evaluation_items SET verdict = $1, correct_class = $2, answered_by = $3, answered_at = $4 WHERE id = $5",
     )
     .bind(verdict.as_str())
     .bind(correct_class)
@@ -304,7 +303,7 @@ pub(super) async fn answer_evaluation(
     get_evaluation_item(pool, item).await?.ok_or_else(|| StoreError::not_found("evaluation item", item.to_string()))
 }
 
-fn alert_from_row(r: &SqliteRow) -> Result<DriftAlertRecord> {
+fn alert_from_row(r: &DbRow) -> Result<DriftAlertRecord> {
     Ok(DriftAlertRecord {
         id: r.try_get("id")?,
         alert: NewDriftAlert {
@@ -323,17 +322,18 @@ fn alert_from_row(r: &SqliteRow) -> Result<DriftAlertRecord> {
     })
 }
 
-pub(super) async fn raise_drift_alert(pool: &SqlitePool, a: NewDriftAlert) -> Result<Option<DriftAlertRecord>> {
+pub(crate) async fn raise_drift_alert(pool: &DbPool, a: NewDriftAlert) -> Result<Option<DriftAlertRecord>> {
     let finite = [a.statistic, a.threshold, a.reference, a.current].iter().all(|x| x.is_finite());
     if !finite {
         return Err(StoreError::Invalid("drift alert figures must be finite".into()));
     }
-    // One statement, one writer at a time: of processes raising the same signal at once, one inserts.
+    // Serialised with the other writes: of replicas raising the same signal at once, one inserts.
+    let mut tx = super::begin_write(pool).await?;
     let row = sqlx::query(
         "INSERT INTO drift_alerts (signal, statistic, threshold, reference, current, detail, since, examples,
                                    model_version, raised_at)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
-         WHERE NOT EXISTS (SELECT 1 FROM drift_alerts WHERE signal = ?1 AND cleared_at IS NULL) RETURNING *",
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+         WHERE NOT EXISTS (SELECT 1 FROM drift_alerts WHERE signal = $1 AND cleared_at IS NULL) RETURNING *",
     )
     .bind(&a.signal)
     .bind(a.statistic)
@@ -345,13 +345,14 @@ pub(super) async fn raise_drift_alert(pool: &SqlitePool, a: NewDriftAlert) -> Re
     .bind(to_json(&a.examples)?)
     .bind(&a.model_version)
     .bind(now_millis())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *tx)
     .await?;
+    tx.commit().await?;
     row.as_ref().map(alert_from_row).transpose()
 }
 
-pub(super) async fn clear_drift_alerts(pool: &SqlitePool, signal: &str) -> Result<u64> {
-    Ok(sqlx::query("UPDATE drift_alerts SET cleared_at = ? WHERE signal = ? AND cleared_at IS NULL")
+pub(crate) async fn clear_drift_alerts(pool: &DbPool, signal: &str) -> Result<u64> {
+    Ok(sqlx::query("UPDATE drift_alerts SET cleared_at = $1 WHERE signal = $2 AND cleared_at IS NULL")
         .bind(now_millis())
         .bind(signal)
         .execute(pool)
@@ -359,11 +360,11 @@ pub(super) async fn clear_drift_alerts(pool: &SqlitePool, signal: &str) -> Resul
         .rows_affected())
 }
 
-pub(super) async fn list_drift_alerts(pool: &SqlitePool, open_only: bool, limit: u32) -> Result<Vec<DriftAlertRecord>> {
+pub(crate) async fn list_drift_alerts(pool: &DbPool, open_only: bool, limit: u32) -> Result<Vec<DriftAlertRecord>> {
     let sql = if open_only {
-        "SELECT * FROM drift_alerts WHERE cleared_at IS NULL ORDER BY id DESC LIMIT ?"
+        "SELECT * FROM drift_alerts WHERE cleared_at IS NULL ORDER BY id DESC LIMIT $1"
     } else {
-        "SELECT * FROM drift_alerts ORDER BY id DESC LIMIT ?"
+        "SELECT * FROM drift_alerts ORDER BY id DESC LIMIT $1"
     };
     sqlx::query(sql).bind(i64::from(limit)).fetch_all(pool).await?.iter().map(alert_from_row).collect()
 }
