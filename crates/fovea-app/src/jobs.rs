@@ -117,7 +117,7 @@ impl App {
     }
 
     /// The background worker (of `fovea serve` and `fovea worker`): runs queued training jobs one at a time and
-    /// identify jobs beside them, and enqueues a run when the schedule says one is due. (Promotions made elsewhere
+    /// identify and import jobs beside them, and enqueues a run when the schedule says one is due. (Promotions made elsewhere
     /// are followed by every process, see `follow`.)
     pub fn spawn_worker(self: &Arc<Self>, schedule: Option<Duration>) -> tokio::task::JoinHandle<()> {
         // Bulk identification runs beside training, so a long fine-tune never holds a collection back.
@@ -127,7 +127,17 @@ impl App {
                 match identify.run_next_identify_job().await {
                     Ok(Some((job, Err(e)))) => tracing::warn!(job = job.id, error = %e, "identify job failed"),
                     Ok(Some((job, Ok(c)))) => tracing::info!(job = job.id, collection = c.id, "identify job done"),
-                    Ok(None) => tokio::time::sleep(Duration::from_secs(1)).await,
+                    Ok(None) => match identify.run_next_import_job().await {
+                        Ok(Some((job, Err(e)))) => tracing::warn!(job = job.id, error = %e, "import job failed"),
+                        Ok(Some((job, Ok(r)))) => {
+                            tracing::info!(job = job.id, imported = r.imported, "import job done")
+                        }
+                        Ok(None) => tokio::time::sleep(Duration::from_secs(1)).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "import worker");
+                            tokio::time::sleep(Duration::from_secs(5)).await;
+                        }
+                    },
                     Err(e) => {
                         tracing::warn!(error = %e, "identify worker");
                         tokio::time::sleep(Duration::from_secs(5)).await;

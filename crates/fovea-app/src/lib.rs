@@ -14,6 +14,7 @@ mod head;
 #[cfg(test)]
 mod hygiene_tests;
 mod identify;
+mod imports;
 mod insight;
 mod jobs;
 mod label_errors;
@@ -59,6 +60,7 @@ pub use fovea_store::{
 };
 pub use fovea_vision::VisionError;
 pub use identify::Identified;
+pub use imports::{flat_folder, image_folder, ImportProgress, ImportRequest, IMPORT_JOB};
 pub use insight::{EvaluationView, MAX_EVALUATION};
 pub use jobs::{parse_schedule, TRAIN_JOB};
 pub use label_errors::{LabelErrorReport, SuspectLabel, SuspectLabelConfirmed, MAX_LABEL_ERRORS_PAGE};

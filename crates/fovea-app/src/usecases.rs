@@ -77,6 +77,10 @@ pub struct ImportReport {
     /// overrides a human label (of any origin but import).
     pub kept_human: usize,
     pub failed: Vec<(String, String)>,
+    /// Each requested tag with how many imported images it was newly put on.
+    pub tagged: Vec<(String, u64)>,
+    /// Tags an export had recorded beside the folder, put back.
+    pub restored_tags: u64,
 }
 
 /// An image decoded for the network, with what the catalog records of it.

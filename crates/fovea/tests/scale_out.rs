@@ -262,16 +262,29 @@ fn a_training_job_survives_its_worker_and_promotion_and_rollback_switch_every_re
     let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
     let digits = dirs[4].path().join("digits");
     common::digits(&digits, 14, 1, 7);
-    let train = digits.join("train");
-    let mut import = deployment.args("import", dirs[4].path());
-    import.extend(["--labelled", train.to_str().unwrap()]);
-    let imported = Command::new(env!("CARGO_BIN_EXE_fovea")).args(&import).envs(deployment.env()).output().unwrap();
-    assert!(common::ok(&imported).contains("imported 140 new images"));
-
     let a = deployment.replica(dirs[0].path());
     let b = deployment.replica(dirs[1].path());
-    let base_model = served_model(&a.base, 1);
     let w1 = deployment.worker(dirs[2].path());
+
+    // An import queued from the command line is run by a worker.
+    let train = digits.join("train");
+    let mut import = deployment.args("import", dirs[4].path());
+    import.extend(["--queue", "--labelled", train.to_str().unwrap()]);
+    let queued = Command::new(env!("CARGO_BIN_EXE_fovea")).args(&import).envs(deployment.env()).output().unwrap();
+    let queued = common::ok(&queued);
+    let import_job: i64 =
+        queued.split_whitespace().nth(3).and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("{queued}"));
+    let start = Instant::now();
+    let imported = loop {
+        let j = job(&a.base, import_job);
+        if j["state"] == "succeeded" {
+            break serde_json::from_str::<Value>(j["message"].as_str().unwrap()).unwrap();
+        }
+        assert!(j["state"] != "failed" && start.elapsed() < Duration::from_secs(300), "{j}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!((imported["imported"].as_u64(), imported["labelled"].as_u64()), (Some(140), Some(140)), "{imported}");
+    let base_model = served_model(&a.base, 1);
     let queued: Value = ureq::post(&format!("{}/api/v1/train", b.base))
         .send_json(json!({ "epochs": 3, "seed": 3 }))
         .unwrap()
@@ -279,7 +292,6 @@ fn a_training_job_survives_its_worker_and_promotion_and_rollback_switch_every_re
         .unwrap();
     let id = queued["id"].as_i64().unwrap_or_else(|| panic!("{queued}"));
     // The first worker dies mid-run; both replicas serve the old model throughout.
-    let start = Instant::now();
     while !(job(&a.base, id)["state"] == "running" && job(&a.base, id)["progress"].as_f64() > Some(0.0)) {
         assert!(start.elapsed() < Duration::from_secs(300), "{}", job(&a.base, id));
         assert_eq!(served_model(&a.base, 2), base_model);

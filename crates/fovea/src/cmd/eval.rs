@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use fovea_learn::{
     batch_ncm, correction_check, run_stream, stream_order, AnyHead, Example, HeadKind, LogisticConfig,
@@ -214,24 +213,7 @@ fn time_predictions(head: &AnyHead, test: &[Example]) -> f64 {
 
 /// Lists `dir/<class>/<image>` in a stable order.
 pub fn image_folder(dir: &Path) -> anyhow::Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    let mut classes: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .filter(|e| e.path().is_dir())
-        .collect();
-    classes.sort_by_key(|e| e.file_name());
-    for class in classes {
-        let name = class.file_name().to_string_lossy().into_owned();
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(class.path())?.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
-        files.sort();
-        out.extend(files.into_iter().map(|f| (f, name.clone())));
-    }
-    if out.is_empty() {
-        bail!("{} holds no class sub-folders with images", dir.display());
-    }
-    Ok(out)
+    Ok(fovea_app::image_folder(dir)?)
 }
 
 /// Embeds every image once; embeddings are cached by file content hash so repeated runs skip the network.

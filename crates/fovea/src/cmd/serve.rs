@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use fovea_app::{App, AppConfig, ImportReport, Role};
+use fovea_app::{App, AppConfig, Role};
 use fovea_model::Variant;
 use indicatif::ProgressBar;
 
@@ -103,6 +103,10 @@ pub struct ImportArgs {
     /// coverage shows each class's share of staged/synthetic labels, and results filter by tag
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Queue the import for a worker (`fovea worker`, or `fovea serve` unless --no-jobs) instead of running it
+    /// here; the folder must be readable by the worker at the same path
+    #[arg(long)]
+    pub queue: bool,
 }
 
 #[derive(Args, Debug)]
@@ -189,48 +193,39 @@ pub fn serve(home: &Path, variant: Variant, engine: Engine, args: &ServeArgs) ->
 }
 
 pub fn import(home: &Path, variant: Variant, engine: Engine, args: &ImportArgs) -> anyhow::Result<i32> {
-    let files: Vec<(PathBuf, Option<String>)> = if args.labelled {
-        super::eval::image_folder(&args.dir)?.into_iter().map(|(p, c)| (p, Some(c))).collect()
-    } else {
-        flat_folder(&args.dir)?.into_iter().map(|p| (p, None)).collect()
+    let request = fovea_app::ImportRequest {
+        folder: std::path::absolute(&args.dir).with_context(|| format!("{}", args.dir.display()))?,
+        labelled: args.labelled,
+        tags: args.tags.clone(),
     };
     runtime()?.block_on(async {
         let app = open_app(home, variant, engine, &args.app).await?;
-        let bar = progress_bar(files.len() as u64);
-        let mut report = ImportReport::default();
-        // Checked before any file is read, so a bad tag costs nothing.
-        for tag in &args.tags {
-            fovea_app::normalise_tag(tag)?;
+        if args.queue {
+            let job = app.enqueue_import(&request).await?;
+            println!(
+                "queued import job {} ({}): a `fovea worker` or `fovea serve` will run it",
+                job.id,
+                request.folder.display()
+            );
+            return Ok(0);
         }
-        let mut imported = Vec::new();
-        for (path, class) in &files {
-            let source = format!("import:{}", path.display());
-            let result = match std::fs::read(path) {
-                Ok(bytes) => {
-                    let id = fovea_app::sha256_hex(&bytes);
-                    let done = app.import_bytes(bytes.into(), &source, class.as_deref(), &mut report).await;
-                    done.map(|()| imported.push((path.clone(), id))).map_err(|e| e.to_string())
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = result {
-                report.failed.push((path.display().to_string(), e));
-            }
-            bar.inc(1);
-        }
+        let bar = progress_bar(0);
+        let report = app
+            .import_folder(
+                &request,
+                |p| {
+                    bar.set_length(p.total);
+                    bar.set_position(p.done);
+                },
+                &std::sync::atomic::AtomicBool::new(false),
+            )
+            .await?;
         bar.finish_and_clear();
-        app.snapshot().await?;
-        let imported_ids: Vec<String> = imported.iter().map(|(_, id)| id.clone()).collect();
-        for tag in &args.tags {
-            let tagged = app.tag_images(&imported_ids, tag, "import").await?;
+        for (tag, tagged) in &report.tagged {
             println!("tagged {tagged} images {tag:?}");
         }
-        if args.labelled {
-            // A folder that fovea exported carries its images' tags beside it.
-            let restored = app.apply_folder_tags(&args.dir, &imported, "import").await?;
-            if restored > 0 {
-                println!("restored {restored} tags from {}", fovea_app::TAGS_FILE);
-            }
+        if report.restored_tags > 0 {
+            println!("restored {} tags from {}", report.restored_tags, fovea_app::TAGS_FILE);
         }
         println!(
             "imported {} new images ({} already present), {} labels, {} human labels left alone, {} failed",
@@ -268,14 +263,7 @@ pub fn users(home: &Path, variant: Variant, engine: Engine, args: &UsersArgs) ->
 
 /// The files directly inside `dir`, sorted.
 pub(crate) fn flat_folder(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    Ok(v)
+    Ok(fovea_app::flat_folder(dir)?)
 }
 
 pub(crate) fn progress_bar(len: u64) -> ProgressBar {
