@@ -2,5 +2,4 @@
 // rebuild the crate and the binary would carry the stale schema.
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
-    println!("cargo:rerun-if-changed=migrations_pg");
 }

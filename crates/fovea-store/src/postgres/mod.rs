@@ -26,8 +26,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 use self::sql::{
     bulk, classes, collections, embeddings, hygiene, images, insight, jobs, labels, models, transactions, users,
@@ -51,8 +55,8 @@ pub struct PgCatalog {
 }
 
 impl PgCatalog {
-    /// Connects to `postgres://user:password@host:port/database` and runs the embedded migrations (concurrent
-    /// openers are safe: sqlx's PostgreSQL migrator holds an advisory lock while it migrates).
+    /// Connects to `postgres://user:password@host:port/database` and runs the migrations (concurrent openers are
+    /// safe: sqlx's PostgreSQL migrator holds an advisory lock while it migrates).
     pub async fn open(url: &str) -> Result<Self> {
         let options = PgConnectOptions::from_str(url)?;
         let pool = PgPoolOptions::new()
@@ -60,7 +64,7 @@ impl PgCatalog {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations_pg").run(&pool).await?;
+        Migrator::new(TranslatedMigrations).await?.run(&pool).await?;
         Ok(Self { pool })
     }
 
@@ -101,6 +105,34 @@ type DbRow = sqlx::postgres::PgRow;
 type DbConnection = sqlx::PgConnection;
 /// Workers claiming at once take different jobs and never wait on each other.
 const CLAIM_LOCK: &str = " FOR UPDATE SKIP LOCKED";
+
+/// PostgreSQL's schema is the SQLite migrations with their three SQLite-only type names translated, so each
+/// migration is written once and the two schemas cannot drift apart. (Every integer becomes BIGINT, so both backends
+/// decode the same Rust types.)
+#[derive(Debug)]
+struct TranslatedMigrations;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+fn to_postgres(sql: &str) -> String {
+    sql.replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("BLOB", "BYTEA")
+}
+
+impl<'s> MigrationSource<'s> for TranslatedMigrations {
+    fn resolve(self) -> BoxFuture<'s, std::result::Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async {
+            Ok(SQLITE_MIGRATIONS
+                .iter()
+                .map(|m| {
+                    let sql = std::borrow::Cow::Owned(to_postgres(&m.sql));
+                    Migration::new(m.version, m.description.clone(), m.migration_type, sql, m.no_tx)
+                })
+                .collect())
+        })
+    }
+}
 
 /// Opens a transaction that runs alone among the catalog's serialised writes (see the module comment).
 async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
