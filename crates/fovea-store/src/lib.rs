@@ -37,3 +37,20 @@ pub async fn open_catalog(url: &str) -> Result<Arc<dyn Catalog>> {
     }
     Ok(Arc::new(SqliteCatalog::open(url).await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn catalog_urls_choose_the_backend() {
+        assert!(matches!(open_catalog("mysql://db/fovea").await, Err(StoreError::Invalid(_))));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fovea.db");
+        let class = open_catalog(path.to_str().unwrap()).await.unwrap().create_class("Cat").await.unwrap();
+        let by_url = open_catalog(&format!("sqlite://{}", path.display())).await.unwrap();
+        assert_eq!(by_url.get_class(class.id).await.unwrap().unwrap().name, "Cat");
+        let pg = open_catalog(&postgres::test_backend::fresh_database().await).await.unwrap();
+        assert_eq!(pg.list_classes().await.unwrap().len(), 1, "a fresh PostgreSQL catalog, migrated");
+    }
+}

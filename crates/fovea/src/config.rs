@@ -100,6 +100,11 @@ mod tests {
         let pairs = parse("data = \"/srv/fovea\"\ncutoff = 25\nlisten = \"0.0.0.0:9000\"", p).unwrap();
         assert!(pairs.contains(&("FOVEA_DATA", "/srv/fovea".into())));
         assert!(pairs.contains(&("FOVEA_CUTOFF", "25".into())));
+        let shared = "catalog = \"postgres://db/fovea\"\nblobs = \"s3://b/p\"\ns3_endpoint = \"http://s3:9000\"";
+        let pairs = parse(shared, p).unwrap();
+        assert!(pairs.contains(&("FOVEA_CATALOG", "postgres://db/fovea".into())));
+        assert!(pairs.contains(&("FOVEA_BLOBS", "s3://b/p".into())));
+        assert!(pairs.contains(&("AWS_ENDPOINT_URL", "http://s3:9000".into())));
         let err = parse("cutof = 3", p).unwrap_err().to_string();
         assert!(err.contains("unknown setting `cutof`"), "{err}");
         let err = parse("data = [1]", p).unwrap_err().to_string();
