@@ -15,7 +15,7 @@ use crate::routes;
         routes::transactions, routes::classes, routes::create_class, routes::rename_class, routes::merge_class, routes::undo_merge, routes::delete_class, routes::merges, routes::renames,
         routes::models, routes::model, routes::promote_model, routes::rollback_model, routes::train, routes::jobs,
         routes::job, routes::cancel_job, routes::calibration, routes::recalibrate, routes::review,
-        routes::list_collections, routes::create_collection, routes::get_collection, routes::upload_to_collection,
+        routes::list_collections, routes::create_collection, routes::queue_import, routes::get_collection, routes::upload_to_collection,
         routes::results, routes::pairs, routes::coverage, routes::tags, routes::bulk, routes::bulk_actions,
         routes::undo_bulk, routes::thumb, routes::image_detail, routes::report, routes::report_html, routes::drift,
         routes::rebuild_drift, routes::drift_alerts, routes::start_evaluation, routes::evaluations,

@@ -182,6 +182,36 @@ pub async fn create_collection(
     Ok((StatusCode::CREATED, Json(started)).into_response())
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    /// A folder on the server (read by the worker that runs the job, at this path).
+    pub folder: String,
+    /// The folder is an ImageFolder: sub-folder name = class.
+    #[serde(default)]
+    pub labelled: bool,
+    /// Tags put on every imported image.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// Queue the import of a server folder (admin): a worker (`fovea worker`, or this server unless it runs with
+/// `--no-jobs`) runs it; follow the job at `/api/v1/jobs/{id}`, whose message ends as the import report.
+#[utoipa::path(post, path = "/api/v1/imports", tag = "collections", request_body = ImportBody,
+    responses((status = 202, body = JobRecord), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("token" = [])))]
+pub async fn queue_import(State(s): State<S>, caller: Caller, ApiJson(body): ApiJson<ImportBody>) -> ApiResult {
+    // A folder on the server is the server's filesystem: only an admin may point at one.
+    caller.require(Role::Admin)?;
+    let folder = body.folder.trim();
+    if folder.is_empty() {
+        return Err(bad_request("`folder` names a folder on the server"));
+    }
+    let request = fovea_app::ImportRequest { folder: folder.into(), labelled: body.labelled, tags: body.tags };
+    let job = s.app.enqueue_import(&request).await?;
+    Ok((StatusCode::ACCEPTED, Json(job)).into_response())
+}
+
 /// One collection with its progress.
 #[utoipa::path(get, path = "/api/v1/collections/{id}", tag = "collections", params(("id" = i64, Path)),
     responses((status = 200, body = CollectionRecord), (status = 404, body = ErrorBody)), security(("token" = [])))]

@@ -50,6 +50,7 @@ pub fn router(state: S) -> Router {
         .route("/collections/{id}", get(get_collection))
         .route("/collections/{id}/images", post(upload_to_collection))
         .route("/collections/{id}/pairs", get(pairs))
+        .route("/imports", post(queue_import))
         .route("/results", get(results))
         .route("/coverage", get(coverage))
         .route("/tags", get(tags))

@@ -173,8 +173,25 @@ async fn collections_filters_bulk_actions_and_undo_over_http() {
     let (_, c) = call(&router, get(&viewer, &format!("/api/v1/collections/{folder_id}"))).await;
     assert_eq!((c["processed"].as_u64(), c["total"].as_u64()), (Some(3), Some(3)), "{c}");
 
+    // The same folder queued for import: admins only, a job a worker runs; its images are already stored.
+    let body = json!({"folder": folder.to_str().unwrap(), "tags": ["batch-7"]});
+    let (st, v) = call(&router, post_json(&annotator, "/api/v1/imports", body.clone())).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "{v}");
+    let (st, v) = call(&router, post_json(&admin, "/api/v1/imports", json!({"folder": "/no/such/folder"}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, v) = call(&router, post_json(&admin, "/api/v1/imports", json!({"folder": " "}))).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, queued) = call(&router, post_json(&admin, "/api/v1/imports", body)).await;
+    assert_eq!((st, queued["kind"].as_str()), (StatusCode::ACCEPTED, Some("import")), "{queued}");
+    let (job, report) = app.run_next_import_job().await.unwrap().expect("the import was queued");
+    let report = report.unwrap();
+    assert_eq!((job.state, report.imported, report.duplicates), (fovea_app::JobState::Succeeded, 0, 3));
+    assert_eq!(report.tagged, vec![("batch-7".to_owned(), 3)]);
+    let reported: serde_json::Value = serde_json::from_str(job.message.as_deref().unwrap()).unwrap();
+    assert_eq!(reported["duplicates"], 3, "the job's message is the import report");
+
     let (_, doc) = call(&router, Request::get("/openapi.json").body(Body::empty()).unwrap()).await;
-    for path in ["/api/v1/results", "/api/v1/bulk", "/api/v1/collections", "/api/v1/coverage"] {
+    for path in ["/api/v1/results", "/api/v1/bulk", "/api/v1/collections", "/api/v1/coverage", "/api/v1/imports"] {
         assert!(doc["paths"][path].is_object(), "{path} listed in /openapi.json");
     }
 }
