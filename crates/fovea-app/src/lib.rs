@@ -273,6 +273,10 @@ impl App {
     /// Saves the head now (also done every `snapshot_every` label changes); call before a clean shutdown.
     pub async fn snapshot(&self) -> Result<()> {
         let mut h = self.head.lock().await;
+        // Nothing folded since the last save: the saved snapshot plus the log already give this head.
+        if h.since_snapshot == 0 {
+            return Ok(());
+        }
         h.save(self.catalog.as_ref()).await
     }
 }

@@ -255,3 +255,40 @@ async fn concurrent_runs_never_share_a_model_id_or_weights_file() {
     assert_eq!(statuses.len(), 5, "{statuses:?}");
     assert!(!statuses.contains(&ModelStatus::Training));
 }
+
+/// A head snapshot is over 10 MB for a 1280-d SLDA head; identifying a folder teaches the head nothing, so it must
+/// not write one (it cost a quarter of a 48-image identify run), while a label still leads to a fresh snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_is_written_only_when_the_head_learnt_something() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = open_app(dir.path()).await;
+    for (seed, class) in [(1, "cat"), (2, "dog")] {
+        import(&app, seed, class).await;
+    }
+    app.snapshot().await.unwrap();
+    let backbone = app.served_model().await;
+    let latest = || async { app.catalog().latest_head_snapshot(&backbone).await.unwrap().expect("a snapshot").id };
+    let first = latest().await;
+
+    app.snapshot().await.unwrap();
+    assert_eq!(latest().await, first, "a snapshot of an unchanged head was written again");
+    let folder = dir.path().join("unlabelled");
+    std::fs::create_dir_all(&folder).unwrap();
+    for seed in 10..14 {
+        std::fs::write(folder.join(format!("{seed}.png")), picture(seed)).unwrap();
+    }
+    let c = app.create_collection(None, &folder, None, "tester").await.unwrap();
+    let done = app.run_collection(c.id, |_| {}, Default::default()).await.unwrap();
+    assert_eq!(done.processed, 4);
+    assert_eq!(latest().await, first, "identifying a folder wrote a head snapshot");
+
+    app.label(&image_id(10), "cat", "tester", LabelOrigin::Human).await.unwrap();
+    app.snapshot().await.unwrap();
+    let after_label = latest().await;
+    assert!(after_label > first, "a label was learnt but no snapshot followed");
+    // And the new snapshot restores to the same head.
+    drop(app);
+    let reopened = open_app(dir.path()).await;
+    let p = reopened.classify(picture(10), "tester").await.unwrap();
+    assert_eq!(p.top[0].class, "cat");
+}
