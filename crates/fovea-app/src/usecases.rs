@@ -134,18 +134,28 @@ impl App {
         let limits = self.cfg.limits;
         let size = self.compute.input_size() as u32;
         let b = bytes.clone();
+        let served = self.compute.backbone_name();
         let permit = self.decode_permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
+        // The content hash is known long before the pixels: the embedding cache is asked while decoding goes on.
+        let (hashed, hash) = tokio::sync::oneshot::channel();
         // A large JPEG comes back reduced in the DCT domain (still twice the network's resize side): most of its
         // decode time saved, while the catalog records the photo's real size.
-        let (id, Decoded { img, dims: (width, height), format, look }) =
-            tokio::task::spawn_blocking(move || -> Result<_> {
-                Ok((sha256_hex(&b), decode_for_network(&b, &limits, size)?))
-            })
-            .await
-            .map_err(|e| AppError::Internal(e.to_string()))??;
+        let decode = tokio::task::spawn_blocking(move || -> Result<_> {
+            let id = sha256_hex(&b);
+            let _ = hashed.send(id.clone());
+            Ok((id, decode_for_network(&b, &limits, size)?))
+        });
+        let lookup = async {
+            match hash.await {
+                Ok(id) => self.catalog.get_embedding(&id, &served).await.map_err(AppError::from),
+                Err(_) => Ok(None), // the decode task died; its own error is the one reported
+            }
+        };
+        let (decoded, cached) = tokio::join!(decode, lookup);
         drop(permit);
-        let served = self.compute.backbone_name();
-        let cached = self.catalog.get_embedding(&id, &served).await?;
+        let (id, Decoded { img, dims: (width, height), format, look }) =
+            decoded.map_err(|e| AppError::Internal(e.to_string()))??;
+        let cached = cached?;
         let embed = async {
             match cached {
                 Some(e) => Ok((e, served, false)),

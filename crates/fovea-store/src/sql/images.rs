@@ -32,9 +32,11 @@ pub(crate) async fn put_image(conn: &mut DbConnection, image: NewImage) -> Resul
     }
     // ON CONFLICT DO NOTHING (portable to PostgreSQL) makes a duplicate upload a no-op instead of an
     // error, and keeps the first upload's source and timestamp.
+    // RETURNING answers a new image in the same round trip; only a duplicate needs the SELECT.
     let inserted = sqlx::query(
         "INSERT INTO images (id, blob_key, width, height, format, source, split, created_at, brightness, grayscale)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING
+         RETURNING id, blob_key, width, height, format, source, split, created_at",
     )
     .bind(&image.id)
     .bind(&image.blob_key)
@@ -46,12 +48,13 @@ pub(crate) async fn put_image(conn: &mut DbConnection, image: NewImage) -> Resul
     .bind(now_millis())
     .bind(image.brightness.filter(|b| b.is_finite()))
     .bind(image.grayscale)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = inserted {
+        return Ok((image_from_row(&row)?, true));
+    }
     let record = get_image(&mut *conn, &image.id).await?.ok_or_else(|| StoreError::not_found("image", &image.id))?;
-    Ok((record, inserted))
+    Ok((record, false))
 }
 
 pub(crate) async fn get_image<'e>(ex: impl sqlx::Executor<'e, Database = Db>, id: &str) -> Result<Option<ImageRecord>> {
