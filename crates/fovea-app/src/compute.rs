@@ -186,7 +186,10 @@ fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        let input: Vec<f32> = jobs.iter().flat_map(|j| j.0.iter().copied()).collect();
+        let mut input = Vec::with_capacity(jobs.iter().map(|j| j.0.len()).sum());
+        for (image, _) in &jobs {
+            input.extend_from_slice(image);
+        }
         let result = run_caught(backbone.as_ref(), &input, jobs.len());
         match result {
             Ok(rows) => {

@@ -55,9 +55,9 @@ pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     let long = |l: u32, s: u32| ((u64::from(resize) * u64::from(l) / u64::from(s)) as u32).max(resize);
     let (nw, nh) = if w <= h { (resize, long(h, w)) } else { (long(w, h), resize) };
     if src.dimensions() == (nw, nh) {
-        return chw_normalised(&centre_crop(src, size));
+        return centre_chw_normalised(src, size);
     }
-    chw_normalised(&centre_crop(&filtered_resize(src, nw, nh), size))
+    centre_chw_normalised(&filtered_resize(src, nw, nh), size)
 }
 
 /// The centre `size`×`size` of `img` (which must be at least that large), offsets rounded half to
@@ -151,14 +151,32 @@ pub(crate) fn filtered_resize(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
 
 /// Planar (CHW) floats, normalised with [`NORM_MEAN`] and [`NORM_STD`].
 pub(crate) fn chw_normalised(img: &RgbImage) -> Vec<f32> {
-    let plane = img.width() as usize * img.height() as usize;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    chw_rows(img, (0, 0), (w, h))
+}
+
+/// [`chw_normalised`] of [`centre_crop`] without copying the crop first.
+fn centre_chw_normalised(img: &RgbImage, size: u32) -> Vec<f32> {
+    let (w, h) = img.dimensions();
+    let offset = |d: u32| if d % 2 == 1 && (d / 2) % 2 == 1 { d / 2 + 1 } else { d / 2 };
+    let (x0, y0) = (offset(w - size) as usize, offset(h - size) as usize);
+    chw_rows(img, (x0, y0), (size as usize, size as usize))
+}
+
+/// The `w x h` region at `(x0, y0)` as normalised planar floats, row by row.
+fn chw_rows(img: &RgbImage, (x0, y0): (usize, usize), (w, h): (usize, usize)) -> Vec<f32> {
+    let plane = w * h;
+    let stride = img.width() as usize * 3;
     let mut out = vec![0.0f32; 3 * plane];
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
-    for (i, p) in img.pixels().enumerate() {
-        r[i] = (f32::from(p[0]) - NORM_MEAN) / NORM_STD;
-        g[i] = (f32::from(p[1]) - NORM_MEAN) / NORM_STD;
-        b[i] = (f32::from(p[2]) - NORM_MEAN) / NORM_STD;
+    let norm = |v: u8| (f32::from(v) - NORM_MEAN) / NORM_STD;
+    for (y, ((r, g), b)) in r.chunks_exact_mut(w).zip(g.chunks_exact_mut(w)).zip(b.chunks_exact_mut(w)).enumerate() {
+        let start = (y0 + y) * stride + x0 * 3;
+        let row = &img.as_raw()[start..start + w * 3];
+        for (((px, r), g), b) in row.chunks_exact(3).zip(r.iter_mut()).zip(g.iter_mut()).zip(b.iter_mut()) {
+            (*r, *g, *b) = (norm(px[0]), norm(px[1]), norm(px[2]));
+        }
     }
     out
 }
