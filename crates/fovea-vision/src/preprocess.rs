@@ -60,15 +60,21 @@ pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     centre_chw_normalised(&filtered_resize(src, nw, nh), size)
 }
 
-/// The centre `size`×`size` of `img` (which must be at least that large), offsets rounded half to
-/// even as torchvision's `CenterCrop` does (`int(round((w - size) / 2))`).
+/// Where the centre crop of `size` starts along a side of `d + size` pixels: rounded half to even, as torchvision's
+/// `CenterCrop` does (`int(round(d / 2))`).
+fn crop_offset(d: u32) -> u32 {
+    if d % 2 == 1 && (d / 2) % 2 == 1 {
+        d / 2 + 1
+    } else {
+        d / 2
+    }
+}
+
+/// The centre `size`×`size` of `img` (which must be at least that large), at [`crop_offset`].
+#[cfg(test)]
 pub(crate) fn centre_crop(img: &RgbImage, size: u32) -> RgbImage {
     let (w, h) = img.dimensions();
-    if (w, h) == (size, size) {
-        return img.clone();
-    }
-    let offset = |d: u32| if d % 2 == 1 && (d / 2) % 2 == 1 { d / 2 + 1 } else { d / 2 };
-    imageops::crop_imm(img, offset(w - size), offset(h - size), size, size).to_image()
+    imageops::crop_imm(img, crop_offset(w - size), crop_offset(h - size), size, size).to_image()
 }
 
 /// The integer factor by which to box-average before the filtered resize, keeping at least
@@ -155,11 +161,10 @@ pub(crate) fn chw_normalised(img: &RgbImage) -> Vec<f32> {
     chw_rows(img, (0, 0), (w, h))
 }
 
-/// [`chw_normalised`] of [`centre_crop`] without copying the crop first.
+/// [`chw_normalised`] of the centre `size`×`size` crop (at [`crop_offset`]), read in place without a copy.
 fn centre_chw_normalised(img: &RgbImage, size: u32) -> Vec<f32> {
     let (w, h) = img.dimensions();
-    let offset = |d: u32| if d % 2 == 1 && (d / 2) % 2 == 1 { d / 2 + 1 } else { d / 2 };
-    let (x0, y0) = (offset(w - size) as usize, offset(h - size) as usize);
+    let (x0, y0) = (crop_offset(w - size) as usize, crop_offset(h - size) as usize);
     chw_rows(img, (x0, y0), (size as usize, size as usize))
 }
 
