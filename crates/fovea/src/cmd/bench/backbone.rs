@@ -125,6 +125,24 @@ fn large_jpeg(photo: &RgbImage, size: usize, args: &BenchArgs, network_ms: f64) 
         reduced.1 .1,
         reduced_ms / network_ms,
     );
+    let dir = tempfile::tempdir()?;
+    match super::jpeg_reference::pillow_times(&bytes, reduced.1, dir.path()) {
+        Some(p) => println!(
+            "  the same file with Pillow {} (libjpeg-turbo), independent reference: full decode {:.1} ms, draft to \
+             {}x{} {:.1} ms, draft to 1/8 {:.1} ms (mostly entropy decoding, which every scale \
+             must do in full: {:.2}x the network)",
+            p.version,
+            p.full_ms,
+            reduced.1 .0,
+            reduced.1 .1,
+            p.draft_ms,
+            p.eighth_ms,
+            p.eighth_ms / network_ms
+        ),
+        None => {
+            println!("  independent reference: not measured (python3 with Pillow not found; FOVEA_PYTHON names one)")
+        }
+    }
     Ok(())
 }
 

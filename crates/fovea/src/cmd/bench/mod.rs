@@ -9,6 +9,7 @@
 //! - `fovea bench train` (not part of `all`): fine-tune epoch time with and without the frozen-prefix cache.
 
 mod backbone;
+mod jpeg_reference;
 mod service;
 mod train;
 
