@@ -193,9 +193,16 @@ fn two_replicas_and_two_workers_share_one_postgres_catalog_and_one_s3_bucket() {
     let collection = started["collection"]["id"].as_i64().unwrap();
     let identify_start = Instant::now();
     let progress = |base: &str| get(base, &format!("/api/v1/collections/{collection}"));
-    while progress(&a.base)["processed"].as_u64().unwrap() < 8 {
+    // Both workers hold a chunk at once (an idle worker sleeps up to a second between polls, so a worker that has
+    // not claimed anything yet would die holding nothing), and some results are in.
+    let identify_running = || {
+        let jobs = get(&a.base, "/api/v1/jobs");
+        let running = |j: &&Value| j["kind"] == "identify" && j["state"] == "running";
+        jobs["jobs"].as_array().unwrap().iter().filter(running).count()
+    };
+    while identify_running() < 2 || progress(&a.base)["processed"].as_u64().unwrap() < 4 {
         assert!(identify_start.elapsed() < Duration::from_secs(300), "{}", progress(&a.base));
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(10));
     }
     drop(w1); // SIGKILL while it holds a chunk
     let done = loop {

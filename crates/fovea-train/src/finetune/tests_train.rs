@@ -11,8 +11,10 @@ fn learns_a_separable_set_and_reports_progress() {
     let w = tiny_weights(11, 10);
     let train = stripes(16, 12);
     let validation = stripes(10, 13);
+    // Ten epochs: the tiny random network reaches 0.9 within six on some pixel roundings and not others (a resize
+    // one grey level different left it at 0.85 for four epochs while its validation loss kept falling).
     let config =
-        FineTuneConfig { epochs: 6, patience: 4, ..small_config("all=freeze,stage1-2=finetune,head=finetune") };
+        FineTuneConfig { epochs: 10, patience: 6, ..small_config("all=freeze,stage1-2=finetune,head=finetune") };
     let mut reports = Vec::new();
     let out =
         fine_tune(&w, &names(2), None, &train, &validation, &config, &mut |p| reports.push(p), &AtomicBool::new(false))
@@ -21,8 +23,8 @@ fn learns_a_separable_set_and_reports_progress() {
     assert!(best >= 0.9, "best validation accuracy {best}: {:?}", out.history);
     assert!(out.cached);
     assert!(out.initial_validation_accuracy.is_some());
-    assert!(out.history.len() <= 6 && !out.history.is_empty());
-    assert_eq!(out.stopped_early, out.history.len() < 6);
+    assert!(out.history.len() <= 10 && !out.history.is_empty());
+    assert_eq!(out.stopped_early, out.history.len() < 10);
     // The plateau rule: a stop comes exactly `patience` epochs after the last strict rise in accuracy.
     let mut top = out.initial_validation_accuracy.unwrap();
     let mut last_rise = 0;
