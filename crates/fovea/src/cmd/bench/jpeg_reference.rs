@@ -40,8 +40,7 @@ print(PIL.__version__, full_ms, draft_ms, eighth_ms)
 pub fn pillow_times(jpeg: &[u8], reduced: (u32, u32), dir: &Path) -> Option<PillowTimes> {
     let file = dir.join("large.jpg");
     std::fs::write(&file, jpeg).ok()?;
-    let python = std::env::var("FOVEA_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(python)
+    let out = Command::new(fovea_model::fetch::python())
         .args(["-c", SCRIPT])
         .arg(&file)
         .args([reduced.0.to_string(), reduced.1.to_string()])
