@@ -2,7 +2,7 @@
 //! `synchronous=FULL` each commit costs an fsync (about a millisecond here, far more on network disks). When
 //! several classifications arrive together (bulk identify, concurrent uploads), the first to take the writer's
 //! turn commits everything queued by then in one transaction, each in its own savepoint so one bad row fails
-//! alone, and answers every caller once that single commit is durable. A lone request pays what it paid before.
+//! alone (a group of one needs none), and answers every caller once that single commit is durable.
 //!
 //! The turn runs in a spawned task: a caller that goes away mid-commit (a closed connection drops its future)
 //! cannot abandon the rows it took from the queue for others.
@@ -71,16 +71,16 @@ async fn record_one(conn: &mut SqliteConnection, c: &Classification) -> Result<R
 async fn commit(pool: &SqlitePool, batch: Vec<Waiting>) {
     let committed = async {
         let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
-        let mut outcomes = Vec::with_capacity(batch.len());
         // Alone in its group, a row needs no savepoint: its error rolls back the whole (one-row) transaction, which
         // saves two of its round trips to the database thread on the common, sequential path.
         if let [(c, _)] = batch.as_slice() {
-            outcomes.push(record_one(&mut tx, c).await);
-            if outcomes[0].is_ok() {
+            let outcome = record_one(&mut tx, c).await;
+            if outcome.is_ok() {
                 tx.commit().await?;
             }
-            return Ok(outcomes);
+            return Ok(vec![outcome]);
         }
+        let mut outcomes = Vec::with_capacity(batch.len());
         for (c, _) in &batch {
             // A savepoint per row: a row the catalog refuses is rolled back alone and answered with its error.
             let mut row = Connection::begin(&mut *tx).await?;
