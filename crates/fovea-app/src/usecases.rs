@@ -1,5 +1,7 @@
 //! The use cases behind every endpoint and command.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -136,35 +138,40 @@ impl App {
         let b = bytes.clone();
         let served = self.compute.backbone_name();
         let permit = self.decode_permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
-        // The content hash is known long before the pixels: the embedding cache is asked while decoding goes on.
+        // The content hash is known long before the pixels: the embedding cache is asked while decoding goes on,
+        // and the same blocking task goes on to preprocess unless the cache has answered by then (one hand-off
+        // fewer on the common path; a late cache hit wastes one preprocessing).
         let (hashed, hash) = tokio::sync::oneshot::channel();
+        let hit = Arc::new(AtomicBool::new(false));
+        let seen = hit.clone();
         // A large JPEG comes back reduced in the DCT domain (still twice the network's resize side): most of its
         // decode time saved, while the catalog records the photo's real size.
         let decode = tokio::task::spawn_blocking(move || -> Result<_> {
             let id = sha256_hex(&b);
             let _ = hashed.send(id.clone());
-            Ok((id, decode_for_network(&b, &limits, size)?))
+            let decoded = decode_for_network(&b, &limits, size)?;
+            let input = (!seen.load(Ordering::Acquire)).then(|| fovea_vision::to_input(&decoded.img, size));
+            Ok((id, decoded, input))
         });
         let lookup = async {
-            match hash.await {
-                Ok(id) => self.catalog.get_embedding(&id, &served).await.map_err(AppError::from),
-                Err(_) => Ok(None), // the decode task died; its own error is the one reported
-            }
+            let cached = match hash.await {
+                Ok(id) => self.catalog.get_embedding(&id, &served).await.map_err(AppError::from)?,
+                Err(_) => None, // the decode task died; its own error is the one reported
+            };
+            hit.store(cached.is_some(), Ordering::Release);
+            Ok::<_, AppError>(cached)
         };
         let (decoded, cached) = tokio::join!(decode, lookup);
         drop(permit);
-        let (id, Decoded { img, dims: (width, height), format, look }) =
+        let (id, Decoded { dims: (width, height), format, look, .. }, input) =
             decoded.map_err(|e| AppError::Internal(e.to_string()))??;
         let cached = cached?;
         let embed = async {
-            match cached {
-                Some(e) => Ok((e, served, false)),
-                None => {
-                    let permit = self.decode_permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
-                    let input = tokio::task::spawn_blocking(move || fovea_vision::to_input(&img, size))
-                        .await
-                        .map_err(|e| AppError::Internal(e.to_string()))?;
-                    drop(permit);
+            match (cached, input) {
+                (Some(e), _) => Ok((e, served, false)),
+                // Preprocessing is skipped only once the cache said hit.
+                (None, None) => Err(AppError::Internal("an embedding cache miss was not preprocessed".into())),
+                (None, Some(input)) => {
                     let (e, by) = self.compute.embed(input).await?;
                     Ok::<_, AppError>((e, by, true))
                 }

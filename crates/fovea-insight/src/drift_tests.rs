@@ -98,6 +98,18 @@ fn image_stats_see_brightness_and_grey() {
 }
 
 #[test]
+fn image_stats_are_the_same_on_every_instruction_set() {
+    // Over one 4096-pixel run, with a tail: the AVX2 build of the loop (where the CPU has it) must not change a value.
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let rgb: Vec<u8> = (0..3 * 5001).map(|_| rng.random()).collect();
+    assert_eq!(ImageStats::from_rgb(50, 100, &rgb), ImageStats::from_rgb_any(50, 100, &rgb));
+    let grey: Vec<u8> = (0..5001u32).flat_map(|i| [(i % 251) as u8, (i % 251) as u8 + 3, (i % 251) as u8]).collect();
+    let stats = ImageStats::from_rgb(50, 100, &grey);
+    assert_eq!(stats, ImageStats::from_rgb_any(50, 100, &grey));
+    assert!(stats.grayscale);
+}
+
+#[test]
 fn a_fresh_window_of_another_domain_alerts_before_it_is_full() {
     let mut rng = ChaCha8Rng::seed_from_u64(14);
     let mut m = monitor(&mut rng);

@@ -88,6 +88,22 @@ pub(crate) fn reduce_factor(shorter_side: u32, size: u32) -> u32 {
 /// Averages each k×k block of the region `(x0, y0, width, height)` into one pixel (rounded);
 /// right and bottom remainders are dropped. The region must lie inside `img`.
 pub(crate) fn box_reduce(img: &RgbImage, region: (u32, u32, u32, u32), k: u32) -> RgbImage {
+    // The workspace builds for baseline x86-64 (SSE2); this byte loop runs several times faster compiled for AVX2.
+    // Integer arithmetic: the same result either way (tested).
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(img: &RgbImage, region: (u32, u32, u32, u32), k: u32) -> RgbImage {
+            box_reduce_any(img, region, k)
+        }
+        // SAFETY: AVX2 was detected just above.
+        return unsafe { avx2(img, region, k) };
+    }
+    box_reduce_any(img, region, k)
+}
+
+#[inline(always)]
+fn box_reduce_any(img: &RgbImage, region: (u32, u32, u32, u32), k: u32) -> RgbImage {
     let (x0, y0, rw, rh) = region;
     let (w, h) = (rw / k, rh / k);
     let (k, wu) = (k as usize, w as usize);
@@ -169,7 +185,24 @@ fn centre_chw_normalised(img: &RgbImage, size: u32) -> Vec<f32> {
 }
 
 /// The `w x h` region at `(x0, y0)` as normalised planar floats, row by row.
-fn chw_rows(img: &RgbImage, (x0, y0): (usize, usize), (w, h): (usize, usize)) -> Vec<f32> {
+fn chw_rows(img: &RgbImage, origin: (usize, usize), size: (usize, usize)) -> Vec<f32> {
+    // Every upload's pixels pass through here. Compiled for AVX2 (where the CPU has it) the stride-3 loop runs several
+    // times faster than the baseline x86-64 build; the same IEEE operations in the same order (Rust never contracts
+    // to FMA), so the same floats (tested).
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2(img: &RgbImage, origin: (usize, usize), size: (usize, usize)) -> Vec<f32> {
+            chw_rows_any(img, origin, size)
+        }
+        // SAFETY: AVX2 was detected just above.
+        return unsafe { avx2(img, origin, size) };
+    }
+    chw_rows_any(img, origin, size)
+}
+
+#[inline(always)]
+fn chw_rows_any(img: &RgbImage, (x0, y0): (usize, usize), (w, h): (usize, usize)) -> Vec<f32> {
     let plane = w * h;
     let stride = img.width() as usize * 3;
     let mut out = vec![0.0f32; 3 * plane];
@@ -298,6 +331,16 @@ mod tests {
         assert_eq!(reduce_factor(4000, 224), 8);
         assert_eq!(reduce_factor(300, 224), 1);
         assert_eq!(reduce_factor(10, 0), 10);
+    }
+
+    #[test]
+    fn the_avx2_builds_of_the_pixel_loops_change_nothing() {
+        // Odd sizes, so no loop ends on a vector boundary; noise, so every value differs.
+        let noise = crate::fixtures::noise(3 * 333 * 251, 7);
+        let img = RgbImage::from_raw(333, 251, noise).expect("sized");
+        assert_eq!(box_reduce(&img, (1, 2, 331, 247), 3), box_reduce_any(&img, (1, 2, 331, 247), 3));
+        let (fast, plain) = (chw_rows(&img, (5, 3), (225, 223)), chw_rows_any(&img, (5, 3), (225, 223)));
+        assert!(fast.iter().zip(&plain).all(|(a, b)| a.to_bits() == b.to_bits()));
     }
 
     #[test]
