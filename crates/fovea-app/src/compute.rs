@@ -117,9 +117,12 @@ enum Failure {
 /// Runs a batch with panics caught; answers one embedding per image, or why not.
 fn run_caught(backbone: &dyn Backbone, input: &[f32], batch: usize) -> std::result::Result<Vec<Vec<f32>>, Failure> {
     let run = catch_unwind(AssertUnwindSafe(|| -> std::result::Result<Vec<Vec<f32>>, Failure> {
-        let out = backbone.run(input, batch).map_err(|e| Failure::Error(e.to_string()))?;
-        // Slicing is inside the guard too: a backbone answering too few rows would panic here.
-        Ok((0..batch).map(|i| out.embedding(i).to_vec()).collect())
+        let out = backbone.embed(input, batch).map_err(|e| Failure::Error(e.to_string()))?;
+        let dim = backbone.embedding_dim();
+        if out.len() != batch * dim {
+            return Err(Failure::Error(format!("the network answered {} floats for {batch} x {dim}", out.len())));
+        }
+        Ok(out.chunks_exact(dim).map(<[f32]>::to_vec).collect())
     }));
     match run {
         Ok(r) => r,

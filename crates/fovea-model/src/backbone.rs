@@ -36,6 +36,12 @@ pub trait Backbone: Send + Sync {
     fn engine(&self) -> &'static str;
     /// `input` is `batch` images of 3×size×size floats, normalised as (pixel − 127) / 128.
     fn run(&self, input: &[f32], batch: usize) -> Result<Embedded>;
+    /// Only the embeddings of [`Backbone::run`] (`batch` rows of [`Backbone::embedding_dim`]): all that serving needs,
+    /// since its heads classify embeddings. An engine that can skip the ImageNet classifier does: at batch 1 reading
+    /// its 5 MB of weights costs as much as one of the network's blocks.
+    fn embed(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        Ok(self.run(input, batch)?.embeddings)
+    }
 }
 
 pub(crate) fn check_input(input: &[f32], batch: usize, size: usize) -> Result<()> {
@@ -128,12 +134,14 @@ impl Backbone for FastBackbone {
         self.net.embedding_dim()
     }
     fn run(&self, input: &[f32], batch: usize) -> Result<Embedded> {
-        let size = self.input_size();
-        check_input(input, batch, size)?;
-        let embeddings =
-            self.net.embed(input, batch, size).map_err(|e| ModelError::Checkpoint(format!("fast path: {e}")))?;
+        let embeddings = self.embed(input, batch)?;
         let logits = self.net.classify(&embeddings, batch);
         Ok(Embedded { batch, embeddings, logits })
+    }
+    fn embed(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let size = self.input_size();
+        check_input(input, batch, size)?;
+        self.net.embed(input, batch, size).map_err(|e| ModelError::Checkpoint(format!("fast path: {e}")))
     }
 }
 

@@ -10,10 +10,6 @@ fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn python() -> String {
-    std::env::var("FOVEA_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
 /// Whether a missing test dependency may skip a check instead of failing it.
 fn allow_skip() -> bool {
     std::env::var_os("FOVEA_ALLOW_SKIP").is_some_and(|v| !v.is_empty() && v != "0")
@@ -54,7 +50,7 @@ fn onnx_runtime_runs_the_export_like_the_burn_network() {
     // ONNX Runtime is a test-only extra that scripts/setup.sh --test installs. Under the test command its absence
     // is a failure, not a pass: only a developer who says so (FOVEA_ALLOW_SKIP=1, never set by scripts/test.sh)
     // may skip it.
-    let probe = Command::new(python()).args(["-c", "import onnxruntime"]).output();
+    let probe = Command::new(fovea_model::fetch::python()).args(["-c", "import onnxruntime"]).output();
     if !probe.is_ok_and(|o| o.status.success()) {
         let why = "python3 cannot import onnxruntime (scripts/setup.sh --test installs onnxruntime==1.32.0)";
         assert!(allow_skip(), "{why}; set FOVEA_ALLOW_SKIP=1 to skip this check knowingly");
@@ -71,7 +67,7 @@ fn onnx_runtime_runs_the_export_like_the_burn_network() {
     let (model, inp, out) = (dir.join("lite0.onnx"), dir.join("input.f32"), dir.join("out.f32"));
     fovea_model::onnx::export_onnx(&w, size, &model).unwrap();
     std::fs::write(&inp, input.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-    let status = Command::new(python())
+    let status = Command::new(fovea_model::fetch::python())
         .arg(repo_root().join("tests/reference/check_onnx.py"))
         .args([model.as_os_str(), inp.as_os_str(), "2".as_ref(), size.to_string().as_ref(), out.as_os_str()])
         .status()
