@@ -81,46 +81,6 @@ async fn training_preparation_keeps_only_a_bounded_number_of_decoded_photos() {
     assert_eq!(kept, 5, "photos beyond the budget are reloaded on use, not held");
 }
 
-/// Peak RSS of a run's preparation (catalog read, every labelled photo decoded once for its hash, the kept ones
-/// held): `FOVEA_RSS_IMAGES=20000 cargo test -p fovea-app --test integration preparation_peak_rss -- --ignored
-/// --nocapture`. Images are 320x240 JPEGs in 10 classes. Measured 2026-11-30 (debug build, default 256 MiB budget):
-/// 2 000 images peak 277 MiB (1 165 kept), 20 000 images peak 318 MiB (1 165 kept); before, every decoded photo
-/// (230 KB each) was held: about 440 MiB at 2 000 and 4.4 GiB at 20 000, twice that once split into train sets.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: run by hand"]
-async fn preparation_peak_rss() {
-    let n: usize = std::env::var("FOVEA_RSS_IMAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
-    let dir = tempfile::tempdir().unwrap();
-    let cfg = AppConfig { data_dir: dir.path().to_owned(), max_waiting: 64, ..Default::default() };
-    let app = App::open(cfg, Box::new(Stub)).await.unwrap();
-    let t = std::time::Instant::now();
-    let mut report = ImportReport::default();
-    for i in 0..n {
-        let class = format!("c{}", i % 10);
-        app.import_bytes(image(i, 320, 240, image::ImageFormat::Jpeg).into(), "rss", Some(&class), &mut report)
-            .await
-            .unwrap();
-    }
-    eprintln!("imported {n} in {:.0} s", t.elapsed().as_secs_f64());
-    let status = |key: &str| -> u64 {
-        let s = std::fs::read_to_string("/proc/self/status").unwrap();
-        let line = s.lines().find(|l| l.starts_with(key)).unwrap().to_owned();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    let before = status("VmRSS:");
-    // Resets the peak to the current RSS, so the peak below is the preparation's own.
-    std::fs::write("/proc/self/clear_refs", "5").unwrap();
-    let t = std::time::Instant::now();
-    let (photos, kept) = app.prepare_training().await.unwrap();
-    let peak = status("VmHWM:");
-    println!(
-        "preparation of {photos} labelled images ({kept} kept decoded) in {:.1} s: RSS before {} MiB, peak {} MiB",
-        t.elapsed().as_secs_f64(),
-        before / 1024,
-        peak / 1024
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_promoted_fine_tune_is_served_by_the_configured_engine() {
     let home = fovea_model::fovea_home();

@@ -6,10 +6,12 @@
 //! - http: classify over HTTP on 127.0.0.1 (p50, p99) against the raw model time;
 //! - identify: bulk identification img/s against raw embed img/s;
 //! - peak RSS after each part;
-//! - `fovea bench train` (not part of `all`): fine-tune epoch time with and without the frozen-prefix cache.
+//! - `fovea bench train` (not part of `all`): fine-tune epoch time with and without the frozen-prefix cache;
+//! - `fovea bench prepare` (not part of `all`): peak memory of a fine-tune's data preparation.
 
 mod backbone;
 mod jpeg_reference;
+mod prepare;
 mod service;
 mod train;
 
@@ -33,6 +35,8 @@ pub enum BenchTarget {
     Identify,
     /// Fine-tune epoch time with and without the frozen-prefix cache, full forward + backward img/s
     Train,
+    /// Peak memory of a fine-tune's data preparation over `--prepare-images` labelled photos
+    Prepare,
 }
 
 #[derive(Args, Debug)]
@@ -52,6 +56,9 @@ pub struct BenchArgs {
     /// Leave out the burn network (slow; it is the training network, not a serving path)
     #[arg(long)]
     pub skip_burn: bool,
+    /// Labelled photos imported for `prepare` (each goes through the network once)
+    #[arg(long, default_value_t = 2000)]
+    pub prepare_images: usize,
     /// Photo to time decoding with (default: the chelsea sample)
     #[arg(long)]
     pub image: Option<PathBuf>,
@@ -92,6 +99,9 @@ pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<
     if args.target == BenchTarget::Train {
         train::run(home, variant, args)?;
         rss("train");
+    }
+    if args.target == BenchTarget::Prepare {
+        prepare::run(home, variant, threads, args)?;
     }
     println!("load average after: {}", load());
     Ok(if ok { 0 } else { 1 })

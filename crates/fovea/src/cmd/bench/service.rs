@@ -41,7 +41,7 @@ pub fn distinct_crops(photos: &[RgbImage], n: usize, salt: u32) -> Vec<RgbImage>
 }
 
 /// `n` distinct camera-sized JPEGs (crops of the sample photos), so no request hits the embedding cache.
-fn distinct_jpegs(photos: &[RgbImage], n: usize, salt: u32) -> Vec<Vec<u8>> {
+pub(super) fn distinct_jpegs(photos: &[RgbImage], n: usize, salt: u32) -> Vec<Vec<u8>> {
     distinct_crops(photos, n, salt)
         .into_iter()
         .map(|crop| {
@@ -86,11 +86,11 @@ pub fn online(seconds: f64) {
     );
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(super) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
-async fn fresh_app(home: &Path, variant: Variant, threads: usize, dir: &Path) -> anyhow::Result<Arc<App>> {
+pub(super) async fn fresh_app(home: &Path, variant: Variant, threads: usize, dir: &Path) -> anyhow::Result<Arc<App>> {
     let w = Weights::load_safetensors(&fovea_model::ensure_weights(home, variant)?)?;
     let backbone = Box::new(FastBackbone::new(&w, variant, threads)?);
     Ok(App::open(AppConfig { data_dir: dir.to_owned(), variant, ..Default::default() }, backbone).await?)
