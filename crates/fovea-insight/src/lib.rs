@@ -7,6 +7,7 @@ pub mod csv;
 pub mod drift;
 pub mod evaluation;
 pub mod html;
+mod image_stats;
 mod mmd;
 pub mod report;
 pub mod stats;
