@@ -161,11 +161,15 @@ fn load() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
+/// A memory figure of this process from /proc/self/status (`VmRSS`, `VmHWM`...), in KiB.
+pub(crate) fn status_kib(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.split(':').next() == Some(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Peak resident memory so far (VmHWM), which only grows: each line bounds everything measured up to it.
 fn rss(after: &str) {
-    let peak = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l[6..].trim().to_owned()))
-        .unwrap_or_else(|| "?".into());
+    let peak = status_kib("VmHWM").map_or_else(|| "?".into(), |kib| format!("{kib} kB"));
     println!("peak RSS after {after}: {peak}\n");
 }

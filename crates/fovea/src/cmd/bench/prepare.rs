@@ -5,18 +5,14 @@
 use std::time::Instant;
 
 use super::service::{distinct_jpegs, fresh_app, runtime, sample_photos};
-use super::BenchArgs;
+use super::{status_kib, BenchArgs};
 use fovea_app::ImportReport;
 use fovea_model::Variant;
 
 /// Resident memory now (`VmRSS`) and its peak since the last reset (`VmHWM`), in KiB.
 fn memory() -> anyhow::Result<(u64, u64)> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let field = |key: &str| -> anyhow::Result<u64> {
-        let line = status.lines().find(|l| l.starts_with(key)).ok_or_else(|| anyhow::anyhow!("no {key}"))?;
-        Ok(line.split_whitespace().nth(1).unwrap_or_default().parse()?)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    let field = |key: &str| status_kib(key).ok_or_else(|| anyhow::anyhow!("no {key} in /proc/self/status"));
+    Ok((field("VmRSS")?, field("VmHWM")?))
 }
 
 pub fn run(home: &std::path::Path, variant: Variant, threads: usize, args: &BenchArgs) -> anyhow::Result<()> {
