@@ -10,6 +10,7 @@
 use crate::conv1x1::{matmul, matmul_into, Act, Layout};
 use crate::depthwise::same;
 use crate::simd::Isa;
+use crate::stem::Stem;
 use crate::weights::Block;
 use std::ops::Range;
 
@@ -21,6 +22,9 @@ const FUSE_MIN_WIDTH: usize = 28;
 /// Output pixels per band: one expand and one project GEMM call per band, big enough that the micro-kernel's
 /// partial last tile and per-call set-up are a small part of it, small enough that the band stays in L2.
 const BAND_PIXELS: usize = 96;
+/// Output pixels per band when block 0 runs on the stem's rows: the stem's GEMM has only 27 inputs per pixel, so
+/// wider bands amortise its per-call set-up.
+const STEM_BAND_PIXELS: usize = 448;
 
 impl Block {
     /// Whether fusing this block pays for an `h x w` input.
@@ -33,16 +37,14 @@ impl Block {
         BAND_PIXELS.div_ceil(ow).max(1)
     }
 
-    /// Expanded input rows kept: exactly the rows one band of output rows reads.
-    fn ring_slots(&self, w: usize) -> usize {
-        (self.band_rows(w) - 1) * self.depthwise.stride + self.depthwise.k
+    /// Input rows kept in the ring: exactly the rows one band of `band` output rows reads.
+    fn ring_slots(&self, band: usize) -> usize {
+        (band - 1) * self.depthwise.stride + self.depthwise.k
     }
 
-    /// Floats of per-thread temporary space [`Block::run_fused`] needs: the ring plus one depthwise band.
-    pub(crate) fn fused_tmp_len(&self, h: usize, w: usize) -> usize {
-        let ow = self.depthwise.out_size(h, w).1;
-        let row_px = self.depthwise.padded_row(w).0;
-        (self.ring_slots(w) * row_px + self.band_rows(w) * ow) * self.cexp
+    /// Whether block 0 can take the stem's rows straight into its depthwise ([`Block::run_after_stem`]).
+    pub(crate) fn fuses_with_stem(&self, h: usize, w: usize) -> bool {
+        self.expand.is_none() && !self.residual && w >= FUSE_MIN_WIDTH && h * w * self.cexp * 4 > FUSE_ABOVE_BYTES
     }
 
     /// Expand conv of `n` image rows (`x`: `n * w * cin`) into `dst`, `n` rows in the depthwise kernel's padded layout,
@@ -72,42 +74,86 @@ impl Block {
         out: &mut [f32],
         tmp: &mut Vec<f32>,
     ) {
-        let (k, s, e, cin, cout) = (self.depthwise.k, self.depthwise.stride, self.cexp, self.cin, self.cout);
+        let cin = self.cin;
+        assert_eq!(x.len(), h * w * cin, "block input length");
+        let expand = |first: usize, n: usize, dst: &mut [f32]| {
+            self.expand_rows(isa, &x[first * w * cin..(first + n) * w * cin], n, w, dst)
+        };
+        self.banded(isa, (h, w), self.band_rows(w), rows, out, tmp, self.residual.then_some(x), expand);
+    }
+
+    /// Output rows `rows` of a block without expand conv that follows the stem, computing the stem's rows into the
+    /// ring as they are needed: the stem's output (1.6 MB for Lite0 at 224 px) is then never written out and read back.
+    /// `image` is the network's CHW input, `ih x iw`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_after_stem(
+        &self,
+        isa: Isa,
+        stem: &Stem,
+        image: &[f32],
+        (ih, iw): (usize, usize),
+        rows: Range<usize>,
+        out: &mut [f32],
+        tmp: &mut Vec<f32>,
+    ) {
+        assert!(self.expand.is_none() && !self.residual, "only a plain depthwise + project block follows the stem");
+        let (h, w) = stem.out_size(ih, iw);
+        let layout = self.depthwise.padded_row(w);
+        let band = STEM_BAND_PIXELS.div_ceil(self.depthwise.out_size(1, w).1).max(1);
+        let produce = |first: usize, n: usize, dst: &mut [f32]| {
+            stem.run_padded(isa, image, ih, iw, first..first + n, dst, layout)
+        };
+        self.banded(isa, (h, w), band, rows, out, tmp, None, produce);
+    }
+
+    /// The fused loop: for each band of `band` output rows, `produce(first, n, dst)` writes input rows
+    /// `first..first + n` (of `h`, each `w` wide, `cexp` channels) into ring slots in the depthwise kernel's padded
+    /// layout; then depthwise and projection run on the band while it is in cache.
+    #[allow(clippy::too_many_arguments)]
+    fn banded(
+        &self,
+        isa: Isa,
+        (h, w): (usize, usize),
+        band: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+        tmp: &mut Vec<f32>,
+        residual: Option<&[f32]>,
+        mut produce: impl FnMut(usize, usize, &mut [f32]),
+    ) {
+        let (k, s, e, cout) = (self.depthwise.k, self.depthwise.stride, self.cexp, self.cout);
         let (_, pad_top) = same(h, k, s);
         let ow = self.depthwise.out_size(h, w).1;
-        let band = self.band_rows(w);
-        assert_eq!(x.len(), h * w * cin, "block input length");
         assert_eq!(out.len(), rows.len() * ow * cout, "block output length");
-        let need = self.fused_tmp_len(h, w);
+        let slots = self.ring_slots(band);
+        let row_px = self.depthwise.padded_row(w).0;
+        let need = (slots * row_px + band * ow) * e;
         if tmp.len() < need {
             tmp.resize(need, 0.0);
         }
-        let slots = self.ring_slots(w);
-        let row_px = self.depthwise.padded_row(w).0;
         let (ring, drows) = tmp[..need].split_at_mut(slots * row_px * e);
 
-        // Next input row to expand into the ring.
+        // Next input row to produce into the ring.
         let mut next = 0usize;
         let mut oy = rows.start;
         while oy < rows.end {
             let end = (oy + band).min(rows.end);
-            // Input rows this band reads: at most `slots`, so expanding them never overwrites one still needed.
+            // Input rows this band reads: at most `slots`, so producing them never overwrites one still needed.
             let first = ((oy * s) as isize - pad_top as isize).max(0) as usize;
             let last = (((end - 1) * s + k) as isize - pad_top as isize).max(0) as usize;
             next = next.max(first);
             while next < last.min(h) {
-                // One GEMM over the rows up to the ring's wrap-around point.
+                // One call over the rows up to the ring's wrap-around point.
                 let slot = next % slots;
                 let n = (last.min(h) - next).min(slots - slot);
-                let dst = &mut ring[slot * row_px * e..(slot + n) * row_px * e];
-                self.expand_rows(isa, &x[next * w * cin..(next + n) * w * cin], n, w, dst);
+                produce(next, n, &mut ring[slot * row_px * e..(slot + n) * row_px * e]);
                 next += n;
             }
             let m = (end - oy) * ow;
             self.depthwise.run_ring(isa, ring, slots, h, w, oy..end, &mut drows[..m * e]);
             let dst = &mut out[(oy - rows.start) * ow * cout..(end - rows.start) * ow * cout];
             // Residual blocks have stride 1 and equal widths, so output pixel i is input pixel i.
-            let res = self.residual.then(|| &x[oy * ow * cout..end * ow * cout]);
+            let res = residual.map(|x| &x[oy * ow * cout..end * ow * cout]);
             matmul(isa, &drows[..m * e], e, m, &self.project, Act::None, res, dst, cout);
             oy = end;
         }

@@ -50,6 +50,25 @@ impl Packed {
     fn panels(&self) -> usize {
         self.n.div_ceil(NR)
     }
+
+    /// The columns split into at most `parts` matrices of whole panels, each with its first column: a wide layer run
+    /// on one input row (the classifier at batch 1) can then be shared out by columns.
+    pub fn split_columns(&self, parts: usize) -> Vec<(usize, Packed)> {
+        let per = self.panels().div_ceil(parts.max(1)).max(1);
+        (0..self.panels())
+            .step_by(per)
+            .map(|p0| {
+                let p1 = (p0 + per).min(self.panels());
+                let part = Packed {
+                    k: self.k,
+                    n: self.n.min(p1 * NR) - p0 * NR,
+                    data: self.data[p0 * self.k * NR..p1 * self.k * NR].to_vec(),
+                    bias: self.bias[p0 * NR..p1 * NR].to_vec(),
+                };
+                (p0 * NR, part)
+            })
+            .collect()
+    }
 }
 
 /// Rows per cache tile: about 64 KiB of input, so a tile is reused from cache across all column panels.
@@ -183,6 +202,27 @@ mod avx512;
 mod tests {
     use super::*;
     use crate::random::Rng;
+
+    #[test]
+    fn column_parts_give_the_same_products() {
+        let mut rng = Rng::new(5);
+        let (m, k, n) = (3, 37, 83);
+        let (w, bias, a) = (rng.vec(n * k, 1.0), rng.vec(n, 1.0), rng.vec(m * k, 1.0));
+        let packed = Packed::from_out_in(&w, &bias, n, k);
+        for isa in Isa::available() {
+            let mut whole = vec![0.0; m * n];
+            matmul(isa, &a, k, m, &packed, Act::None, None, &mut whole, n);
+            for parts in [1, 2, 3, 7] {
+                let split = packed.split_columns(parts);
+                assert!(split.len() <= parts && split.iter().map(|(_, p)| p.n).sum::<usize>() == n);
+                let mut joined = vec![f32::NAN; m * n];
+                for (first, part) in &split {
+                    matmul(isa, &a, k, m, part, Act::None, None, &mut joined[*first..], n);
+                }
+                assert_eq!(joined, whole, "{isa:?}, {parts} parts");
+            }
+        }
+    }
 
     fn naive(a: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32], n: usize) -> Vec<f32> {
         let mut out = vec![0.0; m * n];

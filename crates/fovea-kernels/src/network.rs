@@ -4,9 +4,11 @@
 //! (no synchronisation, each thread's activations stay in its own cache), and runs the back of the network (7x7 maps,
 //! most of the weights) on groups of up to eight images so each weight is read once per group. Leftover images (all of
 //! them at batch 1) run one at a time with every layer split by output rows across the threads; rayon makes those
-//! per-layer joins cost microseconds.
+//! per-layer joins cost microseconds. Two places split differently: the stem and block 0 run as one fused band loop
+//! (the stem's rows go straight into block 0's depthwise, one join instead of three and no 1.6 MB round trip through
+//! memory), and the classifier at small batches splits its columns, so each thread reads half of its 5 MB of weights.
 
-use crate::conv1x1::{matmul, Act, MR};
+use crate::conv1x1::{matmul, Act, Packed, MR};
 use crate::simd::Isa;
 use crate::weights::{load, Block, Net, Tensor};
 use crate::{Error, Result};
@@ -51,6 +53,8 @@ pub struct FastLite {
     fusion: Fusion,
     threads: usize,
     pool: Option<rayon::ThreadPool>,
+    /// The classifier's columns in one part per thread, with each part's first column (empty without a pool).
+    fc_parts: Vec<(usize, Packed)>,
     /// Activation buffers kept between calls: fresh multi-MiB buffers would page-fault on every image.
     scratch: Mutex<Vec<Scratch>>,
 }
@@ -161,7 +165,9 @@ impl FastLite {
         } else {
             None
         };
+        let fc_parts = if pool.is_some() { net.fc.split_columns(threads) } else { Vec::new() };
         Ok(FastLite {
+            fc_parts,
             net,
             isa: Isa::choose(config.isa)?,
             fusion: config.fusion,
@@ -239,10 +245,39 @@ impl FastLite {
     /// # Panics
     /// If `embeddings` is not `batch x embedding_dim` long.
     pub fn classify(&self, embeddings: &[f32], batch: usize) -> Vec<f32> {
-        let (dim, classes) = (self.embedding_dim(), self.num_classes());
+        let (isa, dim, classes) = (self.isa, self.embedding_dim(), self.num_classes());
         assert_eq!(embeddings.len(), batch * dim, "embeddings must be batch x embedding_dim");
         let mut out = vec![0.0; batch * classes];
-        matmul(self.isa, embeddings, dim, batch, &self.net.fc, Act::None, None, &mut out, classes);
+        let Some(pool) = &self.pool else {
+            matmul(isa, embeddings, dim, batch, &self.net.fc, Act::None, None, &mut out, classes);
+            return out;
+        };
+        if batch >= MR * self.threads {
+            let per = batch.div_ceil(self.threads);
+            pool.install(|| {
+                out.par_chunks_mut(per * classes)
+                    .zip(embeddings.par_chunks(per * dim))
+                    .for_each(|(o, e)| matmul(isa, e, dim, e.len() / dim, &self.net.fc, Act::None, None, o, classes))
+            });
+            return out;
+        }
+        // Too few rows to share out: each thread reads its own columns of the weights (5 MB for 1000 classes, more
+        // than the arithmetic costs at batch 1), then the parts are stitched together.
+        let parts: Vec<Vec<f32>> = pool.install(|| {
+            self.fc_parts
+                .par_iter()
+                .map(|(_, part)| {
+                    let mut o = vec![0.0; batch * part.n];
+                    matmul(isa, embeddings, dim, batch, part, Act::None, None, &mut o, part.n);
+                    o
+                })
+                .collect()
+        });
+        for ((first, part), o) in self.fc_parts.iter().zip(&parts) {
+            for (dst, src) in out.chunks_exact_mut(classes).zip(o.chunks_exact(part.n)) {
+                dst[*first..*first + part.n].copy_from_slice(src);
+            }
+        }
         out
     }
 
@@ -360,9 +395,25 @@ impl FastLite {
         let (mut fh, mut fw) = (0, 0);
         for (g, image) in images.chunks_exact(plane).enumerate() {
             let (sh, sw) = net.stem.out_size(h, w);
-            split.rows(sh, sw * net.stem.cout, 1, &mut s.x, |rows, out| net.stem.run(isa, image, h, w, rows, out));
-            lap(0);
-            (fh, fw) = self.run_blocks(split, &net.blocks[..back], 1, (sh, sw), s, &mut lap);
+            let first = &net.blocks[0];
+            let with_stem = back > 0
+                && match self.fusion {
+                    Fusion::Auto => first.fuses_with_stem(sh, sw),
+                    Fusion::Always => first.expand.is_none() && !first.residual,
+                    Fusion::Never => false,
+                };
+            if with_stem {
+                let (oh, ow) = first.depthwise.out_size(sh, sw);
+                split.rows_tmp(oh, ow * first.cout, &mut s.x, &mut s.tmp, |rows, out, tmp| {
+                    first.run_after_stem(isa, &net.stem, image, (h, w), rows, out, tmp)
+                });
+                lap(0);
+                (fh, fw) = self.run_blocks(split, &net.blocks[1..back], 1, (oh, ow), s, &mut lap);
+            } else {
+                split.rows(sh, sw * net.stem.cout, 1, &mut s.x, |rows, out| net.stem.run(isa, image, h, w, rows, out));
+                lap(0);
+                (fh, fw) = self.run_blocks(split, &net.blocks[..back], 1, (sh, sw), s, &mut lap);
+            }
             if imgs > 1 {
                 let n = fh * fw * self.front_channels(back);
                 s.group[g * n..(g + 1) * n].copy_from_slice(&s.x[..n]);

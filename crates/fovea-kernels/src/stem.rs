@@ -31,12 +31,30 @@ impl Stem {
 
     /// Output rows `rows` (NHWC, ReLU6 applied) of one CHW image into `out`, which holds exactly those rows.
     pub fn run(&self, isa: Isa, image: &[f32], h: usize, w: usize, rows: Range<usize>, out: &mut [f32]) {
-        let (k, s) = (self.k, self.stride);
+        let ow = same(w, self.k, self.stride).0;
+        self.run_padded(isa, image, h, w, rows, out, (ow, 0));
+    }
+
+    /// [`Stem::run`] into rows of `row_px` pixels with output column 0 stored at pixel `col0` and the columns either
+    /// side zeroed: the padded layout a depthwise kernel reads without clipping (see `Depthwise::padded_row`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_padded(
+        &self,
+        isa: Isa,
+        image: &[f32],
+        h: usize,
+        w: usize,
+        rows: Range<usize>,
+        out: &mut [f32],
+        (row_px, col0): (usize, usize),
+    ) {
+        let (k, s, cout) = (self.k, self.stride, self.cout);
         let (_, pad_top) = same(h, k, s);
         let (ow, pad_left) = same(w, k, s);
         let kk = self.cin * k * k;
         assert_eq!(image.len(), self.cin * h * w, "stem input length");
-        assert_eq!(out.len(), rows.len() * ow * self.cout, "stem output length");
+        assert!(col0 + ow <= row_px, "stored row narrower than the output row");
+        assert_eq!(out.len(), rows.len() * row_px * cout, "stem output length");
         // Zero-padded copies of the k input rows of every channel, so building im2col needs no bounds checks.
         let lw = ((ow - 1) * s + k).max(pad_left + w);
         let mut lines = vec![0.0f32; self.cin * k * lw];
@@ -65,8 +83,11 @@ impl Stem {
                     }
                 }
             }
-            let o = &mut out[i * ow * self.cout..(i + 1) * ow * self.cout];
-            matmul(isa, &col, kk, ow, &self.weights, Act::Relu6, None, o, self.cout);
+            let row = &mut out[i * row_px * cout..(i + 1) * row_px * cout];
+            row[..col0 * cout].fill(0.0);
+            row[(col0 + ow) * cout..].fill(0.0);
+            let o = &mut row[col0 * cout..(col0 + ow) * cout];
+            matmul(isa, &col, kk, ow, &self.weights, Act::Relu6, None, o, cout);
         }
     }
 }
