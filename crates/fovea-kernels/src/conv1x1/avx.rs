@@ -1,6 +1,6 @@
 //! AVX2/FMA micro-kernels of the 1x1 convolution; only called after run-time feature detection.
 
-use super::{tile_rows, Act, Layout, Packed, MR, NR};
+use super::{row_group_end, tile_rows, Act, Layout, Packed, MR, NR};
 
 /// Rows per tile of the 8-column kernel: 12 accumulators plus the weight and broadcast registers.
 pub(super) const MR8: usize = 12;
@@ -24,7 +24,7 @@ pub(super) unsafe fn matmul(
     let res = residual.map_or(std::ptr::null(), |r| r.as_ptr());
     let mut m0 = 0;
     while m0 < m {
-        let m1 = (m0 + mt).min(m);
+        let m1 = row_group_end(m0, m, mt);
         for p in 0..w.panels() {
             let valid = NR.min(w.n - p * NR);
             let mut r = m0;
@@ -135,16 +135,20 @@ unsafe fn tile<const R: usize>(t: &Tile) {
     let bias1 = _mm256_loadu_ps(t.bias.add(8));
     let mut c0 = [bias0; R];
     let mut c1 = [bias1; R];
-    let mut b = t.b;
-    for kk in 0..t.k {
-        let w0 = _mm256_loadu_ps(b);
-        let w1 = _mm256_loadu_ps(b.add(8));
-        for r in 0..R {
-            let x = _mm256_broadcast_ss(&*t.a.add(r * t.lda + kk));
-            c0[r] = _mm256_fmadd_ps(x, w0, c0[r]);
-            c1[r] = _mm256_fmadd_ps(x, w1, c1[r]);
+    if R == 1 {
+        (c0[0], c1[0]) = one_row(t, bias0, bias1);
+    } else {
+        let mut b = t.b;
+        for kk in 0..t.k {
+            let w0 = _mm256_loadu_ps(b);
+            let w1 = _mm256_loadu_ps(b.add(8));
+            for r in 0..R {
+                let x = _mm256_broadcast_ss(&*t.a.add(r * t.lda + kk));
+                c0[r] = _mm256_fmadd_ps(x, w0, c0[r]);
+                c1[r] = _mm256_fmadd_ps(x, w1, c1[r]);
+            }
+            b = b.add(NR);
         }
-        b = b.add(NR);
     }
     let relu = t.act == Act::Relu6;
     let zero = _mm256_setzero_ps();
@@ -169,6 +173,33 @@ unsafe fn tile<const R: usize>(t: &Tile) {
             store_partial(o, res, v0, v1, t.valid.min(NR));
         }
     }
+}
+
+/// The sums of a one-row tile. Its two accumulators alone would make every FMA wait for the previous one (4-5 cycles
+/// of latency each); four independent pairs over interleaved inputs keep the FMA units busy. A one-row tile is the
+/// leftover of 49 (7x7) rows, and at batch 1 the thread that has it finishes last.
+#[inline(always)]
+unsafe fn one_row(t: &Tile, bias0: __m256, bias1: __m256) -> (__m256, __m256) {
+    let zero = _mm256_setzero_ps();
+    let (mut c0, mut c1) = ([bias0, zero, zero, zero], [bias1, zero, zero, zero]);
+    let mut b = t.b;
+    let quads = t.k / 4 * 4;
+    for kk in (0..quads).step_by(4) {
+        for j in 0..4 {
+            let x = _mm256_broadcast_ss(&*t.a.add(kk + j));
+            c0[j] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), c0[j]);
+            c1[j] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b.add(8)), c1[j]);
+            b = b.add(NR);
+        }
+    }
+    for kk in quads..t.k {
+        let x = _mm256_broadcast_ss(&*t.a.add(kk));
+        c0[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b), c0[0]);
+        c1[0] = _mm256_fmadd_ps(x, _mm256_loadu_ps(b.add(8)), c1[0]);
+        b = b.add(NR);
+    }
+    let sum = |c: [__m256; 4]| _mm256_add_ps(_mm256_add_ps(c[0], c[1]), _mm256_add_ps(c[2], c[3]));
+    (sum(c0), sum(c1))
 }
 
 /// `rows` (at most [`MR8`]) rows of [`tile8`].

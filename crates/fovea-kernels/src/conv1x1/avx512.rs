@@ -8,7 +8,7 @@
 //! tile, which wastes no FMAs on the padding.
 
 use super::avx::{tile8_rows, Tile, MR8};
-use super::{tile_rows, Act, Layout, Packed, NR};
+use super::{row_group_end, tile_rows, Act, Layout, Packed, NR};
 use std::arch::x86_64::*;
 
 /// Rows per tile.
@@ -41,7 +41,7 @@ pub(super) unsafe fn matmul(
     let panels = w.panels();
     let mut m0 = 0;
     while m0 < m {
-        let m1 = (m0 + mt).min(m);
+        let m1 = row_group_end(m0, m, mt);
         let mut p = 0;
         while p < panels {
             let valid = w.n - p * NR;
