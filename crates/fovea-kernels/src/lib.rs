@@ -27,6 +27,7 @@ mod error;
 mod network;
 mod simd;
 mod stem;
+mod team;
 mod weights;
 
 #[cfg(test)]

@@ -3,13 +3,14 @@
 //! Work is split two ways. With at least as many images as threads, each thread runs whole images on its own buffers
 //! (no synchronisation, each thread's activations stay in its own cache), and runs the back of the network (7x7 maps,
 //! most of the weights) on groups of up to eight images so each weight is read once per group. Leftover images (all of
-//! them at batch 1) run one at a time with every layer split by output rows across the threads; rayon makes those
-//! per-layer joins cost microseconds. Two places split differently: the stem and block 0 run as one fused band loop
+//! them at batch 1) run one at a time with every layer split by output rows across the threads, handed out through
+//! a [`Team`] whose helpers stay awake for the whole pass. Two places split differently: the stem and block 0 run as one fused band loop
 //! (the stem's rows go straight into block 0's depthwise, one join instead of three and no 1.6 MB round trip through
 //! memory), and the classifier at small batches splits its columns, so each thread reads half of its 5 MB of weights.
 
 use crate::conv1x1::{matmul, Act, Packed, MR};
 use crate::simd::Isa;
+use crate::team::Team;
 use crate::weights::{load, Block, Net, Tensor};
 use crate::{Error, Result};
 use rayon::prelude::*;
@@ -74,14 +75,14 @@ struct Scratch {
 
 /// How a layer's output rows are shared out.
 #[derive(Clone, Copy)]
-enum Split {
+enum Split<'a> {
     /// Run on the calling thread.
     Serial,
-    /// Split across this many rayon workers (the caller is inside the pool).
-    Rows(usize),
+    /// Split across the caller and the team's helpers, this many threads in all.
+    Team(&'a Team, usize),
 }
 
-impl Split {
+impl Split<'_> {
     /// Calls `f(rows, out_rows)` over `0..n` rows of `row_len` floats, in chunks that are multiples of `align` rows.
     fn rows<F>(self, n: usize, row_len: usize, align: usize, out: &mut [f32], f: F)
     where
@@ -89,13 +90,14 @@ impl Split {
     {
         let out = &mut out[..n * row_len];
         match self {
-            Split::Rows(t) if t > 1 && n > align => {
+            Split::Team(team, t) if t > 1 && n > align => {
                 // Whole GEMM tiles per chunk, unless that would unbalance a small layer (49 rows would split 30/19).
                 let even = n.div_ceil(t);
                 let per = if even >= 8 * align { even.div_ceil(align) * align } else { even };
-                out.par_chunks_mut(per * row_len).enumerate().for_each(|(i, chunk)| {
-                    let start = i * per;
-                    f(start..start + chunk.len() / row_len, chunk)
+                let chunks: Vec<_> = out.chunks_mut(per * row_len).map(|c| Mutex::new(Some(c))).collect();
+                team.run(chunks.len(), &|i| {
+                    let chunk = take(&chunks[i]);
+                    f(i * per..i * per + chunk.len() / row_len, chunk)
                 });
             }
             _ => f(0..n, out),
@@ -109,14 +111,16 @@ impl Split {
     {
         let out = &mut out[..n * row_len];
         match self {
-            Split::Rows(t) if t > 1 && n > 1 => {
+            Split::Team(team, t) if t > 1 && n > 1 => {
                 let per = n.div_ceil(t);
                 if tmps.len() < t {
                     tmps.resize_with(t, Vec::new);
                 }
-                out.par_chunks_mut(per * row_len).zip(tmps.par_iter_mut()).enumerate().for_each(|(i, (chunk, tmp))| {
-                    let start = i * per;
-                    f(start..start + chunk.len() / row_len, chunk, tmp)
+                let chunks: Vec<_> =
+                    out.chunks_mut(per * row_len).zip(tmps.iter_mut()).map(|c| Mutex::new(Some(c))).collect();
+                team.run(chunks.len(), &|i| {
+                    let (chunk, tmp) = take(&chunks[i]);
+                    f(i * per..i * per + chunk.len() / row_len, chunk, tmp)
                 });
             }
             _ => {
@@ -126,6 +130,20 @@ impl Split {
                 f(0..n, out, &mut tmps[0])
             }
         }
+    }
+}
+
+/// A chunk's borrowed buffers, handed to whichever thread claims the chunk (exactly one does).
+fn take<T>(slot: &Mutex<Option<T>>) -> T {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take().expect("each chunk runs once")
+}
+
+/// Ends a team's pass even when the pass panics, so its spinning helpers return and the scope can close.
+struct Finish<'a>(&'a Team);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        self.0.finish();
     }
 }
 
@@ -231,13 +249,31 @@ impl FastLite {
                     .zip(in_whole.par_chunks(per * plane))
                     .for_each(|(embs, imgs)| self.forward_groups(imgs, plane, h, w, embs));
             }
-            let mut s = self.take_scratch();
-            for (img, emb) in in_rest.chunks_exact(plane).zip(out_rest.chunks_exact_mut(dim)) {
-                self.forward(Split::Rows(t), img, 1, h, w, &mut s, emb, None);
+            if in_rest.is_empty() {
+                return;
             }
+            let mut s = self.take_scratch();
+            self.with_team(|split| {
+                for (img, emb) in in_rest.chunks_exact(plane).zip(out_rest.chunks_exact_mut(dim)) {
+                    self.forward(split, img, 1, h, w, &mut s, emb, None);
+                }
+            });
             self.put_scratch(s);
         });
         Ok(out)
+    }
+
+    /// Runs `pass` with a [`Team`] of the pool's threads (call from inside the pool): helpers spin between layers
+    /// until `pass` returns.
+    fn with_team<R: Send>(&self, pass: impl FnOnce(Split) -> R + Send) -> R {
+        let team = Team::new();
+        rayon::scope(|scope| {
+            let _finish = Finish(&team);
+            for _ in 1..self.threads {
+                scope.spawn(|_| team.help());
+            }
+            pass(Split::Team(&team, self.threads))
+        })
     }
 
     /// Logits (`batch x num_classes`) of the final fully connected layer for pooled embeddings.
@@ -288,18 +324,14 @@ impl FastLite {
         let mut layers = Vec::new();
         let mut s = self.take_scratch();
         let mut emb = vec![0.0; self.embedding_dim()];
-        let mode = match (&self.pool, split) {
-            (Some(_), true) => Split::Rows(self.threads),
-            _ => Split::Serial,
-        };
-        let mut go = || {
+        let mut go = |mode: Split| {
             for _ in 0..runs {
                 self.forward(mode, image, 1, size, size, &mut s, &mut emb, Some(&mut layers));
             }
         };
         match (&self.pool, split) {
-            (Some(pool), true) => pool.install(go),
-            _ => go(),
+            (Some(pool), true) => pool.install(|| self.with_team(go)),
+            _ => go(Split::Serial),
         }
         self.put_scratch(s);
         layers

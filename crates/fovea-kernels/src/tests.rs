@@ -183,3 +183,24 @@ fn fused_blocks_match_layer_by_layer_at_real_widths() {
     let one = net.embed(&input[..3 * size * size], 1, size).unwrap();
     assert!(max_diff(&one, &want[..1280]) < 1e-5);
 }
+
+#[test]
+fn single_images_from_several_callers_at_once() {
+    // Each batch-1 pass runs with a team of the pool's threads; concurrent callers share the pool, so a helper may
+    // never start (the caller then takes every chunk) or may serve another caller's pass first.
+    let (spec, _) = small_spec();
+    let net = build(&spec, 4, 2, false);
+    let (h, w) = (33, 37);
+    let images: Vec<Vec<f32>> = (0..4).map(|i| Rng::new(20 + i).vec(3 * h * w, 1.0)).collect();
+    let want: Vec<Vec<f32>> = images.iter().map(|img| net.embed_hw(img, 1, h, w).unwrap()).collect();
+    std::thread::scope(|s| {
+        for (img, want) in images.iter().zip(&want) {
+            let net = &net;
+            s.spawn(move || {
+                for _ in 0..25 {
+                    assert_eq!(&net.embed_hw(img, 1, h, w).unwrap(), want);
+                }
+            });
+        }
+    });
+}
