@@ -200,7 +200,9 @@ fn two_replicas_and_two_workers_share_one_postgres_catalog_and_one_s3_bucket() {
         let running = |j: &&Value| j["kind"] == "identify" && j["state"] == "running";
         jobs["jobs"].as_array().unwrap().iter().filter(running).count()
     };
-    while identify_running() < 2 || progress(&a.base)["processed"].as_u64().unwrap() < 4 {
+    // The job list is read last, just before the kill: read first, a chunk finishing before the progress read
+    // (which is what first makes `processed` reach 4) let the worker that finished it die holding nothing.
+    while progress(&a.base)["processed"].as_u64().unwrap() < 4 || identify_running() < 2 {
         assert!(identify_start.elapsed() < Duration::from_secs(300), "{}", progress(&a.base));
         std::thread::sleep(Duration::from_millis(10));
     }
