@@ -194,16 +194,25 @@ fn two_replicas_and_two_workers_share_one_postgres_catalog_and_one_s3_bucket() {
     let identify_start = Instant::now();
     let progress = |base: &str| get(base, &format!("/api/v1/collections/{collection}"));
     // Both workers hold a chunk at once (an idle worker sleeps up to a second between polls, so a worker that has
-    // not claimed anything yet would die holding nothing), and some results are in.
+    // not claimed anything yet would die holding nothing), and some results are in. The chunks of one collection
+    // start together and so end nearly together: the moment results first land is the moment a worker may be
+    // between two chunks. So the same two chunks must still be running after a pause before the kill.
     let identify_running = || {
         let jobs = get(&a.base, "/api/v1/jobs");
         let running = |j: &&Value| j["kind"] == "identify" && j["state"] == "running";
-        jobs["jobs"].as_array().unwrap().iter().filter(running).count()
+        jobs["jobs"].as_array().unwrap().iter().filter(running).map(|j| j["id"].as_i64().unwrap()).collect::<Vec<_>>()
     };
-    // The job list is read last, just before the kill: read first, a chunk finishing before the progress read
-    // (which is what first makes `processed` reach 4) let the worker that finished it die holding nothing.
-    while progress(&a.base)["processed"].as_u64().unwrap() < 4 || identify_running() < 2 {
+    loop {
         assert!(identify_start.elapsed() < Duration::from_secs(300), "{}", progress(&a.base));
+        if progress(&a.base)["processed"].as_u64().unwrap() >= 4 {
+            let held = identify_running();
+            if held.len() == 2 {
+                std::thread::sleep(Duration::from_millis(100));
+                if identify_running() == held {
+                    break;
+                }
+            }
+        }
         std::thread::sleep(Duration::from_millis(10));
     }
     drop(w1); // SIGKILL while it holds a chunk
