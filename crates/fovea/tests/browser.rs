@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,6 +16,9 @@ use fantoccini::{ClientBuilder, Locator};
 struct Killed(Child);
 impl Drop for Killed {
     fn drop(&mut self) {
+        // Chromium runs as chromedriver's children in the process group it was started in; killing the driver
+        // alone left them running (about 30 processes after each test run).
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -89,6 +93,7 @@ async fn browser() -> Browser {
     let driver = Killed(
         Command::new(&driver_path)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
