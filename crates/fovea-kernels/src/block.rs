@@ -29,12 +29,18 @@ const STEM_BAND_PIXELS: usize = 448;
 impl Block {
     /// Whether fusing this block pays for an `h x w` input.
     pub(crate) fn worth_fusing(&self, h: usize, w: usize) -> bool {
-        self.expand.is_some() && w >= FUSE_MIN_WIDTH && h * w * self.cexp * 4 > FUSE_ABOVE_BYTES
+        self.expand.is_some() && self.fusion_pays(h, w)
     }
 
-    fn band_rows(&self, w: usize) -> usize {
+    /// Whether keeping only a band of this block's expanded rows in cache saves memory traffic on an `h x w` input.
+    fn fusion_pays(&self, h: usize, w: usize) -> bool {
+        w >= FUSE_MIN_WIDTH && h * w * self.cexp * 4 > FUSE_ABOVE_BYTES
+    }
+
+    /// Output rows per band of about `pixels` output pixels, for an input `w` wide.
+    fn band_rows(&self, w: usize, pixels: usize) -> usize {
         let ow = self.depthwise.out_size(1, w).1;
-        BAND_PIXELS.div_ceil(ow).max(1)
+        pixels.div_ceil(ow).max(1)
     }
 
     /// Input rows kept in the ring: exactly the rows one band of `band` output rows reads.
@@ -42,9 +48,15 @@ impl Block {
         (band - 1) * self.depthwise.stride + self.depthwise.k
     }
 
-    /// Whether block 0 can take the stem's rows straight into its depthwise ([`Block::run_after_stem`]).
+    /// Whether this block can take the stem's rows straight into its depthwise ([`Block::run_after_stem`]): it has
+    /// no expand conv and no residual (which would need the stem's output kept whole).
+    pub(crate) fn can_follow_stem(&self) -> bool {
+        self.expand.is_none() && !self.residual
+    }
+
+    /// Whether running this block on the stem's rows pays for an `h x w` stem output.
     pub(crate) fn fuses_with_stem(&self, h: usize, w: usize) -> bool {
-        self.expand.is_none() && !self.residual && w >= FUSE_MIN_WIDTH && h * w * self.cexp * 4 > FUSE_ABOVE_BYTES
+        self.can_follow_stem() && self.fusion_pays(h, w)
     }
 
     /// Expand conv of `n` image rows (`x`: `n * w * cin`) into `dst`, `n` rows in the depthwise kernel's padded layout,
@@ -79,7 +91,7 @@ impl Block {
         let expand = |first: usize, n: usize, dst: &mut [f32]| {
             self.expand_rows(isa, &x[first * w * cin..(first + n) * w * cin], n, w, dst)
         };
-        self.banded(isa, (h, w), self.band_rows(w), rows, out, tmp, self.residual.then_some(x), expand);
+        self.banded(isa, (h, w), self.band_rows(w, BAND_PIXELS), rows, out, tmp, self.residual.then_some(x), expand);
     }
 
     /// Output rows `rows` of a block without expand conv that follows the stem, computing the stem's rows into the
@@ -96,10 +108,10 @@ impl Block {
         out: &mut [f32],
         tmp: &mut Vec<f32>,
     ) {
-        assert!(self.expand.is_none() && !self.residual, "only a plain depthwise + project block follows the stem");
+        assert!(self.can_follow_stem(), "only a plain depthwise + project block follows the stem");
         let (h, w) = stem.out_size(ih, iw);
         let layout = self.depthwise.padded_row(w);
-        let band = STEM_BAND_PIXELS.div_ceil(self.depthwise.out_size(1, w).1).max(1);
+        let band = self.band_rows(w, STEM_BAND_PIXELS);
         let produce = |first: usize, n: usize, dst: &mut [f32]| {
             stem.run_padded(isa, image, ih, iw, first..first + n, dst, layout)
         };

@@ -431,7 +431,7 @@ impl FastLite {
             let with_stem = back > 0
                 && match self.fusion {
                     Fusion::Auto => first.fuses_with_stem(sh, sw),
-                    Fusion::Always => first.expand.is_none() && !first.residual,
+                    Fusion::Always => first.can_follow_stem(),
                     Fusion::Never => false,
                 };
             if with_stem {
