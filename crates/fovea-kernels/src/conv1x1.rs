@@ -7,6 +7,7 @@
 //! Bias, ReLU6 and the residual add are fused into the store, so every output is written exactly once.
 
 use crate::simd::{relu6, Isa};
+use std::ops::Range;
 
 /// Output columns per micro-tile: two 8-wide AVX registers.
 pub const NR: usize = 16;
@@ -47,27 +48,8 @@ impl Packed {
         Packed { k, n, data, bias: padded_bias }
     }
 
-    fn panels(&self) -> usize {
+    pub(crate) fn panels(&self) -> usize {
         self.n.div_ceil(NR)
-    }
-
-    /// The columns split into at most `parts` matrices of whole panels, each with its first column: a wide layer run
-    /// on one input row (the classifier at batch 1) can then be shared out by columns.
-    pub fn split_columns(&self, parts: usize) -> Vec<(usize, Packed)> {
-        let per = self.panels().div_ceil(parts.max(1)).max(1);
-        (0..self.panels())
-            .step_by(per)
-            .map(|p0| {
-                let p1 = (p0 + per).min(self.panels());
-                let part = Packed {
-                    k: self.k,
-                    n: self.n.min(p1 * NR) - p0 * NR,
-                    data: self.data[p0 * self.k * NR..p1 * self.k * NR].to_vec(),
-                    bias: self.bias[p0 * NR..p1 * NR].to_vec(),
-                };
-                (p0 * NR, part)
-            })
-            .collect()
     }
 }
 
@@ -103,7 +85,7 @@ impl Layout {
     /// Row `r` at row `r`.
     pub const DENSE: Layout = Layout { run: usize::MAX, skip: 0 };
 
-    fn stored(self, r: usize) -> usize {
+    pub(crate) fn stored(self, r: usize) -> usize {
         r + (r / self.run) * self.skip
     }
 }
@@ -143,40 +125,71 @@ pub fn matmul_into(
     if m == 0 {
         return;
     }
+    assert!(out.len() >= layout.stored(m - 1) * ldo + w.n, "output too short");
+    // SAFETY: the output is a live exclusive slice long enough for every row (asserted above).
+    unsafe { matmul_panels(isa, a, lda, m, w, 0..w.panels(), act, residual, out.as_mut_ptr(), ldo, layout) }
+}
+
+/// [`matmul_into`] restricted to the output columns of weight panels `panels` (of [`NR`] columns each), written
+/// through a raw pointer: threads that share one matrix product by columns write interleaved parts of the same rows.
+///
+/// # Safety
+/// `out` must be valid for writes of rows `layout.stored(0..m)` (each `ldo` apart) in the columns of `panels`, and no
+/// other thread may access those elements during the call.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_panels(
+    isa: Isa,
+    a: &[f32],
+    lda: usize,
+    m: usize,
+    w: &Packed,
+    panels: Range<usize>,
+    act: Act,
+    residual: Option<&[f32]>,
+    out: *mut f32,
+    ldo: usize,
+    layout: Layout,
+) {
+    if m == 0 || panels.is_empty() {
+        return;
+    }
     assert!(layout.run > 0, "layout run must be positive");
+    assert!(panels.end <= w.panels(), "panel range past the weights");
     assert!(lda >= w.k && ldo >= w.n, "leading dimensions too small");
     assert!(a.len() >= (m - 1) * lda + w.k, "input too short");
-    assert!(out.len() >= layout.stored(m - 1) * ldo + w.n, "output too short");
     if let Some(r) = residual {
         assert_eq!(layout, Layout::DENSE, "residual needs the dense layout");
         assert!(r.len() >= (m - 1) * ldo + w.n, "residual too short");
     }
     match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: Avx2Fma is only ever chosen after run-time detection (or by a caller that checked), and the asserts
-        // above keep every access of the kernel inside the slices.
-        Isa::Avx2Fma => unsafe { avx::matmul(a, lda, m, w, act, residual, out, ldo, layout) },
+        // SAFETY: Avx2Fma is only ever chosen after run-time detection (or by a caller that checked); the asserts
+        // above keep every read inside the slices, and the caller vouches for the output.
+        Isa::Avx2Fma => avx::matmul(a, lda, m, w, panels, act, residual, out, ldo, layout),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX-512 (whose detection includes AVX2/FMA, used for half-width tails).
-        Isa::Avx512 => unsafe { avx512::matmul(a, lda, m, w, act, residual, out, ldo, layout) },
-        _ => portable(a, lda, m, w, act, residual, out, ldo, layout),
+        Isa::Avx512 => avx512::matmul(a, lda, m, w, panels, act, residual, out, ldo, layout),
+        _ => portable(a, lda, m, w, panels, act, residual, out, ldo, layout),
     }
 }
 
+/// # Safety
+/// As [`matmul_panels`].
 #[allow(clippy::too_many_arguments)]
-fn portable(
+unsafe fn portable(
     a: &[f32],
     lda: usize,
     m: usize,
     w: &Packed,
+    panels: Range<usize>,
     act: Act,
     residual: Option<&[f32]>,
-    out: &mut [f32],
+    out: *mut f32,
     ldo: usize,
     layout: Layout,
 ) {
     let k = w.k;
-    for p in 0..w.panels() {
+    for p in panels {
         let panel = &w.data[p * k * NR..(p + 1) * k * NR];
         let n0 = p * NR;
         let valid = NR.min(w.n - n0);
@@ -190,16 +203,15 @@ fn portable(
                 }
             }
             let at = layout.stored(r) * ldo + n0;
-            let o = &mut out[at..at + valid];
-            for (j, dst) in o.iter_mut().enumerate() {
-                let mut v = acc[j];
+            for (j, &sum) in acc.iter().enumerate().take(valid) {
+                let mut v = sum;
                 if act == Act::Relu6 {
                     v = relu6(v);
                 }
                 if let Some(res) = residual {
                     v += res[r * ldo + n0 + j];
                 }
-                *dst = v;
+                *out.add(at + j) = v;
             }
         }
     }
@@ -216,22 +228,29 @@ mod tests {
     use crate::random::Rng;
 
     #[test]
-    fn column_parts_give_the_same_products() {
+    fn panel_ranges_write_only_their_columns() {
         let mut rng = Rng::new(5);
-        let (m, k, n) = (3, 37, 83);
-        let (w, bias, a) = (rng.vec(n * k, 1.0), rng.vec(n, 1.0), rng.vec(m * k, 1.0));
+        // 83 columns: 5 full panels and a last one of 3; k = 70 takes the AVX-512 multi-panel tiles.
+        let (m, k, n) = (9, 70, 83);
+        let (w, bias, a, res) = (rng.vec(n * k, 1.0), rng.vec(n, 1.0), rng.vec(m * k, 1.0), rng.vec(m * n, 1.0));
         let packed = Packed::from_out_in(&w, &bias, n, k);
         for isa in Isa::available() {
             let mut whole = vec![0.0; m * n];
-            matmul(isa, &a, k, m, &packed, Act::None, None, &mut whole, n);
-            for parts in [1, 2, 3, 7] {
-                let split = packed.split_columns(parts);
-                assert!(split.len() <= parts && split.iter().map(|(_, p)| p.n).sum::<usize>() == n);
+            matmul(isa, &a, k, m, &packed, Act::Relu6, Some(&res), &mut whole, n);
+            for cuts in [vec![0, 6], vec![0, 3, 6], vec![0, 1, 2, 5, 6], vec![0, 4, 6]] {
                 let mut joined = vec![f32::NAN; m * n];
-                for (first, part) in &split {
-                    matmul(isa, &a, k, m, part, Act::None, None, &mut joined[*first..], n);
+                for part in cuts.windows(2) {
+                    let (p0, p1) = (part[0], part[1]);
+                    // SAFETY: `joined` is exclusively borrowed and holds every row; parts run one after another.
+                    unsafe {
+                        let out = joined.as_mut_ptr();
+                        matmul_panels(isa, &a, k, m, &packed, p0..p1, Act::Relu6, Some(&res), out, n, Layout::DENSE)
+                    };
+                    // Columns of later panels are still untouched.
+                    let next = (p1 * NR).min(n);
+                    assert!(joined.chunks_exact(n).all(|row| row[next..].iter().all(|v| v.is_nan())), "{isa:?}");
                 }
-                assert_eq!(joined, whole, "{isa:?}, {parts} parts");
+                assert_eq!(joined, whole, "{isa:?}, cuts {cuts:?}");
             }
         }
     }

@@ -6,7 +6,8 @@
 //! - Blocks whose expanded tensor would spill out of cache run fused, a band of rows at a time (`block.rs`).
 //! - AVX-512 or AVX2/FMA kernels are picked at run time (the crate builds for baseline x86_64) with a portable
 //!   fallback; `FOVEA_KERNELS=avx512|avx2|portable` forces one ([`Isa::choose`]).
-//! - Batches are split by image across threads; single images by rows of every layer.
+//! - Batches are split by image across threads; single images by rows of every layer, or by columns where a layer has
+//!   few rows and many weights (`split.rs`).
 //!
 //! ```
 //! use fovea_kernels::{random::NetSpec, Config, FastLite};
@@ -26,6 +27,7 @@ mod depthwise;
 mod error;
 mod network;
 mod simd;
+mod split;
 mod stem;
 mod team;
 mod weights;

@@ -3,19 +3,20 @@
 //! Work is split two ways. With at least as many images as threads, each thread runs whole images on its own buffers
 //! (no synchronisation, each thread's activations stay in its own cache), and runs the back of the network (7x7 maps,
 //! most of the weights) on groups of up to eight images so each weight is read once per group. Leftover images (all of
-//! them at batch 1) run one at a time with every layer split by output rows across the threads, handed out through
-//! a [`Team`] whose helpers stay awake for the whole pass. Two places split differently: the stem and block 0 run as one fused band loop
-//! (the stem's rows go straight into block 0's depthwise, one join instead of three and no 1.6 MB round trip through
-//! memory), and the classifier at small batches splits its columns, so each thread reads half of its 5 MB of weights.
+//! them at batch 1) run one at a time with every layer split across the threads, handed out through a [`Team`] whose
+//! helpers stay awake for the whole pass: by output rows, except matrix products with few rows (the 7x7 layers, the
+//! head conv and the classifier), which split by output columns so each thread reads only its share of the weights
+//! (see `split.rs`). The stem and block 0 run as one fused band loop (the stem's rows go straight into block 0's
+//! depthwise, one join instead of three and no 1.6 MB round trip through memory).
 
-use crate::conv1x1::{matmul, Act, Packed, MR};
+use crate::conv1x1::{matmul, Act, Layout};
 use crate::simd::Isa;
+use crate::split::Split;
 use crate::team::Team;
 use crate::weights::{load, Block, Net, Tensor};
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::collections::HashMap;
-use std::ops::Range;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -54,8 +55,6 @@ pub struct FastLite {
     fusion: Fusion,
     threads: usize,
     pool: Option<rayon::ThreadPool>,
-    /// The classifier's columns in one part per thread, with each part's first column (empty without a pool).
-    fc_parts: Vec<(usize, Packed)>,
     /// Activation buffers kept between calls: fresh multi-MiB buffers would page-fault on every image.
     scratch: Mutex<Vec<Scratch>>,
 }
@@ -71,71 +70,6 @@ struct Scratch {
     tmp: Vec<Vec<f32>>,
     /// The front's outputs of a group of images, stacked for the back of the network.
     group: Vec<f32>,
-}
-
-/// How a layer's output rows are shared out.
-#[derive(Clone, Copy)]
-enum Split<'a> {
-    /// Run on the calling thread.
-    Serial,
-    /// Split across the caller and the team's helpers, this many threads in all.
-    Team(&'a Team, usize),
-}
-
-impl Split<'_> {
-    /// Calls `f(rows, out_rows)` over `0..n` rows of `row_len` floats, in chunks that are multiples of `align` rows.
-    fn rows<F>(self, n: usize, row_len: usize, align: usize, out: &mut [f32], f: F)
-    where
-        F: Fn(Range<usize>, &mut [f32]) + Sync,
-    {
-        let out = &mut out[..n * row_len];
-        match self {
-            Split::Team(team, t) if t > 1 && n > align => {
-                // Whole GEMM tiles per chunk, unless that would unbalance a small layer (49 rows would split 30/19).
-                let even = n.div_ceil(t);
-                let per = if even >= 8 * align { even.div_ceil(align) * align } else { even };
-                let chunks: Vec<_> = out.chunks_mut(per * row_len).map(|c| Mutex::new(Some(c))).collect();
-                team.run(chunks.len(), &|i| {
-                    let chunk = take(&chunks[i]);
-                    f(i * per..i * per + chunk.len() / row_len, chunk)
-                });
-            }
-            _ => f(0..n, out),
-        }
-    }
-
-    /// [`Split::rows`] where each chunk also gets its own temporary buffer from `tmps`.
-    fn rows_tmp<F>(self, n: usize, row_len: usize, out: &mut [f32], tmps: &mut Vec<Vec<f32>>, f: F)
-    where
-        F: Fn(Range<usize>, &mut [f32], &mut Vec<f32>) + Sync,
-    {
-        let out = &mut out[..n * row_len];
-        match self {
-            Split::Team(team, t) if t > 1 && n > 1 => {
-                let per = n.div_ceil(t);
-                if tmps.len() < t {
-                    tmps.resize_with(t, Vec::new);
-                }
-                let chunks: Vec<_> =
-                    out.chunks_mut(per * row_len).zip(tmps.iter_mut()).map(|c| Mutex::new(Some(c))).collect();
-                team.run(chunks.len(), &|i| {
-                    let (chunk, tmp) = take(&chunks[i]);
-                    f(i * per..i * per + chunk.len() / row_len, chunk, tmp)
-                });
-            }
-            _ => {
-                if tmps.is_empty() {
-                    tmps.push(Vec::new());
-                }
-                f(0..n, out, &mut tmps[0])
-            }
-        }
-    }
-}
-
-/// A chunk's borrowed buffers, handed to whichever thread claims the chunk (exactly one does).
-fn take<T>(slot: &Mutex<Option<T>>) -> T {
-    slot.lock().unwrap_or_else(|p| p.into_inner()).take().expect("each chunk runs once")
 }
 
 /// Ends a team's pass even when the pass panics, so its spinning helpers return and the scope can close.
@@ -183,9 +117,7 @@ impl FastLite {
         } else {
             None
         };
-        let fc_parts = if pool.is_some() { net.fc.split_columns(threads) } else { Vec::new() };
         Ok(FastLite {
-            fc_parts,
             net,
             isa: Isa::choose(config.isa)?,
             fusion: config.fusion,
@@ -288,32 +220,14 @@ impl FastLite {
             matmul(isa, embeddings, dim, batch, &self.net.fc, Act::None, None, &mut out, classes);
             return out;
         };
-        if batch >= MR * self.threads {
-            let per = batch.div_ceil(self.threads);
-            pool.install(|| {
-                out.par_chunks_mut(per * classes)
-                    .zip(embeddings.par_chunks(per * dim))
-                    .for_each(|(o, e)| matmul(isa, e, dim, e.len() / dim, &self.net.fc, Act::None, None, o, classes))
-            });
-            return out;
-        }
-        // Too few rows to share out: each thread reads its own columns of the weights (5 MB for 1000 classes, more
-        // than the arithmetic costs at batch 1), then the parts are stitched together.
-        let parts: Vec<Vec<f32>> = pool.install(|| {
-            self.fc_parts
-                .par_iter()
-                .map(|(_, part)| {
-                    let mut o = vec![0.0; batch * part.n];
-                    matmul(isa, embeddings, dim, batch, part, Act::None, None, &mut o, part.n);
-                    o
-                })
-                .collect()
+        // A few rows (batch 1) are shared out by columns, so each thread reads only its part of the weights (5 MB for
+        // 1000 classes, more than the arithmetic costs); a larger batch by rows.
+        let fc = &self.net.fc;
+        pool.install(|| {
+            self.with_team(|split| {
+                split.matmul(isa, embeddings, dim, batch, fc, Act::None, None, &mut out, classes, Layout::DENSE)
+            })
         });
-        for ((first, part), o) in self.fc_parts.iter().zip(&parts) {
-            for (dst, src) in out.chunks_exact_mut(classes).zip(o.chunks_exact(part.n)) {
-                dst[*first..*first + part.n].copy_from_slice(src);
-            }
-        }
         out
     }
 
@@ -386,7 +300,7 @@ impl FastLite {
     ///
     /// The front of the network runs one image at a time, where activations are large; the back (smallest feature
     /// maps, largest weights) runs on all `imgs` stacked, so each weight panel is read once per group instead of once
-    /// per image. Splitting layers across threads (`Split::Rows`) is only done for single images.
+    /// per image. Splitting layers across threads (`Split::Team`) is only done for single images.
     #[allow(clippy::too_many_arguments)]
     fn forward(
         &self,
@@ -458,10 +372,7 @@ impl FastLite {
 
         let (hw, cin, dim) = (h * w, net.head.k, net.head.n);
         let xin = &s.x[..imgs * hw * cin];
-        split.rows(imgs * hw, dim, MR, &mut s.e, |r, out| {
-            let a = &xin[r.start * cin..r.end * cin];
-            matmul(isa, a, cin, r.len(), &net.head, Act::Relu6, None, out, dim)
-        });
+        split.matmul(isa, xin, cin, imgs * hw, &net.head, Act::Relu6, None, &mut s.e, dim, Layout::DENSE);
         let inv = 1.0 / hw as f32;
         for (emb, rows) in embs.chunks_exact_mut(dim).zip(s.e.chunks_exact(hw * dim)) {
             emb.fill(0.0);
@@ -539,11 +450,8 @@ impl FastLite {
             lap(2);
             let dsrc = &d[..imgs * ohw * cexp];
             let xin = &x[..];
-            split.rows(imgs * ohw, cout, MR, y, |r, out| {
-                let a = &dsrc[r.start * cexp..r.end * cexp];
-                let res = b.residual.then(|| &xin[r.start * cout..r.end * cout]);
-                matmul(isa, a, cexp, r.len(), &b.project, Act::None, res, out, cout)
-            });
+            let res = b.residual.then_some(&xin[..imgs * ohw * cout]);
+            split.matmul(isa, dsrc, cexp, imgs * ohw, &b.project, Act::None, res, y, cout, Layout::DENSE);
             lap(3);
             std::mem::swap(x, y);
             (h, w) = (oh, ow);

@@ -5,6 +5,7 @@ use super::{row_group_end, tile_rows, Act, Layout, Packed, MR, NR};
 /// Rows per tile of the 8-column kernel: 12 accumulators plus the weight and broadcast registers.
 pub(super) const MR8: usize = 12;
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
@@ -13,9 +14,10 @@ pub(super) unsafe fn matmul(
     lda: usize,
     m: usize,
     w: &Packed,
+    panels: Range<usize>,
     act: Act,
     residual: Option<&[f32]>,
-    out: &mut [f32],
+    out: *mut f32,
     ldo: usize,
     layout: Layout,
 ) {
@@ -25,7 +27,7 @@ pub(super) unsafe fn matmul(
     let mut m0 = 0;
     while m0 < m {
         let m1 = row_group_end(m0, m, mt);
-        for p in 0..w.panels() {
+        for p in panels.clone() {
             let valid = NR.min(w.n - p * NR);
             let mut r = m0;
             if valid <= 8 {
@@ -86,7 +88,7 @@ impl Tile {
         p: usize,
         act: Act,
         res: *const f32,
-        out: &mut [f32],
+        out: *mut f32,
         ldo: usize,
         layout: Layout,
     ) -> Tile {
@@ -100,7 +102,7 @@ impl Tile {
             valid: w.n - n0,
             act,
             res: if res.is_null() { res } else { res.add(r * ldo + n0) },
-            out: out.as_mut_ptr().add(layout.stored(r) * ldo + n0),
+            out: out.add(layout.stored(r) * ldo + n0),
             ldo,
             col: r % layout.run,
             run: layout.run,

@@ -10,6 +10,7 @@
 use super::avx::{tile8_rows, Tile, MR8};
 use super::{row_group_end, tile_rows, Act, Layout, Packed, NR};
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 /// Rows per tile.
 const MR: usize = 6;
@@ -27,23 +28,23 @@ pub(super) unsafe fn matmul(
     lda: usize,
     m: usize,
     w: &Packed,
+    panels: Range<usize>,
     act: Act,
     residual: Option<&[f32]>,
-    out: &mut [f32],
+    out: *mut f32,
     ldo: usize,
     layout: Layout,
 ) {
     if w.k < AVX2_BELOW_K {
-        return super::avx::matmul(a, lda, m, w, act, residual, out, ldo, layout);
+        return super::avx::matmul(a, lda, m, w, panels, act, residual, out, ldo, layout);
     }
     let mt = tile_rows(w.k);
     let res = residual.map_or(std::ptr::null(), |r| r.as_ptr());
-    let panels = w.panels();
     let mut m0 = 0;
     while m0 < m {
         let m1 = row_group_end(m0, m, mt);
-        let mut p = 0;
-        while p < panels {
+        let mut p = panels.start;
+        while p < panels.end {
             let valid = w.n - p * NR;
             let mut r = m0;
             if valid <= 8 {
@@ -57,7 +58,7 @@ pub(super) unsafe fn matmul(
             }
             // Whole panels, plus a last one only when it has more than 8 real columns (else the 8-column tile takes
             // it on the next round, without wasted FMAs).
-            let np = (valid / NR + usize::from(valid % NR > 8)).clamp(1, MAX_NP);
+            let np = (valid / NR + usize::from(valid % NR > 8)).clamp(1, MAX_NP).min(panels.end - p);
             while r < m1 {
                 let rows = MR.min(m1 - r);
                 let t = Tile::at(a, lda, r, w, p, act, res, out, ldo, layout);

@@ -1,0 +1,143 @@
+//! How one image's layers are shared out across a [`Team`]: by output rows (each thread writes its own slice), or, for
+//! a matrix product with few rows and many weights, by output columns.
+//!
+//! Why columns: at batch 1 the 7x7 layers have 49 rows against 0.9-1.5 MB of weights each. Split by rows, every thread
+//! streams all the weights through its own cache, and 49 rows split unevenly into row tiles; split by whole weight
+//! panels, each thread reads only its part of the weights and the parts are equal.
+
+use crate::conv1x1::{matmul_into, matmul_panels, Act, Layout, Packed, MR};
+use crate::simd::Isa;
+use crate::team::Team;
+use std::ops::Range;
+use std::sync::Mutex;
+
+/// How a layer's output rows are shared out.
+#[derive(Clone, Copy)]
+pub(crate) enum Split<'a> {
+    /// Run on the calling thread.
+    Serial,
+    /// Split across the caller and the team's helpers, this many threads in all.
+    Team(&'a Team, usize),
+}
+
+impl Split<'_> {
+    /// Calls `f(rows, out_rows)` over `0..n` rows of `row_len` floats, in chunks that are multiples of `align` rows.
+    pub(crate) fn rows<F>(self, n: usize, row_len: usize, align: usize, out: &mut [f32], f: F)
+    where
+        F: Fn(Range<usize>, &mut [f32]) + Sync,
+    {
+        let out = &mut out[..n * row_len];
+        match self {
+            Split::Team(team, t) if t > 1 && n > align => {
+                // Whole GEMM tiles per chunk, unless that would unbalance a small layer (49 rows would split 30/19).
+                let even = n.div_ceil(t);
+                let per = if even >= 8 * align { even.div_ceil(align) * align } else { even };
+                let chunks: Vec<_> = out.chunks_mut(per * row_len).map(|c| Mutex::new(Some(c))).collect();
+                team.run(chunks.len(), &|i| {
+                    let chunk = take(&chunks[i]);
+                    f(i * per..i * per + chunk.len() / row_len, chunk)
+                });
+            }
+            _ => f(0..n, out),
+        }
+    }
+
+    /// [`Split::rows`] where each chunk also gets its own temporary buffer from `tmps`.
+    pub(crate) fn rows_tmp<F>(self, n: usize, row_len: usize, out: &mut [f32], tmps: &mut Vec<Vec<f32>>, f: F)
+    where
+        F: Fn(Range<usize>, &mut [f32], &mut Vec<f32>) + Sync,
+    {
+        let out = &mut out[..n * row_len];
+        match self {
+            Split::Team(team, t) if t > 1 && n > 1 => {
+                let per = n.div_ceil(t);
+                if tmps.len() < t {
+                    tmps.resize_with(t, Vec::new);
+                }
+                let chunks: Vec<_> =
+                    out.chunks_mut(per * row_len).zip(tmps.iter_mut()).map(|c| Mutex::new(Some(c))).collect();
+                team.run(chunks.len(), &|i| {
+                    let (chunk, tmp) = take(&chunks[i]);
+                    f(i * per..i * per + chunk.len() / row_len, chunk, tmp)
+                });
+            }
+            _ => {
+                if tmps.is_empty() {
+                    tmps.push(Vec::new());
+                }
+                f(0..n, out, &mut tmps[0])
+            }
+        }
+    }
+    /// `out[r] = act(a[r] · w + bias) (+ residual[r])` for `r < m`, output row `r` at row `layout.stored(r)`; shared
+    /// out by columns when [`by_columns`] says so, else by rows (which needs the dense layout).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn matmul(
+        self,
+        isa: Isa,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        w: &Packed,
+        act: Act,
+        residual: Option<&[f32]>,
+        out: &mut [f32],
+        ldo: usize,
+        layout: Layout,
+    ) {
+        if m == 0 {
+            return;
+        }
+        let panels = w.panels();
+        match self {
+            Split::Team(team, t) if t > 1 && by_columns(m, w) => {
+                assert!(out.len() >= layout.stored(m - 1) * ldo + w.n, "output too short");
+                let per = panels.div_ceil(t);
+                let shared = SharedOut(out.as_mut_ptr());
+                team.run(panels.div_ceil(per), &|i| {
+                    let part = i * per..((i + 1) * per).min(panels);
+                    // SAFETY: `out` is borrowed exclusively for this call and long enough (asserted); each chunk writes
+                    // only the columns of its own panels.
+                    unsafe { matmul_panels(isa, a, lda, m, w, part, act, residual, shared.ptr(), ldo, layout) }
+                });
+            }
+            Split::Team(_, t) if t > 1 => {
+                assert_eq!(layout, Layout::DENSE, "a row split needs the dense layout");
+                self.rows(m, ldo, MR, out, |r, out| {
+                    let res = residual.map(|x| &x[r.start * ldo..]);
+                    matmul_into(isa, &a[r.start * lda..], lda, r.len(), w, act, res, out, ldo, layout)
+                });
+            }
+            _ => matmul_into(isa, a, lda, m, w, act, residual, out, ldo, layout),
+        }
+    }
+}
+
+/// Rows at or below which a product is split by columns (49 is a 7x7 map at batch 1).
+const COLUMN_SPLIT_ROWS: usize = 64;
+
+/// Whether a product of `m` rows with `w` is better shared out by its columns: few rows, and at least four panels per
+/// pair of threads so the parts stay whole AVX-512 tiles.
+fn by_columns(m: usize, w: &Packed) -> bool {
+    m <= COLUMN_SPLIT_ROWS && w.panels() >= 8
+}
+
+/// The output of a product shared by columns: every chunk writes through it, to disjoint columns.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: chunks write disjoint elements (their own columns), and the owner's exclusive borrow outlives the round.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper rather than its raw field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// A chunk's borrowed buffers, handed to whichever thread claims the chunk (exactly one does).
+fn take<T>(slot: &Mutex<Option<T>>) -> T {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take().expect("each chunk runs once")
+}
