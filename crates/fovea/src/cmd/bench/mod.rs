@@ -120,6 +120,18 @@ pub(crate) fn time_runs<T>(seconds: f64, mut run: impl FnMut() -> anyhow::Result
     Ok((percentile(&mut ms, 0.5), first))
 }
 
+/// Milliseconds of each run for `seconds`, at least twice, with no warm-up (the caller warms up).
+pub(crate) fn time_turn(seconds: f64, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Vec<f64>> {
+    let mut ms = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs_f64(seconds) || ms.len() < 2 {
+        let t = Instant::now();
+        run()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(ms)
+}
+
 pub(crate) fn percentile(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
