@@ -129,15 +129,12 @@ pub fn http(
         None => time_runs(args.seconds, || Ok(raw.run(&fovea_vision::to_input(&photos[0], size), 1)?))?.0,
     };
     // The pipeline embeds only, as serving does (its heads classify embeddings): the same network work as a request.
-    let mut pipeline = Vec::new();
-    for j in &jpegs {
+    let pipeline = |j: &[u8]| -> anyhow::Result<f64> {
         let t = Instant::now();
         let img = fovea_vision::decode(j, &Default::default())?;
         raw.embed(&fovea_vision::to_input(&img, size), 1)?;
-        pipeline.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    let pipeline_ms = percentile(&mut pipeline, 0.5);
-    drop(raw);
+        Ok(t.elapsed().as_secs_f64() * 1e3)
+    };
 
     let dir = tempfile::tempdir()?;
     let rt = runtime()?;
@@ -146,13 +143,23 @@ pub fn http(
     let addr = listener.local_addr()?.to_string();
     rt.spawn(async move { axum::serve(listener, fovea_server::create_app(app, true)).await });
     post(&addr, "/api/v1/classify", &jpegs[0])?; // warm-up, then every request is an image never seen before
-    let mut latencies = Vec::new();
-    for j in &jpegs[1..] {
+    pipeline(&jpegs[0])?;
+    // Each JPEG goes through the raw pipeline and over HTTP back to back (order alternating), so a busy spell on a
+    // shared machine hits both alike. The raw pipeline does not touch the app, so its request is still a cache miss.
+    let (mut latencies, mut raw_ms) = (Vec::new(), Vec::new());
+    for (i, j) in jpegs[1..].iter().enumerate() {
+        if i % 2 == 0 {
+            raw_ms.push(pipeline(j)?);
+        }
         let t = Instant::now();
         let status = post(&addr, "/api/v1/classify", j)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
         anyhow::ensure!(status == 200, "classify answered {status}");
+        if i % 2 == 1 {
+            raw_ms.push(pipeline(j)?);
+        }
     }
+    let pipeline_ms = percentile(&mut raw_ms, 0.5);
     let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
     println!("classify over HTTP, {} new JPEGs one at a time: p50 {p50:.2} ms, p99 {p99:.2} ms", latencies.len());
     println!(
@@ -162,6 +169,7 @@ pub fn http(
         p50 / pipeline_ms
     );
     rt.shutdown_background();
+    drop(raw);
     Ok(())
 }
 
