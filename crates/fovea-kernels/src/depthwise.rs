@@ -50,6 +50,8 @@ struct Geom {
     /// Tap rows inside the image, and the float offset of each one's stored row.
     ky: (usize, usize),
     row_at: [usize; MAX_K],
+    /// The channels computed, `[ch.0, ch.1)`; pixels stay `c` floats apart.
+    ch: (usize, usize),
 }
 
 impl Depthwise {
@@ -83,7 +85,7 @@ impl Depthwise {
     /// rows; ReLU6 applied.
     pub fn run(&self, isa: Isa, input: &[f32], h: usize, w: usize, rows: Range<usize>, out: &mut [f32]) {
         assert_eq!(input.len(), h * w * self.c, "depthwise input length");
-        self.rows(isa, input, h, h, w, (w, 0, false), rows, out);
+        self.rows_into(isa, input, h, h, w, (w, 0, false), rows, out);
     }
 
     /// [`Depthwise::run`] for an input in the padded layout of [`Depthwise::padded_row`], whose padding columns are
@@ -91,7 +93,29 @@ impl Depthwise {
     pub fn run_padded(&self, isa: Isa, input: &[f32], h: usize, w: usize, rows: Range<usize>, out: &mut [f32]) {
         let (row_px, col0) = self.padded_row(w);
         assert_eq!(input.len(), h * row_px * self.c, "padded depthwise input length");
-        self.rows(isa, input, h, h, w, (row_px, col0, true), rows, out);
+        self.rows_into(isa, input, h, h, w, (row_px, col0, true), rows, out);
+    }
+
+    /// [`Depthwise::run_padded`] over every output row but only channels `channels`, written through a raw pointer:
+    /// threads that share a layer with few rows (7 rows split 4 + 3 over two threads) take a channel range each.
+    ///
+    /// # Safety
+    /// `out` must be valid for writes of the whole `oh x ow x c` output, and no other thread may access the elements of
+    /// these channels during the call.
+    pub(crate) unsafe fn run_padded_channels(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        h: usize,
+        w: usize,
+        channels: Range<usize>,
+        out: *mut f32,
+    ) {
+        let (row_px, col0) = self.padded_row(w);
+        assert_eq!(input.len(), h * row_px * self.c, "padded depthwise input length");
+        assert!(channels.start <= channels.end && channels.end <= self.c, "channel range past the layer");
+        let oh = self.out_size(h, w).0;
+        self.rows(isa, input, h, h, w, (row_px, col0, true), 0..oh, channels, out);
     }
 
     /// Output rows `rows` from a ring of `slots` padded input rows, input row `iy` at ring row `iy % slots`; the rows
@@ -109,11 +133,35 @@ impl Depthwise {
     ) {
         let (row_px, col0) = self.padded_row(w);
         assert_eq!(ring.len(), slots * row_px * self.c, "ring length");
-        self.rows(isa, ring, slots, h, w, (row_px, col0, true), rows, out);
+        self.rows_into(isa, ring, slots, h, w, (row_px, col0, true), rows, out);
     }
 
+    /// [`Depthwise::rows`] of every channel into `out`, which holds exactly output rows `rows`.
     #[allow(clippy::too_many_arguments)]
-    fn rows(
+    fn rows_into(
+        &self,
+        isa: Isa,
+        input: &[f32],
+        slots: usize,
+        h: usize,
+        w: usize,
+        layout: (usize, usize, bool),
+        rows: Range<usize>,
+        out: &mut [f32],
+    ) {
+        let ow = same(w, self.k, self.stride).0;
+        assert_eq!(out.len(), rows.len() * ow * self.c, "depthwise output length");
+        // SAFETY: `out` is exclusively borrowed and holds every channel of these rows (asserted).
+        unsafe { self.rows(isa, input, slots, h, w, layout, rows, 0..self.c, out.as_mut_ptr()) }
+    }
+
+    /// Output rows `rows`, channels `channels`, written from `out` on (the first of those rows).
+    ///
+    /// # Safety
+    /// `out` must be valid for writes of `rows.len() * ow * c` floats, and no other thread may access the elements of
+    /// these channels during the call.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rows(
         &self,
         isa: Isa,
         input: &[f32],
@@ -122,13 +170,13 @@ impl Depthwise {
         w: usize,
         (row_px, col0, padded): (usize, usize, bool),
         rows: Range<usize>,
-        out: &mut [f32],
+        channels: Range<usize>,
+        out: *mut f32,
     ) {
         let (k, s, c) = (self.k, self.stride, self.c);
         let (oh, pad_top) = same(h, k, s);
         let (ow, pad_left) = same(w, k, s);
         assert!(rows.end <= oh, "row range past the output");
-        assert_eq!(out.len(), rows.len() * ow * c, "depthwise output length");
         for (i, oy) in rows.enumerate() {
             let iy0 = (oy * s) as isize - pad_top as isize;
             let lo = (-iy0).max(0) as usize;
@@ -139,16 +187,16 @@ impl Depthwise {
             }
             // The taps of the last row must lie inside `input`: checked once here so the kernels need not.
             assert!(row_at[lo..hi].iter().all(|&a| a + row_px * c <= input.len()), "input rows missing");
-            let g = Geom { w, ow, pad_left, col0, padded, ky: (lo, hi), row_at };
-            let out_row = &mut out[i * ow * c..(i + 1) * ow * c];
+            let g = Geom { w, ow, pad_left, col0, padded, ky: (lo, hi), row_at, ch: (channels.start, channels.end) };
+            let out_row = out.add(i * ow * c);
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: only chosen after run-time detection; every address is a row offset checked above plus a
                 // column inside the stored row (padded layouts are sized so all taps are), times `c`.
-                Isa::Avx2Fma => unsafe { self.row_avx(input, &g, out_row) },
+                Isa::Avx2Fma => self.row_avx(input, &g, out_row),
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above, for AVX-512.
-                Isa::Avx512 => unsafe { self.row_avx512(input, &g, out_row) },
+                Isa::Avx512 => self.row_avx512(input, &g, out_row),
                 _ => self.row_portable(input, &g, out_row),
             }
         }
@@ -176,17 +224,19 @@ impl Depthwise {
         (start, lo..hi.max(lo))
     }
 
-    fn row_portable(&self, input: &[f32], g: &Geom, out: &mut [f32]) {
-        let c = self.c;
+    /// # Safety
+    /// As [`Depthwise::rows`], for one output row at `out`.
+    unsafe fn row_portable(&self, input: &[f32], g: &Geom, out: *mut f32) {
+        let (c, (c0, c1)) = (self.c, g.ch);
         for ox in 0..g.ow {
             let (ix0, kx) = self.taps_x(g, ox);
-            let acc = &mut out[ox * c..(ox + 1) * c];
-            acc.copy_from_slice(&self.bias);
+            let acc = std::slice::from_raw_parts_mut(out.add(ox * c + c0), c1 - c0);
+            acc.copy_from_slice(&self.bias[c0..c1]);
             for dy in g.ky.0..g.ky.1 {
                 for dx in kx.clone() {
                     let at = g.row_at[dy] + (g.col0 as isize + ix0 + dx as isize) as usize * c;
-                    let src = &input[at..at + c];
-                    let wt = &self.w[(dy * self.k + dx) * c..(dy * self.k + dx + 1) * c];
+                    let src = &input[at + c0..at + c1];
+                    let wt = &self.w[(dy * self.k + dx) * c + c0..(dy * self.k + dx) * c + c1];
                     for ((s, x), wv) in acc.iter_mut().zip(src).zip(wt) {
                         *s += x * wv;
                     }
@@ -303,6 +353,17 @@ mod tests {
                     let mut row = vec![f32::NAN; ow * c];
                     dw.run_ring(isa, &ring, slots, h, w, oy..oy + 1, &mut row);
                     assert_eq!(row, out[oy * ow * c..(oy + 1) * ow * c], "{isa:?} ring row {oy}");
+                }
+                // Channel ranges (block-aligned or not, the last one short) fill in exactly their channels.
+                for cuts in [vec![0, c], vec![0, c / 2, c], vec![0, 16.min(c), c], vec![0, 1, 9.min(c), c]] {
+                    let mut joined = vec![f32::NAN; oh * ow * c];
+                    for part in cuts.windows(2) {
+                        // SAFETY: `joined` is exclusively borrowed and holds the whole output.
+                        unsafe { dw.run_padded_channels(isa, &padded, h, w, part[0]..part[1], joined.as_mut_ptr()) };
+                        let done = joined.chunks_exact(c).all(|px| px[part[1]..].iter().all(|v| v.is_nan()));
+                        assert!(done, "{isa:?} channels {part:?} wrote past their range");
+                    }
+                    assert!(joined == out, "{isa:?} channel parts {cuts:?} {h}x{w}x{c} k{k} s{s}");
                 }
                 // A later slice of rows alone gives the same values as the full run.
                 if oh > 1 {

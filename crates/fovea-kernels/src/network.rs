@@ -438,7 +438,7 @@ impl FastLite {
                 for g in 0..imgs {
                     let src = &e[g * h * row_px * cexp..(g + 1) * h * row_px * cexp];
                     let out = &mut d[g * ohw * cexp..(g + 1) * ohw * cexp];
-                    split.rows(oh, ow * cexp, 1, out, |r, out| b.depthwise.run_padded(isa, src, h, w, r, out));
+                    split.depthwise(isa, &b.depthwise, src, h, w, out);
                 }
             } else {
                 for g in 0..imgs {

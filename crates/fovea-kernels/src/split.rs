@@ -1,11 +1,12 @@
-//! How one image's layers are shared out across a [`Team`]: by output rows (each thread writes its own slice), or, for
-//! a matrix product with few rows and many weights, by output columns.
+//! How one image's layers are shared out across a [`Team`]: by output rows (each thread writes its own slice); a
+//! matrix product with few rows and many weights by output columns; a depthwise layer with few rows by channels.
 //!
 //! Why columns: at batch 1 the 7x7 layers have 49 rows against 0.9-1.5 MB of weights each. Split by rows, every thread
 //! streams all the weights through its own cache, and 49 rows split unevenly into row tiles; split by whole weight
 //! panels, each thread reads only its part of the weights and the parts are equal.
 
 use crate::conv1x1::{matmul_into, matmul_panels, Act, Layout, Packed, MR};
+use crate::depthwise::Depthwise;
 use crate::simd::Isa;
 use crate::team::Team;
 use std::ops::Range;
@@ -88,15 +89,12 @@ impl Split<'_> {
         if m == 0 {
             return;
         }
-        let panels = w.panels();
         match self {
-            Split::Team(team, t) if t > 1 && by_columns(m, w) => {
+            Split::Team(_, t) if t > 1 && by_columns(m, w) => {
                 assert!(out.len() >= layout.stored(m - 1) * ldo + w.n, "output too short");
-                let per = panels.div_ceil(t);
                 let shared = SharedOut(out.as_mut_ptr());
-                team.run(panels.div_ceil(per), &|i| {
-                    let part = i * per..((i + 1) * per).min(panels);
-                    // SAFETY: `out` is borrowed exclusively for this call and long enough (asserted); each chunk writes
+                self.parts(w.panels(), 1, |part| {
+                    // SAFETY: `out` is borrowed exclusively for this call and long enough (asserted); each part writes
                     // only the columns of its own panels.
                     unsafe { matmul_panels(isa, a, lda, m, w, part, act, residual, shared.ptr(), ldo, layout) }
                 });
@@ -111,7 +109,42 @@ impl Split<'_> {
             _ => matmul_into(isa, a, lda, m, w, act, residual, out, ldo, layout),
         }
     }
+
+    /// A depthwise layer over all its output rows from an input in its padded layout: by rows, or by channels when
+    /// the rows are too few to share evenly (a 7x7 map's 7 rows split 4 + 3 over two threads).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn depthwise(self, isa: Isa, dw: &Depthwise, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let (oh, ow) = dw.out_size(h, w);
+        let c = dw.c;
+        match self {
+            Split::Team(_, t) if t > 1 && oh < 4 * t && c >= CHANNEL_ALIGN * t => {
+                let out = &mut out[..oh * ow * c];
+                let shared = SharedOut(out.as_mut_ptr());
+                self.parts(c, CHANNEL_ALIGN, |part| {
+                    // SAFETY: `out` is borrowed exclusively for this call and holds the whole output; each part writes
+                    // only its own channels.
+                    unsafe { dw.run_padded_channels(isa, input, h, w, part, shared.ptr()) }
+                });
+            }
+            _ => self.rows(oh, ow * c, 1, out, |r, out| dw.run_padded(isa, input, h, w, r, out)),
+        }
+    }
+
+    /// Calls `f` on `0..n` cut into one range per thread, each a multiple of `align` long but the last.
+    fn parts(self, n: usize, align: usize, f: impl Fn(Range<usize>) + Sync) {
+        match self {
+            Split::Team(team, t) if t > 1 && n > align => {
+                let per = n.div_ceil(t).div_ceil(align) * align;
+                team.run(n.div_ceil(per), &|i| f(i * per..((i + 1) * per).min(n)));
+            }
+            _ => f(0..n),
+        }
+    }
 }
+
+/// Channels per part of a depthwise layer split by channels are a multiple of this: whole AVX2 (16) and AVX-512
+/// (16, masked) channel blocks.
+const CHANNEL_ALIGN: usize = 32;
 
 /// Rows at or below which a product is split by columns (49 is a 7x7 map at batch 1).
 const COLUMN_SPLIT_ROWS: usize = 64;

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 impl Depthwise {
     #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn row_avx(&self, input: &[f32], g: &Geom, out: &mut [f32]) {
+    pub(super) unsafe fn row_avx(&self, input: &[f32], g: &Geom, out: *mut f32) {
         let s = self.stride;
         let (lo, hi) = self.unclipped_cols(g);
         let mut ox = lo;
@@ -39,17 +39,17 @@ impl Depthwise {
     /// kernel sizes and strides (constants, so the tap loops unroll). Each weight load feeds eight FMAs, leaving about
     /// one load per FMA, and the eight accumulators are independent chains that hide FMA latency.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn wide_avx<const K: usize, const S: usize>(&self, input: &[f32], g: &Geom, ox: usize, out: &mut [f32]) {
+    unsafe fn wide_avx<const K: usize, const S: usize>(&self, input: &[f32], g: &Geom, ox: usize, out: *mut f32) {
         const P: usize = 8;
         let c = self.c;
         let col = g.col0 + ox * S - g.pad_left;
-        let o = out.as_mut_ptr().add(ox * c);
+        let o = out.add(ox * c);
         let wts = self.w.as_ptr();
         let zero = _mm256_setzero_ps();
         let six = _mm256_set1_ps(6.0);
         let rows = row_ptrs(input, g, col * c);
-        let mut cb = 0;
-        while cb + 8 <= c {
+        let mut cb = g.ch.0;
+        while cb + 8 <= g.ch.1 {
             let mut a = [_mm256_loadu_ps(self.bias.as_ptr().add(cb)); P];
             for (dy, row) in rows.iter().enumerate().take(g.ky.1).skip(g.ky.0) {
                 let row = row.add(cb);
@@ -67,7 +67,7 @@ impl Depthwise {
             }
             cb += 8;
         }
-        for ch in cb..c {
+        for ch in cb..g.ch.1 {
             for p in 0..P {
                 let mut v = self.bias[ch];
                 for (dy, row) in rows.iter().enumerate().take(g.ky.1).skip(g.ky.0) {
@@ -84,16 +84,16 @@ impl Depthwise {
     /// feeds `P` FMAs and the `2P` accumulators are independent chains, so with `P = 4` neither load ports nor FMA
     /// latency dominate.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn unclipped_avx<const P: usize>(&self, input: &[f32], g: &Geom, ox: usize, out: &mut [f32]) {
+    unsafe fn unclipped_avx<const P: usize>(&self, input: &[f32], g: &Geom, ox: usize, out: *mut f32) {
         let (c, k, s) = (self.c, self.k, self.stride);
         let col = g.col0 + ox * s - g.pad_left;
-        let o = out.as_mut_ptr().add(ox * c);
+        let o = out.add(ox * c);
         let wts = self.w.as_ptr();
         let zero = _mm256_setzero_ps();
         let six = _mm256_set1_ps(6.0);
         let rows = row_ptrs(input, g, col * c);
-        let mut cb = 0;
-        while cb + 16 <= c {
+        let mut cb = g.ch.0;
+        while cb + 16 <= g.ch.1 {
             let b0 = _mm256_loadu_ps(self.bias.as_ptr().add(cb));
             let b1 = _mm256_loadu_ps(self.bias.as_ptr().add(cb + 8));
             let mut a = [[b0, b1]; P];
@@ -117,7 +117,7 @@ impl Depthwise {
             }
             cb += 16;
         }
-        if cb + 8 <= c {
+        if cb + 8 <= g.ch.1 {
             let mut a = [_mm256_loadu_ps(self.bias.as_ptr().add(cb)); P];
             for (dy, row) in rows.iter().enumerate().take(g.ky.1).skip(g.ky.0) {
                 for dx in 0..k {
@@ -132,7 +132,7 @@ impl Depthwise {
             }
             cb += 8;
         }
-        for ch in cb..c {
+        for ch in cb..g.ch.1 {
             for p in 0..P {
                 let mut v = self.bias[ch];
                 for (dy, row) in rows.iter().enumerate().take(g.ky.1).skip(g.ky.0) {
@@ -148,7 +148,7 @@ impl Depthwise {
     /// Border pixels of a plain input, four at a time; taps outside the image read a row of zeros through a pointer
     /// table instead of branching, and taps outside it for all four pixels are skipped.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn clipped_avx(&self, input: &[f32], g: &Geom, cols: Range<usize>, out: &mut [f32]) {
+    unsafe fn clipped_avx(&self, input: &[f32], g: &Geom, cols: Range<usize>, out: *mut f32) {
         let (c, k, s) = (self.c, self.k, self.stride);
         let zero = _mm256_setzero_ps();
         let six = _mm256_set1_ps(6.0);
@@ -177,9 +177,9 @@ impl Depthwise {
                 }
             }
             let taps = &taps[..n];
-            let o = out.as_mut_ptr().add(ox * c);
-            let mut cb = 0;
-            while cb + 8 <= c {
+            let o = out.add(ox * c);
+            let mut cb = g.ch.0;
+            while cb + 8 <= g.ch.1 {
                 let mut a = [_mm256_loadu_ps(self.bias.as_ptr().add(cb)); 4];
                 for (wo, px) in taps {
                     let w0 = _mm256_loadu_ps(self.w.as_ptr().add(wo + cb));
@@ -192,7 +192,7 @@ impl Depthwise {
                 }
                 cb += 8;
             }
-            for ch in cb..c {
+            for ch in cb..g.ch.1 {
                 for p in 0..n_px {
                     let mut v = self.bias[ch];
                     for (wo, px) in taps {

@@ -46,11 +46,11 @@ unsafe fn store_relu6<const FULL: bool>(p: *mut f32, m: __mmask16, v: __m512) {
 
 impl Depthwise {
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    pub(super) unsafe fn row_avx512(&self, input: &[f32], g: &Geom, out: &mut [f32]) {
+    pub(super) unsafe fn row_avx512(&self, input: &[f32], g: &Geom, out: *mut f32) {
         let (lo, hi) = self.unclipped_cols(g);
-        let mut cb = 0;
-        while cb < self.c {
-            let n = (self.c - cb).min(16);
+        let mut cb = g.ch.0;
+        while cb < g.ch.1 {
+            let n = (g.ch.1 - cb).min(16);
             let m = mask(n);
             match (self.k, self.stride, n == 16) {
                 (3, 1, true) => self.wide::<3, 1, true>(input, g, lo..hi, out, cb, m),
@@ -78,7 +78,7 @@ impl Depthwise {
         input: &[f32],
         g: &Geom,
         cols: Range<usize>,
-        out: &mut [f32],
+        out: *mut f32,
         cb: usize,
         m: __mmask16,
     ) {
@@ -111,7 +111,7 @@ impl Depthwise {
         input: &[f32],
         g: &Geom,
         ox: usize,
-        out: &mut [f32],
+        out: *mut f32,
         cb: usize,
         m: __mmask16,
     ) {
@@ -129,7 +129,7 @@ impl Depthwise {
                 }
             }
         }
-        let o = out.as_mut_ptr().add(ox * c + cb);
+        let o = out.add(ox * c + cb);
         for (p, acc) in a.iter().enumerate() {
             store_relu6::<FULL>(o.add(p * c), m, *acc);
         }
@@ -138,7 +138,7 @@ impl Depthwise {
     /// Unclipped columns for kernel sizes without a specialised kernel (7x7), one pixel at a time.
     #[allow(clippy::needless_range_loop)]
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn any_kernel(&self, input: &[f32], g: &Geom, cols: Range<usize>, out: &mut [f32], cb: usize, m: __mmask16) {
+    unsafe fn any_kernel(&self, input: &[f32], g: &Geom, cols: Range<usize>, out: *mut f32, cb: usize, m: __mmask16) {
         let (c, k, s) = (self.c, self.k, self.stride);
         for ox in cols {
             let rows = row_ptrs(input, g, (g.col0 + ox * s - g.pad_left) * c + cb);
@@ -149,14 +149,14 @@ impl Depthwise {
                     acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, rows[dy].add(dx * c)), wv, acc);
                 }
             }
-            store_relu6::<false>(out.as_mut_ptr().add(ox * c + cb), m, acc);
+            store_relu6::<false>(out.add(ox * c + cb), m, acc);
         }
     }
 
     /// Border pixels of a plain input, four at a time; taps outside the image read a row of zeros through a pointer
     /// table instead of branching, and taps outside it for all four pixels are skipped.
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-    unsafe fn clipped(&self, input: &[f32], g: &Geom, cols: Range<usize>, out: &mut [f32]) {
+    unsafe fn clipped(&self, input: &[f32], g: &Geom, cols: Range<usize>, out: *mut f32) {
         let (c, k, s) = (self.c, self.k, self.stride);
         let mut ox = cols.start;
         while ox < cols.end {
@@ -183,10 +183,10 @@ impl Depthwise {
                 }
             }
             let taps = &taps[..n];
-            let o = out.as_mut_ptr().add(ox * c);
-            let mut cb = 0;
-            while cb < c {
-                let m = mask(c - cb);
+            let o = out.add(ox * c);
+            let mut cb = g.ch.0;
+            while cb < g.ch.1 {
+                let m = mask(g.ch.1 - cb);
                 let mut a = [_mm512_maskz_loadu_ps(m, self.bias.as_ptr().add(cb)); 4];
                 for (wo, px) in taps {
                     let wv = _mm512_maskz_loadu_ps(m, self.w.as_ptr().add(wo + cb));
