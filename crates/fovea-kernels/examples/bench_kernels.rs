@@ -38,9 +38,15 @@ fn main() {
         let t = best(|| matmul(isa, &a, k, m, &w, Act::Relu6, None, &mut out, n));
         println!("m {m:>5} k {k:>4} n {n:>4}: {:.3} ms {:.1} GMAC/s", t * 1e3, (m * k * n) as f64 / t / 1e9);
     }
-    for &(h, c, k, st) in
-        &[(112, 32, 3, 1), (56, 144, 3, 1), (28, 240, 5, 1), (14, 672, 5, 1), (7, 1152, 5, 1), (56, 144, 5, 2)]
-    {
+    for &(h, c, k, st) in &[
+        (112, 32, 3, 1),
+        (112, 96, 3, 2),
+        (56, 144, 3, 1),
+        (28, 240, 5, 1),
+        (14, 672, 5, 1),
+        (7, 1152, 5, 1),
+        (56, 144, 5, 2),
+    ] {
         let x = rng.vec(h * h * c, 1.0);
         let dw = Depthwise::from_oihw(&rng.vec(c * k * k, 0.3), &rng.vec(c, 0.1), c, k, st);
         let (oh, ow) = dw.out_size(h, h);

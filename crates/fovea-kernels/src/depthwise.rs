@@ -1,7 +1,8 @@
 //! Depthwise convolution on NHWC activations with TensorFlow "SAME" padding, bias and ReLU6 fused.
 //!
-//! Channels are innermost, so each output pixel is a few contiguous vector FMAs per tap, four pixels at a time so one
-//! weight load feeds four FMAs. Inputs come in two layouts:
+//! Channels are innermost, so each output pixel is a few contiguous vector FMAs per tap, several pixels at a time so
+//! one weight load feeds several FMAs; on the AVX2 path the common sizes also reuse each loaded input pixel for every
+//! tap of a kernel row that reaches it (`depthwise/avx.rs`). Inputs come in two layouts:
 //! - plain `h x w x c` (the stem's output): border pixels clip their taps, through a pointer table;
 //! - padded rows, `h x (w + pad) x c` with zero columns either side, written that way by the expand conv: every
 //!   pixel then takes the unclipped kernel, which matters for 7- and 14-pixel rows where most pixels touch a border.

@@ -10,17 +10,15 @@ impl Depthwise {
     pub(super) unsafe fn row_avx(&self, input: &[f32], g: &Geom, out: *mut f32) {
         let s = self.stride;
         let (lo, hi) = self.unclipped_cols(g);
-        let mut ox = lo;
-        while ox + 8 <= hi {
-            match (self.k, s) {
-                (3, 1) => self.wide_avx::<3, 1>(input, g, ox, out),
-                (3, 2) => self.wide_avx::<3, 2>(input, g, ox, out),
-                (5, 1) => self.wide_avx::<5, 1>(input, g, ox, out),
-                (5, 2) => self.wide_avx::<5, 2>(input, g, ox, out),
-                _ => break,
-            }
-            ox += 8;
-        }
+        // The common kernel sizes and strides slide along the row (see `slide_avx`); leftovers and other sizes take
+        // the generic kernel.
+        let mut ox = match (self.k, s) {
+            (3, 1) => self.slide_avx::<3, 1, 8, 10>(input, g, lo, hi, out),
+            (5, 1) => self.slide_avx::<5, 1, 4, 8>(input, g, lo, hi, out),
+            (3, 2) => self.slide_avx::<3, 2, 4, 9>(input, g, lo, hi, out),
+            (5, 2) => self.slide_avx::<5, 2, 4, 11>(input, g, lo, hi, out),
+            _ => lo,
+        };
         while ox + 4 <= hi {
             self.unclipped_avx::<4>(input, g, ox, out);
             ox += 4;
@@ -35,12 +33,40 @@ impl Depthwise {
         self.clipped_avx(input, g, hi..g.ow, out);
     }
 
-    /// Eight neighbouring output pixels whose taps all land on stored pixels, 8 channels at a time, for the common
-    /// kernel sizes and strides (constants, so the tap loops unroll). Each weight load feeds eight FMAs, leaving about
-    /// one load per FMA, and the eight accumulators are independent chains that hide FMA latency.
+    /// Output pixels from `ox` on in runs of `P` (up to `hi`) whose taps all land on stored pixels, 8 channels at a
+    /// time; returns where it stopped (fewer than `P` pixels left). Neighbouring pixels share input pixels (all
+    /// but `S` of them from one to the next), so the `N = (P - 1) * S + K` input pixels of each tap row are loaded
+    /// once and feed all `K` taps: 0.6-0.8 loads per FMA instead of 1.1, with `P` independent accumulator chains.
+    /// (Measured on Zen 1, one thread, padded inputs: 30-45 % faster per layer than loading every tap, 5 % on the
+    /// whole network.) `P` and `N` are sized so accumulators, inputs and a weight fit the 16 ymm registers.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn wide_avx<const K: usize, const S: usize>(&self, input: &[f32], g: &Geom, ox: usize, out: *mut f32) {
-        const P: usize = 8;
+    unsafe fn slide_avx<const K: usize, const S: usize, const P: usize, const N: usize>(
+        &self,
+        input: &[f32],
+        g: &Geom,
+        mut ox: usize,
+        hi: usize,
+        out: *mut f32,
+    ) -> usize {
+        while ox + P <= hi {
+            self.slide_run::<K, S, P, N>(input, g, ox, out);
+            ox += P;
+        }
+        ox
+    }
+
+    /// The `P` pixels from `ox` of [`Self::slide_avx`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::needless_range_loop)]
+    unsafe fn slide_run<const K: usize, const S: usize, const P: usize, const N: usize>(
+        &self,
+        input: &[f32],
+        g: &Geom,
+        ox: usize,
+        out: *mut f32,
+    ) {
+        debug_assert_eq!(N, (P - 1) * S + K, "input pixels per tap row");
         let c = self.c;
         let col = g.col0 + ox * S - g.pad_left;
         let o = out.add(ox * c);
@@ -51,19 +77,19 @@ impl Depthwise {
         let mut cb = g.ch.0;
         while cb + 8 <= g.ch.1 {
             let mut a = [_mm256_loadu_ps(self.bias.as_ptr().add(cb)); P];
-            for (dy, row) in rows.iter().enumerate().take(g.ky.1).skip(g.ky.0) {
-                let row = row.add(cb);
+            for dy in g.ky.0..g.ky.1 {
+                let row = rows[dy].add(cb);
+                let x: [__m256; N] = std::array::from_fn(|i| _mm256_loadu_ps(row.add(i * c)));
                 let wrow = wts.add(dy * K * c + cb);
                 for dx in 0..K {
                     let wv = _mm256_loadu_ps(wrow.add(dx * c));
-                    for (p, acc) in a.iter_mut().enumerate() {
-                        let x = _mm256_loadu_ps(row.add((p * S + dx) * c));
-                        *acc = _mm256_fmadd_ps(x, wv, *acc);
+                    for p in 0..P {
+                        a[p] = _mm256_fmadd_ps(x[p * S + dx], wv, a[p]);
                     }
                 }
             }
-            for (p, acc) in a.iter().enumerate() {
-                _mm256_storeu_ps(o.add(p * c + cb), _mm256_min_ps(_mm256_max_ps(*acc, zero), six));
+            for p in 0..P {
+                _mm256_storeu_ps(o.add(p * c + cb), _mm256_min_ps(_mm256_max_ps(a[p], zero), six));
             }
             cb += 8;
         }
