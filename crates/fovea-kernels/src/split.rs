@@ -30,9 +30,11 @@ impl Split<'_> {
         let out = &mut out[..n * row_len];
         match self {
             Split::Team(team, t) if t > 1 && n > align => {
-                // Whole GEMM tiles per chunk, unless that would unbalance a small layer (49 rows would split 30/19).
+                // Whole GEMM tiles per chunk, unless rounding up would unbalance the chunks by more than 2 %: 196 rows
+                // (a 14x14 map) would split 102 + 94 instead of 98 + 98.
                 let even = n.div_ceil(t);
-                let per = if even >= 8 * align { even.div_ceil(align) * align } else { even };
+                let whole = even.div_ceil(align) * align;
+                let per = if (whole - even) * 50 <= even { whole } else { even };
                 let chunks: Vec<_> = out.chunks_mut(per * row_len).map(|c| Mutex::new(Some(c))).collect();
                 team.run(chunks.len(), &|i| {
                     let chunk = take(&chunks[i]);
