@@ -8,7 +8,7 @@ use image::RgbImage;
 use super::{percentile, time_runs, time_turn, BenchArgs};
 
 /// Turns each engine gets per batch size.
-const ROUNDS: usize = 4;
+const ROUNDS: usize = 8;
 
 pub struct BackboneResult {
     pub fast_b1_ms: f64,
