@@ -51,6 +51,16 @@ impl Packed {
     pub(crate) fn panels(&self) -> usize {
         self.n.div_ceil(NR)
     }
+
+    /// Panel `p`: `k` rows of [`NR`] weights each (zero past column `n`).
+    pub(crate) fn panel(&self, p: usize) -> &[f32] {
+        &self.data[p * self.k * NR..(p + 1) * self.k * NR]
+    }
+
+    /// The bias, zero-padded to whole panels.
+    pub(crate) fn bias(&self) -> &[f32] {
+        &self.bias
+    }
 }
 
 /// Rows per cache tile: about 64 KiB of input, so a tile is reused from cache across all column panels.

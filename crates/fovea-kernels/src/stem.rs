@@ -21,24 +21,17 @@ pub struct Stem {
     pub cout: usize,
     /// `[cin * k * k][cout]`, rows in PyTorch's `(ci, ky, kx)` order.
     weights: Packed,
-    /// The same weights unpacked, `[cin * k * k][cout]`, and the bias, for the direct kernel (3x3 with 32 outputs).
-    direct: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 impl Stem {
     /// From PyTorch OIHW weights (already scaled by BatchNorm) and a bias per output channel.
     pub fn from_oihw(w: &[f32], bias: &[f32], cout: usize, cin: usize, k: usize, stride: usize) -> Self {
-        let taps = cin * k * k;
-        let direct = (k == avx::K && cout == avx::COUT).then(|| {
-            let mut tap_major = vec![0.0; taps * cout];
-            for (o, row) in w.chunks_exact(taps).enumerate() {
-                for (t, v) in row.iter().enumerate() {
-                    tap_major[t * cout + o] = *v;
-                }
-            }
-            (tap_major, bias.to_vec())
-        });
-        Stem { k, stride, cin, cout, weights: Packed::from_out_in(w, bias, cout, taps), direct }
+        Stem { k, stride, cin, cout, weights: Packed::from_out_in(w, bias, cout, cin * k * k) }
+    }
+
+    /// Whether the direct kernel fits this stem (3x3 with 32 outputs); it reads `weights`' two panels in place.
+    fn fits_direct(&self) -> bool {
+        self.k == avx::K && self.cout == avx::COUT
     }
 
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
@@ -74,12 +67,8 @@ impl Stem {
         // Zero-padded copies of the k input rows of every channel, so building im2col needs no bounds checks.
         let lw = ((ow - 1) * s + k).max(pad_left + w);
         let mut lines = vec![0.0f32; self.cin * k * lw];
-        let direct = match (isa, &self.direct) {
-            #[cfg(target_arch = "x86_64")]
-            (Isa::Avx2Fma | Isa::Avx512, Some(d)) => Some(d),
-            _ => None,
-        };
-        let mut col = vec![0.0f32; if direct.is_some() { 0 } else { ow * kk }];
+        let direct = self.fits_direct() && matches!(isa, Isa::Avx2Fma | Isa::Avx512);
+        let mut col = vec![0.0f32; if direct { 0 } else { ow * kk }];
         for (i, oy) in rows.enumerate() {
             for ci in 0..self.cin {
                 for dy in 0..k {
@@ -98,10 +87,10 @@ impl Stem {
             row[(col0 + ow) * cout..].fill(0.0);
             let o = &mut row[col0 * cout..(col0 + ow) * cout];
             #[cfg(target_arch = "x86_64")]
-            if let Some((weights, bias)) = direct {
+            if direct {
                 // SAFETY: only AVX2 paths get here (AVX-512 implies AVX2); `lines` holds `cin * k` padded lines of
                 // `lw >= (ow - 1) * s + k` floats and `o` holds `ow` pixels of 32 channels (asserted inside).
-                unsafe { avx::row(&lines, lw, self.cin * k, s, weights, bias, o) };
+                unsafe { avx::row(&lines, lw, self.cin * k, s, &self.weights, o) };
                 continue;
             }
             match k {
@@ -150,7 +139,7 @@ mod tests {
         let mut rng = Rng::new(8);
         let (cin, k, cout) = (3, 3, 32);
         let stem = Stem::from_oihw(&rng.vec(cout * cin * k * k, 0.5), &rng.vec(cout, 0.5), cout, cin, k, 2);
-        assert!(stem.direct.is_some(), "Lite's stem shape takes the direct kernel");
+        assert!(stem.fits_direct(), "Lite's stem shape takes the direct kernel");
         // Output widths 1, 2, 3, 4, 6 and 19: every tail of the three-pixel tiles, and images smaller than a kernel.
         for (h, w) in [(1, 1), (2, 3), (7, 5), (9, 8), (5, 11), (33, 37)] {
             let image = rng.vec(cin * h * w, 1.0);
