@@ -110,23 +110,22 @@ pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<
 /// Median of per-run values, after one warm-up call; runs for `seconds` and at least 5 times.
 pub(crate) fn time_runs<T>(seconds: f64, mut run: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<(f64, T)> {
     let first = run()?;
-    let mut ms = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs_f64(seconds) || ms.len() < 5 {
-        let t = Instant::now();
-        std::hint::black_box(run()?);
-        ms.push(t.elapsed().as_secs_f64() * 1e3);
-    }
+    let mut ms = timed(seconds, 5, || Ok(std::hint::black_box(run()?)))?;
     Ok((percentile(&mut ms, 0.5), first))
 }
 
 /// Milliseconds of each run for `seconds`, at least twice, with no warm-up (the caller warms up).
-pub(crate) fn time_turn(seconds: f64, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Vec<f64>> {
+pub(crate) fn time_turn(seconds: f64, run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Vec<f64>> {
+    timed(seconds, 2, run)
+}
+
+/// Milliseconds of each call of `run` for `seconds`, and at least `min_runs` of them.
+fn timed<T>(seconds: f64, min_runs: usize, mut run: impl FnMut() -> anyhow::Result<T>) -> anyhow::Result<Vec<f64>> {
     let mut ms = Vec::new();
     let start = Instant::now();
-    while start.elapsed() < Duration::from_secs_f64(seconds) || ms.len() < 2 {
+    while start.elapsed() < Duration::from_secs_f64(seconds) || ms.len() < min_runs {
         let t = Instant::now();
-        run()?;
+        std::hint::black_box(run()?);
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Ok(ms)
