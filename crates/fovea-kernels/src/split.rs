@@ -72,6 +72,7 @@ impl Split<'_> {
             }
         }
     }
+
     /// `out[r] = act(a[r] · w + bias) (+ residual[r])` for `r < m`, output row `r` at row `layout.stored(r)`; shared
     /// out by columns when [`by_columns`] says so, else by rows (which needs the dense layout).
     #[allow(clippy::too_many_arguments)]
@@ -114,7 +115,6 @@ impl Split<'_> {
 
     /// A depthwise layer over all its output rows from an input in its padded layout: by rows, or by channels when
     /// the rows are too few to share evenly (a 7x7 map's 7 rows split 4 + 3 over two threads).
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn depthwise(self, isa: Isa, dw: &Depthwise, input: &[f32], h: usize, w: usize, out: &mut [f32]) {
         let (oh, ow) = dw.out_size(h, w);
         let c = dw.c;
@@ -151,8 +151,8 @@ const CHANNEL_ALIGN: usize = 32;
 /// Rows at or below which a product is split by columns (49 is a 7x7 map at batch 1).
 const COLUMN_SPLIT_ROWS: usize = 64;
 
-/// Whether a product of `m` rows with `w` is better shared out by its columns: few rows, and at least four panels per
-/// pair of threads so the parts stay whole AVX-512 tiles.
+/// Whether a product of `m` rows with `w` is better shared out by its columns: few rows, and at least 8 weight panels
+/// (128 columns), so each of a few threads gets several.
 fn by_columns(m: usize, w: &Packed) -> bool {
     m <= COLUMN_SPLIT_ROWS && w.panels() >= 8
 }
