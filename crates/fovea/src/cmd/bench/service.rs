@@ -169,7 +169,6 @@ pub fn http(
         p50 / pipeline_ms
     );
     rt.shutdown_background();
-    drop(raw);
     Ok(())
 }
 
