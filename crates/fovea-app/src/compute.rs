@@ -99,10 +99,29 @@ impl Compute {
 
     /// Embeds one preprocessed image (3×size×size floats); answers with the name of the backbone that did it.
     pub async fn embed(&self, input: Vec<f32>) -> Result<Embedding> {
-        let _permit = self.permits.clone().try_acquire_owned().map_err(|_| AppError::Overloaded)?;
+        self.submit(input)?.answer().await
+    }
+
+    /// Hands one preprocessed image to the compute thread without waiting. It works from any thread, so the task
+    /// that decoded an upload passes it straight on: no hop back through the async runtime first.
+    pub fn submit(&self, input: Vec<f32>) -> Result<PendingEmbedding> {
+        let permit = self.permits.clone().try_acquire_owned().map_err(|_| AppError::Overloaded)?;
         let (reply, rx) = oneshot::channel();
         self.tx.send(Msg::Embed { input, reply }).map_err(|_| AppError::Internal("compute thread stopped".into()))?;
-        rx.await.map_err(|_| AppError::Internal("compute thread dropped a request".into()))?
+        Ok(PendingEmbedding { rx, _permit: permit })
+    }
+}
+
+/// An image handed to the compute thread; it counts against the waiting limit until answered.
+pub struct PendingEmbedding {
+    rx: oneshot::Receiver<Result<Embedding>>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl PendingEmbedding {
+    /// The embedding, once the compute thread has run it.
+    pub async fn answer(self) -> Result<Embedding> {
+        self.rx.await.map_err(|_| AppError::Internal("compute thread dropped a request".into()))?
     }
 }
 

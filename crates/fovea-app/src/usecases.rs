@@ -97,10 +97,24 @@ pub(crate) struct Decoded {
 
 /// Decodes an image for a network of input `size` (a large JPEG reduced in the DCT domain).
 pub(crate) fn decode_for_network(bytes: &[u8], limits: &fovea_vision::DecodeLimits, size: u32) -> Result<Decoded> {
+    let (img, dims, format) = decode_unlooked(bytes, limits, size)?;
+    let look = look_of(&img, dims);
+    Ok(Decoded { img, dims, format, look })
+}
+
+/// [`decode_for_network`] without the drift statistics, for a caller that takes them later (off the latency path).
+fn decode_unlooked(
+    bytes: &[u8],
+    limits: &fovea_vision::DecodeLimits,
+    size: u32,
+) -> Result<(fovea_vision::image::RgbImage, (u32, u32), String)> {
     let (img, dims) = fovea_vision::decode_for_input_sized(bytes, limits, size)?;
     let format = fovea_vision::image::guess_format(bytes).map(|f| format!("{f:?}").to_lowercase()).unwrap_or_default();
-    let look = fovea_insight::ImageStats::from_rgb(dims.0, dims.1, img.as_raw());
-    Ok(Decoded { img, dims, format, look })
+    Ok((img, dims, format))
+}
+
+fn look_of(img: &fovea_vision::image::RgbImage, dims: (u32, u32)) -> fovea_insight::ImageStats {
+    fovea_insight::ImageStats::from_rgb(dims.0, dims.1, img.as_raw())
 }
 
 fn token_hash(token: &str) -> String {
@@ -139,19 +153,26 @@ impl App {
         let served = self.compute.backbone_name();
         let permit = self.decode_permits.acquire().await.map_err(|e| AppError::Internal(e.to_string()))?;
         // The content hash is known long before the pixels: the embedding cache is asked while decoding goes on,
-        // and the same blocking task goes on to preprocess unless the cache has answered by then (one hand-off
-        // fewer on the common path; a late cache hit wastes one preprocessing).
+        // and the same blocking task goes on to preprocess unless the cache has answered by then, and on a miss
+        // hands the input straight to the compute thread (no hop back through the async runtime), then takes the
+        // drift statistics while the network runs. A late cache hit wastes one preprocessing.
         let (hashed, hash) = tokio::sync::oneshot::channel();
+        let (told, verdict) = tokio::sync::oneshot::channel();
         let hit = Arc::new(AtomicBool::new(false));
         let seen = hit.clone();
+        let compute = self.compute.clone();
         // A large JPEG comes back reduced in the DCT domain (still twice the network's resize side): most of its
         // decode time saved, while the catalog records the photo's real size.
         let decode = tokio::task::spawn_blocking(move || -> Result<_> {
             let id = sha256_hex(&b);
             let _ = hashed.send(id.clone());
-            let decoded = decode_for_network(&b, &limits, size)?;
-            let input = (!seen.load(Ordering::Acquire)).then(|| fovea_vision::to_input(&decoded.img, size));
-            Ok((id, decoded, input))
+            let (img, dims, format) = decode_unlooked(&b, &limits, size)?;
+            let pending = match (!seen.load(Ordering::Acquire)).then(|| fovea_vision::to_input(&img, size)) {
+                // A failed lookup (the verdict's sender dropped) is reported by the lookup itself.
+                Some(input) if verdict.blocking_recv() == Ok(false) => Some(compute.submit(input)?),
+                _ => None,
+            };
+            Ok((id, dims, format, look_of(&img, dims), pending))
         });
         let lookup = async {
             let cached = match hash.await {
@@ -159,20 +180,19 @@ impl App {
                 Err(_) => None, // the decode task died; its own error is the one reported
             };
             hit.store(cached.is_some(), Ordering::Release);
+            let _ = told.send(cached.is_some());
             Ok::<_, AppError>(cached)
         };
         let (decoded, cached) = tokio::join!(decode, lookup);
         drop(permit);
-        let (id, Decoded { dims: (width, height), format, look, .. }, input) =
-            decoded.map_err(|e| AppError::Internal(e.to_string()))??;
+        let (id, (width, height), format, look, pending) = decoded.map_err(|e| AppError::Internal(e.to_string()))??;
         let cached = cached?;
         let embed = async {
-            match (cached, input) {
+            match (cached, pending) {
                 (Some(e), _) => Ok((e, served, false)),
-                // Preprocessing is skipped only once the cache said hit.
                 (None, None) => Err(AppError::Internal("an embedding cache miss was not preprocessed".into())),
-                (None, Some(input)) => {
-                    let (e, by) = self.compute.embed(input).await?;
+                (None, Some(pending)) => {
+                    let (e, by) = pending.answer().await?;
                     Ok::<_, AppError>((e, by, true))
                 }
             }

@@ -1,6 +1,6 @@
 //! The embedding cache: one f32 vector per (image, backbone), so re-training never re-runs the network.
 
-use super::{DbConnection, DbPool};
+use super::{missing_image, DbConnection, DbPool, Query};
 
 use crate::error::{Result, StoreError};
 use crate::model::*;
@@ -17,32 +17,34 @@ fn decode(bytes: &[u8], dim: i64) -> Result<Vec<f32>> {
     Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
 }
 
+/// Stores (or replaces) an image's embedding under a backbone; parameters `$1..$5`, bound by [`bind_embedding`].
+pub(crate) const UPSERT_EMBEDDING: &str =
+    "INSERT INTO embeddings (image_id, backbone, dim, vector, created_at) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (image_id, backbone) DO UPDATE
+     SET dim = excluded.dim, vector = excluded.vector, created_at = excluded.created_at";
+
+/// Binds [`UPSERT_EMBEDDING`]'s parameters, after whatever `query` already holds; refuses an empty vector.
+pub(crate) fn bind_embedding<'q>(
+    query: Query<'q>,
+    image_id: &'q str,
+    backbone: &'q str,
+    vector: &[f32],
+) -> Result<Query<'q>> {
+    if vector.is_empty() {
+        return Err(StoreError::Invalid("embedding is empty".into()));
+    }
+    let dim = i64::try_from(vector.len()).map_err(|_| StoreError::Invalid("embedding too long".into()))?;
+    Ok(query.bind(image_id).bind(backbone).bind(dim).bind(encode(vector)).bind(now_millis()))
+}
+
 pub(crate) async fn put_embedding(
     conn: &mut DbConnection,
     image_id: &str,
     backbone: &str,
     vector: &[f32],
 ) -> Result<()> {
-    if vector.is_empty() {
-        return Err(StoreError::Invalid("embedding is empty".into()));
-    }
-    let dim = i64::try_from(vector.len()).map_err(|_| StoreError::Invalid("embedding too long".into()))?;
-    sqlx::query(
-        "INSERT INTO embeddings (image_id, backbone, dim, vector, created_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (image_id, backbone) DO UPDATE
-         SET dim = excluded.dim, vector = excluded.vector, created_at = excluded.created_at",
-    )
-    .bind(image_id)
-    .bind(backbone)
-    .bind(dim)
-    .bind(encode(vector))
-    .bind(now_millis())
-    .execute(conn)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found("image", image_id),
-        _ => e.into(),
-    })?;
+    let query = bind_embedding(sqlx::query(UPSERT_EMBEDDING), image_id, backbone, vector)?;
+    query.execute(conn).await.map_err(|e| missing_image(e, image_id))?;
     Ok(())
 }
 

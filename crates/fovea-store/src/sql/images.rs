@@ -2,11 +2,11 @@
 
 use sqlx::{QueryBuilder, Row};
 
-use super::{parse_text, sql_limit, Db, DbConnection, DbPool, DbRow};
+use super::{parse_text, sql_limit, Db, DbConnection, DbPool, DbRow, Query};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
-const IMAGE_COLUMNS: &str = "i.id, i.blob_key, i.width, i.height, i.format, i.source, i.split, i.created_at";
+pub(crate) const IMAGE_COLUMNS: &str = "i.id, i.blob_key, i.width, i.height, i.format, i.source, i.split, i.created_at";
 
 pub(crate) fn image_from_row(row: &DbRow) -> Result<ImageRecord> {
     let dimension = |column: &str| -> Result<u32> {
@@ -25,31 +25,42 @@ pub(crate) fn image_from_row(row: &DbRow) -> Result<ImageRecord> {
     })
 }
 
-pub(crate) async fn put_image(conn: &mut DbConnection, image: NewImage) -> Result<(ImageRecord, bool)> {
+/// Inserts an image unless its id is stored: ON CONFLICT DO NOTHING (portable to PostgreSQL) makes a duplicate upload
+/// a no-op instead of an error, and keeps the first upload's source and timestamp. Parameters `$1..$10`, bound by
+/// [`bind_image`].
+pub(crate) const INSERT_IMAGE: &str =
+    "INSERT INTO images (id, blob_key, width, height, format, source, split, created_at, brightness, grayscale)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING";
+
+/// Refuses an image the catalog must never hold.
+pub(crate) fn check_image(image: &NewImage) -> Result<()> {
     validate_image_id(&image.id)?;
     if image.blob_key.is_empty() {
         return Err(StoreError::Invalid("image blob_key is empty".into()));
     }
-    // ON CONFLICT DO NOTHING (portable to PostgreSQL) makes a duplicate upload a no-op instead of an
-    // error, and keeps the first upload's source and timestamp.
+    Ok(())
+}
+
+/// Binds [`INSERT_IMAGE`]'s parameters, after whatever `query` already holds.
+pub(crate) fn bind_image<'q>(query: Query<'q>, image: &'q NewImage) -> Query<'q> {
+    query
+        .bind(&image.id)
+        .bind(&image.blob_key)
+        .bind(i64::from(image.width))
+        .bind(i64::from(image.height))
+        .bind(&image.format)
+        .bind(&image.source)
+        .bind(Split::Unassigned.as_str())
+        .bind(now_millis())
+        .bind(image.brightness.filter(|b| b.is_finite()))
+        .bind(image.grayscale)
+}
+
+pub(crate) async fn put_image(conn: &mut DbConnection, image: NewImage) -> Result<(ImageRecord, bool)> {
+    check_image(&image)?;
     // RETURNING answers a new image in the same round trip; only a duplicate needs the SELECT.
-    let inserted = sqlx::query(
-        "INSERT INTO images (id, blob_key, width, height, format, source, split, created_at, brightness, grayscale)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING
-         RETURNING id, blob_key, width, height, format, source, split, created_at",
-    )
-    .bind(&image.id)
-    .bind(&image.blob_key)
-    .bind(i64::from(image.width))
-    .bind(i64::from(image.height))
-    .bind(&image.format)
-    .bind(&image.source)
-    .bind(Split::Unassigned.as_str())
-    .bind(now_millis())
-    .bind(image.brightness.filter(|b| b.is_finite()))
-    .bind(image.grayscale)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let sql = format!("{INSERT_IMAGE} RETURNING id, blob_key, width, height, format, source, split, created_at");
+    let inserted = bind_image(sqlx::query(&sql), &image).fetch_optional(&mut *conn).await?;
     if let Some(row) = inserted {
         return Ok((image_from_row(&row)?, true));
     }

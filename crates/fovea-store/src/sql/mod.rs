@@ -20,6 +20,18 @@ pub(super) mod users;
 
 use super::{begin_write, sql_limit, Db, DbConnection, DbPool, DbRow, CLAIM_LOCK};
 use crate::columns::{lease_end, parse_json, parse_text, to_json};
+use crate::error::StoreError;
+
+/// A query with its bound arguments, as the shared binders (`bind_image`, ...) take and return it.
+type Query<'q> = sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// A foreign-key failure on a row that names an image means the image is not in the catalog.
+pub(super) fn missing_image(e: sqlx::Error, image_id: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found("image", image_id),
+        _ => e.into(),
+    }
+}
 
 /// Implements every seam of the catalog for a backend type with a `pool` field and a `record` method (how it
 /// commits a classification): each method calls the shared query of the same name.

@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{parse_json, parse_text, to_json, DbConnection, DbPool, DbRow};
+use super::{missing_image, parse_json, parse_text, to_json, DbConnection, DbPool, DbRow, Query};
 use crate::error::{Result, StoreError};
 use crate::model::*;
 
@@ -21,35 +21,38 @@ fn transaction_from_row(row: &DbRow) -> Result<TransactionRecord> {
     })
 }
 
-pub(crate) async fn log_transaction(conn: &mut DbConnection, txn: NewTransaction) -> Result<i64> {
+/// Appends to the log; parameters `$1..$11`, bound by [`bind_transaction`]. The best entry is denormalised into
+/// columns so confidence filters stay plain SQL.
+pub(crate) const INSERT_TRANSACTION: &str =
+    "INSERT INTO transactions (image_id, model_version, kind, top_k, top1_class, top1_probability,
+                               chosen_class, user_name, latency_ms, unknown, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id";
+
+/// Binds [`INSERT_TRANSACTION`]'s parameters, after whatever `query` already holds; refuses non-finite
+/// probabilities.
+pub(crate) fn bind_transaction<'q>(query: Query<'q>, txn: &'q NewTransaction) -> Result<Query<'q>> {
     if txn.top_k.iter().any(|s| !s.probability.is_finite()) {
         return Err(StoreError::Invalid("top-k probabilities must be finite".into()));
     }
-    // The best entry is denormalised into columns so confidence filters stay plain SQL.
     let top1 = txn.top_k.iter().max_by(|a, b| a.probability.total_cmp(&b.probability));
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO transactions (image_id, model_version, kind, top_k, top1_class, top1_probability,
-                                   chosen_class, user_name, latency_ms, unknown, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-    )
-    .bind(&txn.image_id)
-    .bind(&txn.model_version)
-    .bind(txn.kind.as_str())
-    .bind(to_json(&txn.top_k)?)
-    .bind(top1.map(|s| s.class.as_str()))
-    .bind(top1.map(|s| s.probability))
-    .bind(&txn.chosen_class)
-    .bind(&txn.user)
-    .bind(txn.latency_ms)
-    .bind(txn.unknown)
-    .bind(now_millis())
-    .fetch_one(conn)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::not_found("image", &txn.image_id),
-        _ => e.into(),
-    })?;
-    Ok(id)
+    Ok(query
+        .bind(&txn.image_id)
+        .bind(&txn.model_version)
+        .bind(txn.kind.as_str())
+        .bind(to_json(&txn.top_k)?)
+        .bind(top1.map(|s| s.class.as_str()))
+        .bind(top1.map(|s| s.probability))
+        .bind(&txn.chosen_class)
+        .bind(&txn.user)
+        .bind(txn.latency_ms)
+        .bind(txn.unknown)
+        .bind(now_millis()))
+}
+
+pub(crate) async fn log_transaction(conn: &mut DbConnection, txn: NewTransaction) -> Result<i64> {
+    let query = bind_transaction(sqlx::query(INSERT_TRANSACTION), &txn)?;
+    let row = query.fetch_one(conn).await.map_err(|e| missing_image(e, &txn.image_id))?;
+    Ok(row.try_get(0)?)
 }
 
 pub(crate) async fn list_transactions(pool: &DbPool, f: &TransactionFilter) -> Result<Vec<TransactionRecord>> {

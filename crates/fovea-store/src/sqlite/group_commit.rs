@@ -7,9 +7,10 @@
 //! The turn runs in a spawned task: a caller that goes away mid-commit (a closed connection drops its future)
 //! cannot abandon the rows it took from the queue for others.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use futures_util::TryStreamExt;
+use sqlx::{Connection, Either, Row, SqliteConnection, SqlitePool};
 use tokio::sync::oneshot;
 
 use super::{embeddings, images, transactions, BEGIN_IMMEDIATE};
@@ -70,16 +71,11 @@ async fn record_one(conn: &mut SqliteConnection, c: &Classification) -> Result<R
 
 async fn commit(pool: &SqlitePool, batch: Vec<Waiting>) {
     let committed = async {
-        let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
-        // Alone in its group, a row needs no savepoint: its error rolls back the whole (one-row) transaction, which
-        // saves two of its round trips to the database thread on the common, sequential path.
+        // Alone in its group (the common, sequential path), a row needs no savepoint and goes in one round trip.
         if let [(c, _)] = batch.as_slice() {
-            let outcome = record_one(&mut tx, c).await;
-            if outcome.is_ok() {
-                tx.commit().await?;
-            }
-            return Ok(vec![outcome]);
+            return Ok(vec![commit_alone(pool, c).await]);
         }
+        let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (c, _) in &batch {
             // A savepoint per row: a row the catalog refuses is rolled back alone and answered with its error.
@@ -113,5 +109,101 @@ async fn commit(pool: &SqlitePool, batch: Vec<Waiting>) {
                     reply.send(Err(StoreError::io("committing classifications", std::io::Error::other(text.clone()))));
             }
         }
+    }
+}
+
+/// The statements of [`commit_alone`], with the embedding's upsert or without it.
+static ALONE: LazyLock<[String; 2]> = LazyLock::new(|| {
+    let select_image = format!("SELECT {} FROM images i WHERE i.id = $1", images::IMAGE_COLUMNS);
+    let with = |embedding: bool| {
+        let (upsert, shift) = match embedding {
+            true => (format!("{};", renumbered(embeddings::UPSERT_EMBEDDING, 10)), 15),
+            false => (String::new(), 10),
+        };
+        let log = renumbered(transactions::INSERT_TRANSACTION, shift);
+        format!("{BEGIN_IMMEDIATE}; {}; {upsert} {log}; {select_image}; COMMIT", images::INSERT_IMAGE)
+    };
+    [with(false), with(true)]
+});
+
+/// Which statement of [`ALONE`] answers what (counting from 0, the BEGIN).
+const INSERT_IMAGE_AT: usize = 1;
+
+/// One classification in one round trip to the database thread. sqlx runs a multi-statement query on its thread
+/// from start to end, streaming the results back, so BEGIN, the inserts, reading back the stored image row and
+/// COMMIT cost one hop there and back instead of five (about 0.1 ms each on a 2-core machine, against a 1 ms fsync).
+/// Numbered placeholders count across the statements, hence the renumbered copies of the shared SQL.
+async fn commit_alone(pool: &SqlitePool, c: &Classification) -> Result<Recorded> {
+    images::check_image(&c.image)?;
+    let mut query = images::bind_image(sqlx::query(&ALONE[usize::from(c.embedding.is_some())]), &c.image);
+    if let Some((backbone, vector)) = &c.embedding {
+        query = embeddings::bind_embedding(query, &c.image.id, backbone, vector)?;
+    }
+    let query = transactions::bind_transaction(query, &c.txn)?;
+    let mut conn = pool.acquire().await?;
+    // Deprecated because only SQLite runs several statements in one prepared query; this is the SQLite backend, and
+    // `raw_sql`, the suggested replacement, binds no parameters (the version is pinned in Cargo.lock).
+    #[allow(deprecated)]
+    let results: std::result::Result<Vec<_>, _> = query.fetch_many(&mut *conn).try_collect().await;
+    let results = match results {
+        Ok(results) => results,
+        Err(e) => {
+            // The statements stopped at the failing one, possibly inside the transaction: end it here, or drop the
+            // connection (and the transaction with it) if even that fails.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.close_on_drop();
+            }
+            return Err(super::sql::missing_image(e, &c.image.id));
+        }
+    };
+    let log_at = INSERT_IMAGE_AT + 1 + usize::from(c.embedding.is_some());
+    let (mut statement, mut created, mut id, mut record) = (0, false, None, None);
+    for result in results {
+        match result {
+            Either::Left(done) => {
+                created |= statement == INSERT_IMAGE_AT && done.rows_affected() > 0;
+                statement += 1;
+            }
+            Either::Right(row) if statement == log_at => id = Some(row.try_get::<i64, _>(0)?),
+            Either::Right(row) if statement == log_at + 1 => record = Some(images::image_from_row(&row)?),
+            Either::Right(_) => {}
+        }
+    }
+    match (record, id) {
+        (Some(record), Some(id)) => Ok((record, created, id)),
+        _ => Err(StoreError::Corrupt("a committed classification answered no image row or log id".into())),
+    }
+}
+
+/// `sql` with every placeholder `$n` numbered `$(n + by)`.
+fn renumbered(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renumbering_shifts_every_placeholder_and_nothing_else() {
+        assert_eq!(renumbered("VALUES ($1, $2, $10) -- $ $x", 5), "VALUES ($6, $7, $15) -- $ $x");
+        let statements = &ALONE[1];
+        for n in 1..=26 {
+            assert!(statements.contains(&format!("${n},")) || statements.contains(&format!("${n})")), "${n}");
+        }
+        assert!(!statements.contains("$27"));
     }
 }

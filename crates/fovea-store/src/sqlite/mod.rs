@@ -6,6 +6,7 @@
 //! timeout instead of one failing with SQLITE_BUSY when it tries to upgrade a read lock.
 
 mod group_commit;
+mod wal;
 // Queries and row mappings, shared with the other backend (src/sql/mod.rs).
 #[allow(clippy::duplicate_mod)]
 #[macro_use]
@@ -62,6 +63,8 @@ pub struct SqliteCatalog {
     pool: SqlitePool,
     /// Classifications that arrive together share one commit (see [`group_commit`]).
     group: std::sync::Arc<group_commit::GroupCommit>,
+    /// Keeps the WAL file allocated for the catalog's life (see [`wal`]); none in memory.
+    _wal: Option<std::sync::Arc<wal::WalKeeper>>,
 }
 
 impl std::fmt::Debug for SqliteCatalog {
@@ -88,12 +91,15 @@ impl SqliteCatalog {
         // sqlx's SQLite migrator takes no lock, and switching a new file to WAL needs it alone: two processes
         // opening one fresh catalog at once (a CLI listing while `identify` starts) would both apply migration 1
         // and one would fail. An exclusive lock on a file beside the database serialises the opening.
-        let _opening = match options.get_filename() {
-            name if name.as_os_str() == ":memory:" || name.as_os_str().is_empty() => None,
-            name => Some(OpeningLock::take(name).await?),
-        };
-        let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options).await?;
-        Self::migrated(pool).await
+        let file = options.get_filename().to_owned();
+        let in_memory = file.as_os_str() == ":memory:" || file.as_os_str().is_empty();
+        let _opening = if in_memory { None } else { Some(OpeningLock::take(&file).await?) };
+        let pool = SqlitePoolOptions::new().max_connections(MAX_CONNECTIONS).connect_with(options.clone()).await?;
+        let mut catalog = Self::migrated(pool).await?;
+        if !in_memory {
+            catalog._wal = Some(std::sync::Arc::new(wal::WalKeeper::open(&options, &file).await?));
+        }
+        Ok(catalog)
     }
 
     /// A private in-memory catalog for tests. It lives in one connection that the pool never closes,
@@ -112,7 +118,7 @@ impl SqliteCatalog {
 
     async fn migrated(pool: SqlitePool) -> Result<Self> {
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Self { pool, group: Default::default() })
+        Ok(Self { pool, group: Default::default(), _wal: None })
     }
 
     /// A classification in one transaction, so one fsync instead of three (the image row, its fresh embedding, the
