@@ -174,22 +174,14 @@ impl Depthwise {
         channels: Range<usize>,
         out: *mut f32,
     ) {
-        let (k, s, c) = (self.k, self.stride, self.c);
-        let (oh, pad_top) = same(h, k, s);
-        let (ow, pad_left) = same(w, k, s);
+        let (oh, ow) = self.out_size(h, w);
         assert!(rows.end <= oh, "row range past the output");
         for (i, oy) in rows.enumerate() {
-            let iy0 = (oy * s) as isize - pad_top as isize;
-            let lo = (-iy0).max(0) as usize;
-            let hi = ((h as isize - iy0).min(k as isize).max(0) as usize).max(lo);
-            let mut row_at = [0; MAX_K];
-            for (dy, at) in row_at.iter_mut().enumerate().take(hi).skip(lo) {
-                *at = ((iy0 + dy as isize) as usize % slots) * row_px * c;
-            }
+            let g = self.geom(slots, h, w, (row_px, col0, padded), oy, channels.clone());
             // The taps of the last row must lie inside `input`: checked once here so the kernels need not.
-            assert!(row_at[lo..hi].iter().all(|&a| a + row_px * c <= input.len()), "input rows missing");
-            let g = Geom { w, ow, pad_left, col0, padded, ky: (lo, hi), row_at, ch: (channels.start, channels.end) };
-            let out_row = out.add(i * ow * c);
+            let stored = row_px * self.c;
+            assert!(g.row_at[g.ky.0..g.ky.1].iter().all(|&a| a + stored <= input.len()), "input rows missing");
+            let out_row = out.add(i * ow * self.c);
             match isa {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: only chosen after run-time detection; every address is a row offset checked above plus a
@@ -201,6 +193,29 @@ impl Depthwise {
                 _ => self.row_portable(input, &g, out_row),
             }
         }
+    }
+
+    /// Geometry of output row `oy`, channels `channels`, over input rows stored as [`Depthwise::rows`] takes them.
+    fn geom(
+        &self,
+        slots: usize,
+        h: usize,
+        w: usize,
+        (row_px, col0, padded): (usize, usize, bool),
+        oy: usize,
+        channels: Range<usize>,
+    ) -> Geom {
+        let (k, s) = (self.k, self.stride);
+        let pad_top = same(h, k, s).1;
+        let (ow, pad_left) = same(w, k, s);
+        let iy0 = (oy * s) as isize - pad_top as isize;
+        let lo = (-iy0).max(0) as usize;
+        let hi = ((h as isize - iy0).min(k as isize).max(0) as usize).max(lo);
+        let mut row_at = [0; MAX_K];
+        for (dy, at) in row_at.iter_mut().enumerate().take(hi).skip(lo) {
+            *at = ((iy0 + dy as isize) as usize % slots) * row_px * self.c;
+        }
+        Geom { w, ow, pad_left, col0, padded, ky: (lo, hi), row_at, ch: (channels.start, channels.end) }
     }
 
     /// Output columns `[lo, hi)` whose `k` taps all land on stored pixels (every column of a padded input), so they
@@ -254,6 +269,8 @@ impl Depthwise {
 mod avx;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod slide;
 
 #[cfg(test)]
 mod tests {

@@ -1,16 +1,49 @@
 //! AVX2/FMA depthwise kernels; only called after run-time feature detection.
 
+use super::slide::Lanes;
 use super::{Depthwise, Geom, MAX_K, MAX_TAPS};
 use crate::simd::relu6;
 use std::arch::x86_64::*;
 use std::ops::Range;
+
+/// Eight channels in a ymm register; a partial block uses AVX2's masked loads and stores.
+#[derive(Clone, Copy)]
+pub(super) struct Ymm(__m256);
+
+impl Lanes for Ymm {
+    const WIDTH: usize = 8;
+    type Mask = __m256i;
+
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __m256i {
+        // Lane i is on when i < n (the sign bit is what maskload and maskstore read).
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+    }
+    #[inline(always)]
+    unsafe fn load<const FULL: bool>(p: *const f32, m: __m256i) -> Self {
+        Ymm(if FULL { _mm256_loadu_ps(p) } else { _mm256_maskload_ps(p, m) })
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+        Ymm(_mm256_fmadd_ps(self.0, w.0, acc.0))
+    }
+    #[inline(always)]
+    unsafe fn store_relu6<const FULL: bool>(self, p: *mut f32, m: __m256i) {
+        let v = _mm256_min_ps(_mm256_max_ps(self.0, _mm256_setzero_ps()), _mm256_set1_ps(6.0));
+        if FULL {
+            _mm256_storeu_ps(p, v)
+        } else {
+            _mm256_maskstore_ps(p, m, v)
+        }
+    }
+}
 
 impl Depthwise {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn row_avx(&self, input: &[f32], g: &Geom, out: *mut f32) {
         let s = self.stride;
         let (lo, hi) = self.unclipped_cols(g);
-        // The common kernel sizes and strides slide along the row (see `slide_avx`); leftovers and other sizes take
+        // The common kernel sizes and strides slide along the row (see `slide.rs`); leftovers and other sizes take
         // the generic kernel.
         let mut ox = match (self.k, s) {
             (3, 1) => self.slide_avx::<3, 1, 8, 10>(input, g, lo, hi, out),
@@ -33,77 +66,17 @@ impl Depthwise {
         self.clipped_avx(input, g, hi..g.ow, out);
     }
 
-    /// Output pixels from `ox` on in runs of `P` (up to `hi`) whose taps all land on stored pixels, 8 channels at a
-    /// time; returns where it stopped (fewer than `P` pixels left). Neighbouring pixels share input pixels (all
-    /// but `S` of them from one to the next), so the `N = (P - 1) * S + K` input pixels of each tap row are loaded
-    /// once and feed all `K` taps: 0.6-0.8 loads per FMA instead of 1.1, with `P` independent accumulator chains.
-    /// (Measured on Zen 1, one thread, padded inputs: 30-45 % faster per layer than loading every tap, 5 % on the
-    /// whole network.) `P` and `N` are sized so accumulators, inputs and a weight fit the 16 ymm registers.
+    /// [`Depthwise::slide`] on 8-channel ymm registers.
     #[target_feature(enable = "avx2,fma")]
     unsafe fn slide_avx<const K: usize, const S: usize, const P: usize, const N: usize>(
         &self,
         input: &[f32],
         g: &Geom,
-        mut ox: usize,
+        ox: usize,
         hi: usize,
         out: *mut f32,
     ) -> usize {
-        while ox + P <= hi {
-            self.slide_run::<K, S, P, N>(input, g, ox, out);
-            ox += P;
-        }
-        ox
-    }
-
-    /// The `P` pixels from `ox` of [`Self::slide_avx`].
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::needless_range_loop)]
-    unsafe fn slide_run<const K: usize, const S: usize, const P: usize, const N: usize>(
-        &self,
-        input: &[f32],
-        g: &Geom,
-        ox: usize,
-        out: *mut f32,
-    ) {
-        debug_assert_eq!(N, (P - 1) * S + K, "input pixels per tap row");
-        let c = self.c;
-        let col = g.col0 + ox * S - g.pad_left;
-        let o = out.add(ox * c);
-        let wts = self.w.as_ptr();
-        let zero = _mm256_setzero_ps();
-        let six = _mm256_set1_ps(6.0);
-        let rows = row_ptrs(input, g, col * c);
-        let mut cb = g.ch.0;
-        while cb + 8 <= g.ch.1 {
-            let mut a = [_mm256_loadu_ps(self.bias.as_ptr().add(cb)); P];
-            for dy in g.ky.0..g.ky.1 {
-                let row = rows[dy].add(cb);
-                let x: [__m256; N] = std::array::from_fn(|i| _mm256_loadu_ps(row.add(i * c)));
-                let wrow = wts.add(dy * K * c + cb);
-                for dx in 0..K {
-                    let wv = _mm256_loadu_ps(wrow.add(dx * c));
-                    for p in 0..P {
-                        a[p] = _mm256_fmadd_ps(x[p * S + dx], wv, a[p]);
-                    }
-                }
-            }
-            for p in 0..P {
-                _mm256_storeu_ps(o.add(p * c + cb), _mm256_min_ps(_mm256_max_ps(a[p], zero), six));
-            }
-            cb += 8;
-        }
-        for ch in cb..g.ch.1 {
-            for p in 0..P {
-                let mut v = self.bias[ch];
-                for (dy, row) in rows.iter().enumerate().take(g.ky.1).skip(g.ky.0) {
-                    for dx in 0..K {
-                        v = (*row.add((p * S + dx) * c + ch)).mul_add(*wts.add((dy * K + dx) * c + ch), v);
-                    }
-                }
-                *o.add(p * c + ch) = relu6(v);
-            }
-        }
+        self.slide::<Ymm, K, S, P, N>(input, g, ox, hi, out)
     }
 
     /// `P` neighbouring output pixels whose taps all land on stored pixels, 16 channels at a time: each weight load

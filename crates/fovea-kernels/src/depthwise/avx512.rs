@@ -3,13 +3,40 @@
 //! Same structure as the AVX2 kernels, 16 channels per register. Channel counts that are not a multiple of 16 end in
 //! one masked block instead of a scalar loop, and a row's last pixels (fewer than eight: all of a 7-pixel row) take a
 //! kernel with that many pixels as a constant instead of a runtime-sized loop.
-//! (A variant that slid the window along the row in registers, loading each input once per tap row, did not unroll
-//! and spilled; plain loops over constant bounds compile to straight FMA sequences.)
+//! The common kernel sizes first take the sliding kernel (`slide.rs`) on zmm registers, as the AVX2 path does; the
+//! pixels left over (fewer than one run) and 7x7 kernels take the per-tap kernels below.
 
 use super::avx::row_ptrs;
+use super::slide::Lanes;
 use super::{Depthwise, Geom, MAX_TAPS};
 use std::arch::x86_64::*;
 use std::ops::Range;
+
+/// Sixteen channels in a zmm register; a partial block uses a lane mask.
+#[derive(Clone, Copy)]
+struct Zmm(__m512);
+
+impl Lanes for Zmm {
+    const WIDTH: usize = 16;
+    type Mask = __mmask16;
+
+    #[inline(always)]
+    unsafe fn mask(n: usize) -> __mmask16 {
+        mask(n)
+    }
+    #[inline(always)]
+    unsafe fn load<const FULL: bool>(p: *const f32, m: __mmask16) -> Self {
+        Zmm(load::<FULL>(p, m))
+    }
+    #[inline(always)]
+    unsafe fn mul_add(self, w: Self, acc: Self) -> Self {
+        Zmm(_mm512_fmadd_ps(self.0, w.0, acc.0))
+    }
+    #[inline(always)]
+    unsafe fn store_relu6<const FULL: bool>(self, p: *mut f32, m: __mmask16) {
+        store_relu6::<FULL>(p, m, self.0)
+    }
+}
 
 /// Lanes of a block of `n` channels (at most 16).
 #[inline(always)]
@@ -48,20 +75,27 @@ impl Depthwise {
     #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
     pub(super) unsafe fn row_avx512(&self, input: &[f32], g: &Geom, out: *mut f32) {
         let (lo, hi) = self.unclipped_cols(g);
+        let from = match (self.k, self.stride) {
+            (3, 1) => self.slide::<Zmm, 3, 1, 8, 10>(input, g, lo, hi, out),
+            (5, 1) => self.slide::<Zmm, 5, 1, 4, 8>(input, g, lo, hi, out),
+            (3, 2) => self.slide::<Zmm, 3, 2, 4, 9>(input, g, lo, hi, out),
+            (5, 2) => self.slide::<Zmm, 5, 2, 4, 11>(input, g, lo, hi, out),
+            _ => lo,
+        };
         let mut cb = g.ch.0;
         while cb < g.ch.1 {
             let n = (g.ch.1 - cb).min(16);
             let m = mask(n);
             match (self.k, self.stride, n == 16) {
-                (3, 1, true) => self.wide::<3, 1, true>(input, g, lo..hi, out, cb, m),
-                (3, 2, true) => self.wide::<3, 2, true>(input, g, lo..hi, out, cb, m),
-                (5, 1, true) => self.wide::<5, 1, true>(input, g, lo..hi, out, cb, m),
-                (5, 2, true) => self.wide::<5, 2, true>(input, g, lo..hi, out, cb, m),
-                (3, 1, false) => self.wide::<3, 1, false>(input, g, lo..hi, out, cb, m),
-                (3, 2, false) => self.wide::<3, 2, false>(input, g, lo..hi, out, cb, m),
-                (5, 1, false) => self.wide::<5, 1, false>(input, g, lo..hi, out, cb, m),
-                (5, 2, false) => self.wide::<5, 2, false>(input, g, lo..hi, out, cb, m),
-                _ => self.any_kernel(input, g, lo..hi, out, cb, m),
+                (3, 1, true) => self.wide::<3, 1, true>(input, g, from..hi, out, cb, m),
+                (3, 2, true) => self.wide::<3, 2, true>(input, g, from..hi, out, cb, m),
+                (5, 1, true) => self.wide::<5, 1, true>(input, g, from..hi, out, cb, m),
+                (5, 2, true) => self.wide::<5, 2, true>(input, g, from..hi, out, cb, m),
+                (3, 1, false) => self.wide::<3, 1, false>(input, g, from..hi, out, cb, m),
+                (3, 2, false) => self.wide::<3, 2, false>(input, g, from..hi, out, cb, m),
+                (5, 1, false) => self.wide::<5, 1, false>(input, g, from..hi, out, cb, m),
+                (5, 2, false) => self.wide::<5, 2, false>(input, g, from..hi, out, cb, m),
+                _ => self.any_kernel(input, g, from..hi, out, cb, m),
             }
             cb += 16;
         }
