@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, SqliteConnection};
 
-use crate::error::{Result, StoreError};
+use crate::error::Result;
 
 /// Pages the WAL is grown to: SQLite's auto-checkpoint runs at 1000 pages, so a WAL this long is reset before its end
 /// and then only overwritten.
@@ -29,11 +29,11 @@ impl WalKeeper {
         let wal = wal_path(database);
         let page_size: i64 = sqlx::query_scalar("PRAGMA page_size").fetch_one(&mut conn).await?;
         let wanted = u64::from(PAGES) * (page_size.max(512) as u64 + 24);
-        if std::fs::metadata(&wal).map_or(0, |m| m.len()) < wanted {
-            grow(&mut conn, page_size).await?;
+        // Only a speed-up: a catalog that cannot grow its WAL (a nearly full disk) opens all the same, and the
+        // growing transaction's rollback leaves the database as it was.
+        if std::fs::metadata(&wal).map_or(0, |m| m.len()) < wanted && grow(&mut conn, page_size).await.is_ok() {
             // The spilled pages were written without a sync; sync them now rather than in the next commit's fsync.
-            let synced = std::fs::File::open(&wal).and_then(|f| f.sync_all());
-            synced.map_err(|e| StoreError::io(format!("syncing {}", wal.display()), e))?;
+            let _ = std::fs::File::open(&wal).and_then(|f| f.sync_all());
         }
         Ok(WalKeeper(conn))
     }
@@ -43,6 +43,7 @@ impl WalKeeper {
 /// uncommitted write to the WAL, and the rollback leaves those frames unused (they sit past the last commit).
 async fn grow(conn: &mut SqliteConnection, page_size: i64) -> Result<()> {
     sqlx::query("PRAGMA cache_size = 16").execute(&mut *conn).await?;
+    // Dropped on an error, the transaction rolls back.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query("CREATE TABLE fovea_wal_growth (page BLOB)").execute(&mut *tx).await?;
     sqlx::query(
