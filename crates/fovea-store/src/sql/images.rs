@@ -32,18 +32,14 @@ pub(crate) const INSERT_IMAGE: &str =
     "INSERT INTO images (id, blob_key, width, height, format, source, split, created_at, brightness, grayscale)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING";
 
-/// Refuses an image the catalog must never hold.
-pub(crate) fn check_image(image: &NewImage) -> Result<()> {
+/// Binds [`INSERT_IMAGE`]'s parameters, after whatever `query` already holds; refuses an image the catalog must
+/// never hold (a malformed id, no blob).
+pub(crate) fn bind_image<'q>(query: Query<'q>, image: &'q NewImage) -> Result<Query<'q>> {
     validate_image_id(&image.id)?;
     if image.blob_key.is_empty() {
         return Err(StoreError::Invalid("image blob_key is empty".into()));
     }
-    Ok(())
-}
-
-/// Binds [`INSERT_IMAGE`]'s parameters, after whatever `query` already holds.
-pub(crate) fn bind_image<'q>(query: Query<'q>, image: &'q NewImage) -> Query<'q> {
-    query
+    Ok(query
         .bind(&image.id)
         .bind(&image.blob_key)
         .bind(i64::from(image.width))
@@ -53,14 +49,13 @@ pub(crate) fn bind_image<'q>(query: Query<'q>, image: &'q NewImage) -> Query<'q>
         .bind(Split::Unassigned.as_str())
         .bind(now_millis())
         .bind(image.brightness.filter(|b| b.is_finite()))
-        .bind(image.grayscale)
+        .bind(image.grayscale))
 }
 
 pub(crate) async fn put_image(conn: &mut DbConnection, image: NewImage) -> Result<(ImageRecord, bool)> {
-    check_image(&image)?;
     // RETURNING answers a new image in the same round trip; only a duplicate needs the SELECT.
     let sql = format!("{INSERT_IMAGE} RETURNING id, blob_key, width, height, format, source, split, created_at");
-    let inserted = bind_image(sqlx::query(&sql), &image).fetch_optional(&mut *conn).await?;
+    let inserted = bind_image(sqlx::query(&sql), &image)?.fetch_optional(&mut *conn).await?;
     if let Some(row) = inserted {
         return Ok((image_from_row(&row)?, true));
     }

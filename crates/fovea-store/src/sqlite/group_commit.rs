@@ -134,8 +134,7 @@ const INSERT_IMAGE_AT: usize = 1;
 /// COMMIT cost one hop there and back instead of five (about 0.1 ms each on a 2-core machine, against a 1 ms fsync).
 /// Numbered placeholders count across the statements, hence the renumbered copies of the shared SQL.
 async fn commit_alone(pool: &SqlitePool, c: &Classification) -> Result<Recorded> {
-    images::check_image(&c.image)?;
-    let mut query = images::bind_image(sqlx::query(&ALONE[usize::from(c.embedding.is_some())]), &c.image);
+    let mut query = images::bind_image(sqlx::query(&ALONE[usize::from(c.embedding.is_some())]), &c.image)?;
     if let Some((backbone, vector)) = &c.embedding {
         query = embeddings::bind_embedding(query, &c.image.id, backbone, vector)?;
     }
