@@ -116,9 +116,19 @@ pub fn photo_like(w: u32, h: u32, seed: u64) -> RgbImage {
     })
 }
 
-/// JPEG at `quality` (1-100) with 4:2:0 chroma, as cameras write them.
+/// JPEG at `quality` (1-100) as `image` writes it: full-resolution chroma (4:4:4).
 pub fn jpeg(img: &RgbImage, quality: u8) -> Vec<u8> {
     let mut out = Vec::new();
     image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality).encode_image(img).expect("encode JPEG");
+    out
+}
+
+/// JPEG at `quality` (1-100) with chroma halved both ways (4:2:0), as phone cameras write them.
+pub fn jpeg_420(img: &RgbImage, quality: u8) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
+    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    let (w, h) = (u16::try_from(img.width()).expect("width"), u16::try_from(img.height()).expect("height"));
+    encoder.encode(img.as_raw(), w, h, jpeg_encoder::ColorType::Rgb).expect("encode JPEG");
     out
 }

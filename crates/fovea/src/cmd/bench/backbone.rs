@@ -125,33 +125,44 @@ pub fn run(home: &Path, variant: Variant, threads: usize, args: &BenchArgs) -> a
 
 /// Decode + preprocess of a 12-megapixel JPEG, full size and reduced in the DCT domain, against the fast path's
 /// batch-1 network time. The JPEG is `--image` when that is a JPEG, else the sample photo enlarged to 4000 x 3000
-/// with sensor-like grain (an enlarged photo alone is unnaturally smooth, and smooth JPEGs decode faster).
+/// with sensor-like grain (an enlarged photo alone is unnaturally smooth, and smooth JPEGs decode faster), written
+/// twice: with 4:2:0 chroma as phones write it, and with full chroma (4:4:4) as some editors do.
 fn large_jpeg(photo: &RgbImage, size: usize, args: &BenchArgs, network_ms: f64) -> anyhow::Result<()> {
     let given = args.image.as_ref().map(std::fs::read).transpose()?;
-    let bytes = match given.filter(|b| b.starts_with(&[0xFF, 0xD8])) {
-        Some(b) => b,
+    let files = match given.filter(|b| b.starts_with(&[0xFF, 0xD8])) {
+        Some(b) => vec![("--image", b)],
         None => {
             let mut big = image::imageops::resize(photo, 4000, 3000, image::imageops::FilterType::Triangle);
             let grain = fovea_vision::fixtures::noise(big.as_raw().len(), 12);
             for (p, g) in big.iter_mut().zip(grain) {
                 *p = p.saturating_add(g % 13).saturating_sub(6);
             }
-            fovea_vision::fixtures::jpeg(&big, 90)
+            vec![
+                ("4:2:0", fovea_vision::fixtures::jpeg_420(&big, 90)),
+                ("4:4:4", fovea_vision::fixtures::jpeg(&big, 90)),
+            ]
         }
     };
+    for (kind, bytes) in files {
+        one_large_jpeg(kind, &bytes, size, args, network_ms)?;
+    }
+    Ok(())
+}
+
+fn one_large_jpeg(kind: &str, bytes: &[u8], size: usize, args: &BenchArgs, network_ms: f64) -> anyhow::Result<()> {
     let limits = fovea_vision::DecodeLimits::default();
-    let header = fovea_vision::decode(&bytes, &limits)?;
+    let header = fovea_vision::decode(bytes, &limits)?;
     let size = size as u32;
     let (full_ms, _) =
-        time_runs(args.seconds.min(2.0), || Ok(fovea_vision::to_input(&fovea_vision::decode(&bytes, &limits)?, size)))?;
+        time_runs(args.seconds.min(2.0), || Ok(fovea_vision::to_input(&fovea_vision::decode(bytes, &limits)?, size)))?;
     let (reduced_ms, reduced) = time_runs(args.seconds.min(2.0), || {
-        let img = fovea_vision::decode_for_input(&bytes, &limits, size)?;
+        let img = fovea_vision::decode_for_input(bytes, &limits, size)?;
         Ok((fovea_vision::to_input(&img, size), img.dimensions()))
     })?;
     let (w, h) = header.dimensions();
     println!(
-        "decode + preprocess of a {:.1} MP JPEG ({w}x{h}, {:.1} MB): full decode {full_ms:.1} ms, reduced decode \
-         (to {}x{}) {reduced_ms:.1} ms = {:.2}x the fast path's batch-1 network time ({network_ms:.2} ms)",
+        "decode + preprocess of a {:.1} MP JPEG ({kind}, {w}x{h}, {:.1} MB): full decode {full_ms:.1} ms, reduced \
+         decode (to {}x{}) {reduced_ms:.1} ms = {:.2}x the fast path's batch-1 network time ({network_ms:.2} ms)",
         f64::from(w) * f64::from(h) / 1e6,
         bytes.len() as f64 / 1e6,
         reduced.1 .0,
@@ -159,11 +170,11 @@ fn large_jpeg(photo: &RgbImage, size: usize, args: &BenchArgs, network_ms: f64) 
         reduced_ms / network_ms,
     );
     let dir = tempfile::tempdir()?;
-    match super::jpeg_reference::pillow_times(&bytes, reduced.1, dir.path()) {
+    match super::jpeg_reference::pillow_times(bytes, reduced.1, dir.path()) {
         Some(p) => println!(
-            "  the same file with Pillow {} (libjpeg-turbo), independent reference: full decode {:.1} ms, draft to \
-             {}x{} {:.1} ms, draft to 1/8 {:.1} ms (mostly entropy decoding, which every scale \
-             must do in full: {:.2}x the network)",
+            "  the same file with Pillow {} (libjpeg-turbo, one thread), independent reference: full decode {:.1} ms, \
+             draft to {}x{} {:.1} ms, draft to 1/8 {:.1} ms (mostly entropy decoding, which every scale must do in \
+             full: {:.2}x the network)",
             p.version,
             p.full_ms,
             reduced.1 .0,

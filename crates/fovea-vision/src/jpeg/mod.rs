@@ -4,7 +4,10 @@
 //! wasted. A JPEG stores 8x8 blocks of DCT coefficients; an inverse DCT over only the lowest 4x4, 2x2 or 1x1 of them
 //! yields the block at 1/2, 1/4 or 1/8 size directly (libjpeg-turbo's scaling, Pillow's `draft` mode), skipping most
 //! of the IDCT, upsampling and colour conversion. zune-jpeg (what `image` decodes with) cannot do this, so this path
-//! uses jpeg-decoder's `scale`. Which scale: see [`scale_eighths`].
+//! uses this module's own decoder for the common kind of file and jpeg-decoder's `scale` for the rest. Which scale: see [`scale_eighths`].
+//!
+//! **Parallel entropy decoding.** See `scan`: what is left of a reduced decode is mostly reading the Huffman codes,
+//! and that part runs on every core, speculatively when the file has no restart markers.
 //!
 //! **Truncation.**
 //! Why this exists: `image` runs zune-jpeg in non-strict mode, which happily decodes a cut-off
@@ -14,6 +17,13 @@
 //! entropy-coded data every `FF` is followed by `00` (byte stuffing) or an RST marker, so `FF D9`
 //! cannot appear there by accident.
 
+mod header;
+mod huffman;
+mod reduce;
+mod scan;
+#[cfg(test)]
+mod tests_fast;
+
 /// The fewest eighths (1, 2, 4 or 8) of a `width x height` JPEG to decode so that the shorter side keeps at least
 /// `min_side` pixels; 8 (full size) when no reduction keeps that many.
 pub(crate) fn scale_eighths(width: u32, height: u32, min_side: u32) -> u32 {
@@ -22,10 +32,55 @@ pub(crate) fn scale_eighths(width: u32, height: u32, min_side: u32) -> u32 {
 }
 
 /// Pixels of a `width x height` JPEG decoded at `eighths` / 8 of its size (as stored, before EXIF orientation), or
-/// `None` when this decoder should not be used for it: CMYK and 16-bit files (rare, and the main decoder's colour
-/// handling is the one tested), or any error (the main decoder then decodes the file and reports the error in the
-/// usual terms).
+/// `None` when neither reduced decoder should be used for it: CMYK and 16-bit files (rare, and the main decoder's
+/// colour handling is the one tested), or any error (the main decoder then decodes the file and reports the error
+/// in the usual terms). The common kind of JPEG goes through this module's own decoder (entropy decoding on all
+/// cores, see `scan`); the rest through jpeg-decoder's `scale`.
 pub(crate) fn decode_scaled(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    eighths: u32,
+    max_alloc: usize,
+) -> Option<image::RgbImage> {
+    if let Some(frame) = header::parse(bytes) {
+        if (frame.width, frame.height) == (width as usize, height as usize) {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
+            if let Some(img) = fast_scaled(bytes, &frame, eighths as usize, max_alloc, threads) {
+                return Some(img);
+            }
+        }
+    }
+    decode_scaled_by_jpeg_decoder(bytes, width, height, eighths, max_alloc)
+}
+
+/// More threads than this gain little on one photo and take cores from other requests.
+const MAX_THREADS: usize = 8;
+
+/// This module's decoder: `None` when the file is outside what it takes, too large for `max_alloc`, or invalid.
+pub(crate) fn fast_scaled(
+    bytes: &[u8],
+    frame: &header::Frame,
+    k: usize,
+    max_alloc: usize,
+    threads: usize,
+) -> Option<image::RgbImage> {
+    let per_block = reduce::coefficients_needed(k);
+    let (mx, my) = frame.mcus();
+    let blocks = mx * my * frame.mcu_layout().len();
+    let (w, h) = ((frame.width * k).div_ceil(8), (frame.height * k).div_ceil(8));
+    // Unstuffed data, coefficients, component planes (at most three times the image's pixels with padding), RGB.
+    let need = bytes.len() + blocks * per_block * 2 + blocks * k * k + w * h * 3;
+    if need > max_alloc {
+        return None;
+    }
+    let data = scan::unstuff(bytes, frame.scan_start);
+    let coefficients = scan::decode(frame, &data, per_block, threads)?;
+    let rgb = reduce::rgb(frame, &coefficients, per_block, k, threads);
+    image::RgbImage::from_raw(u32::try_from(w).ok()?, u32::try_from(h).ok()?, rgb)
+}
+
+fn decode_scaled_by_jpeg_decoder(
     bytes: &[u8],
     width: u32,
     height: u32,
@@ -106,7 +161,9 @@ pub(crate) fn tail(bytes: &[u8]) -> JpegTail {
         }
         if marker == SOS {
             let scan = &bytes[end..];
-            return if scan.windows(2).any(|w| w == [0xFF, EOI]) { JpegTail::Complete } else { JpegTail::Truncated };
+            // From the end: that is where a complete file has it, so the search costs nothing then.
+            let complete = memchr::memmem::rfind(scan, &[0xFF, EOI]).is_some();
+            return if complete { JpegTail::Complete } else { JpegTail::Truncated };
         }
         pos = end;
     }

@@ -1,0 +1,290 @@
+//! From entropy-decoded coefficients to RGB pixels at 1/2, 1/4 or 1/8 size: a reduced inverse DCT per block, then
+//! chroma upsampling and colour conversion per row.
+//!
+//! The arithmetic is jpeg-decoder's (0.3, MIT / Apache-2.0: its 4x4, 2x2 and 1x1 IDCTs after stb_image, its
+//! triangle-filter upsamplers and fixed-point YCbCr conversion), so this path and the jpeg-decoder fallback give the
+//! same pixels and a user never sees which one ran (the tests compare the two).
+
+use super::header::Frame;
+
+/// Natural (row-major) index of each zigzag position.
+const ZIGZAG: [usize; 64] = [
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20, 13, 6, 7, 14, 21,
+    28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54,
+    47, 55, 62, 63,
+];
+
+/// Coefficients per block (zigzag prefix) that a `k x k` reduced IDCT reads: up to the zigzag position of
+/// coefficient (k-1, k-1).
+pub(crate) fn coefficients_needed(k: usize) -> usize {
+    ZIGZAG.iter().position(|&n| n == (k - 1) * 8 + (k - 1)).expect("in the table") + 1
+}
+
+#[cfg(test)]
+#[test]
+fn the_corner_tables_follow_the_zigzag_order() {
+    let slot = |r: usize, c: usize| ZIGZAG.iter().position(|&n| n == r * 8 + c).unwrap();
+    assert_eq!(CORNER_4X4, std::array::from_fn(|i| slot(i / 4, i % 4)));
+    assert_eq!([slot(0, 0), slot(0, 1), slot(1, 0), slot(1, 1)], [0, 1, 2, 4]);
+    assert_eq!((coefficients_needed(1), coefficients_needed(2), coefficients_needed(4)), (1, 5, 25));
+}
+
+/// One component's pixels at the reduced size, whole MCUs (so wider and taller than the image by the padding).
+struct Plane {
+    pixels: Vec<u8>,
+    stride: usize,
+    /// The meaningful part, as jpeg-decoder sizes it.
+    width: usize,
+    height: usize,
+}
+
+/// RGB pixels (`ceil(width * k / 8)` x `ceil(height * k / 8)`) from `coefficients` as [`super::scan::decode`]
+/// returns them, in bands of rows on up to `threads` threads.
+pub(crate) fn rgb(frame: &Frame, coefficients: &[i16], per_block: usize, k: usize, threads: usize) -> Vec<u8> {
+    let planes = planes(frame, coefficients, per_block, k, threads);
+    let out_w = (frame.width * k).div_ceil(8);
+    let out_h = (frame.height * k).div_ceil(8);
+    let mut out = vec![0u8; out_w * out_h * 3];
+    let rows_per_band = out_h.div_ceil(threads.max(1)).max(1);
+    let (hm, vm) = (frame.h_max(), frame.v_max());
+    let band = |first_row: usize, band: &mut [u8]| {
+        let width = out_w + 2 * hm * 8;
+        let mut lines = [vec![0u8; width], vec![0u8; width], vec![0u8; width]];
+        for (i, line) in band.chunks_exact_mut(out_w * 3).enumerate() {
+            let row = first_row + i;
+            if let [y] = &planes[..] {
+                for (px, &v) in line.chunks_exact_mut(3).zip(&y.pixels[row * y.stride..]) {
+                    px.fill(v);
+                }
+                continue;
+            }
+            for ((plane, comp), buf) in planes.iter().zip(&frame.components).zip(&mut lines) {
+                upsample_row(plane, hm / comp.h, vm / comp.v, row, out_w, buf);
+            }
+            ycbcr_to_rgb(&lines[0][..out_w], &lines[1][..out_w], &lines[2][..out_w], line);
+        }
+    };
+    std::thread::scope(|s| {
+        let mut bands = out.chunks_mut(rows_per_band * out_w * 3).enumerate();
+        let first = bands.next();
+        for (b, chunk) in bands {
+            s.spawn(move || band(b * rows_per_band, chunk));
+        }
+        if let Some((_, chunk)) = first {
+            band(0, chunk);
+        }
+    });
+    out
+}
+
+/// The component planes, in bands of MCU rows on up to `threads` threads.
+fn planes(frame: &Frame, coefficients: &[i16], per_block: usize, k: usize, threads: usize) -> Vec<Plane> {
+    let (mx, my) = frame.mcus();
+    let (hm, vm) = (frame.h_max(), frame.v_max());
+    let mut planes: Vec<Plane> = frame
+        .components
+        .iter()
+        .map(|c| {
+            let (stride, rows) = (mx * c.h * k, my * c.v * k);
+            Plane {
+                pixels: vec![0; stride * rows],
+                stride,
+                width: (frame.width * c.h * k).div_ceil(hm * 8),
+                height: (frame.height * c.v * k).div_ceil(vm * 8),
+            }
+        })
+        .collect();
+    let layout = frame.mcu_layout();
+    let mcu_len = layout.len() * per_block;
+    let rows_per_band = my.div_ceil(threads.max(1)).max(1);
+    // Each band of MCU rows owns the matching rows of every plane.
+    let mut bands: Vec<Vec<(&mut [u8], usize)>> = Vec::new();
+    for (plane, comp) in planes.iter_mut().zip(&frame.components) {
+        let stride = plane.stride;
+        for (b, chunk) in plane.pixels.chunks_mut(rows_per_band * comp.v * k * stride).enumerate() {
+            if bands.len() <= b {
+                bands.push(Vec::new());
+            }
+            bands[b].push((chunk, stride));
+        }
+    }
+    let band = |first_mcu_row: usize, mut out: Vec<(&mut [u8], usize)>| {
+        let rows = coefficients[first_mcu_row * mx * mcu_len..].chunks(mx * mcu_len).take(rows_per_band);
+        for (r, row) in rows.enumerate() {
+            // One block position of the MCU at a time, along the row: the component, its quantiser and the output
+            // rows stay fixed in the inner loop.
+            for (p, &(c, bx, by)) in layout.iter().enumerate() {
+                let comp = &frame.components[c];
+                let (pixels, stride) = &mut out[c];
+                let line = &mut pixels[(r * comp.v + by) * k * *stride..][..k * *stride];
+                let blocks = row.chunks_exact(mcu_len).map(|mcu| &mcu[p * per_block..(p + 1) * per_block]);
+                match k {
+                    1 => blocks_1x1(blocks, &comp.quant, comp.h, bx, line),
+                    2 => blocks_2x2(blocks, &comp.quant, comp.h, bx, *stride, line),
+                    _ => {
+                        for (x, block) in blocks.enumerate() {
+                            idct_4x4(block, &comp.quant, *stride, &mut line[(x * comp.h + bx) * 4..]);
+                        }
+                    }
+                }
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        let mut bands = bands.into_iter().enumerate();
+        let first = bands.next();
+        for (b, out) in bands {
+            s.spawn(move || band(b * rows_per_band, out));
+        }
+        if let Some((_, out)) = first {
+            band(0, out);
+        }
+    });
+    planes
+}
+
+fn clamp(x: i32) -> u8 {
+    x.clamp(0, 255) as u8
+}
+
+/// stb_image's fixed point: `x` scaled by 2^12, rounded.
+fn f2f(x: f32) -> i32 {
+    (x * 4096.0 + 0.5) as i32
+}
+
+/// DC only: the block's mean, for each block of one MCU position along a row.
+fn blocks_1x1<'a>(blocks: impl Iterator<Item = &'a [i16]>, quant: &[u16; 64], h: usize, bx: usize, line: &mut [u8]) {
+    let q = i32::from(quant[0]);
+    for (x, block) in blocks.enumerate() {
+        line[x * h + bx] = clamp((i32::from(block[0]) * q + 128 * 8) / 8);
+    }
+}
+
+/// The 2x2 IDCT (zigzag slots 0, 1, 2 and 4 are rows and columns 0-1) for each block of one MCU position along a
+/// row; `line` holds the two output rows.
+fn blocks_2x2<'a>(
+    blocks: impl Iterator<Item = &'a [i16]>,
+    quant: &[u16; 64],
+    h: usize,
+    bx: usize,
+    stride: usize,
+    line: &mut [u8],
+) {
+    let q = [quant[0], quant[1], quant[2], quant[4]].map(i32::from);
+    let (top, bottom) = line.split_at_mut(stride);
+    for (x, block) in blocks.enumerate() {
+        let b: &[i16; 5] = block[..5].try_into().expect("five coefficients");
+        let (s00, s01, s10, s11) =
+            (i32::from(b[0]) * q[0], i32::from(b[1]) * q[1], i32::from(b[2]) * q[2], i32::from(b[4]) * q[3]);
+        let (x0, x2) = (s00 + s10 + 4 + (128 << 3), s00 - s10 + 4 + (128 << 3));
+        let (x1, x3) = (s01 + s11, s01 - s11);
+        let col = (x * h + bx) * 2;
+        top[col..col + 2].copy_from_slice(&[clamp((x0 + x1) >> 3), clamp((x0 - x1) >> 3)]);
+        bottom[col..col + 2].copy_from_slice(&[clamp((x2 + x3) >> 3), clamp((x2 - x3) >> 3)]);
+    }
+}
+
+/// The zigzag slot of each coefficient of the 4 x 4 corner, row-major.
+const CORNER_4X4: [usize; 16] = [0, 1, 5, 6, 2, 4, 7, 13, 3, 8, 12, 17, 9, 11, 18, 24];
+
+fn idct_4x4(zigzag: &[i16], quant: &[u16; 64], stride: usize, out: &mut [u8]) {
+    const CONST_BITS: u32 = 12;
+    const PASS1_BITS: u32 = 2;
+    const FINAL_BITS: u32 = CONST_BITS + PASS1_BITS + 3;
+    let s: [i32; 16] = CORNER_4X4.map(|z| i32::from(zigzag[z]) * i32::from(quant[z]));
+    let (c0, c1, c2) = (f2f(0.541_196_1), f2f(-1.847_759_1), f2f(0.765_366_87));
+    let mut t = [0i32; 16];
+    for i in 0..4 {
+        let (s0, s1, s2, s3) = (s[i], s[4 + i], s[8 + i], s[12 + i]);
+        let (x0, x2) = ((s0 + s2) << PASS1_BITS, (s0 - s2) << PASS1_BITS);
+        let p1 = (s1 + s3) * c0;
+        let t0 = (p1 + s3 * c1 + 512) >> (CONST_BITS - PASS1_BITS);
+        let t2 = (p1 + s1 * c2 + 512) >> (CONST_BITS - PASS1_BITS);
+        t[i] = x0 + t2;
+        t[12 + i] = x0 - t2;
+        t[4 + i] = x2 + t0;
+        t[8 + i] = x2 - t0;
+    }
+    for i in 0..4 {
+        let (s0, s1, s2, s3) = (t[i * 4], t[i * 4 + 1], t[i * 4 + 2], t[i * 4 + 3]);
+        let bias = (1 << (FINAL_BITS - 1)) + (128 << FINAL_BITS);
+        let (x0, x2) = (((s0 + s2) << CONST_BITS) + bias, ((s0 - s2) << CONST_BITS) + bias);
+        let p1 = (s1 + s3) * c0;
+        let (t0, t2) = (p1 + s3 * c1, p1 + s1 * c2);
+        let o = &mut out[i * stride..i * stride + 4];
+        o[0] = clamp((x0 + t2) >> FINAL_BITS);
+        o[3] = clamp((x0 - t2) >> FINAL_BITS);
+        o[1] = clamp((x2 + t0) >> FINAL_BITS);
+        o[2] = clamp((x2 - t0) >> FINAL_BITS);
+    }
+}
+
+/// Row `row` of a component upsampled by `h` x `v` (1 or 2 each) into `out`: libjpeg's "fancy" triangle filter.
+fn upsample_row(p: &Plane, h: usize, v: usize, row: usize, out_w: usize, out: &mut [u8]) {
+    let (near, far) = if v == 1 {
+        (row, row)
+    } else {
+        // The nearer source row weighs 3, the other 1: above for even output rows, below for odd ones.
+        let near = row / 2;
+        let far = if row.is_multiple_of(2) { near.saturating_sub(1) } else { (near + 1).min(p.height - 1) };
+        (near, far)
+    };
+    let near_row = &p.pixels[near * p.stride..][..p.width];
+    let far_row = &p.pixels[far * p.stride..][..p.width];
+    let w = p.width;
+    match (h, v) {
+        (1, 1) => out[..out_w].copy_from_slice(&near_row[..out_w]),
+        (1, _) => {
+            for ((o, &n), &f) in out[..out_w].iter_mut().zip(near_row).zip(far_row) {
+                *o = ((3 * u32::from(n) + u32::from(f) + 2) >> 2) as u8;
+            }
+        }
+        (_, 1) => {
+            let s = near_row;
+            if w == 1 {
+                out[..2].fill(s[0]);
+                return;
+            }
+            out[0] = s[0];
+            out[1] = ((u32::from(s[0]) * 3 + u32::from(s[1]) + 2) >> 2) as u8;
+            for i in 1..w - 1 {
+                let centre = 3 * u32::from(s[i]) + 2;
+                out[i * 2] = ((centre + u32::from(s[i - 1])) >> 2) as u8;
+                out[i * 2 + 1] = ((centre + u32::from(s[i + 1])) >> 2) as u8;
+            }
+            out[(w - 1) * 2] = ((u32::from(s[w - 1]) * 3 + u32::from(s[w - 2]) + 2) >> 2) as u8;
+            out[(w - 1) * 2 + 1] = s[w - 1];
+        }
+        _ => {
+            let column = |i: usize| 3 * u32::from(near_row[i]) + u32::from(far_row[i]);
+            if w == 1 {
+                out[..2].fill(((column(0) + 2) >> 2) as u8);
+                return;
+            }
+            let mut t1 = column(0);
+            out[0] = ((t1 + 2) >> 2) as u8;
+            for i in 1..w {
+                let t0 = t1;
+                t1 = column(i);
+                out[i * 2 - 1] = ((3 * t0 + t1 + 8) >> 4) as u8;
+                out[i * 2] = ((3 * t1 + t0 + 8) >> 4) as u8;
+            }
+            out[w * 2 - 1] = ((t1 + 2) >> 2) as u8;
+        }
+    }
+}
+
+/// jpeg-decoder's fixed-point JFIF conversion (20 fractional bits).
+fn ycbcr_to_rgb(y: &[u8], cb: &[u8], cr: &[u8], out: &mut [u8]) {
+    const SHIFT: u32 = 20;
+    let f = |x: f32| (x * (1 << SHIFT) as f32 + 0.5) as i32;
+    let (rv, gu, gv, bu) = (f(1.402), f(0.34414), f(0.71414), f(1.772));
+    let fix = |v: i32| (v >> SHIFT).clamp(0, 255) as u8;
+    for (((px, &y), &cb), &cr) in out.chunks_exact_mut(3).zip(y).zip(cb).zip(cr) {
+        let y = (i32::from(y) << SHIFT) + (1 << (SHIFT - 1));
+        let (cb, cr) = (i32::from(cb) - 128, i32::from(cr) - 128);
+        px[0] = fix(y + rv * cr);
+        px[1] = fix(y - gu * cb - gv * cr);
+        px[2] = fix(y + bu * cb);
+    }
+}
