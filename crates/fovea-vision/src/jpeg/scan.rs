@@ -91,6 +91,8 @@ struct Decoder<'a, 'f> {
     /// Where the data ends, in bits: no block starts at or after it.
     limit: usize,
     tables: &'a Tables<'f>,
+    /// The component of each block of an MCU, in coding order.
+    components: &'a [usize],
     per_block: usize,
 }
 
@@ -99,51 +101,62 @@ impl Decoder<'_, '_> {
     /// or after bit `stop`. A sequential decoder gives up on invalid data; a speculative one starts again one bit
     /// later, forgetting what it had.
     fn run(&self, from: usize, phase: usize, stop: usize, max_blocks: usize, speculative: bool) -> Option<Run> {
-        // A bounded run (the first chunk, which may be the whole scan) gets room for all its blocks at once, so the
-        // other chunks append without moving it.
-        let estimate = if max_blocks < usize::MAX { max_blocks } else { stop.saturating_sub(from) / 64 };
+        // A bounded run (the first chunk, which may be the whole scan) gets zeroed room for all its blocks at once
+        // (fresh pages, so no memset), and the other chunks append to it without moving it; the others grow it.
+        let pb = self.per_block;
+        let room = if max_blocks < usize::MAX { max_blocks } else { stop.saturating_sub(from) / 64 };
         let mut run = Run {
-            coefficients: Vec::with_capacity(estimate * self.per_block),
-            starts: Vec::with_capacity(if speculative { estimate.min(RECORDED) } else { 0 }),
+            coefficients: vec![0; room * pb],
+            starts: Vec::with_capacity(if speculative { room.min(RECORDED) } else { 0 }),
             end: from,
         };
         let stop = stop.min(self.limit);
         let mut bits = Bits::at(self.data, from.min(self.limit));
         let (mut count, mut restarts) = (0, 0);
         let mut at_phase = phase;
+        // DC predictors from zero at the run's start: exact for a run that starts the scan or a restart interval,
+        // and off by a constant per component for any other (see `Stitch`).
+        let mut predictor = [0i16; 4];
         while count < max_blocks {
             let start = bits.position();
             if start >= stop {
                 break;
             }
             let (dc, ac) = self.tables[at_phase];
-            let at = run.coefficients.len();
-            run.coefficients.resize(at + self.per_block, 0);
-            if block(&mut bits, dc, ac, &mut run.coefficients[at..]).is_none() {
+            let at = count * pb;
+            if at + pb > run.coefficients.len() {
+                run.coefficients.resize((run.coefficients.len() * 2).max(at + 4096 * pb), 0);
+            }
+            if block(&mut bits, dc, ac, &mut run.coefficients[at..at + pb]).is_none() {
                 restarts += 1;
                 // Real photos resynchronise within a few blocks; data that keeps failing is not a photo, and
                 // the sequential continuation will say so faster.
                 if !speculative || restarts > MAX_RESTARTS {
                     return None;
                 }
-                run.coefficients.clear();
+                run.coefficients[..at + pb].fill(0);
                 run.starts.clear();
+                predictor = [0; 4];
                 (count, at_phase) = (0, 0);
                 bits = Bits::at(self.data, start + 1);
                 continue;
             }
+            let p = &mut predictor[self.components[at_phase]];
+            *p = p.wrapping_add(run.coefficients[at]);
+            run.coefficients[at] = *p;
             if speculative && count < RECORDED {
                 run.starts.push(start);
             }
             count += 1;
             at_phase = if at_phase + 1 == self.tables.len() { 0 } else { at_phase + 1 };
         }
+        run.coefficients.truncate(count * pb);
         run.end = bits.position();
         Some(run)
     }
 }
 
-/// Entropy-decodes the scan into `per_block` coefficients per block (zigzag order, DC with its prediction applied),
+/// Entropy-decodes the scan into `per_block` coefficients per block (zigzag order, DC values with the prediction applied),
 /// blocks in coding order, using up to `threads` threads. `None` for data this decoder cannot make sense of.
 pub(crate) fn decode(frame: &Frame, scan: &Unstuffed, per_block: usize, threads: usize) -> Option<Vec<i16>> {
     let parts = threads.min(scan.len / MIN_CHUNK_BYTES).max(1);
@@ -171,25 +184,14 @@ pub(crate) fn decode_cut(
     let (mx, my) = frame.mcus();
     let bpm = layout.len();
     let total = mx.checked_mul(my)?.checked_mul(bpm)?;
-    let decoder = Decoder { data: &scan.data, limit: scan.len * 8, tables: &tables, per_block };
-    let mut coefficients = if frame.restart_interval > 0 {
-        by_intervals(&decoder, scan, frame.restart_interval * bpm, total, threads)?
-    } else {
-        speculative(&decoder, scan.len, total, cuts)?
-    };
-    // DC differences to values, each component on its own predictor, reset at each restart interval.
     let components: Vec<usize> = layout.iter().map(|&(c, _, _)| c).collect();
-    let interval = if frame.restart_interval > 0 { frame.restart_interval * bpm } else { usize::MAX };
-    for interval in coefficients.chunks_mut(interval.saturating_mul(per_block)) {
-        let mut predictor = [0i32; 4];
-        for mcu in interval.chunks_mut(bpm * per_block) {
-            for (block, &c) in mcu.chunks_mut(per_block).zip(&components) {
-                predictor[c] = predictor[c].wrapping_add(i32::from(block[0]));
-                block[0] = predictor[c] as i16;
-            }
-        }
+    let decoder =
+        Decoder { data: &scan.data, limit: scan.len * 8, tables: &tables, components: &components, per_block };
+    if frame.restart_interval > 0 {
+        by_intervals(&decoder, scan, frame.restart_interval * bpm, total, threads)
+    } else {
+        speculative(&decoder, scan.len, total, cuts)
     }
-    Some(coefficients)
 }
 
 /// Restart intervals shared out between threads; each interval decodes on its own from its first byte.
@@ -247,41 +249,87 @@ fn speculative(d: &Decoder, len: usize, total: usize, cuts: &[usize]) -> Option<
     });
     let mut runs = runs.into_iter();
     let first = runs.next()??;
-    let (mut count, mut end) = (first.coefficients.len() / d.per_block, first.end);
-    let mut out = first.coefficients;
-    out.reserve(total.saturating_sub(count) * d.per_block);
+    let mut stitch = Stitch::new(d, first, total);
     for run in runs.flatten() {
         let mut j = 0;
-        while count < total {
-            while run.starts.get(j).is_some_and(|&s| s < end) {
+        while stitch.count < total {
+            while run.starts.get(j).is_some_and(|&s| s < stitch.end) {
                 j += 1;
             }
             let Some(&start) = run.starts.get(j) else { break };
-            if start == end && j % bpm == count % bpm {
-                let blocks = run.coefficients.len() / d.per_block;
-                let take = (blocks - j).min(total - count);
-                out.extend_from_slice(&run.coefficients[j * d.per_block..(j + take) * d.per_block]);
-                count += take;
+            if start == stitch.end && j % bpm == stitch.count % bpm {
                 // Taking fewer than all means the run went on past the last MCU: the scan is complete.
-                end = run.end;
+                stitch.append(&run, 0, j);
                 break;
             }
-            (count, end) = continue_one(d, &mut out, count, end)?;
+            let one = d.run(stitch.end, stitch.count % bpm, usize::MAX, 1, false)?;
+            if one.coefficients.is_empty() {
+                return None;
+            }
+            stitch.append(&one, stitch.count % bpm, 0);
         }
     }
-    if count < total {
-        let rest = d.run(end, count % bpm, bits, total - count, false)?;
-        out.extend_from_slice(&rest.coefficients);
+    if stitch.count < total {
+        let phase = stitch.count % bpm;
+        let rest = d.run(stitch.end, phase, bits, total - stitch.count, false)?;
+        stitch.append(&rest, phase, 0);
     }
-    (out.len() == total * d.per_block).then_some(out)
+    (stitch.out.len() == total * d.per_block).then_some(stitch.out)
 }
 
-/// Decodes the block with coding index `count` at bit `end` onto `out`; the new count and position.
-fn continue_one(d: &Decoder, out: &mut Vec<i16>, count: usize, end: usize) -> Option<(usize, usize)> {
-    let run = d.run(end, count % d.tables.len(), usize::MAX, 1, false)?;
-    if run.coefficients.is_empty() {
-        return None;
+/// The blocks in coding order so far, with where the next starts and each component's last DC value.
+struct Stitch<'d, 'a, 'f> {
+    d: &'d Decoder<'a, 'f>,
+    out: Vec<i16>,
+    count: usize,
+    total: usize,
+    end: usize,
+    predictor: [i16; 4],
+}
+
+impl<'d, 'a, 'f> Stitch<'d, 'a, 'f> {
+    /// Starts from the run that began the scan, whose DC values are already right.
+    fn new(d: &'d Decoder<'a, 'f>, first: Run, total: usize) -> Self {
+        let count = first.coefficients.len() / d.per_block;
+        let predictor = last_values(d, &first.coefficients, 0, count);
+        Self { d, out: first.coefficients, count, total, end: first.end, predictor }
     }
-    out.extend_from_slice(&run.coefficients);
-    Some((count + 1, run.end))
+
+    /// Appends `run`'s blocks from its `j`-th on (its first block at MCU place `phase`), up to the scan's last. The
+    /// run predicted DC from zero where it started, so each component's values are off by the same amount: what
+    /// this stitch's predictor holds minus what the run's held before block `j`.
+    fn append(&mut self, run: &Run, phase: usize, j: usize) {
+        let (pb, bpm) = (self.d.per_block, self.d.components.len());
+        let take = (run.coefficients.len() / pb - j).min(self.total - self.count);
+        let before = last_values(self.d, &run.coefficients, phase, j);
+        let offset: [i16; 4] = std::array::from_fn(|c| self.predictor[c].wrapping_sub(before[c]));
+        let from = self.out.len();
+        self.out.extend_from_slice(&run.coefficients[j * pb..(j + take) * pb]);
+        let mut place = (phase + j) % bpm;
+        for block in self.out[from..].chunks_exact_mut(pb) {
+            let c = self.d.components[place];
+            block[0] = block[0].wrapping_add(offset[c]);
+            self.predictor[c] = block[0];
+            place = if place + 1 == bpm { 0 } else { place + 1 };
+        }
+        self.count += take;
+        self.end = run.end;
+    }
+}
+
+/// Each component's DC value in the last of the first `j` blocks of `coefficients` (the first at MCU place
+/// `phase`) that belongs to it; 0 for a component with none.
+fn last_values(d: &Decoder, coefficients: &[i16], phase: usize, j: usize) -> [i16; 4] {
+    let bpm = d.components.len();
+    let mut out = [0i16; 4];
+    let mut seen = [false; 4];
+    // Every MCU holds every component, so one MCU's worth of blocks back is enough.
+    for i in (j.saturating_sub(bpm)..j).rev() {
+        let c = d.components[(phase + i) % bpm];
+        if !seen[c] {
+            seen[c] = true;
+            out[c] = coefficients[i * d.per_block];
+        }
+    }
+    out
 }
