@@ -64,17 +64,23 @@ pub(crate) fn rgb(frame: &Frame, coefficients: &[i16], per_block: usize, k: usiz
             ycbcr_to_rgb(&lines[0][..out_w], &lines[1][..out_w], &lines[2][..out_w], line);
         }
     };
+    on_threads(out.chunks_mut(rows_per_band * out_w * 3), |b, chunk| band(b * rows_per_band, chunk));
+    out
+}
+
+/// Runs `work(index, item)` for every item, each on a thread of its own but the first, which the caller's runs.
+fn on_threads<T: Send>(items: impl Iterator<Item = T>, work: impl Fn(usize, T) + Sync) {
+    let work = &work;
     std::thread::scope(|s| {
-        let mut bands = out.chunks_mut(rows_per_band * out_w * 3).enumerate();
-        let first = bands.next();
-        for (b, chunk) in bands {
-            s.spawn(move || band(b * rows_per_band, chunk));
+        let mut items = items.enumerate();
+        let first = items.next();
+        for (i, item) in items {
+            s.spawn(move || work(i, item));
         }
-        if let Some((_, chunk)) = first {
-            band(0, chunk);
+        if let Some((_, item)) = first {
+            work(0, item);
         }
     });
-    out
 }
 
 /// The component planes, in bands of MCU rows on up to `threads` threads.
@@ -130,16 +136,7 @@ fn planes(frame: &Frame, coefficients: &[i16], per_block: usize, k: usize, threa
             }
         }
     };
-    std::thread::scope(|s| {
-        let mut bands = bands.into_iter().enumerate();
-        let first = bands.next();
-        for (b, out) in bands {
-            s.spawn(move || band(b * rows_per_band, out));
-        }
-        if let Some((_, out)) = first {
-            band(0, out);
-        }
-    });
+    on_threads(bands.into_iter(), |b, out| band(b * rows_per_band, out));
     planes
 }
 
