@@ -26,6 +26,7 @@
 use std::io::{Cursor, Read};
 use std::path::Path;
 
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
 
 use crate::error::{Result, VisionError};
@@ -108,6 +109,14 @@ fn decode_pixels(
     min_side: Option<u32>,
 ) -> Result<(RgbImage, (u32, u32))> {
     let name = format_name(format);
+    let max_alloc = usize::try_from(image_limits(limits).max_alloc.unwrap_or(u64::MAX)).unwrap_or(usize::MAX);
+    if let (ImageFormat::Jpeg, Some(min_side)) = (format, min_side) {
+        let fits = |w, h| check_dimensions(w, h, limits).is_ok();
+        if let Some((img, (width, height), orientation)) = jpeg::reduced(bytes, min_side, max_alloc, fits) {
+            let orientation = orientation.unwrap_or(Orientation::NoTransforms);
+            return Ok(turn_upright(DynamicImage::ImageRgb8(img), (width, height), orientation));
+        }
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     reader.limits(image_limits(limits));
     let mut decoder = match reader.into_decoder() {
@@ -125,30 +134,36 @@ fn decode_pixels(
     check_dimensions(width, height, limits)?;
 
     // A broken EXIF block must not cost the user their upload: fall back to "as stored".
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
-    use image::metadata::Orientation::{Rotate270, Rotate270FlipH, Rotate90, Rotate90FlipH};
-    let upright = match orientation {
-        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH => (height, width),
-        _ => (width, height),
-    };
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     if let (ImageFormat::Jpeg, Some(min_side)) = (format, min_side) {
         let eighths = jpeg::scale_eighths(width, height, min_side);
-        let max_alloc = image_limits(limits).max_alloc.unwrap_or(u64::MAX);
-        let max_alloc = usize::try_from(max_alloc).unwrap_or(usize::MAX);
         if eighths < 8 {
             if let Some(img) = jpeg::decode_scaled(bytes, width, height, eighths, max_alloc) {
-                let mut img = DynamicImage::ImageRgb8(img);
-                img.apply_orientation(orientation);
-                return Ok((flatten_to_rgb8(img), upright));
+                return Ok(turn_upright(DynamicImage::ImageRgb8(img), (width, height), orientation));
             }
         }
     }
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
         ImageError::Limits(_) => too_many_pixels(width, height, limits),
         e => map_image_error(e, name),
     })?;
+    Ok(turn_upright(img, (width, height), orientation))
+}
+
+/// `img` (stored `width x height` before any reduction) turned upright and flattened to RGB, with the upright
+/// full size (what a catalog records, even when the pixels came back reduced).
+fn turn_upright(
+    mut img: DynamicImage,
+    (width, height): (u32, u32),
+    orientation: Orientation,
+) -> (RgbImage, (u32, u32)) {
+    use Orientation::{Rotate270, Rotate270FlipH, Rotate90, Rotate90FlipH};
+    let size = match orientation {
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH => (height, width),
+        _ => (width, height),
+    };
     img.apply_orientation(orientation);
-    Ok((flatten_to_rgb8(img), upright))
+    (flatten_to_rgb8(img), size)
 }
 
 /// Reads and decodes a file. The size is checked from the metadata before reading, and the read

@@ -3,7 +3,13 @@
 //! That is what cameras, phones and every common encoder write. Anything else (progressive, arithmetic, 12-bit,
 //! CMYK, Adobe RGB transforms, odd sampling) is `None`, and jpeg-decoder takes the file.
 
-use super::huffman::HuffmanTable;
+/// A DHT table as the file states it: code counts per length and the symbols. Lookup tables are built from it only
+/// once a decode is certain (`scan`), so a look at the header stays cheap.
+#[derive(Debug, Clone)]
+pub(crate) struct HuffmanSpec {
+    pub counts: [u8; 16],
+    pub symbols: Vec<u8>,
+}
 
 /// One colour component of the frame.
 #[derive(Debug, Clone)]
@@ -24,12 +30,14 @@ pub(crate) struct Frame {
     pub height: usize,
     pub components: Vec<Component>,
     /// DC tables then AC tables by id (0..4 each); `None` where the file defines none.
-    pub dc_tables: [Option<HuffmanTable>; 4],
-    pub ac_tables: [Option<HuffmanTable>; 4],
+    pub dc_tables: [Option<HuffmanSpec>; 4],
+    pub ac_tables: [Option<HuffmanSpec>; 4],
     /// MCUs between restart markers; 0 when the file has none.
     pub restart_interval: usize,
     /// Offset of the first byte after the SOS header.
     pub scan_start: usize,
+    /// Where the payload of the last Exif APP1 segment lies (after `Exif\0\0`), as zune-jpeg keeps it.
+    pub exif: Option<std::ops::Range<usize>>,
 }
 
 impl Frame {
@@ -71,9 +79,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Frame> {
         return None;
     }
     let mut quant = [None::<[u16; 64]>; 4];
-    let mut dc_tables: [Option<HuffmanTable>; 4] = Default::default();
-    let mut ac_tables: [Option<HuffmanTable>; 4] = Default::default();
+    let mut dc_tables: [Option<HuffmanSpec>; 4] = Default::default();
+    let mut ac_tables: [Option<HuffmanSpec>; 4] = Default::default();
     let mut restart_interval = 0;
+    let mut exif = None;
     let mut sof: Option<(usize, usize, Vec<FrameComponent>)> = None;
     let mut pos = 2;
     loop {
@@ -109,6 +118,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Frame> {
             0xDD => restart_interval = usize::from(be16(body, 0)? as u16),
             // Adobe's APP14 may declare RGB or YCCK data; jpeg-decoder's colour handling decides those.
             0xEE if body.starts_with(b"Adobe") => return None,
+            0xE1 if body.starts_with(b"Exif\0\0") => exif = Some(pos + 10..pos + 2 + len),
             0xDA => {
                 let (width, height, comps) = sof?;
                 let components = scan_components(body, &comps, &quant)?;
@@ -131,7 +141,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Frame> {
                     components[0].h = 1;
                     components[0].v = 1;
                 }
-                let used = |id: usize, t: &[Option<HuffmanTable>; 4]| t.get(id).is_some_and(Option::is_some);
+                let used = |id: usize, t: &[Option<HuffmanSpec>; 4]| t.get(id).is_some_and(Option::is_some);
                 if !components.iter().all(|c| used(c.dc, &dc_tables) && used(c.ac, &ac_tables)) {
                     return None;
                 }
@@ -143,6 +153,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Frame> {
                     ac_tables,
                     restart_interval,
                     scan_start: pos + 2 + len,
+                    exif,
                 });
             }
             0xD9 => return None,
@@ -183,13 +194,13 @@ fn scan_components(body: &[u8], frame: &[FrameComponent], quant: &[Option<[u16; 
         .collect()
 }
 
-fn parse_dht(mut body: &[u8], dc: &mut [Option<HuffmanTable>; 4], ac: &mut [Option<HuffmanTable>; 4]) -> Option<()> {
+fn parse_dht(mut body: &[u8], dc: &mut [Option<HuffmanSpec>; 4], ac: &mut [Option<HuffmanSpec>; 4]) -> Option<()> {
     while !body.is_empty() {
         let (class, id) = (body[0] >> 4, usize::from(body[0] & 15));
         let counts: [u8; 16] = body.get(1..17)?.try_into().ok()?;
         let total: usize = counts.iter().map(|&c| usize::from(c)).sum();
         let symbols = body.get(17..17 + total)?;
-        let table = HuffmanTable::new(&counts, symbols, class == 0)?;
+        let table = HuffmanSpec { counts, symbols: symbols.to_vec() };
         match class {
             0 => *dc.get_mut(id)? = Some(table),
             1 => *ac.get_mut(id)? = Some(table),

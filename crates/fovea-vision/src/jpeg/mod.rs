@@ -4,7 +4,7 @@
 //! wasted. A JPEG stores 8x8 blocks of DCT coefficients; an inverse DCT over only the lowest 4x4, 2x2 or 1x1 of them
 //! yields the block at 1/2, 1/4 or 1/8 size directly (libjpeg-turbo's scaling, Pillow's `draft` mode), skipping most
 //! of the IDCT, upsampling and colour conversion. zune-jpeg (what `image` decodes with) cannot do this, so this path
-//! uses this module's own decoder for the common kind of file and jpeg-decoder's `scale` for the rest. Which scale: see [`scale_eighths`].
+//! uses this module's own decoder ([`reduced`]) for the common kind of file and jpeg-decoder's `scale` for the rest. Which scale: see [`scale_eighths`].
 //!
 //! **Parallel entropy decoding.** See `scan`: what is left of a reduced decode is mostly reading the Huffman codes,
 //! and that part runs on every core, speculatively when the file has no restart markers.
@@ -31,27 +31,30 @@ pub(crate) fn scale_eighths(width: u32, height: u32, min_side: u32) -> u32 {
     [1, 2, 4].into_iter().find(|&s| (shorter * u64::from(s)).div_ceil(8) >= u64::from(min_side)).unwrap_or(8)
 }
 
-/// Pixels of a `width x height` JPEG decoded at `eighths` / 8 of its size (as stored, before EXIF orientation), or
-/// `None` when neither reduced decoder should be used for it: CMYK and 16-bit files (rare, and the main decoder's
-/// colour handling is the one tested), or any error (the main decoder then decodes the file and reports the error
-/// in the usual terms). The common kind of JPEG goes through this module's own decoder (entropy decoding on all
-/// cores, see `scan`); the rest through jpeg-decoder's `scale`.
-pub(crate) fn decode_scaled(
+/// A baseline JPEG (see `header`) decoded straight from its bytes at the fewest eighths of its size that keep the
+/// shorter side at least `min_side`, with its stored size and EXIF orientation; `None` when this module's decoder
+/// does not take the file, `fits` refuses its size, no reduction applies, or the data is invalid (the caller then
+/// goes the usual way, which reports errors in the usual terms). Nothing else reads the file first: `image`'s
+/// decoder would copy it and parse its headers twice.
+pub(crate) fn reduced(
     bytes: &[u8],
-    width: u32,
-    height: u32,
-    eighths: u32,
+    min_side: u32,
     max_alloc: usize,
-) -> Option<image::RgbImage> {
-    if let Some(frame) = header::parse(bytes) {
-        if (frame.width, frame.height) == (width as usize, height as usize) {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
-            if let Some(img) = fast_scaled(bytes, &frame, eighths as usize, max_alloc, threads) {
-                return Some(img);
-            }
-        }
+    fits: impl FnOnce(u32, u32) -> bool,
+) -> Option<(image::RgbImage, (u32, u32), Option<image::metadata::Orientation>)> {
+    let frame = header::parse(bytes)?;
+    let (width, height) = (u32::try_from(frame.width).ok()?, u32::try_from(frame.height).ok()?);
+    if !fits(width, height) {
+        return None;
     }
-    decode_scaled_by_jpeg_decoder(bytes, width, height, eighths, max_alloc)
+    let eighths = scale_eighths(width, height, min_side);
+    if eighths == 8 {
+        return None;
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS);
+    let img = fast_scaled(bytes, &frame, eighths as usize, max_alloc, threads)?;
+    let orientation = frame.exif.and_then(|r| image::metadata::Orientation::from_exif_chunk(bytes.get(r)?));
+    Some((img, (width, height), orientation))
 }
 
 /// More threads than this gain little on one photo and take cores from other requests.
@@ -80,7 +83,11 @@ pub(crate) fn fast_scaled(
     image::RgbImage::from_raw(u32::try_from(w).ok()?, u32::try_from(h).ok()?, rgb)
 }
 
-fn decode_scaled_by_jpeg_decoder(
+/// Pixels of a `width x height` JPEG decoded at `eighths` / 8 of its size by jpeg-decoder (as stored, before EXIF
+/// orientation), for the kinds [`reduced`] leaves; `None` for CMYK and 16-bit files (rare, and the main decoder's
+/// colour handling is the one tested) or any error (the main decoder then decodes the file and reports the error
+/// in the usual terms).
+pub(crate) fn decode_scaled(
     bytes: &[u8],
     width: u32,
     height: u32,

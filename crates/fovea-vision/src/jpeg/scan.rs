@@ -18,7 +18,7 @@
 //!   guessed: a chunk that never matches is simply decoded again by that continuation, so the result is always
 //!   what one sequential decoder gives (the tests check that bit for bit, at every split point of small files).
 
-use super::header::Frame;
+use super::header::{Frame, HuffmanSpec};
 use super::huffman::{block, Bits, HuffmanTable, PADDING};
 
 /// Below this much entropy-coded data per thread, splitting costs more than it saves.
@@ -174,11 +174,16 @@ pub(crate) fn decode_cut(
     cuts: &[usize],
 ) -> Option<Vec<i16>> {
     let layout = frame.mcu_layout();
+    let build = |spec: &Option<HuffmanSpec>, dc: bool| {
+        spec.as_ref().and_then(|s| HuffmanTable::new(&s.counts, &s.symbols, dc)).map(Box::new)
+    };
+    let dc: Vec<Option<Box<HuffmanTable>>> = frame.dc_tables.iter().map(|s| build(s, true)).collect();
+    let ac: Vec<Option<Box<HuffmanTable>>> = frame.ac_tables.iter().map(|s| build(s, false)).collect();
     let tables: Tables = layout
         .iter()
         .map(|&(c, _, _)| {
             let comp = &frame.components[c];
-            Some((frame.dc_tables[comp.dc].as_ref()?, frame.ac_tables[comp.ac].as_ref()?))
+            Some((dc[comp.dc].as_deref()?, ac[comp.ac].as_deref()?))
         })
         .collect::<Option<_>>()?;
     let (mx, my) = frame.mcus();

@@ -56,8 +56,7 @@ fn matches_jpeg_decoder_for_every_sampling_scale_size_and_restart_interval() {
                 let frame = header::parse(&bytes).expect("supported kind");
                 assert_eq!(frame.restart_interval, usize::from(restart));
                 for k in [1usize, 2, 4] {
-                    let reference =
-                        decode_scaled_by_jpeg_decoder(&bytes, u32::from(w), u32::from(h), k as u32, NO_LIMIT).unwrap();
+                    let reference = decode_scaled(&bytes, u32::from(w), u32::from(h), k as u32, NO_LIMIT).unwrap();
                     for threads in [1, 3] {
                         let ours = fast_scaled(&bytes, &frame, k, NO_LIMIT, threads).expect("decodes");
                         let (max, share) = compare(&ours, &reference);
@@ -114,7 +113,7 @@ fn a_large_photo_decodes_on_several_threads_like_on_one() {
     assert!(data.len > 4 * 96 * 1024, "{} bytes: too few to split four ways", data.len);
     let one = scan::decode(&frame, &data, 5, 1).unwrap();
     assert_eq!(scan::decode(&frame, &data, 5, 4).unwrap(), one);
-    let reference = decode_scaled_by_jpeg_decoder(&bytes, 2400, 1800, 2, NO_LIMIT).unwrap();
+    let reference = decode_scaled(&bytes, 2400, 1800, 2, NO_LIMIT).unwrap();
     let (max, _) = compare(&fast_scaled(&bytes, &frame, 2, NO_LIMIT, 4).unwrap(), &reference);
     assert!(max <= 1);
 }
