@@ -93,8 +93,12 @@ pub(crate) fn parse(bytes: &[u8]) -> Option<Frame> {
             return None;
         }
         let marker = *bytes.get(pos + 1)?;
+        // The length counts its own two bytes.
         let len = usize::from(u16::from_be_bytes([*bytes.get(pos + 2)?, *bytes.get(pos + 3)?]));
-        let body = bytes.get(pos + 4..pos + 2 + len.checked_sub(2)? + 2)?;
+        if len < 2 {
+            return None;
+        }
+        let body = bytes.get(pos + 4..pos + 2 + len)?;
         match marker {
             // Baseline and extended sequential, Huffman.
             0xC0 | 0xC1 => {
