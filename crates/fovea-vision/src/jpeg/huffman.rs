@@ -97,7 +97,12 @@ impl HuffmanTable {
             }
             code <<= 1;
         }
-        let multi = Box::new(std::array::from_fn(|bits| multi_skip(&skip, bits as u32)));
+        // DC tables never skip; their multi-symbol lookup would be thousands of wasted steps per decode.
+        let multi = Box::new(if dc {
+            [0; 1 << MULTI_BITS]
+        } else {
+            std::array::from_fn(|bits| multi_skip(&skip, bits as u32))
+        });
         Some(Self { symbol, skip, fast, max_code, offset, symbols: symbols.to_vec(), multi })
     }
 }
@@ -209,11 +214,15 @@ fn long_code(acc: u64, t: &HuffmanTable) -> Option<(u32, u8)> {
     None
 }
 
-/// Decodes one block: the DC difference into `out[0]` and the AC coefficients at zigzag positions `1..out.len()`
-/// into the rest of `out` (which the caller zeroed); later coefficients are skipped. `None` for data that is not a
-/// valid block.
+/// Decodes one block: the DC difference into `out[0]` and the AC coefficients at zigzag positions `1..N` into the
+/// rest of `out`; later coefficients are skipped. `None` for data that is not a valid block.
 #[inline(always)]
-pub(crate) fn block(bits: &mut Bits, dc: &HuffmanTable, ac: &HuffmanTable, out: &mut [i16]) -> Option<()> {
+pub(crate) fn block<const N: usize>(
+    bits: &mut Bits,
+    dc: &HuffmanTable,
+    ac: &HuffmanTable,
+    out: &mut [i16; N],
+) -> Option<()> {
     // A copy in locals: the compiler keeps it in registers, where a `&mut` reader would live in memory.
     let mut b = *bits;
     let done = block_in(&mut b, dc, ac, out);
@@ -222,7 +231,8 @@ pub(crate) fn block(bits: &mut Bits, dc: &HuffmanTable, ac: &HuffmanTable, out: 
 }
 
 #[inline(always)]
-fn block_in(b: &mut Bits, dc: &HuffmanTable, ac: &HuffmanTable, out: &mut [i16]) -> Option<()> {
+fn block_in<const N: usize>(b: &mut Bits, dc: &HuffmanTable, ac: &HuffmanTable, out: &mut [i16; N]) -> Option<()> {
+    *out = [0; N];
     b.refill();
     let size = b.symbol(dc)?;
     out[0] = if size == 0 { 0 } else { b.value(u32::from(size)) as i16 };

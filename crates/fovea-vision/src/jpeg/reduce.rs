@@ -6,6 +6,7 @@
 //! same pixels and a user never sees which one ran (the tests compare the two).
 
 use super::header::Frame;
+use super::on_threads;
 
 /// Natural (row-major) index of each zigzag position.
 const ZIGZAG: [usize; 64] = [
@@ -64,23 +65,8 @@ pub(crate) fn rgb(frame: &Frame, coefficients: &[i16], per_block: usize, k: usiz
             ycbcr_to_rgb(&lines[0][..out_w], &lines[1][..out_w], &lines[2][..out_w], line);
         }
     };
-    on_threads(out.chunks_mut(rows_per_band * out_w * 3), |b, chunk| band(b * rows_per_band, chunk));
+    on_threads_or_panic(out.chunks_mut(rows_per_band * out_w * 3), |b, chunk| band(b * rows_per_band, chunk));
     out
-}
-
-/// Runs `work(index, item)` for every item, each on a thread of its own but the first, which the caller's runs.
-fn on_threads<T: Send>(items: impl Iterator<Item = T>, work: impl Fn(usize, T) + Sync) {
-    let work = &work;
-    std::thread::scope(|s| {
-        let mut items = items.enumerate();
-        let first = items.next();
-        for (i, item) in items {
-            s.spawn(move || work(i, item));
-        }
-        if let Some((_, item)) = first {
-            work(0, item);
-        }
-    });
 }
 
 /// The component planes, in bands of MCU rows on up to `threads` threads.
@@ -136,8 +122,17 @@ fn planes(frame: &Frame, coefficients: &[i16], per_block: usize, k: usize, threa
             }
         }
     };
-    on_threads(bands.into_iter(), |b, out| band(b * rows_per_band, out));
+    on_threads_or_panic(bands, |b, out| band(b * rows_per_band, out));
     planes
+}
+
+/// [`on_threads`], passing a panic on: the work here is plain arithmetic on sizes checked before.
+fn on_threads_or_panic<T: Send>(items: impl IntoIterator<Item = T>, work: impl Fn(usize, T) + Sync) {
+    for done in on_threads(items, work) {
+        if let Err(panic) = done {
+            std::panic::resume_unwind(panic);
+        }
+    }
 }
 
 fn clamp(x: i32) -> u8 {

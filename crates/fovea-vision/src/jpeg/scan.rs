@@ -20,6 +20,7 @@
 
 use super::header::{Frame, HuffmanSpec};
 use super::huffman::{block, Bits, HuffmanTable, PADDING};
+use super::on_threads;
 
 /// Below this much entropy-coded data per thread, splitting costs more than it saves.
 const MIN_CHUNK_BYTES: usize = 96 * 1024;
@@ -74,8 +75,14 @@ pub(crate) fn unstuff(bytes: &[u8], start: usize) -> Unstuffed {
     Unstuffed { data, len, restarts }
 }
 
-/// Per block of an MCU (coding order): its DC and AC tables.
-type Tables<'f> = Vec<(&'f HuffmanTable, &'f HuffmanTable)>;
+/// What decoding a block needs to know about its place in the MCU (coding order).
+#[derive(Clone, Copy)]
+struct Place<'f> {
+    dc: &'f HuffmanTable,
+    ac: &'f HuffmanTable,
+    /// Which component (0..4) the block belongs to.
+    component: usize,
+}
 
 /// The blocks one decoder produced: `per_block` coefficients each (DC difference first), where each started, and
 /// the bit position after the last.
@@ -85,74 +92,139 @@ struct Run {
     end: usize,
 }
 
+/// Where a decoder is: its reader, the MCU place of its next block and each component's DC predictor.
+#[derive(Clone, Copy)]
+struct State<'a> {
+    bits: Bits<'a>,
+    place: usize,
+    predictor: [i16; 4],
+}
+
+/// Why [`Decoder::fill`] returned.
+enum Stopped {
+    /// The next block would start at or after the stop.
+    AtStop,
+    /// Every slot it was given is filled.
+    Full,
+    /// The block starting at this bit is not valid.
+    Invalid(usize),
+}
+
 struct Decoder<'a, 'f> {
     /// The data and its padding.
     data: &'a [u8],
     /// Where the data ends, in bits: no block starts at or after it.
     limit: usize,
-    tables: &'a Tables<'f>,
-    /// The component of each block of an MCU, in coding order.
-    components: &'a [usize],
+    places: &'a [Place<'f>],
+    /// Coefficients kept per block: 1, 5 or 25 (see `reduce::coefficients_needed`).
     per_block: usize,
 }
 
-impl Decoder<'_, '_> {
-    /// Decodes blocks from bit `from` (MCU position `phase`) until `max_blocks` are done or a block would start at
-    /// or after bit `stop`. A sequential decoder gives up on invalid data; a speculative one starts again one bit
+impl<'a> Decoder<'a, '_> {
+    /// Decodes blocks from bit `from` (MCU place `phase`) until `max_blocks` are done or a block would start at or
+    /// after bit `stop`. A sequential decoder gives up on invalid data; a speculative one starts again one bit
     /// later, forgetting what it had.
     fn run(&self, from: usize, phase: usize, stop: usize, max_blocks: usize, speculative: bool) -> Option<Run> {
-        // A bounded run (the first chunk, which may be the whole scan) gets zeroed room for all its blocks at once
-        // (fresh pages, so no memset), and the other chunks append to it without moving it; the others grow it.
-        let pb = self.per_block;
-        let room = if max_blocks < usize::MAX { max_blocks } else { stop.saturating_sub(from) / 64 };
-        let mut run = Run {
-            coefficients: vec![0; room * pb],
-            starts: Vec::with_capacity(if speculative { room.min(RECORDED) } else { 0 }),
-            end: from,
-        };
+        // One copy of the hot loop per block length, so each block is a fixed-size array.
+        match self.per_block {
+            1 => self.run_n::<1>(from, phase, stop, max_blocks, speculative),
+            5 => self.run_n::<5>(from, phase, stop, max_blocks, speculative),
+            25 => self.run_n::<25>(from, phase, stop, max_blocks, speculative),
+            _ => None,
+        }
+    }
+
+    fn run_n<const N: usize>(
+        &self,
+        from: usize,
+        phase: usize,
+        stop: usize,
+        max_blocks: usize,
+        speculative: bool,
+    ) -> Option<Run> {
+        // A bounded run (the first chunk, which may be the whole scan) gets zeroed room for all its blocks at once;
+        // an unbounded one, room for a block per 16 bits of its share of the data, several times what photos
+        // need (about 65 bits per block at quality 90). Both are fresh pages, so room never used costs nothing,
+        // while growing copies what was decoded and faults in twice the pages.
+        let room = if max_blocks < usize::MAX { max_blocks } else { stop.saturating_sub(from) / 16 };
+        let mut coefficients = vec![0i16; room * N];
+        let mut starts = Vec::with_capacity(if speculative { room.min(RECORDED) } else { 0 });
         let stop = stop.min(self.limit);
-        let mut bits = Bits::at(self.data, from.min(self.limit));
-        let (mut count, mut restarts) = (0, 0);
-        let mut at_phase = phase;
         // DC predictors from zero at the run's start: exact for a run that starts the scan or a restart interval,
         // and off by a constant per component for any other (see `Stitch`).
-        let mut predictor = [0i16; 4];
-        while count < max_blocks {
+        let fresh = |bit: usize, place: usize| State { bits: Bits::at(self.data, bit), place, predictor: [0; 4] };
+        let mut state = fresh(from.min(self.limit), phase);
+        let (mut count, mut restarts) = (0, 0);
+        loop {
+            let (blocks, _) = coefficients.as_chunks_mut::<N>();
+            let end = blocks.len().min(max_blocks);
+            let slots = &mut blocks[count..end];
+            let (done, why) = if speculative {
+                self.fill::<N, true>(&mut state, slots, stop, &mut starts)
+            } else {
+                self.fill::<N, false>(&mut state, slots, stop, &mut starts)
+            };
+            count += done;
+            match why {
+                Stopped::AtStop => break,
+                Stopped::Full if count >= max_blocks => break,
+                Stopped::Full => {
+                    let len = coefficients.len();
+                    coefficients.resize((len * 2).max((count + 4096) * N), 0);
+                }
+                Stopped::Invalid(start) => {
+                    restarts += 1;
+                    // Real photos resynchronise within a few blocks; data that keeps failing is not a photo, and
+                    // the sequential continuation will say so faster.
+                    if !speculative || restarts > MAX_RESTARTS {
+                        return None;
+                    }
+                    starts.clear();
+                    count = 0;
+                    state = fresh(start + 1, 0);
+                }
+            }
+        }
+        coefficients.truncate(count * N);
+        Some(Run { coefficients, starts, end: state.bits.position() })
+    }
+
+    /// The hot loop: decodes into `out` from `state` until it is full, the next block would start at or after
+    /// `stop`, or a block is invalid; returns how many blocks it decoded and why it stopped. A speculative decoder
+    /// also records where each block started, up to [`RECORDED`].
+    fn fill<const N: usize, const SPECULATIVE: bool>(
+        &self,
+        state: &mut State<'a>,
+        out: &mut [[i16; N]],
+        stop: usize,
+        starts: &mut Vec<usize>,
+    ) -> (usize, Stopped) {
+        // Locals, so that the reader's state stays in registers.
+        let State { mut bits, mut place, mut predictor } = *state;
+        let places = self.places;
+        let (mut done, mut why) = (0, Stopped::Full);
+        for slot in out.iter_mut() {
             let start = bits.position();
             if start >= stop {
+                why = Stopped::AtStop;
                 break;
             }
-            let (dc, ac) = self.tables[at_phase];
-            let at = count * pb;
-            if at + pb > run.coefficients.len() {
-                run.coefficients.resize((run.coefficients.len() * 2).max(at + 4096 * pb), 0);
+            let Place { dc, ac, component } = places[place];
+            if block(&mut bits, dc, ac, slot).is_none() {
+                why = Stopped::Invalid(start);
+                break;
             }
-            if block(&mut bits, dc, ac, &mut run.coefficients[at..at + pb]).is_none() {
-                restarts += 1;
-                // Real photos resynchronise within a few blocks; data that keeps failing is not a photo, and
-                // the sequential continuation will say so faster.
-                if !speculative || restarts > MAX_RESTARTS {
-                    return None;
-                }
-                run.coefficients[..at + pb].fill(0);
-                run.starts.clear();
-                predictor = [0; 4];
-                (count, at_phase) = (0, 0);
-                bits = Bits::at(self.data, start + 1);
-                continue;
+            let p = &mut predictor[component & 3];
+            *p = p.wrapping_add(slot[0]);
+            slot[0] = *p;
+            if SPECULATIVE && starts.len() < RECORDED {
+                starts.push(start);
             }
-            let p = &mut predictor[self.components[at_phase]];
-            *p = p.wrapping_add(run.coefficients[at]);
-            run.coefficients[at] = *p;
-            if speculative && count < RECORDED {
-                run.starts.push(start);
-            }
-            count += 1;
-            at_phase = if at_phase + 1 == self.tables.len() { 0 } else { at_phase + 1 };
+            done += 1;
+            place = if place + 1 == places.len() { 0 } else { place + 1 };
         }
-        run.coefficients.truncate(count * pb);
-        run.end = bits.position();
-        Some(run)
+        *state = State { bits, place, predictor };
+        (done, why)
     }
 }
 
@@ -179,19 +251,17 @@ pub(crate) fn decode_cut(
     };
     let dc: Vec<Option<Box<HuffmanTable>>> = frame.dc_tables.iter().map(|s| build(s, true)).collect();
     let ac: Vec<Option<Box<HuffmanTable>>> = frame.ac_tables.iter().map(|s| build(s, false)).collect();
-    let tables: Tables = layout
+    let places: Vec<Place> = layout
         .iter()
         .map(|&(c, _, _)| {
             let comp = &frame.components[c];
-            Some((dc[comp.dc].as_deref()?, ac[comp.ac].as_deref()?))
+            Some(Place { dc: dc[comp.dc].as_deref()?, ac: ac[comp.ac].as_deref()?, component: c })
         })
         .collect::<Option<_>>()?;
     let (mx, my) = frame.mcus();
     let bpm = layout.len();
     let total = mx.checked_mul(my)?.checked_mul(bpm)?;
-    let components: Vec<usize> = layout.iter().map(|&(c, _, _)| c).collect();
-    let decoder =
-        Decoder { data: &scan.data, limit: scan.len * 8, tables: &tables, components: &components, per_block };
+    let decoder = Decoder { data: &scan.data, limit: scan.len * 8, places: &places, per_block };
     if frame.restart_interval > 0 {
         by_intervals(&decoder, scan, frame.restart_interval * bpm, total, threads)
     } else {
@@ -220,19 +290,12 @@ fn by_intervals(d: &Decoder, scan: &Unstuffed, blocks_per: usize, total: usize, 
     };
     let threads = threads.clamp(1, intervals);
     let share = intervals.div_ceil(threads);
-    let parts: Vec<Option<Vec<i16>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..threads)
-            .map(|t| {
-                let range = t * share..((t + 1) * share).min(intervals);
-                s.spawn(move || decode_range(range))
-            })
-            .collect();
-        let first = decode_range(0..share.min(intervals));
-        std::iter::once(first).chain(handles.into_iter().map(|h| h.join().ok().flatten())).collect()
-    });
+    let ranges = (0..threads).map(|t| t * share..((t + 1) * share).min(intervals));
+    // A panic in a decoder means data it could not make sense of, like `None`.
+    let parts = on_threads(ranges, |_, range| decode_range(range));
     let mut out = Vec::with_capacity(total * d.per_block);
     for part in parts {
-        out.extend_from_slice(&part?);
+        out.extend_from_slice(&part.ok()??);
     }
     Some(out)
 }
@@ -241,18 +304,19 @@ fn by_intervals(d: &Decoder, scan: &Unstuffed, blocks_per: usize, total: usize, 
 /// decodes for real, the others speculatively on threads of their own, then the continuations stitch them (see the
 /// module text).
 fn speculative(d: &Decoder, len: usize, total: usize, cuts: &[usize]) -> Option<Vec<i16>> {
-    let bpm = d.tables.len();
+    let bpm = d.places.len();
     let bits = len * 8;
     let bounds: Vec<usize> = std::iter::once(0).chain(cuts.iter().map(|c| c * 8)).chain([bits]).collect();
     let bounds = &bounds;
-    let runs: Vec<Option<Run>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..bounds.len() - 1)
-            .map(|t| s.spawn(move || d.run(bounds[t], 0, bounds[t + 1], usize::MAX, true)))
-            .collect();
-        let first = d.run(0, 0, bounds[1], total, false);
-        std::iter::once(first).chain(handles.into_iter().map(|h| h.join().ok().flatten())).collect()
+    let runs = on_threads(0..bounds.len() - 1, |t, _| {
+        // The first range decodes for real and stops after the scan's last block; the others speculate.
+        if t == 0 {
+            d.run(0, 0, bounds[1], total, false)
+        } else {
+            d.run(bounds[t], 0, bounds[t + 1], usize::MAX, true)
+        }
     });
-    let mut runs = runs.into_iter();
+    let mut runs = runs.into_iter().map(|r| r.ok().flatten());
     let first = runs.next()??;
     let mut stitch = Stitch::new(d, first, total);
     for run in runs.flatten() {
@@ -304,7 +368,7 @@ impl<'d, 'a, 'f> Stitch<'d, 'a, 'f> {
     /// run predicted DC from zero where it started, so each component's values are off by the same amount: what
     /// this stitch's predictor holds minus what the run's held before block `j`.
     fn append(&mut self, run: &Run, phase: usize, j: usize) {
-        let (pb, bpm) = (self.d.per_block, self.d.components.len());
+        let (pb, bpm) = (self.d.per_block, self.d.places.len());
         let take = (run.coefficients.len() / pb - j).min(self.total - self.count);
         let before = last_values(self.d, &run.coefficients, phase, j);
         let offset: [i16; 4] = std::array::from_fn(|c| self.predictor[c].wrapping_sub(before[c]));
@@ -312,7 +376,7 @@ impl<'d, 'a, 'f> Stitch<'d, 'a, 'f> {
         self.out.extend_from_slice(&run.coefficients[j * pb..(j + take) * pb]);
         let mut place = (phase + j) % bpm;
         for block in self.out[from..].chunks_exact_mut(pb) {
-            let c = self.d.components[place];
+            let c = self.d.places[place].component;
             block[0] = block[0].wrapping_add(offset[c]);
             self.predictor[c] = block[0];
             place = if place + 1 == bpm { 0 } else { place + 1 };
@@ -325,12 +389,12 @@ impl<'d, 'a, 'f> Stitch<'d, 'a, 'f> {
 /// Each component's DC value in the last of the first `j` blocks of `coefficients` (the first at MCU place
 /// `phase`) that belongs to it; 0 for a component with none.
 fn last_values(d: &Decoder, coefficients: &[i16], phase: usize, j: usize) -> [i16; 4] {
-    let bpm = d.components.len();
+    let bpm = d.places.len();
     let mut out = [0i16; 4];
     let mut seen = [false; 4];
     // Every MCU holds every component, so one MCU's worth of blocks back is enough.
     for i in (j.saturating_sub(bpm)..j).rev() {
-        let c = d.components[(phase + i) % bpm];
+        let c = d.places[(phase + i) % bpm].component;
         if !seen[c] {
             seen[c] = true;
             out[c] = coefficients[i * d.per_block];
