@@ -7,6 +7,7 @@
 
 use super::header::Frame;
 use super::on_threads;
+use super::scan::Coefficients;
 
 /// Natural (row-major) index of each zigzag position.
 const ZIGZAG: [usize; 64] = [
@@ -41,7 +42,7 @@ struct Plane {
 
 /// RGB pixels (`ceil(width * k / 8)` x `ceil(height * k / 8)`) from `coefficients` as [`super::scan::decode`]
 /// returns them, in bands of rows on up to `threads` threads.
-pub(crate) fn rgb(frame: &Frame, coefficients: &[i16], per_block: usize, k: usize, threads: usize) -> Vec<u8> {
+pub(crate) fn rgb(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize, threads: usize) -> Vec<u8> {
     let planes = planes(frame, coefficients, per_block, k, threads);
     let out_w = (frame.width * k).div_ceil(8);
     let out_h = (frame.height * k).div_ceil(8);
@@ -70,7 +71,7 @@ pub(crate) fn rgb(frame: &Frame, coefficients: &[i16], per_block: usize, k: usiz
 }
 
 /// The component planes, in bands of MCU rows on up to `threads` threads.
-fn planes(frame: &Frame, coefficients: &[i16], per_block: usize, k: usize, threads: usize) -> Vec<Plane> {
+fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize, threads: usize) -> Vec<Plane> {
     let (mx, my) = frame.mcus();
     let (hm, vm) = (frame.h_max(), frame.v_max());
     let mut planes: Vec<Plane> = frame
@@ -101,8 +102,9 @@ fn planes(frame: &Frame, coefficients: &[i16], per_block: usize, k: usize, threa
         }
     }
     let band = |first_mcu_row: usize, mut out: Vec<(&mut [u8], usize)>| {
-        let rows = coefficients[first_mcu_row * mx * mcu_len..].chunks(mx * mcu_len).take(rows_per_band);
-        for (r, row) in rows.enumerate() {
+        let mut scratch = Vec::new();
+        for (r, mcu_row) in (first_mcu_row..(first_mcu_row + rows_per_band).min(my)).enumerate() {
+            let row = coefficients.range(mcu_row * mx * mcu_len, mx * mcu_len, &mut scratch);
             // One block position of the MCU at a time, along the row: the component, its quantiser and the output
             // rows stay fixed in the inner loop.
             for (p, &(c, bx, by)) in layout.iter().enumerate() {

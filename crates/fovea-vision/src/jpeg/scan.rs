@@ -75,6 +75,62 @@ pub(crate) fn unstuff(bytes: &[u8], start: usize) -> Unstuffed {
     Unstuffed { data, len, restarts }
 }
 
+/// Decoded blocks in coding order, `per_block` coefficients each with final DC values, kept in the pieces the
+/// threads decoded them in: joining them would copy half the image's coefficients on one thread.
+pub(crate) struct Coefficients {
+    /// Each piece's values from its `.1`-th on; the pieces follow each other.
+    pieces: Vec<(Vec<i16>, usize)>,
+}
+
+impl Coefficients {
+    fn new(pieces: Vec<(Vec<i16>, usize)>) -> Self {
+        Self { pieces }
+    }
+
+    /// How many values there are in all.
+    pub fn len(&self) -> usize {
+        self.pieces.iter().map(|(v, from)| v.len() - from).sum()
+    }
+
+    /// The `len` values from value `at` on (fewer at the end): borrowed where one piece holds them all, else
+    /// gathered into `scratch`.
+    pub fn range<'s>(&'s self, at: usize, len: usize, scratch: &'s mut Vec<i16>) -> &'s [i16] {
+        let mut parts = self.pieces.iter().map(|(v, from)| &v[*from..]);
+        let mut skip = at;
+        let first = loop {
+            match parts.next() {
+                Some(part) if skip >= part.len() => skip -= part.len(),
+                Some(part) => break &part[skip..],
+                None => return &[],
+            }
+        };
+        if first.len() >= len {
+            return &first[..len];
+        }
+        scratch.clear();
+        scratch.extend_from_slice(first);
+        for part in parts {
+            let want = len - scratch.len();
+            scratch.extend_from_slice(&part[..want.min(part.len())]);
+            if scratch.len() == len {
+                break;
+            }
+        }
+        scratch
+    }
+
+    #[cfg(test)]
+    pub fn pieces(&self) -> usize {
+        self.pieces.len()
+    }
+
+    /// Every value in one vector, for tests that compare decodes.
+    #[cfg(test)]
+    pub fn to_vec(&self) -> Vec<i16> {
+        self.pieces.iter().flat_map(|(v, from)| v[*from..].iter().copied()).collect()
+    }
+}
+
 /// What decoding a block needs to know about its place in the MCU (coding order).
 #[derive(Clone, Copy)]
 struct Place<'f> {
@@ -230,7 +286,7 @@ impl<'a> Decoder<'a, '_> {
 
 /// Entropy-decodes the scan into `per_block` coefficients per block (zigzag order, DC values with the prediction applied),
 /// blocks in coding order, using up to `threads` threads. `None` for data this decoder cannot make sense of.
-pub(crate) fn decode(frame: &Frame, scan: &Unstuffed, per_block: usize, threads: usize) -> Option<Vec<i16>> {
+pub(crate) fn decode(frame: &Frame, scan: &Unstuffed, per_block: usize, threads: usize) -> Option<Coefficients> {
     let parts = threads.min(scan.len / MIN_CHUNK_BYTES).max(1);
     let cuts: Vec<usize> = (1..parts).map(|t| scan.len * t / parts).collect();
     decode_cut(frame, scan, per_block, parts, &cuts)
@@ -244,7 +300,7 @@ pub(crate) fn decode_cut(
     per_block: usize,
     threads: usize,
     cuts: &[usize],
-) -> Option<Vec<i16>> {
+) -> Option<Coefficients> {
     let layout = frame.mcu_layout();
     let build = |spec: &Option<HuffmanSpec>, dc: bool| {
         spec.as_ref().and_then(|s| HuffmanTable::new(&s.counts, &s.symbols, dc)).map(Box::new)
@@ -270,7 +326,13 @@ pub(crate) fn decode_cut(
 }
 
 /// Restart intervals shared out between threads; each interval decodes on its own from its first byte.
-fn by_intervals(d: &Decoder, scan: &Unstuffed, blocks_per: usize, total: usize, threads: usize) -> Option<Vec<i16>> {
+fn by_intervals(
+    d: &Decoder,
+    scan: &Unstuffed,
+    blocks_per: usize,
+    total: usize,
+    threads: usize,
+) -> Option<Coefficients> {
     let intervals = total.div_ceil(blocks_per);
     if scan.restarts.len() + 1 != intervals {
         return None;
@@ -293,17 +355,14 @@ fn by_intervals(d: &Decoder, scan: &Unstuffed, blocks_per: usize, total: usize, 
     let ranges = (0..threads).map(|t| t * share..((t + 1) * share).min(intervals));
     // A panic in a decoder means data it could not make sense of, like `None`.
     let parts = on_threads(ranges, |_, range| decode_range(range));
-    let mut out = Vec::with_capacity(total * d.per_block);
-    for part in parts {
-        out.extend_from_slice(&part.ok()??);
-    }
-    Some(out)
+    let pieces = parts.into_iter().map(|part| Some((part.ok()??, 0))).collect::<Option<_>>()?;
+    Some(Coefficients::new(pieces))
 }
 
 /// No restart markers: the `len` bytes of data are cut at the byte offsets `cuts` (ascending); the first range
 /// decodes for real, the others speculatively on threads of their own, then the continuations stitch them (see the
 /// module text).
-fn speculative(d: &Decoder, len: usize, total: usize, cuts: &[usize]) -> Option<Vec<i16>> {
+fn speculative(d: &Decoder, len: usize, total: usize, cuts: &[usize]) -> Option<Coefficients> {
     let bpm = d.places.len();
     let bits = len * 8;
     let bounds: Vec<usize> = std::iter::once(0).chain(cuts.iter().map(|c| c * 8)).chain([bits]).collect();
@@ -328,58 +387,67 @@ fn speculative(d: &Decoder, len: usize, total: usize, cuts: &[usize]) -> Option<
             let Some(&start) = run.starts.get(j) else { break };
             if start == stitch.end && j % bpm == stitch.count % bpm {
                 // Taking fewer than all means the run went on past the last MCU: the scan is complete.
-                stitch.append(&run, 0, j);
+                stitch.append(run, 0, j);
                 break;
             }
             let one = d.run(stitch.end, stitch.count % bpm, usize::MAX, 1, false)?;
             if one.coefficients.is_empty() {
                 return None;
             }
-            stitch.append(&one, stitch.count % bpm, 0);
+            stitch.append(one, stitch.count % bpm, 0);
         }
     }
     if stitch.count < total {
         let phase = stitch.count % bpm;
         let rest = d.run(stitch.end, phase, bits, total - stitch.count, false)?;
-        stitch.append(&rest, phase, 0);
+        stitch.append(rest, phase, 0);
     }
-    (stitch.out.len() == total * d.per_block).then_some(stitch.out)
+    let out = Coefficients::new(stitch.pieces);
+    (out.len() == total * d.per_block).then_some(out)
 }
 
 /// The blocks in coding order so far, with where the next starts and each component's last DC value.
 struct Stitch<'d, 'a, 'f> {
     d: &'d Decoder<'a, 'f>,
-    out: Vec<i16>,
+    /// As in [`Coefficients`].
+    pieces: Vec<(Vec<i16>, usize)>,
     count: usize,
     total: usize,
     end: usize,
     predictor: [i16; 4],
 }
 
+/// Continuations shorter than this many values are copied onto the last piece rather than kept as pieces.
+const SMALL_PIECE: usize = 4096;
+
 impl<'d, 'a, 'f> Stitch<'d, 'a, 'f> {
     /// Starts from the run that began the scan, whose DC values are already right.
     fn new(d: &'d Decoder<'a, 'f>, first: Run, total: usize) -> Self {
         let count = first.coefficients.len() / d.per_block;
         let predictor = last_values(d, &first.coefficients, 0, count);
-        Self { d, out: first.coefficients, count, total, end: first.end, predictor }
+        Self { d, pieces: vec![(first.coefficients, 0)], count, total, end: first.end, predictor }
     }
 
     /// Appends `run`'s blocks from its `j`-th on (its first block at MCU place `phase`), up to the scan's last. The
     /// run predicted DC from zero where it started, so each component's values are off by the same amount: what
     /// this stitch's predictor holds minus what the run's held before block `j`.
-    fn append(&mut self, run: &Run, phase: usize, j: usize) {
+    fn append(&mut self, run: Run, phase: usize, j: usize) {
         let (pb, bpm) = (self.d.per_block, self.d.places.len());
         let take = (run.coefficients.len() / pb - j).min(self.total - self.count);
         let before = last_values(self.d, &run.coefficients, phase, j);
         let offset: [i16; 4] = std::array::from_fn(|c| self.predictor[c].wrapping_sub(before[c]));
-        let from = self.out.len();
-        self.out.extend_from_slice(&run.coefficients[j * pb..(j + take) * pb]);
+        let mut coefficients = run.coefficients;
+        coefficients.truncate((j + take) * pb);
         let mut place = (phase + j) % bpm;
-        for block in self.out[from..].chunks_exact_mut(pb) {
+        for block in coefficients[j * pb..].chunks_exact_mut(pb) {
             let c = self.d.places[place].component;
             block[0] = block[0].wrapping_add(offset[c]);
             self.predictor[c] = block[0];
             place = if place + 1 == bpm { 0 } else { place + 1 };
+        }
+        match self.pieces.last_mut() {
+            Some((last, _)) if take * pb < SMALL_PIECE => last.extend_from_slice(&coefficients[j * pb..]),
+            _ => self.pieces.push((coefficients, j * pb)),
         }
         self.count += take;
         self.end = run.end;
@@ -401,4 +469,27 @@ fn last_values(d: &Decoder, coefficients: &[i16], phase: usize, j: usize) -> [i1
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Coefficients;
+
+    #[test]
+    fn a_range_reads_across_pieces_like_one_vector() {
+        let pieces =
+            vec![(vec![-1, -2, 0, 1, 2], 2), (vec![3], 0), (vec![9, 4, 5, 6, 7], 1), (vec![], 0), (vec![8, 9], 0)];
+        let joined: Vec<i16> = (0..10).collect();
+        let c = Coefficients::new(pieces);
+        assert_eq!((c.len(), c.to_vec()), (10, joined.clone()));
+        let mut scratch = Vec::new();
+        for at in 0..=10 {
+            for len in 0..=10 - at {
+                assert_eq!(c.range(at, len, &mut scratch), &joined[at..at + len], "{len} from {at}");
+            }
+        }
+        // Past the end: what there is.
+        assert_eq!(c.range(8, 5, &mut scratch), &[8, 9]);
+        assert_eq!(c.range(12, 1, &mut scratch), &[] as &[i16]);
+    }
 }
