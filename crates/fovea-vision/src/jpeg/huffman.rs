@@ -236,8 +236,72 @@ fn block_in<const N: usize>(b: &mut Bits, dc: &HuffmanTable, ac: &HuffmanTable, 
     b.refill();
     let size = b.symbol(dc)?;
     out[0] = if size == 0 { 0 } else { b.value(u32::from(size)) as i16 };
+    let wanted = if N <= FIXED_MAX { first_fixed(b, ac, out)? } else { first_looped(b, ac, out)? };
+    match wanted {
+        Some(k) => skip_rest(b, ac, k),
+        None => Some(()),
+    }
+}
+
+/// Up to this many coefficients per block, [`first_fixed`] reads them.
+const FIXED_MAX: usize = 5;
+
+/// The AC coefficients at zigzag positions `1..N` (N at most [`FIXED_MAX`]) in exactly `N - 1` steps: a step
+/// after the block passed position N or ended consumes nothing. Each symbol moves the position on by at least
+/// one, so `N - 1` steps always get there, and no branch depends on the data: a loop that stops on reaching N
+/// mispredicted its exit in most blocks. `Some(position reached)`, or `Some(None)` when the block ended (EOB)
+/// first; `None` for data that is not a valid block.
+#[inline(always)]
+fn first_fixed<const N: usize>(b: &mut Bits, ac: &HuffmanTable, out: &mut [i16; N]) -> Option<Option<usize>> {
+    // Slot N and beyond take the values of symbols past N, and of the steps that consume nothing.
+    let mut slots = [0i16; FIXED_MAX + 1];
+    let (mut k, mut live, mut ended) = (1, true, false);
+    for step in 0..N.saturating_sub(1) {
+        // 56 bits after a refill cover two symbols with values of at most 26 bits each.
+        if step % 2 == 0 {
+            b.refill();
+        }
+        let e = ac.fast[(b.acc >> (64 - LOOKUP_BITS)) as usize];
+        let (len, run, value) = if e != 0 {
+            ((e & 0xFF) as u32, ((e >> 8) & 0xFF) as usize, (e >> 16) as i16)
+        } else if live {
+            peek_long(b.acc, ac)?
+        } else {
+            (0, 0, 0)
+        };
+        let eob = run == FAST_EOB as usize;
+        b.drop_bits(if live { len } else { 0 });
+        let write = live && !eob;
+        // A ZRL stores a zero at the end of its run, which changes nothing.
+        slots[if write { (k + run).min(N) } else { N }] = value;
+        k = if write { k + run + 1 } else { k };
+        ended |= live && eob;
+        live = write && k < N;
+    }
+    out[1..].copy_from_slice(&slots[1..N]);
+    Some((!ended).then_some(k))
+}
+
+/// A symbol whose code and value do not both fit [`HuffmanTable::fast`], read without consuming it: bits taken
+/// by code and value, the run ([`FAST_EOB`] for end of block) and the value. `None` for a pattern that is no code.
+#[cold]
+fn peek_long(acc: u64, t: &HuffmanTable) -> Option<(u32, usize, i16)> {
+    let e = t.symbol[(acc >> (64 - LOOKUP_BITS)) as usize];
+    let (len, rs) = if e != 0 { (u32::from(e >> 8), e as u8) } else { long_code(acc, t)? };
+    let (run, size) = (usize::from(rs >> 4), u32::from(rs & 15));
+    Some(match (run, size) {
+        (0, 0) => (len, FAST_EOB as usize, 0),
+        (_, 0) => (len, run, 0),
+        _ => (len + size, run, extend(((acc << len) >> (64 - size)) as i32, size) as i16),
+    })
+}
+
+/// The AC coefficients at zigzag positions `1..N` for larger N, symbol by symbol until N is reached; results as
+/// [`first_fixed`]'s.
+#[inline(always)]
+fn first_looped<const N: usize>(b: &mut Bits, ac: &HuffmanTable, out: &mut [i16; N]) -> Option<Option<usize>> {
     let mut k = 1;
-    while k < out.len() {
+    while k < N {
         // 56 bits after a refill cover two symbols with values of at most 26 bits each.
         b.refill();
         for _ in 0..2 {
@@ -245,14 +309,14 @@ fn block_in<const N: usize>(b: &mut Bits, dc: &HuffmanTable, ac: &HuffmanTable, 
             let (run, value) = if e != 0 {
                 b.drop_bits((e & 0xFF) as u32);
                 match (e >> 8) & 0xFF {
-                    FAST_EOB => return Some(()),
+                    FAST_EOB => return Some(None),
                     run => (run as usize, (e >> 16) as i16),
                 }
             } else {
                 let rs = b.symbol(ac)?;
                 let (run, size) = (usize::from(rs >> 4), u32::from(rs & 15));
                 match (run, size) {
-                    (0, 0) => return Some(()),
+                    (0, 0) => return Some(None),
                     (_, 0) => (run, 0),
                     _ => (run, b.value(size) as i16),
                 }
@@ -265,12 +329,12 @@ fn block_in<const N: usize>(b: &mut Bits, dc: &HuffmanTable, ac: &HuffmanTable, 
                 None => {}
             }
             k += 1;
-            if k >= out.len() {
+            if k >= N {
                 break;
             }
         }
     }
-    skip_rest(b, ac, k)
+    Some(Some(k))
 }
 
 /// The rest of a block from coefficient `k`: lengths only, several symbols per lookup where they fit.
