@@ -18,9 +18,9 @@ pub(crate) struct HuffmanTable {
     /// how far the coefficient index moves (run + 1; 16 for ZRL; [`END_OF_BLOCK`] for EOB). 0 where the code is
     /// longer than the lookup.
     skip: Box<[u16; 1 << LOOKUP_BITS]>,
-    /// For AC tables: a symbol and its value together when both fit in the lookup (stb_image's `fast_ac`): value
-    /// in the upper 16 bits, run in bits 8-15 ([`FAST_EOB`] for end of block), bits to drop in the low byte; 0
-    /// where they do not fit.
+    /// A symbol and its value together when both fit in the lookup (stb_image's `fast_ac`; DC tables use it too):
+    /// value in the upper 16 bits, run in bits 8-15 ([`FAST_EOB`] for end of block, or a DC size of 0), bits to drop
+    /// in the low byte; 0 where they do not fit.
     fast: Box<[i32; 1 << LOOKUP_BITS]>,
     /// For AC tables, by the next [`MULTI_BITS`] bits: every whole symbol-and-value those bits hold, skipped at once
     /// (see [`multi_skip`]); 0 where not even one fits.
@@ -234,8 +234,20 @@ pub(crate) fn block<const N: usize>(
 fn block_in<const N: usize>(b: &mut Bits, dc: &HuffmanTable, ac: &HuffmanTable, out: &mut [i16; N]) -> Option<()> {
     *out = [0; N];
     b.refill();
-    let size = b.symbol(dc)?;
-    out[0] = if size == 0 { 0 } else { b.value(u32::from(size)) as i16 };
+    // DC symbols are magnitude sizes with run 0, so the AC-style `fast` entry holds code and value together; size 0
+    // reads as end of block there, whose value bits are 0, which is its DC difference too.
+    let e = dc.fast[(b.acc >> (64 - LOOKUP_BITS)) as usize];
+    out[0] = if e != 0 {
+        b.drop_bits((e & 0xFF) as u32);
+        (e >> 16) as i16
+    } else {
+        let size = b.symbol(dc)?;
+        if size == 0 {
+            0
+        } else {
+            b.value(u32::from(size)) as i16
+        }
+    };
     let wanted = if N <= FIXED_MAX { first_fixed(b, ac, out)? } else { first_looped(b, ac, out)? };
     match wanted {
         Some(k) => skip_rest(b, ac, k),
