@@ -277,7 +277,7 @@ fn first_fixed<const N: usize>(b: &mut Bits, ac: &HuffmanTable, out: &mut [i16; 
         let (len, run, value) = if e != 0 {
             ((e & 0xFF) as u32, ((e >> 8) & 0xFF) as usize, (e >> 16) as i16)
         } else if live {
-            peek_long(b.acc, ac)?
+            peek_long(*b, ac)?
         } else {
             (0, 0, 0)
         };
@@ -294,18 +294,17 @@ fn first_fixed<const N: usize>(b: &mut Bits, ac: &HuffmanTable, out: &mut [i16; 
     Some((!ended).then_some(k))
 }
 
-/// A symbol whose code and value do not both fit [`HuffmanTable::fast`], read without consuming it: bits taken
-/// by code and value, the run ([`FAST_EOB`] for end of block) and the value. `None` for a pattern that is no code.
+/// A symbol whose code and value do not both fit [`HuffmanTable::fast`], read from a copy of the reader so that
+/// nothing is consumed: bits taken by code and value, the run ([`FAST_EOB`] for end of block) and the value. `None`
+/// for a pattern that is no code.
 #[cold]
-fn peek_long(acc: u64, t: &HuffmanTable) -> Option<(u32, usize, i16)> {
-    let e = t.symbol[(acc >> (64 - LOOKUP_BITS)) as usize];
-    let (len, rs) = if e != 0 { (u32::from(e >> 8), e as u8) } else { long_code(acc, t)? };
+fn peek_long(mut b: Bits, t: &HuffmanTable) -> Option<(u32, usize, i16)> {
+    let valid = b.n;
+    let rs = b.symbol(t)?;
     let (run, size) = (usize::from(rs >> 4), u32::from(rs & 15));
-    Some(match (run, size) {
-        (0, 0) => (len, FAST_EOB as usize, 0),
-        (_, 0) => (len, run, 0),
-        _ => (len + size, run, extend(((acc << len) >> (64 - size)) as i32, size) as i16),
-    })
+    let value = if size == 0 { 0 } else { b.value(size) as i16 };
+    let run = if (run, size) == (0, 0) { FAST_EOB as usize } else { run };
+    Some((valid - b.n, run, value))
 }
 
 /// The AC coefficients at zigzag positions `1..N` for larger N, symbol by symbol until N is reached; results as
