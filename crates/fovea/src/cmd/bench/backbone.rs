@@ -16,6 +16,11 @@ pub struct BackboneResult {
     pub agree: bool,
 }
 
+/// The smallest and the largest of `v`: a ratio's range over the rounds.
+fn extremes(v: &[f64]) -> (f64, f64) {
+    v.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)))
+}
+
 /// Worst relative difference, scaled by max(1, |reference|).
 fn worst(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(p, q)| (p - q).abs() / q.abs().max(1.0)).fold(0.0, f32::max)
@@ -107,7 +112,7 @@ pub fn run(home: &Path, variant: Variant, threads: usize, args: &BenchArgs) -> a
             let per_round: Vec<f64> = (0..ROUNDS)
                 .map(|r| percentile(&mut runs[i][r].clone(), 0.5) / percentile(&mut runs[0][r].clone(), 0.5))
                 .collect();
-            let (lo, hi) = per_round.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            let (lo, hi) = extremes(&per_round);
             println!(
                 "batch {batch:>2}: fast is {:.2}x {name} (rounds {lo:.2}-{hi:.2}x; time ratio {name}/fast, >= 1 means fast \
                  is as quick or quicker); worst difference embeddings {de:.1e}, logits {dl:.1e}",
@@ -119,18 +124,19 @@ pub fn run(home: &Path, variant: Variant, threads: usize, args: &BenchArgs) -> a
         }
     }
     println!("fast path and ONNX Runtime agree to 1e-4: {}", if agree { "yes" } else { "NO" });
-    let network = |x: &[f32]| -> anyhow::Result<()> {
-        std::hint::black_box(engines[0].1.run(x, 1)?);
+    let network = || -> anyhow::Result<()> {
+        std::hint::black_box(engines[0].1.run(&input[..3 * size * size], 1)?);
         Ok(())
     };
-    large_jpeg(&photos[0], size, args, &|| network(&input[..3 * size * size]))?;
+    large_jpeg(&photos[0], size, args, &network)?;
     Ok(BackboneResult { fast_b1_ms, agree })
 }
 
 /// Decode + preprocess of a 12-megapixel JPEG, full size and reduced in the DCT domain, against the fast path's
-/// batch-1 network time (`network` runs it once), the two taking turns as the engines do. The JPEG is `--image` when that is a JPEG, else the sample photo enlarged to 4000 x 3000
-/// with sensor-like grain (an enlarged photo alone is unnaturally smooth, and smooth JPEGs decode faster), written
-/// twice: with 4:2:0 chroma as phones write it, and with full chroma (4:4:4) as some editors do.
+/// batch-1 network time (`network` runs it once), the two taking turns as the engines do. The JPEG is `--image`
+/// when that is a JPEG, else the sample photo enlarged to 4000 x 3000 with sensor-like grain (an enlarged photo
+/// alone is unnaturally smooth, and smooth JPEGs decode faster), written twice: with 4:2:0 chroma as phones write
+/// it, and with full chroma (4:4:4) as some editors do.
 fn large_jpeg(photo: &RgbImage, size: usize, args: &BenchArgs, network: Network) -> anyhow::Result<()> {
     let given = args.image.as_ref().map(std::fs::read).transpose()?;
     let files = match given.filter(|b| b.starts_with(&[0xFF, 0xD8])) {
@@ -185,7 +191,7 @@ fn one_large_jpeg(kind: &str, bytes: &[u8], size: usize, args: &BenchArgs, netwo
         network_runs.extend(n);
     }
     let (reduced_ms, network_ms) = (percentile(&mut decode_runs, 0.5), percentile(&mut network_runs, 0.5));
-    let (lo, hi) = ratios.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+    let (lo, hi) = extremes(&ratios);
     let (w, h) = header.dimensions();
     println!(
         "decode + preprocess of a {:.1} MP JPEG ({kind}, {w}x{h}, {:.1} MB): full decode {full_ms:.1} ms, reduced \
