@@ -57,7 +57,8 @@ pub fn to_input(img: &RgbImage, size: u32) -> Vec<f32> {
     if src.dimensions() == (nw, nh) {
         return centre_chw_normalised(src, size);
     }
-    centre_chw_normalised(&filtered_resize(src, nw, nh), size)
+    let origin = (crop_offset(nw - size), crop_offset(nh - size));
+    chw_normalised(&filtered_resize_window(src, (nw, nh), origin, size))
 }
 
 /// Where the centre crop of `size` starts along a side of `d + size` pixels: rounded half to even, as torchvision's
@@ -169,6 +170,30 @@ pub(crate) fn filtered_resize(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
             RgbImage::from_raw(nw, nh, dst.into_vec()).ok_or_else(|| "buffer size".to_string())
         });
     resized.unwrap_or_else(|_| imageops::resize(img, nw, nh, FILTER))
+}
+
+/// The `size`x`size` window at `origin` of [`filtered_resize`]`(img, nw, nh)`, computing only that window: each output
+/// pixel keeps the source position and filter support it has in the whole resize (fast_image_resize clamps the
+/// support to the image, not to the crop box, as Pillow's `box` does), so this is the crop of the whole resize up to
+/// floating-point rounding of the weights, for about half the work.
+pub(crate) fn filtered_resize_window(img: &RgbImage, (nw, nh): (u32, u32), origin: (u32, u32), size: u32) -> RgbImage {
+    use fast_image_resize as fr;
+    let (sx, sy) = (f64::from(img.width()) / f64::from(nw), f64::from(img.height()) / f64::from(nh));
+    let resized = fr::images::ImageRef::new(img.width(), img.height(), img.as_raw(), fr::PixelType::U8x3)
+        .map_err(|e| e.to_string())
+        .and_then(|src| {
+            let mut dst = fr::images::Image::new(size, size, fr::PixelType::U8x3);
+            let (x0, y0, side) = (f64::from(origin.0), f64::from(origin.1), f64::from(size));
+            let options = fr::ResizeOptions::new()
+                .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
+                .crop(x0 * sx, y0 * sy, side * sx, side * sy);
+            fr::Resizer::new().resize(&src, &mut dst, &options).map_err(|e| e.to_string())?;
+            RgbImage::from_raw(size, size, dst.into_vec()).ok_or_else(|| "buffer size".to_string())
+        });
+    resized.unwrap_or_else(|_| {
+        let whole = imageops::resize(img, nw, nh, FILTER);
+        imageops::crop_imm(&whole, origin.0, origin.1, size, size).to_image()
+    })
 }
 
 /// Planar (CHW) floats, normalised with [`NORM_MEAN`] and [`NORM_STD`].
@@ -372,6 +397,22 @@ mod tests {
             assert!(worst <= 1, "{nw}x{nh}: differs by {worst} grey levels");
         }
         assert_eq!(filtered_resize(&RgbImage::new(0, 0), 3, 2).dimensions(), (3, 2));
+    }
+
+    #[test]
+    fn a_resized_window_is_the_crop_of_the_whole_resize() {
+        let noise = crate::fixtures::noise(3 * 1000 * 750, 5);
+        let img = RgbImage::from_raw(1000, 750, noise).expect("sized");
+        for ((nw, nh), size) in [((341, 256), 224), ((256, 341), 224), ((300, 280), 97), ((341, 256), 256)] {
+            let origin = (crop_offset(nw - size), crop_offset(nh - size));
+            let whole = filtered_resize(&img, nw, nh);
+            let crop = imageops::crop_imm(&whole, origin.0, origin.1, size, size).to_image();
+            let window = filtered_resize_window(&img, (nw, nh), origin, size);
+            let differ = crop.as_raw().iter().zip(window.as_raw()).filter(|(a, b)| a != b).count();
+            let worst = crop.as_raw().iter().zip(window.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            // Only the rounding of the weights may differ, and only where a value sits at a half.
+            assert!(worst <= 1 && differ * 1000 < crop.len(), "{nw}x{nh}: {differ} values differ, by up to {worst}");
+        }
     }
 
     #[test]
