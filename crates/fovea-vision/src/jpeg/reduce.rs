@@ -104,7 +104,7 @@ fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize
     let band = |first_mcu_row: usize, mut out: Vec<(&mut [u8], usize)>| {
         let mut scratch = Vec::new();
         for (r, mcu_row) in (first_mcu_row..(first_mcu_row + rows_per_band).min(my)).enumerate() {
-            let row = coefficients.range(mcu_row * mx * mcu_len, mx * mcu_len, &mut scratch);
+            let (row, dc_offset) = coefficients.range(mcu_row * mx * mcu_len, mx * mcu_len, &mut scratch);
             // One block position of the MCU at a time, along the row: the component, its quantiser and the output
             // rows stay fixed in the inner loop.
             for (p, &(c, bx, by)) in layout.iter().enumerate() {
@@ -112,12 +112,13 @@ fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize
                 let (pixels, stride) = &mut out[c];
                 let line = &mut pixels[(r * comp.v + by) * k * *stride..][..k * *stride];
                 let blocks = row.chunks_exact(mcu_len).map(|mcu| &mcu[p * per_block..(p + 1) * per_block]);
+                let dc = dc_offset[c];
                 match k {
-                    1 => blocks_1x1(blocks, &comp.quant, comp.h, bx, line),
-                    2 => blocks_2x2(blocks, &comp.quant, comp.h, bx, *stride, line),
+                    1 => blocks_1x1(blocks, dc, &comp.quant, comp.h, bx, line),
+                    2 => blocks_2x2(blocks, dc, &comp.quant, comp.h, bx, *stride, line),
                     _ => {
                         for (x, block) in blocks.enumerate() {
-                            idct_4x4(block, &comp.quant, *stride, &mut line[(x * comp.h + bx) * 4..]);
+                            idct_4x4(block, dc, &comp.quant, *stride, &mut line[(x * comp.h + bx) * 4..]);
                         }
                     }
                 }
@@ -146,11 +147,24 @@ fn f2f(x: f32) -> i32 {
     (x * 4096.0 + 0.5) as i32
 }
 
+/// The DC coefficient of a block whose stored value is `dc_offset` off (see `Coefficients::range`).
+#[inline(always)]
+fn dc(block: &[i16], dc_offset: i16) -> i32 {
+    i32::from(block[0].wrapping_add(dc_offset))
+}
+
 /// DC only: the block's mean, for each block of one MCU position along a row.
-fn blocks_1x1<'a>(blocks: impl Iterator<Item = &'a [i16]>, quant: &[u16; 64], h: usize, bx: usize, line: &mut [u8]) {
+fn blocks_1x1<'a>(
+    blocks: impl Iterator<Item = &'a [i16]>,
+    dc_offset: i16,
+    quant: &[u16; 64],
+    h: usize,
+    bx: usize,
+    line: &mut [u8],
+) {
     let q = i32::from(quant[0]);
     for (x, block) in blocks.enumerate() {
-        line[x * h + bx] = clamp((i32::from(block[0]) * q + 128 * 8) / 8);
+        line[x * h + bx] = clamp((dc(block, dc_offset) * q + 128 * 8) / 8);
     }
 }
 
@@ -158,6 +172,7 @@ fn blocks_1x1<'a>(blocks: impl Iterator<Item = &'a [i16]>, quant: &[u16; 64], h:
 /// row; `line` holds the two output rows.
 fn blocks_2x2<'a>(
     blocks: impl Iterator<Item = &'a [i16]>,
+    dc_offset: i16,
     quant: &[u16; 64],
     h: usize,
     bx: usize,
@@ -169,7 +184,7 @@ fn blocks_2x2<'a>(
     for (x, block) in blocks.enumerate() {
         let b: &[i16; 5] = block[..5].try_into().expect("five coefficients");
         let (s00, s01, s10, s11) =
-            (i32::from(b[0]) * q[0], i32::from(b[1]) * q[1], i32::from(b[2]) * q[2], i32::from(b[4]) * q[3]);
+            (dc(b, dc_offset) * q[0], i32::from(b[1]) * q[1], i32::from(b[2]) * q[2], i32::from(b[4]) * q[3]);
         let (x0, x2) = (s00 + s10 + 4 + (128 << 3), s00 - s10 + 4 + (128 << 3));
         let (x1, x3) = (s01 + s11, s01 - s11);
         let col = (x * h + bx) * 2;
@@ -181,11 +196,12 @@ fn blocks_2x2<'a>(
 /// The zigzag slot of each coefficient of the 4 x 4 corner, row-major.
 const CORNER_4X4: [usize; 16] = [0, 1, 5, 6, 2, 4, 7, 13, 3, 8, 12, 17, 9, 11, 18, 24];
 
-fn idct_4x4(zigzag: &[i16], quant: &[u16; 64], stride: usize, out: &mut [u8]) {
+fn idct_4x4(zigzag: &[i16], dc_offset: i16, quant: &[u16; 64], stride: usize, out: &mut [u8]) {
     const CONST_BITS: u32 = 12;
     const PASS1_BITS: u32 = 2;
     const FINAL_BITS: u32 = CONST_BITS + PASS1_BITS + 3;
-    let s: [i32; 16] = CORNER_4X4.map(|z| i32::from(zigzag[z]) * i32::from(quant[z]));
+    let mut s: [i32; 16] = CORNER_4X4.map(|z| i32::from(zigzag[z]) * i32::from(quant[z]));
+    s[0] = dc(zigzag, dc_offset) * i32::from(quant[0]);
     let (c0, c1, c2) = (f2f(0.541_196_1), f2f(-1.847_759_1), f2f(0.765_366_87));
     let mut t = [0i32; 16];
     for i in 0..4 {

@@ -75,48 +75,79 @@ pub(crate) fn unstuff(bytes: &[u8], start: usize) -> Unstuffed {
     Unstuffed { data, len, restarts }
 }
 
-/// Decoded blocks in coding order, `per_block` coefficients each with final DC values, kept in the pieces the
-/// threads decoded them in: joining them would copy half the image's coefficients on one thread.
+/// Decoded blocks in coding order, `per_block` coefficients each, kept in the pieces the threads decoded them in:
+/// joining them would copy half the image's coefficients on one thread. A piece that a thread decoded from the
+/// middle of the scan predicted its DC values from zero, so each of its components is off by one constant; that
+/// constant is kept beside the piece and added where a block is read (see [`Coefficients::range`]), on the threads
+/// that read them, rather than over every block on one thread after the decode.
 pub(crate) struct Coefficients {
-    /// Each piece's values from its `.1`-th on; the pieces follow each other.
-    pieces: Vec<(Vec<i16>, usize)>,
+    /// The pieces in order: each one's values from its `from`-th on.
+    pieces: Vec<Piece>,
+    per_block: usize,
+    /// The component of each MCU place.
+    components: Vec<usize>,
+}
+
+struct Piece {
+    values: Vec<i16>,
+    from: usize,
+    /// What to add (wrapping) to the DC value of each block of a component.
+    dc_offset: [i16; 4],
+}
+
+impl Piece {
+    fn values(&self) -> &[i16] {
+        &self.values[self.from..]
+    }
 }
 
 impl Coefficients {
-    fn new(pieces: Vec<(Vec<i16>, usize)>) -> Self {
-        Self { pieces }
+    fn new(pieces: Vec<Piece>, per_block: usize, components: Vec<usize>) -> Self {
+        Self { pieces, per_block, components }
     }
 
     /// How many values there are in all.
     pub fn len(&self) -> usize {
-        self.pieces.iter().map(|(v, from)| v.len() - from).sum()
+        self.pieces.iter().map(|p| p.values().len()).sum()
     }
 
-    /// The `len` values from value `at` on (fewer at the end): borrowed where one piece holds them all, else
-    /// gathered into `scratch`.
-    pub fn range<'s>(&'s self, at: usize, len: usize, scratch: &'s mut Vec<i16>) -> &'s [i16] {
-        let mut parts = self.pieces.iter().map(|(v, from)| &v[*from..]);
+    /// The `len` values from value `at` on (fewer at the end; both whole blocks), and what to add (wrapping) to the
+    /// DC value of each component's blocks there: borrowed where one piece holds them all, else gathered into
+    /// `scratch` with the offsets applied (and zero offsets returned).
+    pub fn range<'s>(&'s self, at: usize, len: usize, scratch: &'s mut Vec<i16>) -> (&'s [i16], [i16; 4]) {
+        let mut parts = self.pieces.iter();
         let mut skip = at;
-        let first = loop {
+        let (first, offset) = loop {
             match parts.next() {
-                Some(part) if skip >= part.len() => skip -= part.len(),
-                Some(part) => break &part[skip..],
-                None => return &[],
+                Some(p) if skip >= p.values().len() => skip -= p.values().len(),
+                Some(p) => break (&p.values()[skip..], p.dc_offset),
+                None => return (&[], [0; 4]),
             }
         };
         if first.len() >= len {
-            return &first[..len];
+            return (&first[..len], offset);
         }
         scratch.clear();
-        scratch.extend_from_slice(first);
-        for part in parts {
+        self.gather(scratch, at, first, offset);
+        for p in parts {
             let want = len - scratch.len();
-            scratch.extend_from_slice(&part[..want.min(part.len())]);
+            self.gather(scratch, at, &p.values()[..want.min(p.values().len())], p.dc_offset);
             if scratch.len() == len {
                 break;
             }
         }
-        scratch
+        (scratch, [0; 4])
+    }
+
+    /// Appends `values` (whole blocks) to `out`, whose first value is value `at` of the whole, adding `offset`.
+    fn gather(&self, out: &mut Vec<i16>, at: usize, values: &[i16], offset: [i16; 4]) {
+        let first_block = (at + out.len()) / self.per_block;
+        let start = out.len();
+        out.extend_from_slice(values);
+        for (i, block) in out[start..].chunks_exact_mut(self.per_block).enumerate() {
+            let c = self.components[(first_block + i) % self.components.len()];
+            block[0] = block[0].wrapping_add(offset[c]);
+        }
     }
 
     #[cfg(test)]
@@ -124,10 +155,14 @@ impl Coefficients {
         self.pieces.len()
     }
 
-    /// Every value in one vector, for tests that compare decodes.
+    /// Every value in one vector, DC offsets applied, for tests that compare decodes.
     #[cfg(test)]
     pub fn to_vec(&self) -> Vec<i16> {
-        self.pieces.iter().flat_map(|(v, from)| v[*from..].iter().copied()).collect()
+        let mut out = Vec::with_capacity(self.len());
+        for p in &self.pieces {
+            self.gather(&mut out, 0, p.values(), p.dc_offset);
+        }
+        out
     }
 }
 
@@ -177,6 +212,11 @@ struct Decoder<'a, 'f> {
 }
 
 impl<'a> Decoder<'a, '_> {
+    /// The component of each MCU place.
+    fn components(&self) -> Vec<usize> {
+        self.places.iter().map(|p| p.component).collect()
+    }
+
     /// Decodes blocks from bit `from` (MCU place `phase`) until `max_blocks` are done or a block would start at or
     /// after bit `stop`. A sequential decoder gives up on invalid data; a speculative one starts again one bit
     /// later, forgetting what it had.
@@ -355,8 +395,11 @@ fn by_intervals(
     let ranges = (0..threads).map(|t| t * share..((t + 1) * share).min(intervals));
     // A panic in a decoder means data it could not make sense of, like `None`.
     let parts = on_threads(ranges, |_, range| decode_range(range));
-    let pieces = parts.into_iter().map(|part| Some((part.ok()??, 0))).collect::<Option<_>>()?;
-    Some(Coefficients::new(pieces))
+    let pieces = parts
+        .into_iter()
+        .map(|part| Some(Piece { values: part.ok()??, from: 0, dc_offset: [0; 4] }))
+        .collect::<Option<_>>()?;
+    Some(Coefficients::new(pieces, d.per_block, d.components()))
 }
 
 /// No restart markers: the `len` bytes of data are cut at the byte offsets `cuts` (ascending); the first range
@@ -402,15 +445,14 @@ fn speculative(d: &Decoder, len: usize, total: usize, cuts: &[usize]) -> Option<
         let rest = d.run(stitch.end, phase, bits, total - stitch.count, false)?;
         stitch.append(rest, phase, 0);
     }
-    let out = Coefficients::new(stitch.pieces);
+    let out = Coefficients::new(stitch.pieces, d.per_block, d.components());
     (out.len() == total * d.per_block).then_some(out)
 }
 
 /// The blocks in coding order so far, with where the next starts and each component's last DC value.
 struct Stitch<'d, 'a, 'f> {
     d: &'d Decoder<'a, 'f>,
-    /// As in [`Coefficients`].
-    pieces: Vec<(Vec<i16>, usize)>,
+    pieces: Vec<Piece>,
     count: usize,
     total: usize,
     end: usize,
@@ -424,72 +466,88 @@ impl<'d, 'a, 'f> Stitch<'d, 'a, 'f> {
     /// Starts from the run that began the scan, whose DC values are already right.
     fn new(d: &'d Decoder<'a, 'f>, first: Run, total: usize) -> Self {
         let count = first.coefficients.len() / d.per_block;
-        let predictor = last_values(d, &first.coefficients, 0, count);
-        Self { d, pieces: vec![(first.coefficients, 0)], count, total, end: first.end, predictor }
+        let predictor = last_values(d, &first.coefficients, 0, 0..count).map(|v| v.unwrap_or(0));
+        let piece = Piece { values: first.coefficients, from: 0, dc_offset: [0; 4] };
+        Self { d, pieces: vec![piece], count, total, end: first.end, predictor }
     }
 
     /// Appends `run`'s blocks from its `j`-th on (its first block at MCU place `phase`), up to the scan's last. The
     /// run predicted DC from zero where it started, so each component's values are off by the same amount: what
     /// this stitch's predictor holds minus what the run's held before block `j`.
     fn append(&mut self, run: Run, phase: usize, j: usize) {
-        let (pb, bpm) = (self.d.per_block, self.d.places.len());
+        let pb = self.d.per_block;
         let take = (run.coefficients.len() / pb - j).min(self.total - self.count);
-        let before = last_values(self.d, &run.coefficients, phase, j);
+        let before = last_values(self.d, &run.coefficients, phase, 0..j).map(|v| v.unwrap_or(0));
         let offset: [i16; 4] = std::array::from_fn(|c| self.predictor[c].wrapping_sub(before[c]));
-        let mut coefficients = run.coefficients;
-        coefficients.truncate((j + take) * pb);
-        let mut place = (phase + j) % bpm;
-        for block in coefficients[j * pb..].chunks_exact_mut(pb) {
-            let c = self.d.places[place].component;
-            block[0] = block[0].wrapping_add(offset[c]);
-            self.predictor[c] = block[0];
-            place = if place + 1 == bpm { 0 } else { place + 1 };
+        let after = last_values(self.d, &run.coefficients, phase, j..j + take);
+        for ((p, after), offset) in self.predictor.iter_mut().zip(after).zip(offset) {
+            if let Some(v) = after {
+                *p = v.wrapping_add(offset);
+            }
         }
-        match self.pieces.last_mut() {
-            Some((last, _)) if take * pb < SMALL_PIECE => last.extend_from_slice(&coefficients[j * pb..]),
-            _ => self.pieces.push((coefficients, j * pb)),
+        let mut values = run.coefficients;
+        values.truncate((j + take) * pb);
+        let last = self.pieces.last_mut().expect("the first run");
+        if take * pb < SMALL_PIECE {
+            // Onto the last piece, whose own offset is added when its values are read.
+            let rebased: [i16; 4] = std::array::from_fn(|c| offset[c].wrapping_sub(last.dc_offset[c]));
+            let start = last.values.len();
+            last.values.extend_from_slice(&values[j * pb..]);
+            let mut place = (phase + j) % self.d.places.len();
+            for block in last.values[start..].chunks_exact_mut(pb) {
+                let c = self.d.places[place].component;
+                block[0] = block[0].wrapping_add(rebased[c]);
+                place = if place + 1 == self.d.places.len() { 0 } else { place + 1 };
+            }
+        } else {
+            self.pieces.push(Piece { values, from: j * pb, dc_offset: offset });
         }
         self.count += take;
         self.end = run.end;
     }
 }
 
-/// Each component's DC value in the last of the first `j` blocks of `coefficients` (the first at MCU place
-/// `phase`) that belongs to it; 0 for a component with none.
-fn last_values(d: &Decoder, coefficients: &[i16], phase: usize, j: usize) -> [i16; 4] {
+/// Each component's DC value in its last block among `blocks` of `coefficients` (whose first block is at MCU place
+/// `phase`); `None` for a component with no block there.
+fn last_values(d: &Decoder, coefficients: &[i16], phase: usize, blocks: std::ops::Range<usize>) -> [Option<i16>; 4] {
     let bpm = d.places.len();
-    let mut out = [0i16; 4];
-    let mut seen = [false; 4];
+    let mut out = [None; 4];
     // Every MCU holds every component, so one MCU's worth of blocks back is enough.
-    for i in (j.saturating_sub(bpm)..j).rev() {
+    for i in (blocks.start.max(blocks.end.saturating_sub(bpm))..blocks.end).rev() {
         let c = d.places[(phase + i) % bpm].component;
-        if !seen[c] {
-            seen[c] = true;
-            out[c] = coefficients[i * d.per_block];
-        }
+        out[c] = out[c].or(Some(coefficients[i * d.per_block]));
     }
     out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Coefficients;
+    use super::{Coefficients, Piece};
 
     #[test]
     fn a_range_reads_across_pieces_like_one_vector() {
-        let pieces =
-            vec![(vec![-1, -2, 0, 1, 2], 2), (vec![3], 0), (vec![9, 4, 5, 6, 7], 1), (vec![], 0), (vec![8, 9], 0)];
+        // One value per block, MCUs of two places (components 0 and 1); the third piece's DC values are off.
+        let piece = |values: Vec<i16>, from, dc_offset| Piece { values, from, dc_offset };
+        let pieces = vec![
+            piece(vec![-1, -2, 0, 1, 2], 2, [0; 4]),
+            piece(vec![3], 0, [0; 4]),
+            piece(vec![9, -96, -195, -94, -193], 1, [100, 200, 0, 0]),
+            piece(vec![], 0, [0; 4]),
+            piece(vec![8, 9], 0, [0; 4]),
+        ];
         let joined: Vec<i16> = (0..10).collect();
-        let c = Coefficients::new(pieces);
+        let c = Coefficients::new(pieces, 1, vec![0, 1]);
         assert_eq!((c.len(), c.to_vec()), (10, joined.clone()));
         let mut scratch = Vec::new();
         for at in 0..=10 {
             for len in 0..=10 - at {
-                assert_eq!(c.range(at, len, &mut scratch), &joined[at..at + len], "{len} from {at}");
+                let (values, offset) = c.range(at, len, &mut scratch);
+                let read: Vec<i16> = values.iter().enumerate().map(|(i, v)| v + offset[(at + i) % 2]).collect();
+                assert_eq!(read, &joined[at..at + len], "{len} from {at}");
             }
         }
         // Past the end: what there is.
-        assert_eq!(c.range(8, 5, &mut scratch), &[8, 9]);
-        assert_eq!(c.range(12, 1, &mut scratch), &[] as &[i16]);
+        assert_eq!(c.range(8, 5, &mut scratch), (&[8, 9][..], [0; 4]));
+        assert_eq!(c.range(12, 1, &mut scratch).0, &[] as &[i16]);
     }
 }
