@@ -60,10 +60,15 @@ fn matches_jpeg_decoder_for_every_sampling_scale_size_and_restart_interval() {
                     for threads in [1, 3] {
                         let ours = fast_scaled(&bytes, &frame, k, NO_LIMIT, threads).expect("decodes");
                         let (max, share) = compare(&ours, &reference);
-                        // The same integer arithmetic; only jpeg-decoder's SSSE3 colour conversion may round a
-                        // value differently (measured: at most 1.1% of values, by one).
+                        // The same integer arithmetic, and with SSSE3 the same colour conversion too. Without
+                        // it each side converts its own way: the 16-bit and 20-bit fixed points round at most
+                        // 1.1% of values differently, by one.
+                        #[cfg(target_arch = "x86_64")]
+                        let exact = std::arch::is_x86_feature_detected!("ssse3");
+                        #[cfg(not(target_arch = "x86_64"))]
+                        let exact = false;
                         assert!(
-                            max <= 1 && share < 0.03,
+                            if exact { max == 0 } else { max <= 1 && share < 0.03 },
                             "{sampling:?} {w}x{h} restart {restart} 1/{} threads {threads}: max {max}, share {share}",
                             8 / k
                         );
