@@ -175,26 +175,44 @@ pub(crate) fn filtered_resize(img: &RgbImage, nw: u32, nh: u32) -> RgbImage {
 /// The `size`x`size` window at `origin` of [`filtered_resize`]`(img, nw, nh)`, computing only that window: each output
 /// pixel keeps the source position and filter support it has in the whole resize (fast_image_resize clamps the
 /// support to the image, not to the crop box, as Pillow's `box` does), so this is the crop of the whole resize up to
-/// floating-point rounding of the weights, for about half the work.
+/// floating-point rounding of the weights, for about half the work. From a large source, bands of rows are resized
+/// on threads of their own.
 pub(crate) fn filtered_resize_window(img: &RgbImage, (nw, nh): (u32, u32), origin: (u32, u32), size: u32) -> RgbImage {
     use fast_image_resize as fr;
     let (sx, sy) = (f64::from(img.width()) / f64::from(nw), f64::from(img.height()) / f64::from(nh));
-    let resized = fr::images::ImageRef::new(img.width(), img.height(), img.as_raw(), fr::PixelType::U8x3)
-        .map_err(|e| e.to_string())
-        .and_then(|src| {
-            let mut dst = fr::images::Image::new(size, size, fr::PixelType::U8x3);
-            let (x0, y0, side) = (f64::from(origin.0), f64::from(origin.1), f64::from(size));
+    let large = u64::from(img.width()) * u64::from(img.height()) >= BANDED_PIXELS;
+    let bands = if large { std::thread::available_parallelism().map_or(1, |n| n.get()).min(2) as u32 } else { 1 };
+    let rows_per_band = size.div_ceil(bands).max(1);
+    let mut out = vec![0u8; size as usize * size as usize * 3];
+    let src = fr::images::ImageRef::new(img.width(), img.height(), img.as_raw(), fr::PixelType::U8x3);
+    let resized = src.map_err(|e| e.to_string()).and_then(|src| {
+        let band = |b: usize, rows: &mut [u8]| -> Result<(), String> {
+            let (first, count) = (b as u32 * rows_per_band, (rows.len() / (size as usize * 3)) as u32);
+            let mut dst = fr::images::Image::from_slice_u8(size, count, rows, fr::PixelType::U8x3)
+                .map_err(|e| e.to_string())?;
+            let (x0, y0) = (f64::from(origin.0), f64::from(origin.1 + first));
             let options = fr::ResizeOptions::new()
                 .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
-                .crop(x0 * sx, y0 * sy, side * sx, side * sy);
-            fr::Resizer::new().resize(&src, &mut dst, &options).map_err(|e| e.to_string())?;
-            RgbImage::from_raw(size, size, dst.into_vec()).ok_or_else(|| "buffer size".to_string())
-        });
-    resized.unwrap_or_else(|_| {
-        let whole = imageops::resize(img, nw, nh, FILTER);
-        imageops::crop_imm(&whole, origin.0, origin.1, size, size).to_image()
-    })
+                .crop(x0 * sx, y0 * sy, f64::from(size) * sx, f64::from(count) * sy);
+            fr::Resizer::new().resize(&src, &mut dst, &options).map_err(|e| e.to_string())
+        };
+        let chunks = out.chunks_mut(rows_per_band as usize * size as usize * 3);
+        crate::jpeg::on_threads(chunks, band)
+            .into_iter()
+            .try_for_each(|done| done.map_err(|_| "a resize thread panicked".to_string())?)
+    });
+    match resized {
+        Ok(()) => RgbImage::from_raw(size, size, out).expect("sized above"),
+        Err(_) => {
+            let whole = imageops::resize(img, nw, nh, FILTER);
+            imageops::crop_imm(&whole, origin.0, origin.1, size, size).to_image()
+        }
+    }
 }
+
+/// From this many source pixels on, [`filtered_resize_window`] resizes in two bands on two threads: below it a
+/// thread start costs about what it saves.
+const BANDED_PIXELS: u64 = 500_000;
 
 /// Planar (CHW) floats, normalised with [`NORM_MEAN`] and [`NORM_STD`].
 pub(crate) fn chw_normalised(img: &RgbImage) -> Vec<f32> {
