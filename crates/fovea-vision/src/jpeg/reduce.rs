@@ -115,7 +115,7 @@ fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize
                 let dc = dc_offset[c];
                 match k {
                     1 => blocks_1x1(blocks, dc, &comp.quant, comp.h, bx, line),
-                    2 => blocks_2x2(blocks, dc, &comp.quant, comp.h, bx, *stride, line),
+                    2 => blocks_2x2(row, (mcu_len, p * per_block), dc, &comp.quant, comp.h, bx, *stride, line),
                     _ => {
                         for (x, block) in blocks.enumerate() {
                             idct_4x4(block, dc, &comp.quant, *stride, &mut line[(x * comp.h + bx) * 4..]);
@@ -169,11 +169,13 @@ fn blocks_1x1<'a>(
 }
 
 /// The 2x2 IDCT (zigzag slots 0, 1, 2 and 4 are rows and columns 0-1) for each block of one MCU position along a
-/// row; `line` holds the two output rows.
+/// row of MCUs (`mcu_len` values each, the block's from `first` on); `line` holds the two output rows.
 // Kept out of line: inlined into the band loop it ran a third slower.
 #[inline(never)]
-fn blocks_2x2<'a>(
-    blocks: impl Iterator<Item = &'a [i16]>,
+#[allow(clippy::too_many_arguments)]
+fn blocks_2x2(
+    row: &[i16],
+    (mcu_len, first): (usize, usize),
     dc_offset: i16,
     quant: &[u16; 64],
     h: usize,
@@ -183,15 +185,99 @@ fn blocks_2x2<'a>(
 ) {
     let q = [quant[0], quant[1], quant[2], quant[4]].map(i32::from);
     let (top, bottom) = line.split_at_mut(stride);
-    for (x, block) in blocks.enumerate() {
-        let b: &[i16; 5] = block[..5].try_into().expect("five coefficients");
-        let (s00, s01, s10, s11) =
-            (dc(b, dc_offset) * q[0], i32::from(b[1]) * q[1], i32::from(b[2]) * q[2], i32::from(b[4]) * q[3]);
-        let (x0, x2) = (s00 + s10 + 4 + (128 << 3), s00 - s10 + 4 + (128 << 3));
-        let (x1, x3) = (s01 + s11, s01 - s11);
+    let count = row.len() / mcu_len;
+    let mut put = |x: usize, [t0, t1, b0, b1]: [u8; 4]| {
         let col = (x * h + bx) * 2;
-        top[col..col + 2].copy_from_slice(&[clamp((x0 + x1) >> 3), clamp((x0 - x1) >> 3)]);
-        bottom[col..col + 2].copy_from_slice(&[clamp((x2 + x3) >> 3), clamp((x2 - x3) >> 3)]);
+        top[col..col + 2].copy_from_slice(&[t0, t1]);
+        bottom[col..col + 2].copy_from_slice(&[b0, b1]);
+    };
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(weights) = sse2::Weights::new(q) {
+        // The vector step loads 8 values from the block's start: every block but the row's last one or two.
+        done = if row.len() >= first + 8 { count.min((row.len() - first - 8) / mcu_len + 1) } else { 0 };
+        for x in 0..done {
+            let at = x * mcu_len + first;
+            put(x, weights.idct(row[at..at + 8].try_into().expect("8 values"), dc_offset));
+        }
+    }
+    for x in done..count {
+        put(x, idct_2x2(&row[x * mcu_len + first..][..5], dc_offset, q));
+    }
+}
+
+/// One block's 2x2 IDCT: top-left, top-right, bottom-left and bottom-right pixels.
+#[inline(always)]
+fn idct_2x2(b: &[i16], dc_offset: i16, q: [i32; 4]) -> [u8; 4] {
+    let (s00, s01, s10, s11) =
+        (dc(b, dc_offset) * q[0], i32::from(b[1]) * q[1], i32::from(b[2]) * q[2], i32::from(b[4]) * q[3]);
+    let (x0, x2) = (s00 + s10 + 4 + (128 << 3), s00 - s10 + 4 + (128 << 3));
+    let (x1, x3) = (s01 + s11, s01 - s11);
+    [clamp((x0 + x1) >> 3), clamp((x0 - x1) >> 3), clamp((x2 + x3) >> 3), clamp((x2 - x3) >> 3)]
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+#[test]
+fn the_vector_2x2_idct_is_the_scalar_one() {
+    // Coefficients up to 12 bits (a JPEG's are at most 11) whose pixels saturate both ways, a DC wrapping past
+    // i16, quantisers up to the limit: sums stay inside i32, as any real block's do.
+    let noise = crate::fixtures::noise(20_000 * 16, 3);
+    let word = |i: usize| i16::from_le_bytes([noise[2 * i], noise[2 * i + 1]]);
+    for i in 0..20_000 {
+        let values: [i16; 8] = std::array::from_fn(|j| word(i * 8 + j) >> (4 + i % 12));
+        let q = std::array::from_fn(|j| i32::from(word(i * 8 + j + 4).unsigned_abs() >> (i % 8)).min(32767));
+        let dc_offset = word(i * 8 + 3);
+        let weights = sse2::Weights::new(q).expect("fits");
+        assert_eq!(weights.idct(&values, dc_offset), idct_2x2(&values, dc_offset, q), "{values:?} {q:?} {dc_offset}");
+    }
+    assert!(sse2::Weights::new([1, 2, 32768, 4]).is_none());
+}
+
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::*;
+
+    /// The 2x2 IDCT's four outputs as dot products of a block's first five zigzag values (slot 3 weighs 0) with
+    /// signed quantisers: `s00 ± s01 ± s10 ± s11`, exact in 32 bits as the scalar sums are.
+    pub(super) struct Weights([__m128i; 4]);
+
+    impl Weights {
+        /// `None` when a quantiser does not fit the 16-bit multiply (16-bit tables above 32767; never seen).
+        pub(super) fn new(q: [i32; 4]) -> Option<Self> {
+            if q.iter().any(|&q| q > i32::from(i16::MAX)) {
+                return None;
+            }
+            let [q0, q1, q2, q3] = q.map(|q| q as i16);
+            // SAFETY: SSE2 is part of x86_64.
+            Some(Self(unsafe {
+                [
+                    _mm_setr_epi16(q0, q1, q2, 0, q3, 0, 0, 0),
+                    _mm_setr_epi16(q0, -q1, q2, 0, -q3, 0, 0, 0),
+                    _mm_setr_epi16(q0, q1, -q2, 0, -q3, 0, 0, 0),
+                    _mm_setr_epi16(q0, -q1, -q2, 0, q3, 0, 0, 0),
+                ]
+            }))
+        }
+
+        /// The block's top-left, top-right, bottom-left and bottom-right pixels, from its first 8 values (the last
+        /// three weigh 0) with `dc_offset` added (wrapping) to the DC value.
+        #[inline(always)]
+        pub(super) fn idct(&self, values: &[i16; 8], dc_offset: i16) -> [u8; 4] {
+            // SAFETY: SSE2 is part of x86_64; the load reads the 16 bytes of `values`.
+            unsafe {
+                let v = _mm_loadu_si128(values.as_ptr().cast());
+                let v = _mm_add_epi16(v, _mm_setr_epi16(dc_offset, 0, 0, 0, 0, 0, 0, 0));
+                let [p0, p1, p2, p3] = self.0.map(|w| _mm_madd_epi16(v, w));
+                // Sum each product's four lanes: a 4x4 transpose by unpacking, adding as it goes.
+                let s01 = _mm_add_epi32(_mm_unpacklo_epi32(p0, p1), _mm_unpackhi_epi32(p0, p1));
+                let s23 = _mm_add_epi32(_mm_unpacklo_epi32(p2, p3), _mm_unpackhi_epi32(p2, p3));
+                let sums = _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
+                let out = _mm_srai_epi32(_mm_add_epi32(sums, _mm_set1_epi32(4 + (128 << 3))), 3);
+                // Saturating packs: the clamp to 0..=255.
+                let bytes = _mm_packus_epi16(_mm_packs_epi32(out, out), _mm_setzero_si128());
+                _mm_cvtsi128_si32(bytes).to_le_bytes().map(|b| b as u8)
+            }
+        }
     }
 }
 
