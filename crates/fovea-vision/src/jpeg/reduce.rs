@@ -5,6 +5,8 @@
 //! triangle-filter upsamplers and fixed-point YCbCr conversion), so this path and the jpeg-decoder fallback give the
 //! same pixels and a user never sees which one ran (the tests compare the two).
 
+use std::mem::MaybeUninit;
+
 use super::header::Frame;
 use super::on_threads;
 use super::scan::Coefficients;
@@ -46,13 +48,16 @@ pub(crate) fn rgb(frame: &Frame, coefficients: &Coefficients, per_block: usize, 
     let planes = planes(frame, coefficients, per_block, k, threads);
     let out_w = (frame.width * k).div_ceil(8);
     let out_h = (frame.height * k).div_ceil(8);
-    let mut out = vec![0u8; out_w * out_h * 3];
+    let len = out_w * out_h * 3;
+    let mut out: Vec<u8> = Vec::with_capacity(len);
     let rows_per_band = out_h.div_ceil(threads.max(1)).max(1);
     let (hm, vm) = (frame.h_max(), frame.v_max());
-    let band = |first_row: usize, band: &mut [u8]| {
+    let band = |first_row: usize, band: &mut [MaybeUninit<u8>]| {
         let width = out_w + 2 * hm * 8;
         let mut lines = [vec![0u8; width], vec![0u8; width], vec![0u8; width]];
         for (i, line) in band.chunks_exact_mut(out_w * 3).enumerate() {
+            // Zeroed here, a row at a time in cache, rather than megabytes at once before the threads start.
+            let line = zeroed(line);
             let row = first_row + i;
             if let [y] = &planes[..] {
                 for (px, &v) in line.chunks_exact_mut(3).zip(&y.pixels[row * y.stride..]) {
@@ -66,8 +71,19 @@ pub(crate) fn rgb(frame: &Frame, coefficients: &Coefficients, per_block: usize, 
             ycbcr_to_rgb(&lines[0][..out_w], &lines[1][..out_w], &lines[2][..out_w], line);
         }
     };
-    on_threads_or_panic(out.chunks_mut(rows_per_band * out_w * 3), |b, chunk| band(b * rows_per_band, chunk));
+    let bands = out.spare_capacity_mut()[..len].chunks_mut(rows_per_band * out_w * 3);
+    on_threads_or_panic(bands, |b, chunk| band(b * rows_per_band, chunk));
+    // SAFETY: the bands cover the first `len` bytes and each row of each was zeroed before use (a thread that
+    // panicked has had its panic passed on by now).
+    unsafe { out.set_len(len) };
     out
+}
+
+/// `bytes` zeroed, as plain bytes.
+fn zeroed(bytes: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    bytes.fill(MaybeUninit::new(0));
+    // SAFETY: every byte was written just above, and `MaybeUninit<u8>` has `u8`'s layout.
+    unsafe { &mut *(bytes as *mut [MaybeUninit<u8>] as *mut [u8]) }
 }
 
 /// The component planes, in bands of MCU rows on up to `threads` threads.

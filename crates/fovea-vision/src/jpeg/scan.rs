@@ -30,6 +30,9 @@ const MIN_CHUNK_BYTES: usize = 96 * 1024;
 /// matches, the continuation decodes the whole chunk itself, which is slower but still exact.
 const RECORDED: usize = 4096;
 
+/// Blocks decoded between two zeroings of the room ahead (see [`Decoder::run_n`]): 40 KB at 5 coefficients.
+const SLICE_BLOCKS: usize = 4096;
+
 /// Invalid blocks after which a speculative decoder gives up its chunk.
 const MAX_RESTARTS: usize = 1024;
 
@@ -238,12 +241,13 @@ impl<'a> Decoder<'a, '_> {
         max_blocks: usize,
         speculative: bool,
     ) -> Option<Run> {
-        // A bounded run (the first chunk, which may be the whole scan) gets zeroed room for all its blocks at once;
-        // an unbounded one, room for a block per 16 bits of its share of the data, several times what photos
-        // need (about 65 bits per block at quality 90). Both are fresh pages, so room never used costs nothing,
-        // while growing copies what was decoded and faults in twice the pages.
+        // Room is reserved for all the blocks at once (a bounded run: all it may decode; an unbounded one: a block
+        // per 16 bits of its share of the data, several times what photos need, about 65 bits per block at quality
+        // 90), so the vector never moves; it is zeroed a slice at a time just before the slice is decoded into, so
+        // only what is used gets written, while it is in cache. Zeroing all the room up front cost a memset of
+        // several megabytes per thread whenever the allocator reused memory.
         let room = if max_blocks < usize::MAX { max_blocks } else { stop.saturating_sub(from) / 16 };
-        let mut coefficients = vec![0i16; room * N];
+        let mut coefficients: Vec<i16> = Vec::with_capacity(room * N);
         let mut starts = Vec::with_capacity(if speculative { room.min(RECORDED) } else { 0 });
         let stop = stop.min(self.limit);
         // DC predictors from zero at the run's start: exact for a run that starts the scan or a restart interval,
@@ -251,10 +255,11 @@ impl<'a> Decoder<'a, '_> {
         let fresh = |bit: usize, place: usize| State { bits: Bits::at(self.data, bit), place, predictor: [0; 4] };
         let mut state = fresh(from.min(self.limit), phase);
         let (mut count, mut restarts) = (0, 0);
-        loop {
+        while count < max_blocks {
+            let slice = (max_blocks - count).min(SLICE_BLOCKS);
+            coefficients.resize((count + slice) * N, 0);
             let (blocks, _) = coefficients.as_chunks_mut::<N>();
-            let end = blocks.len().min(max_blocks);
-            let slots = &mut blocks[count..end];
+            let slots = &mut blocks[count..];
             let (done, why) = if speculative {
                 self.fill::<N, true>(&mut state, slots, stop, &mut starts)
             } else {
@@ -263,11 +268,7 @@ impl<'a> Decoder<'a, '_> {
             count += done;
             match why {
                 Stopped::AtStop => break,
-                Stopped::Full if count >= max_blocks => break,
-                Stopped::Full => {
-                    let len = coefficients.len();
-                    coefficients.resize((len * 2).max((count + 4096) * N), 0);
-                }
+                Stopped::Full => {}
                 Stopped::Invalid(start) => {
                     restarts += 1;
                     // Real photos resynchronise within a few blocks; data that keeps failing is not a photo, and
