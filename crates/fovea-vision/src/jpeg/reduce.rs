@@ -96,37 +96,48 @@ fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize
         .map(|c| {
             let (stride, rows) = (mx * c.h * k, my * c.v * k);
             Plane {
-                pixels: vec![0; stride * rows],
+                pixels: Vec::with_capacity(stride * rows),
                 stride,
                 width: (frame.width * c.h * k).div_ceil(hm * 8),
                 height: (frame.height * c.v * k).div_ceil(vm * 8),
             }
         })
         .collect();
+    let lens: Vec<usize> = planes.iter().zip(&frame.components).map(|(p, c)| p.stride * my * c.v * k).collect();
     let layout = frame.mcu_layout();
     let mcu_len = layout.len() * per_block;
     let rows_per_band = my.div_ceil(threads.max(1)).max(1);
-    // Each band of MCU rows owns the matching rows of every plane.
-    let mut bands: Vec<Vec<(&mut [u8], usize)>> = Vec::new();
-    for (plane, comp) in planes.iter_mut().zip(&frame.components) {
+    // Each band of MCU rows owns the matching rows of every plane, not yet initialised.
+    let mut bands: Vec<Vec<(&mut [MaybeUninit<u8>], usize)>> = Vec::new();
+    for ((plane, comp), &len) in planes.iter_mut().zip(&frame.components).zip(&lens) {
         let stride = plane.stride;
-        for (b, chunk) in plane.pixels.chunks_mut(rows_per_band * comp.v * k * stride).enumerate() {
+        let pixels = &mut plane.pixels.spare_capacity_mut()[..len];
+        for (b, chunk) in pixels.chunks_mut(rows_per_band * comp.v * k * stride).enumerate() {
             if bands.len() <= b {
                 bands.push(Vec::new());
             }
             bands[b].push((chunk, stride));
         }
     }
-    let band = |first_mcu_row: usize, mut out: Vec<(&mut [u8], usize)>| {
+    let band = |first_mcu_row: usize, mut out: Vec<(&mut [MaybeUninit<u8>], usize)>| {
         let mut scratch = Vec::new();
         for (r, mcu_row) in (first_mcu_row..(first_mcu_row + rows_per_band).min(my)).enumerate() {
             let (row, dc_offset) = coefficients.range(mcu_row * mx * mcu_len, mx * mcu_len, &mut scratch);
+            // Each plane's rows of this MCU row, zeroed here in cache rather than all at once up front.
+            let mut rows: Vec<(&mut [u8], usize)> = out
+                .iter_mut()
+                .zip(&frame.components)
+                .map(|((pixels, stride), comp)| {
+                    let height = comp.v * k * *stride;
+                    (zeroed(&mut pixels[r * height..][..height]), *stride)
+                })
+                .collect();
             // One block position of the MCU at a time, along the row: the component, its quantiser and the output
             // rows stay fixed in the inner loop.
             for (p, &(c, bx, by)) in layout.iter().enumerate() {
                 let comp = &frame.components[c];
-                let (pixels, stride) = &mut out[c];
-                let line = &mut pixels[(r * comp.v + by) * k * *stride..][..k * *stride];
+                let (pixels, stride) = &mut rows[c];
+                let line = &mut pixels[by * k * *stride..][..k * *stride];
                 let blocks = row.chunks_exact(mcu_len).map(|mcu| &mcu[p * per_block..(p + 1) * per_block]);
                 let dc = dc_offset[c];
                 match k {
@@ -142,6 +153,11 @@ fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize
         }
     };
     on_threads_or_panic(bands, |b, out| band(b * rows_per_band, out));
+    for (plane, len) in planes.iter_mut().zip(lens) {
+        // SAFETY: the bands cover the first `len` bytes of each plane, and every MCU row of every band was zeroed
+        // before use (a thread that panicked has had its panic passed on by now).
+        unsafe { plane.pixels.set_len(len) };
+    }
     planes
 }
 
