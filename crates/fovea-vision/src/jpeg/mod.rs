@@ -21,6 +21,7 @@ mod header;
 mod huffman;
 mod reduce;
 mod scan;
+mod unstuff;
 #[cfg(test)]
 mod tests_fast;
 
@@ -93,7 +94,7 @@ pub(crate) fn fast_scaled(
     if need > max_alloc {
         return None;
     }
-    let data = scan::unstuff(bytes, frame.scan_start);
+    let data = unstuff::unstuff(bytes, frame.scan_start);
     let coefficients = scan::decode(frame, &data, per_block, threads)?;
     let rgb = reduce::rgb(frame, &coefficients, per_block, k, threads);
     image::RgbImage::from_raw(u32::try_from(w).ok()?, u32::try_from(h).ok()?, rgb)

@@ -19,7 +19,8 @@
 //!   what one sequential decoder gives (the tests check that bit for bit, at every split point of small files).
 
 use super::header::{Frame, HuffmanSpec};
-use super::huffman::{block, Bits, HuffmanTable, PADDING};
+use super::huffman::{block, Bits, HuffmanTable};
+use super::unstuff::Unstuffed;
 use super::on_threads;
 
 /// Below this much entropy-coded data per thread, splitting costs more than it saves.
@@ -35,48 +36,6 @@ const SLICE_BLOCKS: usize = 4096;
 
 /// Invalid blocks after which a speculative decoder gives up its chunk.
 const MAX_RESTARTS: usize = 1024;
-
-/// Entropy-coded data with byte stuffing and restart markers removed, and where each restart interval starts.
-pub(crate) struct Unstuffed {
-    /// The data, then [`PADDING`] zero bytes.
-    data: Vec<u8>,
-    pub len: usize,
-    /// Byte offsets in `data` where the second, third, ... restart interval starts.
-    restarts: Vec<usize>,
-}
-
-/// Copies the scan starting at `start` up to its end marker, dropping the stuffed zero after each 0xFF and the
-/// RSTn markers (their positions kept).
-pub(crate) fn unstuff(bytes: &[u8], start: usize) -> Unstuffed {
-    let mut data = Vec::with_capacity(bytes.len().saturating_sub(start) + PADDING);
-    let mut restarts = Vec::new();
-    let mut i = start;
-    while let Some(off) = bytes.get(i..).and_then(|rest| memchr::memchr(0xFF, rest)) {
-        data.extend_from_slice(&bytes[i..i + off]);
-        i += off;
-        match bytes.get(i + 1) {
-            Some(0x00) => {
-                data.push(0xFF);
-                i += 2;
-            }
-            Some(0xD0..=0xD7) => {
-                restarts.push(data.len());
-                i += 2;
-            }
-            Some(0xFF) => i += 1,
-            _ => {
-                i = bytes.len();
-                break;
-            }
-        }
-    }
-    if i < bytes.len() {
-        data.extend_from_slice(&bytes[i..]);
-    }
-    let len = data.len();
-    data.resize(len + PADDING, 0);
-    Unstuffed { data, len, restarts }
-}
 
 /// Decoded blocks in coding order, `per_block` coefficients each, kept in the pieces the threads decoded them in:
 /// joining them would copy half the image's coefficients on one thread. A piece that a thread decoded from the

@@ -84,7 +84,7 @@ fn matches_jpeg_decoder_for_every_sampling_scale_size_and_restart_interval() {
 /// Coefficients of the whole scan, sequentially and cut at `cuts`.
 fn coefficients(bytes: &[u8], per_block: usize, cuts: &[usize]) -> Option<Vec<i16>> {
     let frame = header::parse(bytes).unwrap();
-    let data = scan::unstuff(bytes, frame.scan_start);
+    let data = unstuff::unstuff(bytes, frame.scan_start);
     scan::decode_cut(&frame, &data, per_block, 1, cuts).map(|c| c.to_vec())
 }
 
@@ -95,7 +95,7 @@ fn a_speculative_split_at_any_byte_gives_the_sequential_result() {
         for per_block in [1, 5, 25] {
             let sequential = coefficients(&bytes, per_block, &[]).unwrap();
             let frame = header::parse(&bytes).unwrap();
-            let len = scan::unstuff(&bytes, frame.scan_start).len;
+            let len = unstuff::unstuff(&bytes, frame.scan_start).len;
             for cut in 1..len {
                 assert_eq!(
                     coefficients(&bytes, per_block, &[cut]).as_ref(),
@@ -114,7 +114,7 @@ fn a_speculative_split_at_any_byte_gives_the_sequential_result() {
 fn a_large_photo_decodes_on_several_threads_like_on_one() {
     let bytes = encode(2400, 1800, 11, Some(SamplingFactor::F_2_2), 0, 92);
     let frame = header::parse(&bytes).unwrap();
-    let data = scan::unstuff(&bytes, frame.scan_start);
+    let data = unstuff::unstuff(&bytes, frame.scan_start);
     assert!(data.len > 4 * 96 * 1024, "{} bytes: too few to split four ways", data.len);
     let one = scan::decode(&frame, &data, 5, 1).unwrap();
     let four = scan::decode(&frame, &data, 5, 4).unwrap();
