@@ -3,7 +3,7 @@
 //! coefficient, never computing a value.
 //!
 //! The reader works on entropy-coded data with byte stuffing and restart markers already removed
-//! (`scan::unstuff`), so a position in it is a plain bit offset. That is what lets two decoders that started at
+//! (`unstuff::unstuff`), so a position in it is a plain bit offset. That is what lets two decoders that started at
 //! different places recognise that they have reached the same state (see `scan`).
 
 /// Code lengths up to this many bits are decoded with one lookup.
