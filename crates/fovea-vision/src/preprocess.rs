@@ -188,8 +188,8 @@ pub(crate) fn filtered_resize_window(img: &RgbImage, (nw, nh): (u32, u32), origi
     let resized = src.map_err(|e| e.to_string()).and_then(|src| {
         let band = |b: usize, rows: &mut [u8]| -> Result<(), String> {
             let (first, count) = (b as u32 * rows_per_band, (rows.len() / (size as usize * 3)) as u32);
-            let mut dst = fr::images::Image::from_slice_u8(size, count, rows, fr::PixelType::U8x3)
-                .map_err(|e| e.to_string())?;
+            let mut dst =
+                fr::images::Image::from_slice_u8(size, count, rows, fr::PixelType::U8x3).map_err(|e| e.to_string())?;
             let (x0, y0) = (f64::from(origin.0), f64::from(origin.1 + first));
             let options = fr::ResizeOptions::new()
                 .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))

@@ -21,9 +21,9 @@ mod header;
 mod huffman;
 mod reduce;
 mod scan;
-mod unstuff;
 #[cfg(test)]
 mod tests_fast;
+mod unstuff;
 
 /// The fewest eighths (1, 2, 4 or 8) of a `width x height` JPEG to decode so that the shorter side keeps at least
 /// `min_side` pixels; 8 (full size) when no reduction keeps that many.

@@ -86,6 +86,9 @@ fn zeroed(bytes: &mut [MaybeUninit<u8>]) -> &mut [u8] {
     unsafe { &mut *(bytes as *mut [MaybeUninit<u8>] as *mut [u8]) }
 }
 
+/// One band's rows of one plane, not yet initialised, and the plane's stride.
+type BandRows<'p> = (&'p mut [MaybeUninit<u8>], usize);
+
 /// The component planes, in bands of MCU rows on up to `threads` threads.
 fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize, threads: usize) -> Vec<Plane> {
     let (mx, my) = frame.mcus();
@@ -108,7 +111,7 @@ fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize
     let mcu_len = layout.len() * per_block;
     let rows_per_band = my.div_ceil(threads.max(1)).max(1);
     // Each band of MCU rows owns the matching rows of every plane, not yet initialised.
-    let mut bands: Vec<Vec<(&mut [MaybeUninit<u8>], usize)>> = Vec::new();
+    let mut bands: Vec<Vec<BandRows>> = Vec::new();
     for ((plane, comp), &len) in planes.iter_mut().zip(&frame.components).zip(&lens) {
         let stride = plane.stride;
         let pixels = &mut plane.pixels.spare_capacity_mut()[..len];
@@ -119,7 +122,7 @@ fn planes(frame: &Frame, coefficients: &Coefficients, per_block: usize, k: usize
             bands[b].push((chunk, stride));
         }
     }
-    let band = |first_mcu_row: usize, mut out: Vec<(&mut [MaybeUninit<u8>], usize)>| {
+    let band = |first_mcu_row: usize, mut out: Vec<BandRows>| {
         let mut scratch = Vec::new();
         for (r, mcu_row) in (first_mcu_row..(first_mcu_row + rows_per_band).min(my)).enumerate() {
             let (row, dc_offset) = coefficients.range(mcu_row * mx * mcu_len, mx * mcu_len, &mut scratch);
@@ -307,7 +310,7 @@ mod sse2 {
                 let out = _mm_srai_epi32(_mm_add_epi32(sums, _mm_set1_epi32(4 + (128 << 3))), 3);
                 // Saturating packs: the clamp to 0..=255.
                 let bytes = _mm_packus_epi16(_mm_packs_epi32(out, out), _mm_setzero_si128());
-                _mm_cvtsi128_si32(bytes).to_le_bytes().map(|b| b as u8)
+                _mm_cvtsi128_si32(bytes).to_le_bytes()
             }
         }
     }
@@ -454,13 +457,17 @@ mod ssse3 {
         let steps = (pixels / 8).saturating_sub(1);
         const SHIFT: i32 = 6;
         let widen = _mm_setr_epi8(0, -0x7F, 1, -0x7F, 2, -0x7F, 3, -0x7F, 4, -0x7F, 5, -0x7F, 6, -0x7F, 7, -0x7F);
-        let shufr = _mm_setr_epi8(0, -0x7F, -0x7F, 1, -0x7F, -0x7F, 2, -0x7F, -0x7F, 3, -0x7F, -0x7F, 4, -0x7F, -0x7F, 5);
+        let shufr =
+            _mm_setr_epi8(0, -0x7F, -0x7F, 1, -0x7F, -0x7F, 2, -0x7F, -0x7F, 3, -0x7F, -0x7F, 4, -0x7F, -0x7F, 5);
         let shufg =
             _mm_setr_epi8(-0x7F, 0, -0x7F, -0x7F, 1, -0x7F, -0x7F, 2, -0x7F, -0x7F, 3, -0x7F, -0x7F, 4, -0x7F, -0x7F);
         let shufb = _mm_alignr_epi8(shufg, shufg, 15);
         // The second 16 output bytes: red from pixel 6 up, green and blue from 5 up (-0x7F + 6 keeps its top bit).
-        let (shufr1, shufg1, shufb1) =
-            (_mm_add_epi8(shufb, _mm_set1_epi8(6)), _mm_add_epi8(shufr, _mm_set1_epi8(5)), _mm_add_epi8(shufg, _mm_set1_epi8(5)));
+        let (shufr1, shufg1, shufb1) = (
+            _mm_add_epi8(shufb, _mm_set1_epi8(6)),
+            _mm_add_epi8(shufr, _mm_set1_epi8(5)),
+            _mm_add_epi8(shufg, _mm_set1_epi8(5)),
+        );
         let load = |plane: &[u8], i: usize| {
             // SAFETY: i * 8 + 16 <= (steps + 1) * 8 <= pixels <= plane.len().
             let v = unsafe { _mm_loadu_si128(plane.as_ptr().add(i * 8).cast()) };

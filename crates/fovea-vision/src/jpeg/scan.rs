@@ -20,8 +20,8 @@
 
 use super::header::{Frame, HuffmanSpec};
 use super::huffman::{block, Bits, HuffmanTable};
-use super::unstuff::Unstuffed;
 use super::on_threads;
+use super::unstuff::Unstuffed;
 
 /// Below this much entropy-coded data per thread, splitting costs more than it saves.
 const MIN_CHUNK_BYTES: usize = 96 * 1024;
