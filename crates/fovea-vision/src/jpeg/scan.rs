@@ -20,8 +20,8 @@
 
 use super::header::{Frame, HuffmanSpec};
 use super::huffman::{block, Bits, HuffmanTable};
-use super::on_threads;
 use super::unstuff::Unstuffed;
+use crate::threads::on_threads;
 
 /// Below this much entropy-coded data per thread, splitting costs more than it saves.
 const MIN_CHUNK_BYTES: usize = 96 * 1024;
@@ -106,10 +106,7 @@ impl Coefficients {
         let first_block = (at + out.len()) / self.per_block;
         let start = out.len();
         out.extend_from_slice(values);
-        for (i, block) in out[start..].chunks_exact_mut(self.per_block).enumerate() {
-            let c = self.components[(first_block + i) % self.components.len()];
-            block[0] = block[0].wrapping_add(offset[c]);
-        }
+        add_dc_offset(&mut out[start..], self.per_block, &self.components, first_block, offset);
     }
 
     #[cfg(test)]
@@ -125,6 +122,16 @@ impl Coefficients {
             self.gather(&mut out, 0, p.values(), p.dc_offset);
         }
         out
+    }
+}
+
+/// Adds `offset` (wrapping) to the DC value of each block of `values`, by the block's component: `components` gives
+/// the component of each MCU place, and the first block is `first_block` blocks into the scan (or any whole number
+/// of MCUs more).
+fn add_dc_offset(values: &mut [i16], per_block: usize, components: &[usize], first_block: usize, offset: [i16; 4]) {
+    for (i, block) in values.chunks_exact_mut(per_block).enumerate() {
+        let c = components[(first_block + i) % components.len()];
+        block[0] = block[0].wrapping_add(offset[c]);
     }
 }
 
@@ -405,13 +412,15 @@ fn speculative(d: &Decoder, len: usize, total: usize, cuts: &[usize]) -> Option<
         let rest = d.run(stitch.end, phase, bits, total - stitch.count, false)?;
         stitch.append(rest, phase, 0);
     }
-    let out = Coefficients::new(stitch.pieces, d.per_block, d.components());
+    let out = Coefficients::new(stitch.pieces, d.per_block, stitch.components);
     (out.len() == total * d.per_block).then_some(out)
 }
 
 /// The blocks in coding order so far, with where the next starts and each component's last DC value.
 struct Stitch<'d, 'a, 'f> {
     d: &'d Decoder<'a, 'f>,
+    /// The component of each MCU place.
+    components: Vec<usize>,
     pieces: Vec<Piece>,
     count: usize,
     total: usize,
@@ -428,7 +437,7 @@ impl<'d, 'a, 'f> Stitch<'d, 'a, 'f> {
         let count = first.coefficients.len() / d.per_block;
         let predictor = last_values(d, &first.coefficients, 0, 0..count).map(|v| v.unwrap_or(0));
         let piece = Piece { values: first.coefficients, from: 0, dc_offset: [0; 4] };
-        Self { d, pieces: vec![piece], count, total, end: first.end, predictor }
+        Self { d, components: d.components(), pieces: vec![piece], count, total, end: first.end, predictor }
     }
 
     /// Appends `run`'s blocks from its `j`-th on (its first block at MCU place `phase`), up to the scan's last. The
@@ -453,12 +462,7 @@ impl<'d, 'a, 'f> Stitch<'d, 'a, 'f> {
             let rebased: [i16; 4] = std::array::from_fn(|c| offset[c].wrapping_sub(last.dc_offset[c]));
             let start = last.values.len();
             last.values.extend_from_slice(&values[j * pb..]);
-            let mut place = (phase + j) % self.d.places.len();
-            for block in last.values[start..].chunks_exact_mut(pb) {
-                let c = self.d.places[place].component;
-                block[0] = block[0].wrapping_add(rebased[c]);
-                place = if place + 1 == self.d.places.len() { 0 } else { place + 1 };
-            }
+            add_dc_offset(&mut last.values[start..], pb, &self.components, phase + j, rebased);
         } else {
             self.pieces.push(Piece { values, from: j * pb, dc_offset: offset });
         }
