@@ -11,6 +11,7 @@ mod decode;
 mod error;
 mod jpeg;
 mod preprocess;
+mod threads;
 
 /// Small image builders (EXIF, lying headers, noise) shared by this crate's tests and the API's bad-input tests.
 #[doc(hidden)]

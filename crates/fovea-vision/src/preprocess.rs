@@ -197,7 +197,7 @@ pub(crate) fn filtered_resize_window(img: &RgbImage, (nw, nh): (u32, u32), origi
             fr::Resizer::new().resize(&src, &mut dst, &options).map_err(|e| e.to_string())
         };
         let chunks = out.chunks_mut(rows_per_band as usize * size as usize * 3);
-        crate::jpeg::on_threads(chunks, band)
+        crate::threads::on_threads(chunks, band)
             .into_iter()
             .try_for_each(|done| done.map_err(|_| "a resize thread panicked".to_string())?)
     });

@@ -58,22 +58,6 @@ pub(crate) fn reduced(
     Some((img, (width, height), orientation))
 }
 
-/// `work(index, item)` for every item, each on a scoped thread of its own except the first, which runs on the
-/// caller's thread (one thread start fewer); the results in item order, with a panic as `Err`.
-pub(crate) fn on_threads<T: Send, R: Send>(
-    items: impl IntoIterator<Item = T>,
-    work: impl Fn(usize, T) -> R + Sync,
-) -> Vec<std::thread::Result<R>> {
-    let work = &work;
-    std::thread::scope(|s| {
-        let mut items = items.into_iter().enumerate();
-        let first = items.next();
-        let others: Vec<_> = items.map(|(i, item)| s.spawn(move || work(i, item))).collect();
-        let first = first.map(|(_, item)| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(0, item))));
-        first.into_iter().chain(others.into_iter().map(|h| h.join())).collect()
-    })
-}
-
 /// More threads than this gain little on one photo and take cores from other requests.
 const MAX_THREADS: usize = 8;
 

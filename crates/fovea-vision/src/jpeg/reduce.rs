@@ -8,8 +8,8 @@
 use std::mem::MaybeUninit;
 
 use super::header::Frame;
-use super::on_threads;
 use super::scan::Coefficients;
+use crate::threads::on_threads;
 
 /// Natural (row-major) index of each zigzag position.
 const ZIGZAG: [usize; 64] = [
