@@ -1,7 +1,5 @@
 //! The use cases behind every endpoint and command.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -162,8 +160,6 @@ impl App {
         // cache hit that answers after preprocessing wastes one network pass, which nobody waits for.
         let (hashed, hash) = tokio::sync::oneshot::channel();
         let (told, mut verdict) = tokio::sync::oneshot::channel();
-        let hit = Arc::new(AtomicBool::new(false));
-        let seen = hit.clone();
         let compute = self.compute.clone();
         // A large JPEG comes back reduced in the DCT domain (still twice the network's resize side): most of its
         // decode time saved, while the catalog records the photo's real size.
@@ -171,13 +167,17 @@ impl App {
             let id = sha256_hex(&b);
             let _ = hashed.send(id.clone());
             let (img, dims, format) = decode_unlooked(&b, &limits, size)?;
-            let pending = match (!seen.load(Ordering::Acquire)).then(|| fovea_vision::to_input(&img, size)) {
-                Some(input) => match verdict.try_recv() {
-                    Ok(false) | Err(TryRecvError::Empty) => Some(compute.submit(input)?),
-                    // A hit; or a failed lookup (the verdict's sender dropped), which the lookup reports itself.
-                    Ok(true) | Err(TryRecvError::Closed) => None,
-                },
-                None => None,
+            // A hit needs no input; nor does a failed lookup (the verdict's sender dropped), which reports itself.
+            let early = verdict.try_recv();
+            let pending = match early {
+                Ok(true) | Err(TryRecvError::Closed) => None,
+                Ok(false) | Err(TryRecvError::Empty) => {
+                    let input = fovea_vision::to_input(&img, size);
+                    match early.or_else(|_| verdict.try_recv()) {
+                        Ok(false) | Err(TryRecvError::Empty) => Some(compute.submit(input)?),
+                        Ok(true) | Err(TryRecvError::Closed) => None,
+                    }
+                }
             };
             Ok((id, dims, format, look_of(&img, dims), pending))
         });
@@ -186,7 +186,6 @@ impl App {
                 Ok(id) => self.catalog.get_embedding(&id, &served).await.map_err(AppError::from)?,
                 Err(_) => None, // the decode task died; its own error is the one reported
             };
-            hit.store(cached.is_some(), Ordering::Release);
             let _ = told.send(cached.is_some());
             Ok::<_, AppError>(cached)
         };
