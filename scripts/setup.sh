@@ -30,6 +30,9 @@ if [ "${1:-}" = "--test" ]; then
   python3 -c "import PIL" 2>/dev/null || { echo "==> pip install pillow"; python3 -m pip install --quiet pillow; }
   # ONNX Runtime checks that the exported ONNX graph computes what fovea's network does.
   python3 -c "import onnxruntime" 2>/dev/null || python3 -m pip install --quiet onnxruntime==1.32.0
+  # Bochs (bochscpu) emulates a CPU with AVX-512, so the AVX-512 kernels are tested on machines without it. 0.3.1:
+  # later wheels need glibc 2.38.
+  python3 -c "import bochscpu" 2>/dev/null || { echo "==> pip install bochscpu-python"; python3 -m pip install --quiet bochscpu-python==0.3.1; }
   # moto's server is the S3-compatible store of the scale-out tests.
   command -v moto_server >/dev/null || { echo "==> pip install moto[server]"; python3 -m pip install --quiet "moto[server]==5.2.5"; }
 fi

@@ -265,73 +265,14 @@ mod tests {
         }
     }
 
-    fn naive(a: &[f32], m: usize, k: usize, w: &[f32], bias: &[f32], n: usize) -> Vec<f32> {
-        let mut out = vec![0.0; m * n];
-        for r in 0..m {
-            for o in 0..n {
-                let mut s = bias[o] as f64;
-                for i in 0..k {
-                    s += a[r * k + i] as f64 * w[o * k + i] as f64;
-                }
-                out[r * n + o] = s as f32;
-            }
-        }
-        out
-    }
-
-    fn check(isa: Isa, m: usize, k: usize, n: usize) {
-        let mut rng = Rng::new((m * 1000 + k * 10 + n) as u64);
-        let a = rng.vec(m * k, 1.0);
-        let w = rng.vec(n * k, 0.5);
-        let bias = rng.vec(n, 1.0);
-        let res = rng.vec(m * n, 1.0);
-        let packed = Packed::from_out_in(&w, &bias, n, k);
-        let want = naive(&a, m, k, &w, &bias, n);
-        let mut out = vec![f32::NAN; m * n];
-        matmul(isa, &a, k, m, &packed, Act::None, None, &mut out, n);
-        for (g, e) in out.iter().zip(&want) {
-            assert!((g - e).abs() < 1e-4, "{isa:?} m{m} k{k} n{n}: {g} vs {e}");
-        }
-        matmul(isa, &a, k, m, &packed, Act::Relu6, Some(&res), &mut out, n);
-        for ((g, e), r) in out.iter().zip(&want).zip(&res) {
-            let e = relu6(*e) + r;
-            assert!((g - e).abs() < 1e-4, "{isa:?} relu6+res m{m} k{k} n{n}: {g} vs {e}");
-        }
-    }
-
     #[test]
     fn matches_naive_for_awkward_shapes() {
-        for isa in Isa::available() {
-            for &(m, k, n) in &[
-                (1, 1, 1),
-                (7, 3, 5),
-                (13, 27, 32),
-                (6, 16, 96),
-                (49, 320, 40),
-                (3000, 8, 24),
-                (100, 40, 8),
-                (50, 30, 3),
-                (37, 144, 40),
-                // Small k (AVX2 tiles on every path), odd widths.
-                (29, 19, 17),
-                (15, 33, 47),
-                (14, 7, 9),
-                // k >= 64 takes the AVX-512 tiles: 1-4 panels per tile, masked last panels (29: 16 + 13, 47: 32 + 15,
-                // 63: 48 + 15, 77: 64 then 13 alone), 24 (16 + an 8-column AVX2 tail), rows not a multiple of 6.
-                (29, 64, 29),
-                (15, 65, 47),
-                (28, 96, 63),
-                (43, 70, 77),
-                (7, 128, 24),
-                (1, 64, 1280),
-                // Row groups of 12 at k = 1152: 25 rows run as 12 + 13 (the leftover row joins the last group), 31 as
-                // 12 + 12 + 7; one-row tiles with k not a multiple of 4.
-                (25, 1152, 40),
-                (31, 1150, 24),
-                (1, 1151, 33),
-                (7, 6, 16),
-            ] {
-                check(isa, m, k, n);
+        for mut case in crate::check::MatmulCase::all() {
+            for isa in Isa::available() {
+                case.clear();
+                case.run(isa);
+                let error = case.error();
+                assert!(error < crate::check::TOLERANCE, "{isa:?} {}: off by {error}", case.describe());
             }
         }
     }
@@ -370,40 +311,6 @@ mod tests {
                     let want: f32 = (0..k).map(|i| a[r * lda + i] * w[o * k + i]).sum();
                     assert!((got - want).abs() < 1e-4);
                 }
-            }
-        }
-    }
-
-    #[test]
-    fn layout_skips_rows_between_runs() {
-        for (m, k, n, run, skip) in [(23, 6, 24, 5, 3), (23, 66, 40, 5, 3), (31, 64, 96, 7, 2)] {
-            layout(m, k, n, run, skip);
-        }
-    }
-
-    fn layout(m: usize, k: usize, n: usize, run: usize, skip: usize) {
-        let layout = Layout { run, skip };
-        let mut rng = Rng::new(4);
-        let a = rng.vec(m * k, 1.0);
-        let w = rng.vec(n * k, 1.0);
-        let bias = rng.vec(n, 1.0);
-        let packed = Packed::from_out_in(&w, &bias, n, k);
-        let want = naive(&a, m, k, &w, &bias, n);
-        for isa in Isa::available() {
-            let stored = layout.stored(m - 1) + 1;
-            let mut out = vec![-7.0; stored * n];
-            matmul_into(isa, &a, k, m, &packed, Act::Relu6, None, &mut out, n, layout);
-            let mut written = vec![false; stored];
-            for r in 0..m {
-                let at = layout.stored(r);
-                written[at] = true;
-                for o in 0..n {
-                    let e = relu6(want[r * n + o]);
-                    assert!((out[at * n + o] - e).abs() < 1e-4, "{isa:?} row {r}");
-                }
-            }
-            for (row, _) in written.iter().enumerate().filter(|(_, w)| !**w) {
-                assert!(out[row * n..(row + 1) * n].iter().all(|&v| v == -7.0), "{isa:?} gap row {row} written");
             }
         }
     }

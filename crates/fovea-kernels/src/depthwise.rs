@@ -275,35 +275,6 @@ mod slide;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::random::Rng;
-
-    /// Direct NHWC depthwise with explicit zero padding, f64 accumulation.
-    #[allow(clippy::too_many_arguments)]
-    fn naive(x: &[f32], h: usize, w: usize, c: usize, wt: &[f32], bias: &[f32], k: usize, s: usize) -> Vec<f32> {
-        let (oh, pt) = same(h, k, s);
-        let (ow, pl) = same(w, k, s);
-        let mut out = vec![0.0; oh * ow * c];
-        for oy in 0..oh {
-            for ox in 0..ow {
-                for ch in 0..c {
-                    let mut acc = bias[ch] as f64;
-                    for dy in 0..k {
-                        for dx in 0..k {
-                            let iy = (oy * s + dy) as isize - pt as isize;
-                            let ix = (ox * s + dx) as isize - pl as isize;
-                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                continue;
-                            }
-                            let v = x[(iy as usize * w + ix as usize) * c + ch] as f64;
-                            acc += v * wt[ch * k * k + dy * k + dx] as f64;
-                        }
-                    }
-                    out[(oy * ow + ox) * c + ch] = acc.clamp(0.0, 6.0) as f32;
-                }
-            }
-        }
-        out
-    }
 
     #[test]
     fn same_padding_matches_tensorflow() {
@@ -316,49 +287,18 @@ mod tests {
 
     #[test]
     fn matches_naive_on_odd_sizes() {
-        let mut rng = Rng::new(11);
-        for isa in Isa::available() {
-            for &(h, w, c, k, s) in &[
-                (9, 10, 5, 3, 1),
-                (9, 10, 40, 3, 2),
-                (33, 37, 8, 5, 2),
-                (6, 7, 96, 5, 1),
-                (1, 1, 36, 5, 2),
-                (4, 2, 44, 3, 2),
-                (12, 20, 48, 5, 1),
-                (14, 30, 96, 3, 1),
-                (5, 41, 20, 3, 2),
-                (9, 23, 13, 5, 2),
-                (3, 17, 8, 5, 1),
-                (7, 7, 24, 7, 1),
-                // AVX-512: 16-channel blocks with masked tails, 8-pixel runs plus leftovers, clipped borders.
-                (11, 27, 17, 3, 1),
-                (13, 29, 33, 5, 2),
-                (10, 19, 47, 5, 1),
-                (9, 21, 31, 3, 2),
-                (6, 13, 16, 7, 2),
-            ] {
-                let x = rng.vec(h * w * c, 3.0);
-                let wt = rng.vec(c * k * k, 1.0);
-                let bias = rng.vec(c, 1.0);
-                let dw = Depthwise::from_oihw(&wt, &bias, c, k, s);
+        for mut case in crate::check::DepthwiseCase::all() {
+            for isa in Isa::available() {
+                case.clear();
+                case.run(isa);
+                let error = case.error();
+                assert!(error < crate::check::TOLERANCE, "{isa:?} {}: off by {error}", case.describe());
+                assert!(case.from_padded == case.plain, "{isa:?} padded {}", case.describe());
+                let (dw, h, w, c, k, s) = (&case.dw, case.h, case.w, case.dw.c, case.dw.k, case.dw.stride);
                 let (oh, ow) = dw.out_size(h, w);
-                let want = naive(&x, h, w, c, &wt, &bias, k, s);
-                let mut out = vec![f32::NAN; oh * ow * c];
-                dw.run(isa, &x, h, w, 0..oh, &mut out);
-                for (i, (g, e)) in out.iter().zip(&want).enumerate() {
-                    assert!((g - e).abs() < 1e-4, "{isa:?} {h}x{w}x{c} k{k} s{s} at {i}: {g} vs {e}");
-                }
-                // The padded layout (zero columns either side) and a ring of padded rows give the same values.
-                let (row_px, col0) = dw.padded_row(w);
-                let mut padded = vec![0.0; h * row_px * c];
-                for y in 0..h {
-                    let at = (y * row_px + col0) * c;
-                    padded[at..at + w * c].copy_from_slice(&x[y * w * c..(y + 1) * w * c]);
-                }
-                let mut out2 = vec![f32::NAN; oh * ow * c];
-                dw.run_padded(isa, &padded, h, w, 0..oh, &mut out2);
-                assert!(out2 == out, "{isa:?} padded {h}x{w}x{c} k{k} s{s}");
+                let (x, padded, out) = (&case.x, &case.padded, &case.plain);
+                let (row_px, _) = dw.padded_row(w);
+                // A ring of padded rows gives the same values.
                 let slots = k + s;
                 for oy in 0..oh {
                     let mut ring = vec![f32::NAN; slots * row_px * c];
@@ -377,16 +317,16 @@ mod tests {
                     let mut joined = vec![f32::NAN; oh * ow * c];
                     for part in cuts.windows(2) {
                         // SAFETY: `joined` is exclusively borrowed and holds the whole output.
-                        unsafe { dw.run_padded_channels(isa, &padded, h, w, part[0]..part[1], joined.as_mut_ptr()) };
+                        unsafe { dw.run_padded_channels(isa, padded, h, w, part[0]..part[1], joined.as_mut_ptr()) };
                         let done = joined.chunks_exact(c).all(|px| px[part[1]..].iter().all(|v| v.is_nan()));
                         assert!(done, "{isa:?} channels {part:?} wrote past their range");
                     }
-                    assert!(joined == out, "{isa:?} channel parts {cuts:?} {h}x{w}x{c} k{k} s{s}");
+                    assert!(&joined == out, "{isa:?} channel parts {cuts:?} {h}x{w}x{c} k{k} s{s}");
                 }
                 // A later slice of rows alone gives the same values as the full run.
                 if oh > 1 {
                     let mut part = vec![f32::NAN; (oh - 1) * ow * c];
-                    dw.run(isa, &x, h, w, 1..oh, &mut part);
+                    dw.run(isa, x, h, w, 1..oh, &mut part);
                     assert_eq!(&part[..], &out[ow * c..]);
                 }
             }

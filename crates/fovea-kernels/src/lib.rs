@@ -44,6 +44,10 @@ pub use weights::{Tensor, BN_EPS, STAGE_STRIDES};
 
 pub mod random;
 
+/// Kernel cases and their f64 references: the unit tests and the AVX-512 emulation check run the same ones.
+#[doc(hidden)]
+pub mod check;
+
 /// The individual kernels, for micro-benchmarks; not a stable API.
 #[doc(hidden)]
 pub mod kernels {

@@ -145,6 +145,19 @@ impl FastLite {
         self.isa
     }
 
+    /// The same network on kernel path `isa`, which this CPU may lack: for running that path on an emulated CPU
+    /// (`fovea-kernels-emulated`). The activation buffers of earlier calls are kept, so once a call at an input size
+    /// has run on another path, calls at that size on one thread allocate only the returned vectors and make no system
+    /// call.
+    ///
+    /// # Safety
+    /// Every call after this one must run on a CPU (real or emulated) that has `isa`'s instructions.
+    #[doc(hidden)]
+    pub unsafe fn with_isa_unchecked(mut self, isa: Isa) -> Self {
+        self.isa = isa;
+        self
+    }
+
     /// Pooled embeddings (`batch x embedding_dim`) of `batch` square NCHW images normalised as `(pixel - 127) / 128`.
     ///
     /// Any size works (224, 240 and 260 are Lite0/1/2's own); buffers are kept between calls, so the first call at a
@@ -314,18 +327,20 @@ impl FastLite {
         mut prof: Option<&mut Vec<(usize, f64)>>,
     ) {
         assert!(imgs == 1 || matches!(split, Split::Serial), "groups run on one thread");
-        let mut clock = Instant::now();
+        // The clock is read only when profiling: a pass that is not timed makes no system call (see
+        // `FastLite::with_isa_unchecked`).
+        let mut clock = prof.as_ref().map(|_| Instant::now());
         let mut layer = 0;
         // Keeps each layer's fastest time over repeated runs: robust to the machine being shared.
         let mut lap = |kind: usize| {
-            if let Some(p) = prof.as_deref_mut() {
-                let t = clock.elapsed().as_secs_f64();
+            if let (Some(p), Some(started)) = (prof.as_deref_mut(), clock.as_mut()) {
+                let t = started.elapsed().as_secs_f64();
                 match p.get_mut(layer) {
                     Some(slot) => slot.1 = slot.1.min(t),
                     None => p.push((kind, t)),
                 }
                 layer += 1;
-                clock = Instant::now();
+                *started = Instant::now();
             }
         };
         let isa = self.isa;
