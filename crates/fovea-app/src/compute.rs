@@ -208,10 +208,17 @@ fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        let mut input = Vec::with_capacity(jobs.iter().map(|j| j.0.len()).sum());
-        for (image, _) in &jobs {
-            input.extend_from_slice(image);
-        }
+        // One image (every request that finds the thread idle) runs from its own buffer; a batch is stacked.
+        let input = match jobs.as_mut_slice() {
+            [(image, _)] => std::mem::take(image),
+            _ => {
+                let mut stacked = Vec::with_capacity(jobs.iter().map(|j| j.0.len()).sum());
+                for (image, _) in &jobs {
+                    stacked.extend_from_slice(image);
+                }
+                stacked
+            }
+        };
         let result = run_caught(backbone.as_ref(), &input, jobs.len());
         match result {
             Ok(rows) => {

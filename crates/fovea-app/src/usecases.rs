@@ -154,11 +154,12 @@ impl App {
         // The content hash is known long before the pixels: the embedding cache is asked while decoding goes on,
         // and the same blocking task goes on to preprocess unless the cache has answered by then, and then hands
         // the input straight to the compute thread (no hop back through the async runtime) unless the cache has
-        // answered with a hit, then takes the drift statistics while the network runs. It does not wait for a
-        // lookup still under way: new images are what uploads and bulk runs mostly bring, and waiting cost every
-        // request its share of the lookup's latency (0.2 ms at the median on the bench, several in its tail). A
-        // cache hit that answers after preprocessing wastes one network pass, which nobody waits for.
+        // answered with a hit. It does not wait for a lookup still under way: new images are what uploads and bulk
+        // runs mostly bring, and waiting cost every request its share of the lookup's latency (0.2 ms at the median
+        // on the bench, several in its tail). A cache hit that answers after preprocessing wastes one network pass,
+        // which nobody waits for.
         let (hashed, hash) = tokio::sync::oneshot::channel();
+        let (hashed_for_store, hash_for_store) = tokio::sync::oneshot::channel();
         let (told, mut verdict) = tokio::sync::oneshot::channel();
         let compute = self.compute.clone();
         // A large JPEG comes back reduced in the DCT domain (still twice the network's resize side): most of its
@@ -166,20 +167,25 @@ impl App {
         let decode = tokio::task::spawn_blocking(move || -> Result<_> {
             let id = sha256_hex(&b);
             let _ = hashed.send(id.clone());
+            let _ = hashed_for_store.send(id.clone());
             let (img, dims, format) = decode_unlooked(&b, &limits, size)?;
+            // The drift statistics are taken before the network starts, not beside it: on a 2-core machine a third
+            // busy thread slows both of the network's.
+            let look = look_of(&img, dims);
             // A hit needs no input; nor does a failed lookup (the verdict's sender dropped), which reports itself.
             let early = verdict.try_recv();
             let pending = match early {
                 Ok(true) | Err(TryRecvError::Closed) => None,
                 Ok(false) | Err(TryRecvError::Empty) => {
                     let input = fovea_vision::to_input(&img, size);
+                    drop(img);
                     match early.or_else(|_| verdict.try_recv()) {
                         Ok(false) | Err(TryRecvError::Empty) => Some(compute.submit(input)?),
                         Ok(true) | Err(TryRecvError::Closed) => None,
                     }
                 }
             };
-            Ok((id, dims, format, look_of(&img, dims), pending))
+            Ok((id, dims, format, look, pending))
         });
         let lookup = async {
             let cached = match hash.await {
@@ -189,31 +195,45 @@ impl App {
             let _ = told.send(cached.is_some());
             Ok::<_, AppError>(cached)
         };
-        let (decoded, cached) = tokio::join!(decode, lookup);
-        drop(permit);
-        let (id, (width, height), format, look, pending) = decoded.map_err(|e| AppError::Internal(e.to_string()))??;
-        let cached = cached?;
-        let embed = async {
-            match (cached, pending) {
-                (Some(e), _) => Ok((e, served, false)),
-                (None, None) => Err(AppError::Internal("an embedding cache miss was not preprocessed".into())),
-                (None, Some(pending)) => {
-                    let (e, by) = pending.answer().await?;
-                    Ok::<_, AppError>((e, by, true))
-                }
-            }
-        };
-        // Storing the bytes overlaps the network, so their fsync costs no latency.
-        let key = blob_key_for(&id);
+        // The bytes are stored while they decode, on the core the decoder leaves idle: overlapping the network
+        // instead took both of its cores' time (the file's write and the kernel's journal commit for its fsync),
+        // 1.2-1.8 ms of every request's network time on the bench's 2 cores.
         let store = async {
-            if !self.blobs.exists(&key).await? {
-                self.blobs.put(&key, bytes).await?;
-            }
-            Ok::<_, AppError>(())
+            let Ok(id) = hash_for_store.await else { return Ok(None) }; // the decode task died first
+            let key = blob_key_for(&id);
+            let created = self.blobs.put_if_absent(&key, bytes).await?;
+            Ok::<_, AppError>(Some((key, created)))
         };
-        let (embedded, stored) = tokio::join!(embed, store);
-        let (embedding, backbone, computed) = embedded?;
-        stored?;
+        // The permit bounds decodes in flight, not stores: it goes when decoding does.
+        let decode = async move {
+            let decoded = decode.await;
+            drop(permit);
+            decoded
+        };
+        let (decoded, cached, stored) = tokio::join!(decode, lookup, store);
+        let decoded = decoded.map_err(|e| AppError::Internal(e.to_string())).and_then(|d| d);
+        let ((id, (width, height), format, look, pending), key) = match (decoded, stored) {
+            (Ok(decoded), Ok(Some((key, _)))) => (decoded, key),
+            (Ok(_), Ok(None)) => return Err(AppError::Internal("the decode task hashed nothing".into())),
+            (Ok(_), Err(e)) => return Err(e),
+            (Err(e), stored) => {
+                // Bytes that do not decode are not kept: a blob no image row points at is garbage.
+                if let (AppError::Image(_), Ok(Some((key, true)))) = (&e, stored) {
+                    if let Err(gone) = self.blobs.delete(&key).await {
+                        tracing::warn!(error = %gone, key, "could not remove the blob of an undecodable upload");
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let (embedding, backbone, computed) = match (cached?, pending) {
+            (Some(e), _) => (e, served, false),
+            (None, None) => return Err(AppError::Internal("an embedding cache miss was not preprocessed".into())),
+            (None, Some(pending)) => {
+                let (e, by) = pending.answer().await?;
+                (e, by, true)
+            }
+        };
         let image = NewImage {
             id: id.clone(),
             blob_key: key,
