@@ -5,51 +5,12 @@
 //! [`fovea_case_run`] allocates nothing and makes no system call, because the emulated CPU runs it with no operating
 //! system underneath; everything else runs on the real CPU.
 
-use fovea_kernels::check::{DepthwiseCase, MatmulCase};
+use fovea_kernels::check::KernelCase;
 use fovea_kernels::random::{NetSpec, Rng};
 use fovea_kernels::{Config, FastLite, Isa};
 
-/// One kernel case: its inputs, outputs and reference.
-pub enum Case {
-    Matmul(MatmulCase),
-    Depthwise(DepthwiseCase),
-}
-
-impl Case {
-    /// Every matrix-product and depthwise case of `fovea_kernels::check`.
-    pub fn all() -> Vec<Case> {
-        let matmul = MatmulCase::all().map(Case::Matmul);
-        matmul.chain(DepthwiseCase::all().map(Case::Depthwise)).collect()
-    }
-
-    pub fn run(&mut self, isa: Isa) {
-        match self {
-            Case::Matmul(c) => c.run(isa),
-            Case::Depthwise(c) => c.run(isa),
-        }
-    }
-
-    pub fn clear(&mut self) {
-        match self {
-            Case::Matmul(c) => c.clear(),
-            Case::Depthwise(c) => c.clear(),
-        }
-    }
-
-    pub fn error(&self) -> f32 {
-        match self {
-            Case::Matmul(c) => c.error(),
-            Case::Depthwise(c) => c.error(),
-        }
-    }
-
-    pub fn describe(&self) -> String {
-        match self {
-            Case::Matmul(c) => c.describe(),
-            Case::Depthwise(c) => c.describe(),
-        }
-    }
-}
+/// One kernel case of `fovea_kernels::check`: its inputs, outputs and reference.
+pub struct Case(Box<dyn KernelCase>);
 
 /// The path numbered `isa` in `Isa::ALL` (0 portable, 1 AVX2, 2 AVX-512).
 fn isa(isa: u32) -> Option<Isa> {
@@ -67,8 +28,8 @@ pub extern "C" fn fovea_case_count() -> usize {
 /// Case `index` with its outputs unwritten, or null past the last; free it with [`fovea_case_free`].
 #[no_mangle]
 pub extern "C" fn fovea_case_new(index: usize) -> *mut Case {
-    match Case::all().into_iter().nth(index) {
-        Some(case) => Box::into_raw(Box::new(case)),
+    match fovea_kernels::check::all_cases().into_iter().nth(index) {
+        Some(case) => Box::into_raw(Box::new(Case(case))),
         None => std::ptr::null_mut(),
     }
 }
@@ -81,7 +42,7 @@ pub extern "C" fn fovea_case_new(index: usize) -> *mut Case {
 #[no_mangle]
 pub unsafe extern "C" fn fovea_case_run(case: *mut Case, isa: u32) {
     if let (Some(case), Some(isa)) = (case.as_mut(), self::isa(isa)) {
-        case.run(isa);
+        case.0.run(isa);
     }
 }
 
@@ -92,7 +53,7 @@ pub unsafe extern "C" fn fovea_case_run(case: *mut Case, isa: u32) {
 #[no_mangle]
 pub unsafe extern "C" fn fovea_case_clear(case: *mut Case) {
     if let Some(case) = case.as_mut() {
-        case.clear();
+        case.0.clear();
     }
 }
 
@@ -102,7 +63,7 @@ pub unsafe extern "C" fn fovea_case_clear(case: *mut Case) {
 /// `case` comes from [`fovea_case_new`].
 #[no_mangle]
 pub unsafe extern "C" fn fovea_case_error(case: *const Case) -> f32 {
-    case.as_ref().map_or(f32::INFINITY, Case::error)
+    case.as_ref().map_or(f32::INFINITY, |c| c.0.error())
 }
 
 /// Writes the case's description (UTF-8, NUL-terminated, cut to fit) into `buf` of `len` bytes.
@@ -112,7 +73,7 @@ pub unsafe extern "C" fn fovea_case_error(case: *const Case) -> f32 {
 #[no_mangle]
 pub unsafe extern "C" fn fovea_case_describe(case: *const Case, buf: *mut u8, len: usize) {
     let (Some(case), false) = (case.as_ref(), buf.is_null() || len == 0) else { return };
-    let text = case.describe();
+    let text = case.0.describe();
     let n = text.len().min(len - 1);
     std::ptr::copy_nonoverlapping(text.as_ptr(), buf, n);
     *buf.add(n) = 0;
@@ -238,7 +199,7 @@ mod tests {
 
     #[test]
     fn every_case_passes_on_this_cpus_paths_through_the_c_entry_points() {
-        assert_eq!(Case::all().len(), fovea_case_count());
+        assert_eq!(fovea_kernels::check::all_cases().len(), fovea_case_count());
         assert!(fovea_case_new(fovea_case_count()).is_null());
         for index in 0..fovea_case_count() {
             let case = fovea_case_new(index);
@@ -249,7 +210,7 @@ mod tests {
                     assert_eq!(fovea_case_error(case), f32::INFINITY, "a case nobody ran must fail");
                     fovea_case_run(case, number as u32);
                     let error = fovea_case_error(case);
-                    assert!(error < fovea_kernels::check::TOLERANCE, "{isa:?} {}: {error}", (*case).describe());
+                    assert!(error < fovea_kernels::check::TOLERANCE, "{isa:?} {}: {error}", (*case).0.describe());
                 }
             }
             // SAFETY: as above, and `case` is not used again.

@@ -69,6 +69,23 @@ pub const DEPTHWISE_SHAPES: &[(usize, usize, usize, usize, usize)] = &[
     (6, 13, 16, 7, 2),
 ];
 
+/// What the checks do with any case: run a path, compare with the reference, start again.
+pub trait KernelCase: Send {
+    /// Runs the kernels of `isa` into the outputs; allocates nothing.
+    fn run(&mut self, isa: Isa);
+    /// Largest difference of any output from the reference (infinite where an output is unwritten).
+    fn error(&self) -> f32;
+    /// Outputs back to their unwritten values.
+    fn clear(&mut self);
+    fn describe(&self) -> String;
+}
+
+/// Every matrix-product case, then every depthwise case.
+pub fn all_cases() -> Vec<Box<dyn KernelCase>> {
+    let matmul = MatmulCase::all().map(|c| Box::new(c) as Box<dyn KernelCase>);
+    matmul.chain(DepthwiseCase::all().map(|c| Box::new(c) as Box<dyn KernelCase>)).collect()
+}
+
 /// Value the outputs hold before a run: any element a kernel fails to write stays wrong.
 const UNWRITTEN: f32 = f32::NAN;
 /// Value of the gap rows of a [`Layout`], which a kernel must leave alone.
@@ -194,16 +211,16 @@ impl MatmulCase {
             LAYOUT_SHAPES.iter().map(|&(m, k, n, run, skip)| MatmulCase::new(m, k, n, Some(Layout { run, skip })));
         dense.chain(laid)
     }
+}
 
-    /// Outputs back to their unwritten values.
-    pub fn clear(&mut self) {
+impl KernelCase for MatmulCase {
+    fn clear(&mut self) {
         self.plain.fill(UNWRITTEN);
         self.fused.fill(UNWRITTEN);
         self.stored.fill(GAP);
     }
 
-    /// Runs the kernels of `isa` into the outputs; allocates nothing.
-    pub fn run(&mut self, isa: Isa) {
+    fn run(&mut self, isa: Isa) {
         let (m, k, n) = (self.m, self.k, self.n);
         matmul(isa, &self.a, k, m, &self.packed, Act::None, None, &mut self.plain, n);
         matmul(isa, &self.a, k, m, &self.packed, Act::Relu6, Some(&self.residual), &mut self.fused, n);
@@ -212,8 +229,8 @@ impl MatmulCase {
         }
     }
 
-    /// Largest difference of any output from the reference (infinite for an unwritten element or a written gap).
-    pub fn error(&self) -> f32 {
+    /// Infinite also where a gap row was written.
+    fn error(&self) -> f32 {
         let fused: Vec<f32> = self.want.iter().zip(&self.residual).map(|(w, r)| relu6(*w) + r).collect();
         let mut worst = max_error(&self.plain, &self.want).max(max_error(&self.fused, &fused));
         if let Some(layout) = self.layout {
@@ -230,7 +247,7 @@ impl MatmulCase {
         worst
     }
 
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let (m, k, n) = (self.m, self.k, self.n);
         match self.layout {
             Some(l) => format!("matmul m{m} k{k} n{n} layout run {} skip {}", l.run, l.skip),
@@ -277,29 +294,29 @@ impl DepthwiseCase {
         DEPTHWISE_SHAPES.iter().map(|&(h, w, c, k, s)| DepthwiseCase::new(h, w, c, k, s))
     }
 
-    pub fn clear(&mut self) {
-        self.plain.fill(UNWRITTEN);
-        self.from_padded.fill(UNWRITTEN);
-    }
-
     /// Output height.
     pub fn oh(&self) -> usize {
         self.dw.out_size(self.h, self.w).0
     }
+}
 
-    /// Runs the kernels of `isa` into the outputs; allocates nothing.
-    pub fn run(&mut self, isa: Isa) {
+impl KernelCase for DepthwiseCase {
+    fn clear(&mut self) {
+        self.plain.fill(UNWRITTEN);
+        self.from_padded.fill(UNWRITTEN);
+    }
+
+    fn run(&mut self, isa: Isa) {
         let (h, w, oh) = (self.h, self.w, self.oh());
         self.dw.run(isa, &self.x, h, w, 0..oh, &mut self.plain);
         self.dw.run_padded(isa, &self.padded, h, w, 0..oh, &mut self.from_padded);
     }
 
-    /// Largest difference of either output from the reference.
-    pub fn error(&self) -> f32 {
+    fn error(&self) -> f32 {
         max_error(&self.plain, &self.want).max(max_error(&self.from_padded, &self.want))
     }
 
-    pub fn describe(&self) -> String {
+    fn describe(&self) -> String {
         let dw = &self.dw;
         format!("depthwise {}x{}x{} k{} s{}", self.h, self.w, dw.c, dw.k, dw.stride)
     }

@@ -235,6 +235,7 @@ mod avx512;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::KernelCase;
     use crate::random::Rng;
 
     #[test]

@@ -275,6 +275,7 @@ mod slide;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::check::KernelCase;
 
     #[test]
     fn same_padding_matches_tensorflow() {
