@@ -16,6 +16,7 @@ dispatch that silently fell back to AVX2 cannot pass for AVX-512).
 import argparse
 import ctypes
 import mmap
+import os
 import sys
 import time
 
@@ -273,8 +274,6 @@ def main():
     sys.stdout.flush()
     sys.stderr.flush()
     # The bindings crash while tearing down at interpreter exit; every result is already out.
-    import os
-
     os._exit(1 if failures else 0)
 
 

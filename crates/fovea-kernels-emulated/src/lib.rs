@@ -20,15 +20,13 @@ fn isa(isa: u32) -> Option<Isa> {
 /// How many cases [`fovea_case_new`] can build.
 #[no_mangle]
 pub extern "C" fn fovea_case_count() -> usize {
-    fovea_kernels::check::MATMUL_SHAPES.len()
-        + fovea_kernels::check::LAYOUT_SHAPES.len()
-        + fovea_kernels::check::DEPTHWISE_SHAPES.len()
+    fovea_kernels::check::case_count()
 }
 
 /// Case `index` with its outputs unwritten, or null past the last; free it with [`fovea_case_free`].
 #[no_mangle]
 pub extern "C" fn fovea_case_new(index: usize) -> *mut Case {
-    match fovea_kernels::check::all_cases().into_iter().nth(index) {
+    match fovea_kernels::check::case(index) {
         Some(case) => Box::into_raw(Box::new(Case(case))),
         None => std::ptr::null_mut(),
     }
@@ -199,7 +197,6 @@ mod tests {
 
     #[test]
     fn every_case_passes_on_this_cpus_paths_through_the_c_entry_points() {
-        assert_eq!(fovea_kernels::check::all_cases().len(), fovea_case_count());
         assert!(fovea_case_new(fovea_case_count()).is_null());
         for index in 0..fovea_case_count() {
             let case = fovea_case_new(index);

@@ -80,10 +80,23 @@ pub trait KernelCase: Send {
     fn describe(&self) -> String;
 }
 
-/// Every matrix-product case, then every depthwise case.
-pub fn all_cases() -> Vec<Box<dyn KernelCase>> {
-    let matmul = MatmulCase::all().map(|c| Box::new(c) as Box<dyn KernelCase>);
-    matmul.chain(DepthwiseCase::all().map(|c| Box::new(c) as Box<dyn KernelCase>)).collect()
+/// How many cases [`case`] numbers: every matrix-product case, then every depthwise case.
+pub fn case_count() -> usize {
+    MATMUL_SHAPES.len() + LAYOUT_SHAPES.len() + DEPTHWISE_SHAPES.len()
+}
+
+/// Case `index` of [`case_count`], built alone (a case computes its f64 reference when built).
+pub fn case(index: usize) -> Option<Box<dyn KernelCase>> {
+    let layouts_from = MATMUL_SHAPES.len();
+    let depthwise_from = layouts_from + LAYOUT_SHAPES.len();
+    Some(if let Some(&(m, k, n)) = MATMUL_SHAPES.get(index) {
+        Box::new(MatmulCase::new(m, k, n, None))
+    } else if let Some(&(m, k, n, run, skip)) = index.checked_sub(layouts_from).and_then(|i| LAYOUT_SHAPES.get(i)) {
+        Box::new(MatmulCase::new(m, k, n, Some(Layout { run, skip })))
+    } else {
+        let &(h, w, c, k, s) = DEPTHWISE_SHAPES.get(index.checked_sub(depthwise_from)?)?;
+        Box::new(DepthwiseCase::new(h, w, c, k, s))
+    })
 }
 
 /// Value the outputs hold before a run: any element a kernel fails to write stays wrong.
@@ -165,7 +178,6 @@ pub struct MatmulCase {
     pub n: usize,
     pub layout: Option<Layout>,
     pub a: Vec<f32>,
-    pub w: Vec<f32>,
     pub packed: Packed,
     pub residual: Vec<f32>,
     /// The reference without activation or residual.
@@ -192,7 +204,6 @@ impl MatmulCase {
             n,
             layout,
             a,
-            w,
             packed,
             residual,
             want,
@@ -344,5 +355,15 @@ mod tests {
         assert!(dw.error() < TOLERANCE);
         dw.clear();
         assert_eq!(dw.error(), f32::INFINITY);
+    }
+
+    #[test]
+    fn cases_are_numbered_matmul_then_layouts_then_depthwise() {
+        let names: Vec<String> = (0..case_count()).map(|i| case(i).expect("numbered").describe()).collect();
+        assert!(case(case_count()).is_none());
+        let (layouts_from, depthwise_from) = (MATMUL_SHAPES.len(), MATMUL_SHAPES.len() + LAYOUT_SHAPES.len());
+        assert!(names[..layouts_from].iter().all(|n| n.starts_with("matmul") && !n.contains("layout")));
+        assert!(names[layouts_from..depthwise_from].iter().all(|n| n.contains("layout")));
+        assert!(names[depthwise_from..].iter().all(|n| n.starts_with("depthwise")));
     }
 }
