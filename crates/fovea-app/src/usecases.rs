@@ -159,7 +159,6 @@ impl App {
         // on the bench, several in its tail). A cache hit that answers after preprocessing wastes one network pass,
         // which nobody waits for.
         let (hashed, hash) = tokio::sync::oneshot::channel();
-        let (hashed_for_store, hash_for_store) = tokio::sync::oneshot::channel();
         let (told, mut verdict) = tokio::sync::oneshot::channel();
         let compute = self.compute.clone();
         // A large JPEG comes back reduced in the DCT domain (still twice the network's resize side): most of its
@@ -167,7 +166,6 @@ impl App {
         let decode = tokio::task::spawn_blocking(move || -> Result<_> {
             let id = sha256_hex(&b);
             let _ = hashed.send(id.clone());
-            let _ = hashed_for_store.send(id.clone());
             let (img, dims, format) = decode_unlooked(&b, &limits, size)?;
             // The drift statistics are taken before the network starts, not beside it: on a 2-core machine a third
             // busy thread slows both of the network's.
@@ -187,22 +185,24 @@ impl App {
             };
             Ok((id, dims, format, look, pending))
         });
-        let lookup = async {
-            let cached = match hash.await {
-                Ok(id) => self.catalog.get_embedding(&id, &served).await.map_err(AppError::from)?,
-                Err(_) => None, // the decode task died; its own error is the one reported
+        // Once the hash is known, the cache lookup and the store of the bytes run beside the decode. The store goes
+        // on the core the decoder leaves idle: overlapping the network instead took both of its cores' time (the
+        // file's write and the kernel's journal commit for its fsync), 1.2-1.8 ms of every request's network time
+        // on the bench's 2 cores.
+        let hashed_work = async {
+            // Without a hash the decode task died; its own error is the one reported.
+            let Ok(id) = hash.await else { return (Ok(None), Ok(None)) };
+            let lookup = async {
+                let cached = self.catalog.get_embedding(&id, &served).await.map_err(AppError::from)?;
+                let _ = told.send(cached.is_some());
+                Ok::<_, AppError>(cached)
             };
-            let _ = told.send(cached.is_some());
-            Ok::<_, AppError>(cached)
-        };
-        // The bytes are stored while they decode, on the core the decoder leaves idle: overlapping the network
-        // instead took both of its cores' time (the file's write and the kernel's journal commit for its fsync),
-        // 1.2-1.8 ms of every request's network time on the bench's 2 cores.
-        let store = async {
-            let Ok(id) = hash_for_store.await else { return Ok(None) }; // the decode task died first
-            let key = blob_key_for(&id);
-            let created = self.blobs.put_if_absent(&key, bytes).await?;
-            Ok::<_, AppError>(Some((key, created)))
+            let store = async {
+                let key = blob_key_for(&id);
+                let created = self.blobs.put_if_absent(&key, bytes).await?;
+                Ok::<_, AppError>(Some((key, created)))
+            };
+            tokio::join!(lookup, store)
         };
         // The permit bounds decodes in flight, not stores: it goes when decoding does.
         let decode = async move {
@@ -210,7 +210,7 @@ impl App {
             drop(permit);
             decoded
         };
-        let (decoded, cached, stored) = tokio::join!(decode, lookup, store);
+        let (decoded, (cached, stored)) = tokio::join!(decode, hashed_work);
         let decoded = decoded.map_err(|e| AppError::Internal(e.to_string())).and_then(|d| d);
         let ((id, (width, height), format, look, pending), key) = match (decoded, stored) {
             (Ok(decoded), Ok(Some((key, _)))) => (decoded, key),
