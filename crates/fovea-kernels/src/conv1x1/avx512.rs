@@ -14,10 +14,11 @@ use std::ops::Range;
 
 /// Rows per tile.
 const MR: usize = 6;
-/// Below this many inputs the AVX2 tiles measured faster on a Zen 4 EPYC (whose 512-bit FMAs issue as two 256-bit
-/// halves, so wider registers add no arithmetic): with short dot products the per-tile epilogue dominates, and the
-/// 512-bit one costs more (k 16: 42 against 46 GMAC/s; k 80 and up: 1-4 % faster than AVX2).
-const AVX2_BELOW_K: usize = 64;
+/// Below this many inputs the AVX2 tiles are used on CPUs that split 512-bit FMAs in two (Zen 4): there wider
+/// registers add no arithmetic, and with short dot products the per-tile epilogue dominates, the 512-bit one costing
+/// more (k 16: 42 against 46 GMAC/s; k 80 and up: 1-4 % faster than AVX2). With whole 512-bit FMA units the 512-bit
+/// tiles win at every k (Zen 5: k 16 72 against 40, k 40 82 against 49 GMAC/s).
+const SPLIT_FMA_AVX2_BELOW_K: usize = 64;
 /// Panels per tile at most.
 const MAX_NP: usize = 4;
 
@@ -35,7 +36,7 @@ pub(super) unsafe fn matmul(
     ldo: usize,
     layout: Layout,
 ) {
-    if w.k < AVX2_BELOW_K {
+    if w.k < SPLIT_FMA_AVX2_BELOW_K && crate::simd::splits_512_bit_fma() {
         return super::avx::matmul(a, lda, m, w, panels, act, residual, out, ldo, layout);
     }
     let mt = tile_rows(w.k);
