@@ -75,9 +75,10 @@ async fn delete_from(store: &dyn ObjectStore, key: &str) -> Result<()> {
 }
 
 /// Blobs in a local directory, one plain file per key. A put writes a staging file beside the target, fsyncs it,
-/// renames it into place and fsyncs the directory: a crash leaves either no object or the whole one (never a torn
-/// file under the final name, which a later upload of the same content would take as stored), and the catalog row
-/// that points at the blob, committed right after, never outlives its bytes.
+/// renames it into place and fsyncs the directory (and the parents of any directory the put made): a crash leaves
+/// either no object or the whole one (never a torn file under the final name, which a later upload of the same
+/// content would take as stored), and the catalog row that points at the blob, committed right after, never
+/// outlives its bytes.
 ///
 /// Puts are written here rather than through `object_store`'s local backend: that backend renames before anything
 /// is synced, and its write, rename and our syncs took four trips through the blocking pool, each a thread wake-up
@@ -128,7 +129,7 @@ fn staging_name(target: &std::path::Path) -> std::path::PathBuf {
 fn write_durably(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = target.parent().ok_or_else(|| std::io::Error::other("a blob path has a parent"))?;
-    std::fs::create_dir_all(dir)?;
+    let created = create_dirs(dir)?;
     let staging = staging_name(target);
     let written = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&staging)?;
@@ -140,11 +141,46 @@ fn write_durably(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> 
         let _ = std::fs::remove_file(&staging);
         return Err(e);
     }
-    // Directories can be opened and fsynced on Unix; elsewhere this is best effort.
-    if let Ok(dir) = std::fs::File::open(dir) {
-        dir.sync_all()?;
+    sync_dir(dir)?;
+    // A directory made for this blob is reachable after a crash only once its own entry is synced too. Synced after
+    // the blob, not before: a journalling file system commits the new directories with the blob's first sync, so
+    // these find nothing left to write.
+    for made in created {
+        if let Some(parent) = made.parent() {
+            sync_dir(parent)?;
+        }
     }
     Ok(())
+}
+
+/// Creates `dir` and any missing parents, like `create_dir_all`; returns the directories it made (or found
+/// made by a concurrent put), outermost first.
+fn create_dirs(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        missing.push(d.to_path_buf());
+        at = d.parent();
+    }
+    let mut made = Vec::new();
+    for d in missing.into_iter().rev() {
+        match std::fs::create_dir(&d) {
+            Ok(()) => {}
+            // Another put made it meanwhile, and may not have synced its entry yet: this put syncs it as well.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(e),
+        }
+        made.push(d);
+    }
+    Ok(made)
+}
+
+/// Syncs a directory's entries. Directories can be opened and fsynced on Unix; elsewhere this is best effort.
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::File::open(dir) {
+        Ok(d) => d.sync_all(),
+        Err(_) => Ok(()),
+    }
 }
 
 #[async_trait]
@@ -257,6 +293,18 @@ mod tests {
     fn keys_fan_out_by_hash_prefix() {
         let id = sha256_hex(b"pixels");
         assert_eq!(blob_key_for(&id), format!("images/{}/{}/{id}", &id[0..2], &id[2..4]));
+    }
+
+    #[test]
+    fn a_put_names_the_directories_it_made_so_their_entries_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let leaf = dir.path().join("images/ab/cd");
+        let made = create_dirs(&leaf).unwrap();
+        assert_eq!(made, vec![dir.path().join("images"), dir.path().join("images/ab"), leaf.clone()]);
+        assert!(leaf.is_dir());
+        assert!(create_dirs(&leaf).unwrap().is_empty(), "nothing new to sync the second time");
+        let sibling = dir.path().join("images/ab/ef");
+        assert_eq!(create_dirs(&sibling).unwrap(), vec![sibling]);
     }
 
     #[tokio::test]
