@@ -68,6 +68,9 @@ impl Isa {
         match self {
             Isa::Portable => "portable Rust (SSE2 auto-vectorised)",
             Isa::Avx2Fma => "AVX2 + FMA (256-bit)",
+            Isa::Avx512 if splits_512_bit_fma() => {
+                "AVX-512F/VL (512-bit FMA, masked tails; AVX2 matrix tiles below k 64: this CPU splits 512-bit FMAs)"
+            }
             Isa::Avx512 => "AVX-512F/VL (512-bit FMA, masked tails)",
         }
     }
