@@ -179,6 +179,16 @@ pub(crate) fn status_kib(key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU seconds this process has used, user plus system, all threads (Linux: /proc/self/stat); `None` elsewhere.
+pub(crate) fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are its 12th and 13th, in clock ticks (100 a
+    // second on Linux, whatever the kernel's HZ).
+    let fields: Vec<&str> = stat.get(stat.rfind(')')? + 2..)?.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 /// Peak resident memory so far (VmHWM), which only grows: each line bounds everything measured up to it.
 fn rss(after: &str) {
     let peak = status_kib("VmHWM").map_or_else(|| "?".into(), |kib| format!("{kib} kB"));

@@ -218,13 +218,17 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
     let app = rt.block_on(fresh_app(home, variant, threads, dir.path()))?;
     // Rounds alternate the two, each on images never seen before, so a noisy neighbour hurts both alike.
     let (mut raw_s, mut app_s) = (0.0, 0.0);
+    // CPU time beside wall time: on a machine whose cores the bulk run fills, the ratio is what each image costs the
+    // CPU, so this says whether a shortfall is work the app adds or cores left idle.
+    let (mut raw_cpu, mut app_cpu) = (0.0, 0.0);
+    let cpu = || super::process_cpu_seconds().unwrap_or(f64::NAN);
     const ROUNDS: u32 = 3;
     for round in 0..ROUNDS {
         // Raw embed: read, decode and preprocess each file, then the network in batches of 16 — what a script
         // would do.
         let raw_dir = dir.path().join(format!("raw{round}"));
         write_files(&raw_dir, &distinct_jpegs(&photos, n, 10 + round))?;
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu());
         let files: Vec<_> = fovea_app::walk_files(&raw_dir).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
         for chunk in files.chunks(16) {
             let mut input = Vec::new();
@@ -237,15 +241,17 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
             raw.embed(&input, chunk.len())?;
         }
         raw_s += t.elapsed().as_secs_f64();
+        raw_cpu += cpu() - c;
         // The same as `fovea identify DIR`: a collection walked, stored, embedded, predicted, logged and committed.
         let folder = dir.path().join(format!("collection{round}"));
         write_files(&folder, &distinct_jpegs(&photos, n, 20 + round))?;
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu());
         let done = rt.block_on(async {
             let c = app.create_collection(None, &folder, None, "bench").await?;
             app.run_collection(c.id, |_| {}, Default::default()).await
         })?;
         app_s += t.elapsed().as_secs_f64();
+        app_cpu += cpu() - c;
         anyhow::ensure!(done.failed == 0 && done.processed == n as u64, "identify: {done:?}");
     }
     let total = (n as u32 * ROUNDS) as f64;
@@ -255,6 +261,13 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
          committed); raw read + decode + embed {raw_rate:.1} img/s; ratio {:.2}x (target >= 0.95x)",
         total,
         rate / raw_rate
+    );
+    println!(
+        "  CPU per image (all threads): identify {:.2} ms, raw {:.2} ms; cores busy: identify {:.2}, raw {:.2}",
+        app_cpu * 1e3 / total,
+        raw_cpu * 1e3 / total,
+        app_cpu / app_s,
+        raw_cpu / raw_s
     );
     Ok(())
 }
