@@ -228,7 +228,7 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
         // would do.
         let raw_dir = dir.path().join(format!("raw{round}"));
         write_files(&raw_dir, &distinct_jpegs(&photos, n, 10 + round))?;
-        let (t, c) = (Instant::now(), cpu());
+        let (t, cpu0) = (Instant::now(), cpu());
         let files: Vec<_> = fovea_app::walk_files(&raw_dir).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?;
         for chunk in files.chunks(16) {
             let mut input = Vec::new();
@@ -241,17 +241,17 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
             raw.embed(&input, chunk.len())?;
         }
         raw_s += t.elapsed().as_secs_f64();
-        raw_cpu += cpu() - c;
+        raw_cpu += cpu() - cpu0;
         // The same as `fovea identify DIR`: a collection walked, stored, embedded, predicted, logged and committed.
         let folder = dir.path().join(format!("collection{round}"));
         write_files(&folder, &distinct_jpegs(&photos, n, 20 + round))?;
-        let (t, c) = (Instant::now(), cpu());
+        let (t, cpu0) = (Instant::now(), cpu());
         let done = rt.block_on(async {
             let c = app.create_collection(None, &folder, None, "bench").await?;
             app.run_collection(c.id, |_| {}, Default::default()).await
         })?;
         app_s += t.elapsed().as_secs_f64();
-        app_cpu += cpu() - c;
+        app_cpu += cpu() - cpu0;
         anyhow::ensure!(done.failed == 0 && done.processed == n as u64, "identify: {done:?}");
     }
     let total = (n as u32 * ROUNDS) as f64;
