@@ -175,36 +175,60 @@ fn two_replicas_and_two_workers_share_one_postgres_catalog_and_one_s3_bucket() {
         assert!((p - q).abs() < 1e-6, "restarted replica answers differently: {before:?} / {after:?}");
     }
 
-    // A folder identified by two workers, one killed midway: every file counted exactly once.
-    let folder = dirs[3].path().join("photos");
+    // A folder identified by two workers, one killed midway: every file counted exactly once, and the chunk the
+    // killed worker held is redone once its lease runs out. The test sees chunks, not which worker holds one, so a
+    // kill can land while the worker is between two chunks (its last chunk done, the next not yet claimed, the test
+    // thread descheduled in between on a busy machine); then nothing is redone, and a round with a new worker and a
+    // new folder follows.
+    let _w2 = deployment.worker(dirs[4].path());
+    let redone = (0..3).any(|round| identify_with_one_worker_killed(&deployment, &a.base, &b.base, &dirs[3], round));
+    assert!(redone, "in three rounds no killed worker's chunk was redone");
+}
+
+/// Identifies a new folder with the standing worker and a new one, kills the new one while both hold a chunk, and
+/// checks every file is counted once. Returns whether a chunk was redone after the kill.
+fn identify_with_one_worker_killed(
+    deployment: &Deployment,
+    a: &str,
+    b: &str,
+    dir: &tempfile::TempDir,
+    round: usize,
+) -> bool {
+    let folder = dir.path().join(format!("photos-{round}"));
     std::fs::create_dir(&folder).unwrap();
     let n = 36usize;
     for k in 0..n {
         let photo = ["chelsea.png", "coffee.png", "rocket.jpg"][k % 3];
-        std::fs::write(folder.join(format!("{k:03}.png")), photo_variant(photo, 10 + k as u32)).unwrap();
+        std::fs::write(folder.join(format!("{k:03}.png")), photo_variant(photo, 10 + (k + 100 * round) as u32))
+            .unwrap();
     }
-    let w1 = deployment.worker(dirs[3].path());
-    let _w2 = deployment.worker(dirs[4].path());
-    let started: Value = ureq::post(&format!("{}/api/v1/collections", a.base))
-        .send_json(json!({ "folder": folder.to_str().unwrap(), "name": "shared" }))
+    let data = dir.path().join(format!("worker-{round}"));
+    std::fs::create_dir(&data).unwrap();
+    let doomed = deployment.worker(&data);
+    let started: Value = ureq::post(&format!("{a}/api/v1/collections"))
+        .send_json(json!({ "folder": folder.to_str().unwrap(), "name": format!("shared {round}") }))
         .unwrap()
         .into_json()
         .unwrap();
     let collection = started["collection"]["id"].as_i64().unwrap();
     let identify_start = Instant::now();
     let progress = |base: &str| get(base, &format!("/api/v1/collections/{collection}"));
+    let chunks = || {
+        let jobs = get(a, "/api/v1/jobs");
+        let ours = |j: &&Value| j["kind"] == "identify" && j["params"]["collection"] == collection;
+        jobs["jobs"].as_array().unwrap().iter().filter(ours).cloned().collect::<Vec<Value>>()
+    };
     // Both workers hold a chunk at once (an idle worker sleeps up to a second between polls, so a worker that has
     // not claimed anything yet would die holding nothing), and some results are in. The chunks of one collection
     // start together and so end nearly together: the moment results first land is the moment a worker may be
     // between two chunks. So the same two chunks must still be running after a pause before the kill.
     let identify_running = || {
-        let jobs = get(&a.base, "/api/v1/jobs");
-        let running = |j: &&Value| j["kind"] == "identify" && j["state"] == "running";
-        jobs["jobs"].as_array().unwrap().iter().filter(running).map(|j| j["id"].as_i64().unwrap()).collect::<Vec<_>>()
+        let running = |j: &&Value| j["state"] == "running";
+        chunks().iter().filter(running).map(|j| j["id"].as_i64().unwrap()).collect::<Vec<_>>()
     };
     loop {
-        assert!(identify_start.elapsed() < Duration::from_secs(300), "{}", progress(&a.base));
-        if progress(&a.base)["processed"].as_u64().unwrap() >= 4 {
+        assert!(identify_start.elapsed() < Duration::from_secs(300), "{}", progress(a));
+        if progress(a)["processed"].as_u64().unwrap() >= 4 {
             let held = identify_running();
             if held.len() == 2 {
                 std::thread::sleep(Duration::from_millis(100));
@@ -215,9 +239,9 @@ fn two_replicas_and_two_workers_share_one_postgres_catalog_and_one_s3_bucket() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    drop(w1); // SIGKILL while it holds a chunk
+    drop(doomed); // SIGKILL while it holds a chunk
     let done = loop {
-        let c = progress(&b.base);
+        let c = progress(b);
         if c["total"].as_u64().is_some() {
             break c;
         }
@@ -229,27 +253,28 @@ fn two_replicas_and_two_workers_share_one_postgres_catalog_and_one_s3_bucket() {
         (done["total"].as_u64(), done["processed"].as_u64(), done["failed"].as_u64()),
         (Some(n as u64), Some(n as u64), Some(0))
     );
-    let results = get(&a.base, &format!("/api/v1/results?collection={collection}&limit=500"));
+    let results = get(a, &format!("/api/v1/results?collection={collection}&limit=500"));
     let items = results["items"].as_array().unwrap_or_else(|| panic!("{results}"));
     let paths: BTreeSet<&str> = items.iter().map(|i| i["path"].as_str().unwrap()).collect();
     let seqs: BTreeSet<u64> = items.iter().map(|i| i["seq"].as_u64().unwrap()).collect();
     assert_eq!((items.len(), paths.len()), (n, n), "every file once");
     assert_eq!(seqs, (0..n as u64).collect::<BTreeSet<_>>());
     // The killed worker's chunk finishes once its lease has run out and the other worker has taken it over.
-    let jobs = loop {
-        let jobs = get(&a.base, "/api/v1/jobs");
-        let finished =
-            |j: &&Value| j["kind"] != "identify" || ["succeeded", "failed"].contains(&j["state"].as_str().unwrap());
-        if jobs["jobs"].as_array().unwrap().iter().all(|j| finished(&j)) {
-            break jobs;
+    let chunks = loop {
+        let chunks = chunks();
+        if chunks.iter().all(|j| ["succeeded", "failed"].contains(&j["state"].as_str().unwrap())) {
+            break chunks;
         }
-        assert!(identify_start.elapsed() < Duration::from_secs(300), "{jobs}");
+        assert!(identify_start.elapsed() < Duration::from_secs(300), "{chunks:?}");
         std::thread::sleep(Duration::from_millis(200));
     };
-    let chunks: Vec<&Value> = jobs["jobs"].as_array().unwrap().iter().filter(|j| j["kind"] == "identify").collect();
-    assert_eq!(chunks.len(), n.div_ceil(4), "{jobs}");
-    assert!(chunks.iter().all(|j| j["state"] == "succeeded"), "{jobs}");
-    assert!(chunks.iter().any(|j| j["attempt"].as_i64() > Some(1)), "the killed worker's chunk was redone: {jobs}");
+    assert_eq!(chunks.len(), n.div_ceil(4), "{chunks:?}");
+    assert!(chunks.iter().all(|j| j["state"] == "succeeded"), "{chunks:?}");
+    let redone = chunks.iter().any(|j| j["attempt"].as_i64() > Some(1));
+    if !redone {
+        eprintln!("round {round}: the killed worker held no chunk when it died (between two chunks); again");
+    }
+    redone
 }
 
 /// The job's record in `GET /api/v1/jobs`.
