@@ -164,6 +164,7 @@ fn probe(backbone: &dyn Backbone) -> bool {
 
 fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<Msg>, healthy: &AtomicBool) {
     let mut pending: Option<Msg> = None;
+    let mut stacked: Vec<f32> = Vec::new();
     loop {
         let first = match pending.take() {
             Some(m) => m,
@@ -208,18 +209,19 @@ fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        // One image (every request that finds the thread idle) runs from its own buffer; a batch is stacked.
-        let input = match jobs.as_mut_slice() {
-            [(image, _)] => std::mem::take(image),
+        // One image (every request that finds the thread idle) runs from its own buffer; a batch is stacked into
+        // a buffer kept across batches (a fresh 10 MB one per batch was memory the kernel had to zero each time).
+        let input: &[f32] = match jobs.as_slice() {
+            [(image, _)] => image,
             _ => {
-                let mut stacked = Vec::with_capacity(jobs.iter().map(|j| j.0.len()).sum());
+                stacked.clear();
                 for (image, _) in &jobs {
                     stacked.extend_from_slice(image);
                 }
-                stacked
+                &stacked
             }
         };
-        let result = run_caught(backbone.as_ref(), &input, jobs.len());
+        let result = run_caught(backbone.as_ref(), input, jobs.len());
         match result {
             Ok(rows) => {
                 healthy.store(true, Ordering::SeqCst);

@@ -50,7 +50,7 @@ pub struct BenchArgs {
     /// Seconds of timed runs per case (at least 5 runs each, after a warm-up)
     #[arg(long, default_value_t = 2.0)]
     pub seconds: f64,
-    /// Distinct images for the HTTP part; the identify part runs three rounds of three times as many
+    /// Distinct images for the HTTP part; the identify part runs six rounds of three times as many
     #[arg(long, default_value_t = 48)]
     pub images: usize,
     /// Leave out the burn network (slow; it is the training network, not a serving path)
