@@ -74,11 +74,12 @@ async fn delete_from(store: &dyn ObjectStore, key: &str) -> Result<()> {
     }
 }
 
-/// Blobs in a local directory, one plain file per key. A put writes a staging file beside the target, fsyncs it,
+/// Blobs in a local directory, one plain file per key. A put writes a staging file in [`STAGING_DIR`], fsyncs it,
 /// renames it into place and fsyncs the directory (and the parents of any directory the put made): a crash leaves
 /// either no object or the whole one (never a torn file under the final name, which a later upload of the same
 /// content would take as stored), and the catalog row that points at the blob, committed right after, never
-/// outlives its bytes.
+/// outlives its bytes. A crash between the write and the rename leaves a staging file; opening the store removes
+/// those of processes that are gone.
 ///
 /// Puts are written here rather than through `object_store`'s local backend: that backend renames before anything
 /// is synced, and its write, rename and our syncs took four trips through the blocking pool, each a thread wake-up
@@ -86,16 +87,27 @@ async fn delete_from(store: &dyn ObjectStore, key: &str) -> Result<()> {
 #[derive(Debug, Clone)]
 pub struct LocalBlobs {
     store: Arc<LocalFileSystem>,
+    staging: Arc<std::path::Path>,
 }
 
+/// The folder, inside the blob directory, where puts write before renaming into place. One folder rather than a
+/// file beside each target, so that what a crash leaves behind is found without walking every blob.
+pub const STAGING_DIR: &str = ".staging";
+
 impl LocalBlobs {
-    /// Opens (creating if missing) a blob directory.
+    /// Opens (creating if missing) a blob directory, removing staging files that processes now gone left behind.
     pub fn new(dir: impl AsRef<std::path::Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::io(format!("cannot create blob directory {}", dir.display()), e))?;
+        let staging = dir.join(STAGING_DIR);
+        std::fs::create_dir_all(&staging)
+            .map_err(|e| StoreError::io(format!("cannot create blob directory {}", staging.display()), e))?;
+        match remove_orphans(&staging) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, dir = %staging.display(), "removed staging files of crashed puts"),
+            Err(e) => tracing::warn!(error = %e, dir = %staging.display(), "could not clean staging files"),
+        }
         let store = LocalFileSystem::new_with_prefix(dir)?;
-        Ok(Self { store: Arc::new(store) })
+        Ok(Self { store: Arc::new(store), staging: staging.into() })
     }
 
     /// The file that holds `key`.
@@ -117,20 +129,48 @@ impl LocalBlobs {
     }
 }
 
-/// A name for a staging file unique within this process and across processes.
-fn staging_name(target: &std::path::Path) -> std::path::PathBuf {
+/// A staging file's name in `staging`, unique within this process and across processes: `.NAME.PID-N.staging`.
+fn staging_name(staging: &std::path::Path, target: &std::path::Path) -> std::path::PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    target.with_file_name(format!(".{name}.{}-{n}.staging", std::process::id()))
+    staging.join(format!(".{name}.{}-{n}.staging", std::process::id()))
 }
 
-/// Writes `bytes` to `target` durably (see [`LocalBlobs`]).
-fn write_durably(target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// The process that wrote a staging file, from its name.
+fn staging_writer(file_name: &str) -> Option<u32> {
+    let stem = file_name.strip_suffix(".staging")?;
+    let (_, pid_n) = stem.rsplit_once('.')?;
+    pid_n.split_once('-')?.0.parse().ok()
+}
+
+/// Removes the staging files in `staging` whose writer is no longer running; returns how many. Several processes
+/// may share a blob directory, so a live writer's files stay. Liveness is read from /proc; where there is none,
+/// nothing is removed.
+fn remove_orphans(staging: &std::path::Path) -> std::io::Result<usize> {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for entry in std::fs::read_dir(staging)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(staging_writer) else { continue };
+        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Writes `bytes` to `target` durably (see [`LocalBlobs`]), through a staging file in `staging` (same file system).
+fn write_durably(staging: &std::path::Path, target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = target.parent().ok_or_else(|| std::io::Error::other("a blob path has a parent"))?;
     let created = create_dirs(dir)?;
-    let staging = staging_name(target);
+    let staging = staging_name(staging, target);
     let written = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&staging)?;
         file.write_all(bytes)?;
@@ -186,7 +226,8 @@ fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
 #[async_trait]
 impl Blobs for LocalBlobs {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<()> {
-        self.blocking(self.file(key)?, move |path| write_durably(path, &bytes)).await
+        let staging = self.staging.clone();
+        self.blocking(self.file(key)?, move |path| write_durably(&staging, path, &bytes)).await
     }
 
     async fn get(&self, key: &str) -> Result<Bytes> {
@@ -203,11 +244,12 @@ impl Blobs for LocalBlobs {
 
     /// One trip through the blocking pool for the check and the write.
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<bool> {
+        let staging = self.staging.clone();
         self.blocking(self.file(key)?, move |path| {
             if path.try_exists()? {
                 return Ok(false);
             }
-            write_durably(path, &bytes).map(|()| true)
+            write_durably(&staging, path, &bytes).map(|()| true)
         })
         .await
     }
@@ -323,6 +365,7 @@ mod tests {
         let file = dir.path().join("blobs").join(&key);
         assert_eq!(std::fs::read(&file).unwrap(), b"pixels");
         assert_eq!(std::fs::read_dir(file.parent().unwrap()).unwrap().count(), 1);
+        assert_eq!(std::fs::read_dir(dir.path().join("blobs").join(STAGING_DIR)).unwrap().count(), 0);
         // Content-addressed: a second put of the same content writes nothing and says so.
         assert!(!blobs.put_if_absent(&key, Bytes::from_static(b"pixels")).await.unwrap());
         assert_eq!(blobs.get(&key).await.unwrap(), Bytes::from_static(b"pixels"));
@@ -336,6 +379,27 @@ mod tests {
         blobs.delete(&key).await.unwrap();
         assert!(!blobs.exists(&key).await.unwrap());
         blobs.delete(&key).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn opening_the_store_removes_staging_files_only_of_writers_that_are_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = LocalBlobs::new(dir.path()).unwrap();
+        let key = blob_key_for(&sha256_hex(b"kept"));
+        blobs.put(&key, Bytes::from_static(b"kept")).await.unwrap();
+        let staging = dir.path().join(STAGING_DIR);
+        // Above the kernel's largest PID (2^22), so no process has it; and this process, which is alive.
+        let gone = staging.join(format!(".{}.{}-7.staging", "a".repeat(64), 1u32 << 23));
+        let alive = staging.join(format!(".{}.{}-8.staging", "b".repeat(64), std::process::id()));
+        let foreign = staging.join("notes.txt");
+        for f in [&gone, &alive, &foreign] {
+            std::fs::write(f, b"half a photo").unwrap();
+        }
+        assert_eq!(staging_writer(&gone.file_name().unwrap().to_string_lossy()), Some(1 << 23));
+        let reopened = LocalBlobs::new(dir.path()).unwrap();
+        assert!(!gone.exists(), "a crashed writer's staging file is removed");
+        assert!(alive.exists() && foreign.exists(), "a live writer's file and files not named by a put stay");
+        assert_eq!(reopened.get(&key).await.unwrap(), Bytes::from_static(b"kept"));
     }
 
     #[tokio::test]
