@@ -79,7 +79,7 @@ async fn delete_from(store: &dyn ObjectStore, key: &str) -> Result<()> {
 /// either no object or the whole one (never a torn file under the final name, which a later upload of the same
 /// content would take as stored), and the catalog row that points at the blob, committed right after, never
 /// outlives its bytes. A crash between the write and the rename leaves a staging file; opening the store removes
-/// those of processes that are gone.
+/// those of processes that are gone (see [`remove_orphans`]).
 ///
 /// Puts are written here rather than through `object_store`'s local backend: that backend renames before anything
 /// is synced, and its write, rename and our syncs took four trips through the blocking pool, each a thread wake-up
@@ -144,9 +144,13 @@ fn staging_writer(file_name: &str) -> Option<u32> {
     pid_n.split_once('-')?.0.parse().ok()
 }
 
-/// Removes the staging files in `staging` whose writer is no longer running; returns how many. Several processes
-/// may share a blob directory, so a live writer's files stay. Liveness is read from /proc; where there is none,
-/// nothing is removed.
+/// A staging file younger than this is never removed: a writer in another PID namespace (another container on
+/// the same volume) looks gone from here, but any put of its still running has long finished by then.
+const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Removes the staging files in `staging` whose writer is no longer running and that are older than
+/// [`ORPHAN_AGE`]; returns how many. Several processes may share a blob directory, so a live writer's files stay.
+/// Liveness is read from /proc; where there is none, nothing is removed.
 fn remove_orphans(staging: &std::path::Path) -> std::io::Result<usize> {
     let proc = std::path::Path::new("/proc");
     if !proc.join("self").exists() {
@@ -157,7 +161,8 @@ fn remove_orphans(staging: &std::path::Path) -> std::io::Result<usize> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(staging_writer) else { continue };
-        if pid != std::process::id() && !proc.join(pid.to_string()).exists() {
+        let age = entry.metadata()?.modified()?.elapsed().unwrap_or_default();
+        if pid != std::process::id() && !proc.join(pid.to_string()).exists() && age >= ORPHAN_AGE {
             std::fs::remove_file(entry.path())?;
             removed += 1;
         }
@@ -392,13 +397,19 @@ mod tests {
         let gone = staging.join(format!(".{}.{}-7.staging", "a".repeat(64), 1u32 << 23));
         let alive = staging.join(format!(".{}.{}-8.staging", "b".repeat(64), std::process::id()));
         let foreign = staging.join("notes.txt");
-        for f in [&gone, &alive, &foreign] {
+        let young = staging.join(format!(".{}.{}-9.staging", "c".repeat(64), 1u32 << 23));
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for f in [&gone, &alive, &foreign, &young] {
             std::fs::write(f, b"half a photo").unwrap();
+            if f != &young {
+                std::fs::File::options().write(true).open(f).unwrap().set_modified(an_hour_ago).unwrap();
+            }
         }
         assert_eq!(staging_writer(&gone.file_name().unwrap().to_string_lossy()), Some(1 << 23));
         let reopened = LocalBlobs::new(dir.path()).unwrap();
         assert!(!gone.exists(), "a crashed writer's staging file is removed");
         assert!(alive.exists() && foreign.exists(), "a live writer's file and files not named by a put stay");
+        assert!(young.exists(), "a minute-young file may be a put in flight in another PID namespace");
         assert_eq!(reopened.get(&key).await.unwrap(), Bytes::from_static(b"kept"));
     }
 
