@@ -240,7 +240,7 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
     let (mut raw_cpu, mut app_cpu) = (0.0, 0.0);
     let cpu = || super::process_cpu_seconds().unwrap_or(f64::NAN);
     // Each round's two times, for an interval: on a shared 2-core VM the whole-run ratio of one binary ranged
-    // 0.74-0.97x over six runs of three rounds.
+    // 0.71-0.86x over five runs of three rounds.
     let (mut raw_rounds, mut app_rounds) = (Vec::new(), Vec::new());
     const ROUNDS: u32 = 6;
     for round in 0..ROUNDS {
