@@ -129,12 +129,12 @@ impl LocalBlobs {
     }
 }
 
-/// A staging file's name in `staging`, unique within this process and across processes: `.NAME.PID-N.staging`.
-fn staging_name(staging: &std::path::Path, target: &std::path::Path) -> std::path::PathBuf {
+/// A staging file's name in `staging_dir`, unique within this process and across processes: `.NAME.PID-N.staging`.
+fn staging_name(staging_dir: &std::path::Path, target: &std::path::Path) -> std::path::PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    staging.join(format!(".{name}.{}-{n}.staging", std::process::id()))
+    staging_dir.join(format!(".{name}.{}-{n}.staging", std::process::id()))
 }
 
 /// The process that wrote a staging file, from its name.
@@ -170,12 +170,13 @@ fn remove_orphans(staging: &std::path::Path) -> std::io::Result<usize> {
     Ok(removed)
 }
 
-/// Writes `bytes` to `target` durably (see [`LocalBlobs`]), through a staging file in `staging` (same file system).
-fn write_durably(staging: &std::path::Path, target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `target` durably (see [`LocalBlobs`]), through a staging file in `staging_dir` (same file
+/// system).
+fn write_durably(staging_dir: &std::path::Path, target: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = target.parent().ok_or_else(|| std::io::Error::other("a blob path has a parent"))?;
     let created = create_dirs(dir)?;
-    let staging = staging_name(staging, target);
+    let staging = staging_name(staging_dir, target);
     let written = (|| {
         let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&staging)?;
         file.write_all(bytes)?;
