@@ -69,6 +69,14 @@ pub(crate) struct Ingested {
     pub look: fovea_insight::ImageStats,
 }
 
+/// A classified upload whose log entry is not written yet.
+pub(crate) struct UnrecordedPrediction {
+    ingested: Ingested,
+    predicted: Predicted,
+    model_version: String,
+    latency_ms: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportReport {
     pub imported: usize,
@@ -275,6 +283,13 @@ impl App {
     /// Decode → embed → head → log → answer.
     #[tracing::instrument(skip(self, bytes), fields(bytes = bytes.len()))]
     pub async fn classify(&self, bytes: Bytes, user: &str) -> Result<ClassifyOutcome> {
+        let unrecorded = self.predict_upload(bytes).await?;
+        self.record_prediction(unrecorded, user).await
+    }
+
+    /// Decode → embed → head: everything of a classify but its log entry, so a bulk run can start the next image's
+    /// decode while this one's commit waits for its fsync.
+    pub(crate) async fn predict_upload(&self, bytes: Bytes) -> Result<UnrecordedPrediction> {
         let start = Instant::now();
         let mut ingested = self.ingest(bytes.clone(), "upload").await?;
         let (predicted, model_version) = loop {
@@ -287,6 +302,12 @@ impl App {
             ingested = self.ingest(bytes.clone(), "upload").await?;
         };
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(UnrecordedPrediction { ingested, predicted, model_version, latency_ms })
+    }
+
+    /// Logs a prediction with its image and fresh embedding, then feeds the drift monitor.
+    pub(crate) async fn record_prediction(&self, p: UnrecordedPrediction, user: &str) -> Result<ClassifyOutcome> {
+        let UnrecordedPrediction { ingested, predicted, model_version, latency_ms } = p;
         let txn = NewTransaction {
             image_id: ingested.id.clone(),
             model_version: model_version.clone(),

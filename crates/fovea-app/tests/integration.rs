@@ -10,6 +10,24 @@ use fovea_model::Variant;
 mod common;
 use common::{image, Stub};
 
+/// An image's bytes that count themselves while alive, so a test sees how many files the app holds at once.
+struct Counted {
+    bytes: Vec<u8>,
+    alive: Arc<AtomicUsize>,
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identify_streams_with_a_bounded_window_and_keeps_input_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -18,25 +36,26 @@ async fn identify_streams_with_a_bounded_window_and_keeps_input_order() {
     let window = app.identify_window();
     assert_eq!(window, 4);
 
-    // Counts how many items the app has pulled, loaded and answered, and the most loaded at once.
+    // Counts how many items the app has pulled and answered, the files it holds, and the most held at once.
     let pulled = Arc::new(AtomicUsize::new(0));
-    let loaded = Arc::new(AtomicUsize::new(0));
     let answered = Arc::new(AtomicUsize::new(0));
+    let alive = Arc::new(AtomicUsize::new(0));
     let most = Arc::new(Mutex::new(0usize));
     let n = 40;
     let items = (0..n).map({
-        let (pulled, loaded, answered, most) = (pulled.clone(), loaded.clone(), answered.clone(), most.clone());
+        let (pulled, alive, most) = (pulled.clone(), alive.clone(), most.clone());
         move |i| {
             pulled.fetch_add(1, Ordering::SeqCst);
-            let (loaded, answered, most) = (loaded.clone(), answered.clone(), most.clone());
+            let (alive, most) = (alive.clone(), most.clone());
             let load = move || {
-                let live = loaded.fetch_add(1, Ordering::SeqCst) + 1 - answered.load(Ordering::SeqCst);
-                let mut m = most.lock().unwrap();
-                *m = (*m).max(live);
                 if i == 7 {
                     return Err("unreadable".to_owned());
                 }
-                Ok(image(i, 40, 30, image::ImageFormat::Png).into())
+                let live = alive.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut m = most.lock().unwrap();
+                *m = (*m).max(live);
+                let bytes = image(i, 40, 30, image::ImageFormat::Png);
+                Ok(bytes::Bytes::from_owner(Counted { bytes, alive: alive.clone() }))
             };
             (format!("img{i:02}"), load)
         }
@@ -44,9 +63,10 @@ async fn identify_streams_with_a_bounded_window_and_keeps_input_order() {
     let mut names = Vec::new();
     let ok = std::cell::Cell::new(0);
     app.identify_stream(items, "test", |(name, r)| {
-        // The iterator is pulled lazily: a window ahead of what was answered, plus the one item peeked at.
+        // The iterator is pulled lazily: a window being read and predicted, as many again committing, plus the one
+        // item peeked at.
         let ahead = pulled.load(Ordering::SeqCst) - answered.load(Ordering::SeqCst);
-        assert!(ahead <= window + 1, "{ahead} items pulled ahead of the results");
+        assert!(ahead <= 2 * window + 1, "{ahead} items pulled ahead of the results");
         answered.fetch_add(1, Ordering::SeqCst);
         if r.is_ok() {
             ok.set(ok.get() + 1);
@@ -59,8 +79,9 @@ async fn identify_streams_with_a_bounded_window_and_keeps_input_order() {
     let expected: Vec<String> = (0..n).map(|i| format!("img{i:02}")).collect();
     assert_eq!(names, expected, "results leave in input order");
     assert_eq!(ok.get(), n - 1);
+    assert_eq!(alive.load(Ordering::SeqCst), 0, "every file's bytes are dropped by the end");
     let most = *most.lock().unwrap();
-    assert!((1..=window).contains(&most), "{most} items held at once, window {window}");
+    assert!((1..=window).contains(&most), "{most} files held at once, window {window}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
