@@ -284,9 +284,11 @@ async fn concurrent_classifications_share_commits_and_a_bad_one_fails_alone() {
         .map(|i| {
             let catalog = catalog.clone();
             let image = new_image(&[i]);
-            // Every tenth one carries a probability the catalog refuses.
+            // Every tenth one carries a probability the catalog refuses before writing anything; another tenth
+            // logs its prediction against an image that does not exist, which fails after its image row went in.
             let probability = if i % 10 == 3 { f64::NAN } else { 0.5 };
-            let txn = txn(&image.id, probability);
+            let logged_for = if i % 10 == 7 { new_image(&[200 + i]).id } else { image.id.clone() };
+            let txn = txn(&logged_for, probability);
             tokio::spawn(async move {
                 let vector = [f32::from(i), 1.0];
                 catalog.record_classification(image, Some(("b", &vector)), txn).await
@@ -297,12 +299,15 @@ async fn concurrent_classifications_share_commits_and_a_bad_one_fails_alone() {
     for (i, task) in tasks.into_iter().enumerate() {
         match task.await.unwrap() {
             Ok((record, created, id)) => {
-                assert!(created && i % 10 != 3, "row {i}");
+                assert!(created && i % 10 != 3 && i % 10 != 7, "row {i}");
                 assert_eq!(catalog.get_embedding(&record.id, "b").await.unwrap(), Some(vec![i as f32, 1.0]));
                 ids.push(id);
             }
             Err(e) => {
-                assert_eq!(i % 10, 3, "row {i} failed: {e}");
+                assert!(i % 10 == 3 || i % 10 == 7, "row {i} failed: {e}");
+                if i % 10 == 7 {
+                    assert!(matches!(e, StoreError::NotFound { .. }), "row {i}: {e}");
+                }
                 // Rolled back whole: no image row without its log entry.
                 assert!(catalog.get_image(&new_image(&[i as u8]).id).await.unwrap().is_none());
             }
@@ -310,10 +315,10 @@ async fn concurrent_classifications_share_commits_and_a_bad_one_fails_alone() {
     }
     ids.sort();
     ids.dedup();
-    assert_eq!(ids.len(), 36, "every good classification got its own log entry");
+    assert_eq!(ids.len(), 32, "every good classification got its own log entry");
     // Durable: a second catalog on the store (another process) sees them all.
     let reopened = store.open().await;
-    for i in (0..40u8).filter(|i| i % 10 != 3) {
+    for i in (0..40u8).filter(|i| i % 10 != 3 && i % 10 != 7) {
         assert!(reopened.get_image(&new_image(&[i]).id).await.unwrap().is_some());
     }
 }

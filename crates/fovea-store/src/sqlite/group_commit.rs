@@ -10,7 +10,7 @@
 use std::sync::{Arc, LazyLock, Mutex};
 
 use futures_util::TryStreamExt;
-use sqlx::{Connection, Either, Row, SqliteConnection, SqlitePool};
+use sqlx::{Either, Row, SqliteConnection, SqlitePool};
 use tokio::sync::oneshot;
 
 use super::{embeddings, images, transactions, BEGIN_IMMEDIATE};
@@ -60,15 +60,6 @@ impl GroupCommit {
     }
 }
 
-async fn record_one(conn: &mut SqliteConnection, c: &Classification) -> Result<Recorded> {
-    let (record, created) = images::put_image(conn, c.image.clone()).await?;
-    if let Some((backbone, vector)) = &c.embedding {
-        embeddings::put_embedding(conn, &c.image.id, backbone, vector).await?;
-    }
-    let id = transactions::log_transaction(conn, c.txn.clone()).await?;
-    Ok((record, created, id))
-}
-
 async fn commit(pool: &SqlitePool, batch: Vec<Waiting>) {
     let committed = async {
         // Alone in its group (the common, sequential path), a row needs no savepoint and goes in one round trip.
@@ -78,18 +69,9 @@ async fn commit(pool: &SqlitePool, batch: Vec<Waiting>) {
         let mut tx = pool.begin_with(BEGIN_IMMEDIATE).await?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (c, _) in &batch {
-            // A savepoint per row: a row the catalog refuses is rolled back alone and answered with its error.
-            let mut row = Connection::begin(&mut *tx).await?;
-            match record_one(&mut row, c).await {
-                Ok(recorded) => {
-                    row.commit().await?;
-                    outcomes.push(Ok(recorded));
-                }
-                Err(e) => {
-                    row.rollback().await?;
-                    outcomes.push(Err(e));
-                }
-            }
+            // A savepoint per row, in the row's one round trip: a row the catalog refuses is rolled back alone and
+            // answered with its error.
+            outcomes.push(run_statements(&mut tx, c, Scope::Savepoint).await?);
         }
         tx.commit().await?;
         Ok::<_, StoreError>(outcomes)
@@ -112,34 +94,79 @@ async fn commit(pool: &SqlitePool, batch: Vec<Waiting>) {
     }
 }
 
-/// The statements of [`commit_alone`], with the embedding's upsert or without it.
-static ALONE: LazyLock<[String; 2]> = LazyLock::new(|| {
+/// What one classification's statements are wrapped in: a transaction of its own, or a savepoint inside a group's.
+#[derive(Clone, Copy)]
+enum Scope {
+    Transaction,
+    Savepoint,
+}
+
+impl Scope {
+    fn open_and_close(self) -> (&'static str, &'static str) {
+        match self {
+            Scope::Transaction => (BEGIN_IMMEDIATE, "COMMIT"),
+            Scope::Savepoint => ("SAVEPOINT classification", "RELEASE classification"),
+        }
+    }
+
+    /// Undoes what ran of the statements after one of them failed, leaving a group's transaction open.
+    fn undo(self) -> &'static str {
+        match self {
+            Scope::Transaction => "ROLLBACK",
+            Scope::Savepoint => "ROLLBACK TO classification; RELEASE classification",
+        }
+    }
+}
+
+/// The statements of [`run_statements`], by scope and with the embedding's upsert or without it.
+static STATEMENTS: LazyLock<[[String; 2]; 2]> = LazyLock::new(|| {
     let select_image = format!("SELECT {} FROM images i WHERE i.id = $1", images::IMAGE_COLUMNS);
-    let with = |embedding: bool| {
+    let with = |scope: Scope, embedding: bool| {
         let (upsert, shift) = match embedding {
             true => (format!("{};", renumbered(embeddings::UPSERT_EMBEDDING, 10)), 15),
             false => (String::new(), 10),
         };
         let log = renumbered(transactions::INSERT_TRANSACTION, shift);
-        format!("{BEGIN_IMMEDIATE}; {}; {upsert} {log}; {select_image}; COMMIT", images::INSERT_IMAGE)
+        let (open, close) = scope.open_and_close();
+        format!("{open}; {}; {upsert} {log}; {select_image}; {close}", images::INSERT_IMAGE)
     };
-    [with(false), with(true)]
+    [Scope::Transaction, Scope::Savepoint].map(|scope| [with(scope, false), with(scope, true)])
 });
 
-/// Which statement of [`ALONE`] answers what (counting from 0, the BEGIN).
+/// Which statement of [`STATEMENTS`] answers what (counting from 0, the BEGIN or SAVEPOINT).
 const INSERT_IMAGE_AT: usize = 1;
 
-/// One classification in one round trip to the database thread. sqlx runs a multi-statement query on its thread
-/// from start to end, streaming the results back, so BEGIN, the inserts, reading back the stored image row and
-/// COMMIT cost one hop there and back instead of five (about 0.1 ms each on a 2-core machine, against a 1 ms fsync).
-/// Numbered placeholders count across the statements, hence the renumbered copies of the shared SQL.
 async fn commit_alone(pool: &SqlitePool, c: &Classification) -> Result<Recorded> {
-    let mut query = images::bind_image(sqlx::query(&ALONE[usize::from(c.embedding.is_some())]), &c.image)?;
-    if let Some((backbone, vector)) = &c.embedding {
-        query = embeddings::bind_embedding(query, &c.image.id, backbone, vector)?;
-    }
-    let query = transactions::bind_transaction(query, &c.txn)?;
     let mut conn = pool.acquire().await?;
+    match run_statements(&mut conn, c, Scope::Transaction).await {
+        Ok(outcome) => outcome,
+        // Even the rollback failed: the connection goes, and the transaction with it.
+        Err(e) => {
+            conn.close_on_drop();
+            Err(e)
+        }
+    }
+}
+
+/// One classification in one round trip to the database thread. sqlx runs a multi-statement query on its thread
+/// from start to end, streaming the results back, so opening the scope, the inserts, reading back the stored image
+/// row and closing it cost one hop there and back instead of five or more (each hop two thread switches, about
+/// 0.1 ms on a 2-core machine, against a 1 ms fsync). Numbered placeholders count across the statements, hence
+/// the renumbered copies of the shared SQL. An outer `Err` is a failure after which the scope could not be undone.
+async fn run_statements(conn: &mut SqliteConnection, c: &Classification, scope: Scope) -> Result<Result<Recorded>> {
+    let statements = &STATEMENTS[scope as usize][usize::from(c.embedding.is_some())];
+    let bound = (|| {
+        let mut query = images::bind_image(sqlx::query(statements), &c.image)?;
+        if let Some((backbone, vector)) = &c.embedding {
+            query = embeddings::bind_embedding(query, &c.image.id, backbone, vector)?;
+        }
+        transactions::bind_transaction(query, &c.txn)
+    })();
+    // Refused before anything ran: nothing to undo.
+    let query = match bound {
+        Ok(query) => query,
+        Err(e) => return Ok(Err(e)),
+    };
     // Deprecated because only SQLite runs several statements in one prepared query; this is the SQLite backend, and
     // `raw_sql`, the suggested replacement, binds no parameters (the version is pinned in Cargo.lock).
     #[allow(deprecated)]
@@ -147,12 +174,10 @@ async fn commit_alone(pool: &SqlitePool, c: &Classification) -> Result<Recorded>
     let results = match results {
         Ok(results) => results,
         Err(e) => {
-            // The statements stopped at the failing one, possibly inside the transaction: end it here, or drop the
-            // connection (and the transaction with it) if even that fails.
-            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                conn.close_on_drop();
-            }
-            return Err(super::sql::missing_image(e, &c.image.id));
+            // The statements stopped at the failing one, inside the scope: undo it here.
+            let undone = sqlx::query(scope.undo()).execute(&mut *conn).await;
+            let refused = super::sql::missing_image(e, &c.image.id);
+            return if undone.is_ok() { Ok(Err(refused)) } else { Err(refused) };
         }
     };
     let log_at = INSERT_IMAGE_AT + 1 + usize::from(c.embedding.is_some());
@@ -168,10 +193,10 @@ async fn commit_alone(pool: &SqlitePool, c: &Classification) -> Result<Recorded>
             Either::Right(_) => {}
         }
     }
-    match (record, id) {
+    Ok(match (record, id) {
         (Some(record), Some(id)) => Ok((record, created, id)),
         _ => Err(StoreError::Corrupt("a committed classification answered no image row or log id".into())),
-    }
+    })
 }
 
 /// `sql` with every placeholder `$n` numbered `$(n + by)`.
@@ -199,7 +224,7 @@ mod tests {
     #[test]
     fn renumbering_shifts_every_placeholder_and_nothing_else() {
         assert_eq!(renumbered("VALUES ($1, $2, $10) -- $ $x", 5), "VALUES ($6, $7, $15) -- $ $x");
-        let statements = &ALONE[1];
+        let statements = &STATEMENTS[1][1];
         for n in 1..=26 {
             assert!(statements.contains(&format!("${n},")) || statements.contains(&format!("${n})")), "${n}");
         }
