@@ -95,10 +95,11 @@ async fn commit(pool: &SqlitePool, batch: Vec<Waiting>) {
 }
 
 /// What one classification's statements are wrapped in: a transaction of its own, or a savepoint inside a group's.
+/// The discriminants index [`STATEMENTS`].
 #[derive(Clone, Copy)]
 enum Scope {
-    Transaction,
-    Savepoint,
+    Transaction = 0,
+    Savepoint = 1,
 }
 
 impl Scope {
@@ -130,6 +131,7 @@ static STATEMENTS: LazyLock<[[String; 2]; 2]> = LazyLock::new(|| {
         let (open, close) = scope.open_and_close();
         format!("{open}; {}; {upsert} {log}; {select_image}; {close}", images::INSERT_IMAGE)
     };
+    // In discriminant order.
     [Scope::Transaction, Scope::Savepoint].map(|scope| [with(scope, false), with(scope, true)])
 });
 
