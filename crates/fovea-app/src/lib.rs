@@ -23,6 +23,7 @@ mod models;
 mod review;
 mod scorer;
 mod served_estimate;
+mod stages;
 #[cfg(test)]
 mod tests;
 mod thumbs;
@@ -67,6 +68,7 @@ pub use label_errors::{LabelErrorReport, SuspectLabel, SuspectLabelConfirmed, MA
 pub use leakage::{LeakGroup, LeakMember, LeakageReport};
 pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
 pub use served_estimate::{AsServed, ServedEstimate};
+pub use stages::StageTimes;
 pub use thumbs::{ImageDetail, THUMB_SIZES};
 pub use training::{TrainParams, TrainProgress, TrainReport};
 pub use unknown::{UnknownMatch, UnknownReview, MAX_UNKNOWN_MATCHES};

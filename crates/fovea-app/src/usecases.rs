@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::oneshot::error::TryRecvError;
 
 use crate::head::HeadState;
+use crate::stages::{ms, StageTimes};
 use crate::{App, AppError, Result};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -28,6 +29,9 @@ pub struct ClassifyOutcome {
     pub latency_ms: f64,
     /// False when these exact bytes were seen before.
     pub new_image: bool,
+    /// Where the time went (sent as the `Server-Timing` header, not in the body).
+    #[serde(skip)]
+    pub stages: StageTimes,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -67,6 +71,8 @@ pub(crate) struct Ingested {
     /// The embedding was computed now (not read from the cache), so it still has to be cached.
     pub computed: bool,
     pub look: fovea_insight::ImageStats,
+    /// Decode, network and store filled in; the caller adds the rest.
+    pub stages: StageTimes,
 }
 
 /// A classified upload whose log entry is not written yet.
@@ -154,6 +160,7 @@ impl App {
             }
             .into());
         }
+        let start = Instant::now();
         let limits = self.cfg.limits;
         let size = self.compute.input_size() as u32;
         let b = bytes.clone();
@@ -191,7 +198,7 @@ impl App {
                     }
                 }
             };
-            Ok((id, dims, format, look, pending))
+            Ok((id, dims, format, look, pending, Instant::now()))
         });
         // Once the hash is known, the cache lookup and the store of the bytes run beside the decode. The store goes
         // on the core the decoder leaves idle: overlapping the network instead took both of its cores' time (the
@@ -208,7 +215,7 @@ impl App {
             let store = async {
                 let key = blob_key_for(&id);
                 let created = self.blobs.put_if_absent(&key, bytes).await?;
-                Ok::<_, AppError>(Some((key, created)))
+                Ok::<_, AppError>(Some((key, created, start.elapsed())))
             };
             tokio::join!(lookup, store)
         };
@@ -220,13 +227,13 @@ impl App {
         };
         let (decoded, (cached, stored)) = tokio::join!(decode, hashed_work);
         let decoded = decoded.map_err(|e| AppError::Internal(e.to_string())).and_then(|d| d);
-        let ((id, (width, height), format, look, pending), key) = match (decoded, stored) {
-            (Ok(decoded), Ok(Some((key, _)))) => (decoded, key),
+        let ((id, (width, height), format, look, pending, decoded_at), (key, stored_in)) = match (decoded, stored) {
+            (Ok(decoded), Ok(Some((key, _, stored_in)))) => (decoded, (key, stored_in)),
             (Ok(_), Ok(None)) => return Err(AppError::Internal("the decode task hashed nothing".into())),
             (Ok(_), Err(e)) => return Err(e),
             (Err(e), stored) => {
                 // Bytes that do not decode are not kept: a blob no image row points at is garbage.
-                if let (AppError::Image(_), Ok(Some((key, true)))) = (&e, stored) {
+                if let (AppError::Image(_), Ok(Some((key, true, _)))) = (&e, stored) {
                     if let Err(gone) = self.blobs.delete(&key).await {
                         tracing::warn!(error = %gone, key, "could not remove the blob of an undecodable upload");
                     }
@@ -242,6 +249,12 @@ impl App {
                 (e, by, true)
             }
         };
+        let stages = StageTimes {
+            decode_ms: ms(decoded_at.saturating_duration_since(start)),
+            network_ms: ms(decoded_at.elapsed()),
+            store_ms: ms(stored_in),
+            ..StageTimes::default()
+        };
         let image = NewImage {
             id: id.clone(),
             blob_key: key,
@@ -252,7 +265,7 @@ impl App {
             brightness: Some(look.brightness),
             grayscale: Some(look.grayscale),
         };
-        Ok(Ingested { id, embedding, backbone, width, height, image, computed, look })
+        Ok(Ingested { id, embedding, backbone, width, height, image, computed, look, stages })
     }
 
     /// Registers an ingested image and caches its embedding if it was computed now.
@@ -295,7 +308,10 @@ impl App {
         let (predicted, model_version) = loop {
             let head = self.head.lock().await;
             if head.backbone() == ingested.backbone {
-                break (self.predicted(&head, &ingested.embedding)?, head.version());
+                let predicting = Instant::now();
+                let predicted = self.predicted(&head, &ingested.embedding)?;
+                ingested.stages.predict_ms = ms(predicting.elapsed());
+                break (predicted, head.version());
             }
             // A promotion landed between embedding and predicting: embed again with the new backbone.
             drop(head);
@@ -320,8 +336,10 @@ impl App {
         };
         // Image, fresh embedding and log entry in one commit: one fsync per classify instead of three.
         let fresh = ingested.computed.then_some((ingested.backbone.as_str(), ingested.embedding.as_slice()));
+        let committing = Instant::now();
         let (_, new_image, transaction_id) =
             self.catalog.record_classification(ingested.image.clone(), fresh, txn).await?;
+        let stages = StageTimes { commit_ms: ms(committing.elapsed()), ..ingested.stages };
         self.observe_drift(&ingested, &predicted, user).await;
         let Ingested { id: image_id, width, height, .. } = ingested;
         Ok(ClassifyOutcome {
@@ -335,6 +353,7 @@ impl App {
             height,
             latency_ms,
             new_image,
+            stages,
         })
     }
 

@@ -557,3 +557,44 @@ mod hygiene;
 mod insight;
 #[path = "integration/review.rs"]
 mod review;
+
+#[tokio::test]
+async fn a_classify_says_where_its_time_went_in_server_timing() {
+    let s = server().await;
+    let (_, t) = s.app.add_user("t", Role::Viewer).await.unwrap();
+    let timed = |bytes: Vec<u8>| {
+        let router = s.router.clone();
+        let req = upload(Some(&t), bytes);
+        async move {
+            let res = router.oneshot(req).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let header = res.headers().get("server-timing").expect("a Server-Timing header").to_str().unwrap();
+            // `name;dur=ms[;desc=...]`, comma-separated.
+            let stages: std::collections::HashMap<String, f64> = header
+                .split(", ")
+                .map(|metric| {
+                    let mut parts = metric.split(';');
+                    let name = parts.next().unwrap().to_owned();
+                    let dur = parts.find_map(|p| p.strip_prefix("dur=")).expect(metric).parse().expect(metric);
+                    (name, dur)
+                })
+                .collect();
+            stages
+        }
+    };
+    let cat = photo("chelsea.png");
+    let first = timed(crop(&cat, 0)).await;
+    let names = ["decode", "network", "store", "predict", "commit", "total"];
+    assert_eq!(first.len(), names.len(), "{first:?}");
+    for name in names {
+        assert!(first[name] >= 0.0 && first[name].is_finite(), "{name}: {first:?}");
+    }
+    // The request's own stages follow one another inside the total; the store runs beside decode and network.
+    let path: f64 = ["decode", "network", "predict", "commit"].iter().map(|n| first[*n]).sum();
+    assert!(path <= first["total"] + 1e-3, "{first:?}");
+    assert!(first["store"] <= first["total"] + 1e-3, "{first:?}");
+    assert!(first["decode"] > 0.0 && first["network"] > 0.0 && first["commit"] > 0.0, "{first:?}");
+    // The same bytes again: the embedding comes from the cache, so no network pass waits (only the hand-over).
+    let again = timed(crop(&cat, 0)).await;
+    assert!(again["network"] < first["network"], "a cache hit ran the network: {again:?} after {first:?}");
+}

@@ -54,11 +54,14 @@ fn too_large(state: &S) -> fovea_app::VisionError {
     fovea_app::VisionError::TooLarge { bytes: max + 1, max }
 }
 
-/// Classify an image: top classes with probabilities, logged as a transaction.
+/// Classify an image: top classes with probabilities, logged as a transaction. The `Server-Timing` header says
+/// where the time went (decode, network, store, predict, commit, total; milliseconds).
 #[utoipa::path(post, path = "/api/v1/classify", tag = "images",
     request_body(content = Vec<u8>, description = "the image: raw body, or multipart field `image`",
         content_type = "application/octet-stream"),
-    responses((status = 200, body = ClassifyOutcome), (status = 413, body = crate::api_types::ErrorBody),
+    responses((status = 200, body = ClassifyOutcome,
+            headers(("server-timing" = String, description = "milliseconds per stage (W3C Server Timing)"))),
+        (status = 413, body = crate::api_types::ErrorBody),
         (status = 415, body = crate::api_types::ErrorBody), (status = 422, body = crate::api_types::ErrorBody),
         (status = 429, body = crate::api_types::ErrorBody)),
     security(("token" = [])))]
@@ -67,8 +70,14 @@ pub async fn classify(State(s): State<S>, caller: Caller, req: Request) -> ApiRe
     let (_admitted, bytes) = admitted_upload(req, &s).await?;
     let start = std::time::Instant::now();
     let out = s.app.classify(bytes, &caller.user).await?;
-    metrics::histogram!(crate::metrics::CLASSIFY_SECONDS).record(start.elapsed().as_secs_f64());
-    Ok(Json(out).into_response())
+    let took = start.elapsed().as_secs_f64();
+    metrics::histogram!(crate::metrics::CLASSIFY_SECONDS).record(took);
+    let timing = out.stages.server_timing(took * 1e3);
+    let mut response = Json(out).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&timing) {
+        response.headers_mut().insert("server-timing", value);
+    }
+    Ok(response)
 }
 
 /// Label an image with an existing or a new class; the model learns at once and answers its new prediction.

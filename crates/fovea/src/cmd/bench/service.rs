@@ -129,15 +129,16 @@ impl KeepAlive {
         Ok(Self { addr: addr.to_owned(), stream: std::io::BufReader::new(stream) })
     }
 
-    /// One POST; returns the status code once the whole response has been read.
-    fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<u16> {
+    /// One POST; returns the status code and the `Server-Timing` header's stages (name, ms) once the whole
+    /// response has been read.
+    fn post(&mut self, path: &str, body: &[u8]) -> anyhow::Result<(u16, Vec<(String, f64)>)> {
         use std::io::BufRead;
         let addr = &self.addr;
         let s = self.stream.get_mut();
         write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n")?;
         write!(s, "Content-Length: {}\r\n\r\n", body.len())?;
         s.write_all(body)?;
-        let (mut status, mut length, mut line) = (None, None, String::new());
+        let (mut status, mut length, mut line, mut stages) = (None, None, String::new(), Vec::new());
         loop {
             line.clear();
             anyhow::ensure!(self.stream.read_line(&mut line)? > 0, "the server closed the connection");
@@ -150,13 +151,28 @@ impl KeepAlive {
             } else if let Some((name, value)) = l.split_once(':') {
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse::<usize>().ok();
+                } else if name.eq_ignore_ascii_case("server-timing") {
+                    stages = server_timing(value);
                 }
             }
         }
         let length = length.ok_or_else(|| anyhow::anyhow!("a response without Content-Length"))?;
         std::io::copy(&mut (&mut self.stream).take(length as u64), &mut std::io::sink())?;
-        status.ok_or_else(|| anyhow::anyhow!("bad response status line"))
+        Ok((status.ok_or_else(|| anyhow::anyhow!("bad response status line"))?, stages))
     }
+}
+
+/// The `name;dur=ms` metrics of a Server-Timing header value, in order.
+fn server_timing(value: &str) -> Vec<(String, f64)> {
+    value
+        .split(',')
+        .filter_map(|metric| {
+            let mut parts = metric.trim().split(';');
+            let name = parts.next()?.to_owned();
+            let dur = parts.find_map(|p| p.strip_prefix("dur="))?.parse().ok()?;
+            Some((name, dur))
+        })
+        .collect()
 }
 
 pub fn http(
@@ -193,6 +209,7 @@ pub fn http(
     let addr = listener.local_addr()?.to_string();
     rt.spawn(async move { axum::serve(listener, fovea_server::create_app(app, true)).await });
     let mut client = KeepAlive::connect(&addr)?;
+    let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
     client.post("/api/v1/classify", &jpegs[0])?; // warm-up, then every request is an image never seen before
     pipeline(&jpegs[0])?;
     // Each JPEG goes through the raw pipeline and over HTTP back to back (order alternating), so a busy spell on a
@@ -203,8 +220,14 @@ pub fn http(
             raw_ms.push(pipeline(j)?);
         }
         let t = Instant::now();
-        let status = client.post("/api/v1/classify", j)?;
+        let (status, timing) = client.post("/api/v1/classify", j)?;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        for (name, ms) in timing {
+            match stages.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, all)) => all.push(ms),
+                None => stages.push((name, vec![ms])),
+            }
+        }
         anyhow::ensure!(status == 200, "classify answered {status}");
         if i % 2 == 1 {
             raw_ms.push(pipeline(j)?);
@@ -223,6 +246,13 @@ pub fn http(
          target <= 1.2x)",
         p50 / network_ms,
         p50 / pipeline_ms
+    );
+    // The server's own account of each request (its Server-Timing header): what the client's time is made of.
+    let medians: Vec<String> =
+        stages.iter_mut().map(|(name, all)| format!("{name} {:.2}", percentile(all, 0.5))).collect();
+    println!(
+        "  inside the server (medians of its Server-Timing, ms; store runs beside decode and network): {}",
+        medians.join(", ")
     );
     rt.shutdown_background();
     Ok(())
@@ -365,5 +395,12 @@ mod tests {
         let (low2, high2) = median_ratio_interval(&pairs(480).0, &pairs(480).1);
         assert!(high2 - low2 < high - low, "{low2}-{high2} against {low}-{high}");
         assert!(median_ratio_interval(&[], &[]).0.is_nan());
+    }
+
+    #[test]
+    fn server_timing_metrics_are_read_by_name_and_duration() {
+        let read = server_timing("decode;dur=1.250, store;dur=0.5;desc=\"beside, it\", total;dur=7");
+        assert_eq!(read, vec![("decode".into(), 1.25), ("store".into(), 0.5), ("total".into(), 7.0)]);
+        assert!(server_timing("cache;desc=hit").is_empty(), "a metric without a duration is left out");
     }
 }
