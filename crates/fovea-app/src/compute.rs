@@ -13,7 +13,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use fovea_model::Backbone;
 use tokio::sync::{oneshot, Semaphore};
@@ -28,7 +28,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 pub type Embedding = (Vec<f32>, String);
 
 enum Msg {
-    Embed { input: Vec<f32>, reply: oneshot::Sender<Result<Embedding>> },
+    Embed { input: Vec<f32>, reply: oneshot::Sender<Result<(Embedding, Instant)>> },
     Swap { backbone: Box<dyn Backbone>, name: String, done: oneshot::Sender<()> },
 }
 
@@ -115,13 +115,18 @@ impl Compute {
 
 /// An image handed to the compute thread; it counts against the waiting limit until answered.
 pub struct PendingEmbedding {
-    rx: oneshot::Receiver<Result<Embedding>>,
+    rx: oneshot::Receiver<Result<(Embedding, Instant)>>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl PendingEmbedding {
     /// The embedding, once the compute thread has run it.
     pub async fn answer(self) -> Result<Embedding> {
+        Ok(self.answer_timed().await?.0)
+    }
+
+    /// The embedding and when the compute thread finished it (the wait since then is the hand-back's).
+    pub async fn answer_timed(self) -> Result<(Embedding, Instant)> {
         self.rx.await.map_err(|_| AppError::Internal("compute thread dropped a request".into()))?
     }
 }
@@ -225,11 +230,12 @@ fn worker(mut backbone: Box<dyn Backbone>, mut name: String, rx: mpsc::Receiver<
             }
         };
         let result = run_caught(backbone.as_ref(), input, jobs.len());
+        let finished = Instant::now();
         match result {
             Ok(rows) => {
                 healthy.store(true, Ordering::SeqCst);
                 for ((_, reply), row) in jobs.into_iter().zip(rows) {
-                    let _ = reply.send(Ok((row, name.clone())));
+                    let _ = reply.send(Ok(((row, name.clone()), finished)));
                 }
             }
             Err(Failure::Error(msg)) => {

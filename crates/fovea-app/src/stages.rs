@@ -3,15 +3,17 @@
 
 use std::time::Duration;
 
-/// Milliseconds each stage of one classify took. `decode`, `network`, `predict` and `commit` follow one another on
-/// the request's path; `store` runs beside `decode` and `network` from the start, and the request waits for it only
-/// when it ends after them (that wait then counts in `network`).
+/// Milliseconds each stage of one classify took. `decode`, `network`, `wait`, `predict` and `commit` follow one
+/// another on the request's path; `store` runs beside `decode` and `network` from the start, and the request waits
+/// for it only when it ends after them (that wait then counts in `wait`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
     /// Hashing, decoding and preprocessing the upload, until its input was handed to the network.
     pub decode_ms: f64,
-    /// From then until the embedding was in hand: the compute thread's queue, the network's pass, the hand-back.
+    /// From then until the compute thread had the embedding: its queue and the network's pass (0 for a cache hit).
     pub network_ms: f64,
+    /// From then until the request went on: the hand-back between threads, and the store when it ends later.
+    pub wait_ms: f64,
     /// Writing the uploaded bytes durably.
     pub store_ms: f64,
     /// The online head's prediction.
@@ -24,9 +26,9 @@ impl StageTimes {
     /// The W3C Server Timing header value, ending with `total_ms`, the whole request as the server timed it.
     pub fn server_timing(&self, total_ms: f64) -> String {
         format!(
-            "decode;dur={:.3}, network;dur={:.3}, store;dur={:.3};desc=\"beside decode and network\", \
+            "decode;dur={:.3}, network;dur={:.3}, wait;dur={:.3}, store;dur={:.3};desc=\"beside decode and network\", \
              predict;dur={:.3}, commit;dur={:.3}, total;dur={total_ms:.3}",
-            self.decode_ms, self.network_ms, self.store_ms, self.predict_ms, self.commit_ms
+            self.decode_ms, self.network_ms, self.wait_ms, self.store_ms, self.predict_ms, self.commit_ms
         )
     }
 }
@@ -41,10 +43,17 @@ mod tests {
 
     #[test]
     fn the_header_names_every_stage_with_its_duration() {
-        let t = StageTimes { decode_ms: 1.25, network_ms: 4.0, store_ms: 0.5, predict_ms: 0.03, commit_ms: 0.9 };
+        let t = StageTimes {
+            decode_ms: 1.25,
+            network_ms: 4.0,
+            wait_ms: 0.125,
+            store_ms: 0.5,
+            predict_ms: 0.03,
+            commit_ms: 0.9,
+        };
         assert_eq!(
             t.server_timing(6.5),
-            "decode;dur=1.250, network;dur=4.000, store;dur=0.500;desc=\"beside decode and network\", \
+            "decode;dur=1.250, network;dur=4.000, wait;dur=0.125, store;dur=0.500;desc=\"beside decode and network\", \
              predict;dur=0.030, commit;dur=0.900, total;dur=6.500"
         );
         assert_eq!(ms(Duration::from_micros(1500)), 1.5);

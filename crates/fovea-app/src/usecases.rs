@@ -241,17 +241,21 @@ impl App {
                 return Err(e);
             }
         };
-        let (embedding, backbone, computed) = match (cached?, pending) {
-            (Some(e), _) => (e, served, false),
+        let (embedding, backbone, computed, network_end) = match (cached?, pending) {
+            (Some(e), _) => (e, served, false, None),
             (None, None) => return Err(AppError::Internal("an embedding cache miss was not preprocessed".into())),
             (None, Some(pending)) => {
-                let (e, by) = pending.answer().await?;
-                (e, by, true)
+                let ((e, by), finished) = pending.answer_timed().await?;
+                (e, by, true, Some(finished))
             }
         };
+        let resumed = Instant::now();
+        // A cache hit waited for no network pass: all of its time since the decode is the hand-back's.
+        let network_end = network_end.unwrap_or(decoded_at).max(decoded_at).min(resumed);
         let stages = StageTimes {
             decode_ms: ms(decoded_at.saturating_duration_since(start)),
-            network_ms: ms(decoded_at.elapsed()),
+            network_ms: ms(network_end - decoded_at),
+            wait_ms: ms(resumed - network_end),
             store_ms: ms(stored_in),
             ..StageTimes::default()
         };

@@ -55,7 +55,7 @@ fn too_large(state: &S) -> fovea_app::VisionError {
 }
 
 /// Classify an image: top classes with probabilities, logged as a transaction. The `Server-Timing` header says
-/// where the time went (decode, network, store, predict, commit, total; milliseconds).
+/// where the time went (decode, network, wait, store, predict, commit, total; milliseconds).
 #[utoipa::path(post, path = "/api/v1/classify", tag = "images",
     request_body(content = Vec<u8>, description = "the image: raw body, or multipart field `image`",
         content_type = "application/octet-stream"),
