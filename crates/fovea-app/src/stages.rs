@@ -8,7 +8,8 @@ use std::time::Duration;
 /// for it only when it ends after them (that wait then counts in `wait`).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct StageTimes {
-    /// Hashing, decoding and preprocessing the upload, until its input was handed to the network.
+    /// Hashing, decoding and preprocessing the upload (after any wait for a decode slot), until its input was
+    /// handed to the network.
     pub decode_ms: f64,
     /// From then until the compute thread had the embedding: its queue and the network's pass (0 for a cache hit).
     pub network_ms: f64,
