@@ -263,7 +263,6 @@ mod tests {
     use super::*;
     use fovea_model::{Embedded, Variant};
     use std::sync::atomic::AtomicUsize;
-    use std::time::Instant;
 
     /// Counts its runs; panics on every run while `broken`.
     struct Counting {

@@ -68,7 +68,7 @@ pub use label_errors::{LabelErrorReport, SuspectLabel, SuspectLabelConfirmed, MA
 pub use leakage::{LeakGroup, LeakMember, LeakageReport};
 pub use review::{ReviewItem, ReviewQueue, MAX_REVIEW};
 pub use served_estimate::{AsServed, ServedEstimate};
-pub use stages::StageTimes;
+pub use stages::{read_server_timing, StageTimes};
 pub use thumbs::{ImageDetail, THUMB_SIZES};
 pub use training::{TrainParams, TrainProgress, TrainReport};
 pub use unknown::{UnknownMatch, UnknownReview, MAX_UNKNOWN_MATCHES};

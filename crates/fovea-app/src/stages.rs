@@ -34,6 +34,20 @@ impl StageTimes {
     }
 }
 
+/// The `name;dur=ms` metrics of a Server-Timing header value, in order; a metric without a duration is left out.
+/// What `fovea bench http` and the API's tests read the header with.
+pub fn read_server_timing(value: &str) -> Vec<(String, f64)> {
+    value
+        .split(',')
+        .filter_map(|metric| {
+            let mut parts = metric.trim().split(';');
+            let name = parts.next()?.to_owned();
+            let dur = parts.find_map(|p| p.strip_prefix("dur="))?.parse().ok()?;
+            Some((name, dur))
+        })
+        .collect()
+}
+
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -58,5 +72,16 @@ mod tests {
              predict;dur=0.030, commit;dur=0.900, total;dur=6.500"
         );
         assert_eq!(ms(Duration::from_micros(1500)), 1.5);
+    }
+
+    #[test]
+    fn server_timing_metrics_are_read_by_name_and_duration() {
+        let read = read_server_timing("decode;dur=1.250, store;dur=0.5;desc=\"beside, it\", total;dur=7");
+        assert_eq!(read, vec![("decode".into(), 1.25), ("store".into(), 0.5), ("total".into(), 7.0)]);
+        assert!(read_server_timing("cache;desc=hit").is_empty(), "a metric without a duration is left out");
+        let t = StageTimes { decode_ms: 1.5, commit_ms: 0.25, ..StageTimes::default() };
+        let names: Vec<(String, f64)> = read_server_timing(&t.server_timing(2.0));
+        assert_eq!(names.len(), 7, "{names:?}");
+        assert_eq!((names[0].clone(), names[6].clone()), (("decode".into(), 1.5), ("total".into(), 2.0)));
     }
 }

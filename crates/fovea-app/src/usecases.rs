@@ -321,7 +321,7 @@ impl App {
             drop(head);
             ingested = self.ingest(bytes.clone(), "upload").await?;
         };
-        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let latency_ms = ms(start.elapsed());
         Ok(UnrecordedPrediction { ingested, predicted, model_version, latency_ms })
     }
 
@@ -403,7 +403,7 @@ impl App {
                 top_k: prediction.top.clone(),
                 chosen_class: Some(record.name.clone()),
                 user: user.to_owned(),
-                latency_ms: start.elapsed().as_secs_f64() * 1e3,
+                latency_ms: ms(start.elapsed()),
                 unknown: prediction.unknown,
             })
             .await?;

@@ -569,16 +569,8 @@ async fn a_classify_says_where_its_time_went_in_server_timing() {
             let res = router.oneshot(req).await.unwrap();
             assert_eq!(res.status(), StatusCode::OK);
             let header = res.headers().get("server-timing").expect("a Server-Timing header").to_str().unwrap();
-            // `name;dur=ms[;desc=...]`, comma-separated.
-            let stages: std::collections::HashMap<String, f64> = header
-                .split(", ")
-                .map(|metric| {
-                    let mut parts = metric.split(';');
-                    let name = parts.next().unwrap().to_owned();
-                    let dur = parts.find_map(|p| p.strip_prefix("dur=")).expect(metric).parse().expect(metric);
-                    (name, dur)
-                })
-                .collect();
+            let stages: std::collections::HashMap<String, f64> =
+                fovea_app::read_server_timing(header).into_iter().collect();
             stages
         }
     };

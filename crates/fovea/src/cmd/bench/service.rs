@@ -152,7 +152,7 @@ impl KeepAlive {
                 if name.eq_ignore_ascii_case("content-length") {
                     length = value.trim().parse::<usize>().ok();
                 } else if name.eq_ignore_ascii_case("server-timing") {
-                    stages = server_timing(value);
+                    stages = fovea_app::read_server_timing(value);
                 }
             }
         }
@@ -160,19 +160,6 @@ impl KeepAlive {
         std::io::copy(&mut (&mut self.stream).take(length as u64), &mut std::io::sink())?;
         Ok((status.ok_or_else(|| anyhow::anyhow!("bad response status line"))?, stages))
     }
-}
-
-/// The `name;dur=ms` metrics of a Server-Timing header value, in order.
-fn server_timing(value: &str) -> Vec<(String, f64)> {
-    value
-        .split(',')
-        .filter_map(|metric| {
-            let mut parts = metric.trim().split(';');
-            let name = parts.next()?.to_owned();
-            let dur = parts.find_map(|p| p.strip_prefix("dur="))?.parse().ok()?;
-            Some((name, dur))
-        })
-        .collect()
 }
 
 pub fn http(
@@ -395,12 +382,5 @@ mod tests {
         let (low2, high2) = median_ratio_interval(&pairs(480).0, &pairs(480).1);
         assert!(high2 - low2 < high - low, "{low2}-{high2} against {low}-{high}");
         assert!(median_ratio_interval(&[], &[]).0.is_nan());
-    }
-
-    #[test]
-    fn server_timing_metrics_are_read_by_name_and_duration() {
-        let read = server_timing("decode;dur=1.250, store;dur=0.5;desc=\"beside, it\", total;dur=7");
-        assert_eq!(read, vec![("decode".into(), 1.25), ("store".into(), 0.5), ("total".into(), 7.0)]);
-        assert!(server_timing("cache;desc=hit").is_empty(), "a metric without a duration is left out");
     }
 }
