@@ -12,6 +12,7 @@
 mod backbone;
 mod jpeg_reference;
 mod prepare;
+mod scratch;
 mod service;
 mod train;
 
@@ -62,6 +63,11 @@ pub struct BenchArgs {
     /// Photo to time decoding with (default: the chelsea sample)
     #[arg(long)]
     pub image: Option<PathBuf>,
+    /// Folder on the disk the catalog will live on, where the http and identify parts keep their throwaway data
+    /// (every classify waits for its fsyncs, so the disk matters) [default: the system temp folder]. Where /dev/shm
+    /// is a tmpfs, both parts run a second time with their data there, to show what the durable writes cost
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 pub fn bench(home: &Path, variant: Variant, args: &BenchArgs) -> anyhow::Result<i32> {

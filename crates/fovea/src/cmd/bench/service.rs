@@ -189,43 +189,16 @@ pub fn http(
         Ok(t.elapsed().as_secs_f64() * 1e3)
     };
 
-    let dir = tempfile::tempdir()?;
+    let dir = super::scratch::folder(args.data_dir.as_deref())?;
     let rt = runtime()?;
     let app = rt.block_on(fresh_app(home, variant, threads, dir.path()))?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?.to_string();
-    rt.spawn(async move { axum::serve(listener, fovea_server::create_app(app, true)).await });
-    let mut client = KeepAlive::connect(&addr)?;
-    let mut stages: Vec<(String, Vec<f64>)> = Vec::new();
-    client.post("/api/v1/classify", &jpegs[0])?; // warm-up, then every request is an image never seen before
-    pipeline(&jpegs[0])?;
-    // Each JPEG goes through the raw pipeline and over HTTP back to back (order alternating), so a busy spell on a
-    // shared machine hits both alike. The raw pipeline does not touch the app, so its request is still a cache miss.
-    let (mut latencies, mut raw_ms) = (Vec::new(), Vec::new());
-    for (i, j) in jpegs[1..].iter().enumerate() {
-        if i % 2 == 0 {
-            raw_ms.push(pipeline(j)?);
-        }
-        let t = Instant::now();
-        let (status, timing) = client.post("/api/v1/classify", j)?;
-        latencies.push(t.elapsed().as_secs_f64() * 1e3);
-        for (name, ms) in timing {
-            match stages.iter_mut().find(|(n, _)| *n == name) {
-                Some((_, all)) => all.push(ms),
-                None => stages.push((name, vec![ms])),
-            }
-        }
-        anyhow::ensure!(status == 200, "classify answered {status}");
-        if i % 2 == 1 {
-            raw_ms.push(pipeline(j)?);
-        }
-    }
-    let (low, high) = median_ratio_interval(&latencies, &raw_ms);
-    let pipeline_ms = percentile(&mut raw_ms, 0.5);
-    let (p50, p99) = (percentile(&mut latencies, 0.5), percentile(&mut latencies, 0.99));
+    let mut on_disk = classify_over_http(&rt, app, &jpegs, &pipeline)?;
+    let (low, high) = on_disk.ratio_interval();
+    let pipeline_ms = percentile(&mut on_disk.raw_ms, 0.5);
+    let (p50, p99) = (percentile(&mut on_disk.latencies, 0.5), percentile(&mut on_disk.latencies, 0.99));
     println!(
         "classify over HTTP, {} new JPEGs one at a time on one kept-alive connection: p50 {p50:.2} ms, p99 {p99:.2} ms",
-        latencies.len()
+        on_disk.latencies.len()
     );
     println!(
         "raw model time: network {network_ms:.2} ms, decode + preprocess + embed {pipeline_ms:.2} ms; \
@@ -234,15 +207,85 @@ pub fn http(
         p50 / network_ms,
         p50 / pipeline_ms
     );
-    // The server's own account of each request (its Server-Timing header): what the client's time is made of.
-    let medians: Vec<String> =
-        stages.iter_mut().map(|(name, all)| format!("{name} {:.2}", percentile(all, 0.5))).collect();
     println!(
         "  inside the server (medians of its Server-Timing, ms; store runs beside decode and network): {}",
-        medians.join(", ")
+        on_disk.stage_medians()
     );
+    if let Some(memory) = super::scratch::memory_folder(dir.path()) {
+        let dir = tempfile::Builder::new().prefix("fovea-bench-").tempdir_in(&memory)?;
+        let app = rt.block_on(fresh_app(home, variant, threads, dir.path()))?;
+        let mut in_memory = classify_over_http(&rt, app, &jpegs, &pipeline)?;
+        let (low, high) = in_memory.ratio_interval();
+        let ratio = percentile(&mut in_memory.latencies, 0.5) / percentile(&mut in_memory.raw_ms, 0.5);
+        println!(
+            "  the same with the data folder on tmpfs ({}: fsync returns at once, so the difference is what durable \
+             writes to this disk cost; serving always syncs): {ratio:.2}x the raw pipeline (95% interval \
+             {low:.2}-{high:.2}x); {}",
+            memory.display(),
+            in_memory.stage_medians()
+        );
+    }
     rt.shutdown_background();
     Ok(())
+}
+
+/// One app's classify requests over HTTP, each beside a run of the raw pipeline on the same JPEG.
+struct HttpRun {
+    latencies: Vec<f64>,
+    raw_ms: Vec<f64>,
+    /// Each Server-Timing stage's durations, in the order the server names them.
+    stages: Vec<(String, Vec<f64>)>,
+}
+
+impl HttpRun {
+    fn ratio_interval(&self) -> (f64, f64) {
+        median_ratio_interval(&self.latencies, &self.raw_ms)
+    }
+
+    /// `name median` of each stage, as the server reported them.
+    fn stage_medians(&mut self) -> String {
+        let medians: Vec<String> =
+            self.stages.iter_mut().map(|(name, all)| format!("{name} {:.2}", percentile(all, 0.5))).collect();
+        medians.join(", ")
+    }
+}
+
+/// Serves `app` on a local port and classifies every JPEG but the first (the warm-up) one at a time on one kept-alive
+/// connection, each back to back with the raw pipeline on the same bytes (in alternating order), so a busy spell on
+/// a shared machine hits both alike. The raw pipeline does not touch the app, so each request is a cache miss.
+fn classify_over_http(
+    rt: &tokio::runtime::Runtime,
+    app: Arc<App>,
+    jpegs: &[Vec<u8>],
+    pipeline: &dyn Fn(&[u8]) -> anyhow::Result<f64>,
+) -> anyhow::Result<HttpRun> {
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?.to_string();
+    let server = rt.spawn(async move { axum::serve(listener, fovea_server::create_app(app, true)).await });
+    let mut client = KeepAlive::connect(&addr)?;
+    let mut run = HttpRun { latencies: Vec::new(), raw_ms: Vec::new(), stages: Vec::new() };
+    client.post("/api/v1/classify", &jpegs[0])?;
+    pipeline(&jpegs[0])?;
+    for (i, j) in jpegs[1..].iter().enumerate() {
+        if i % 2 == 0 {
+            run.raw_ms.push(pipeline(j)?);
+        }
+        let t = Instant::now();
+        let (status, timing) = client.post("/api/v1/classify", j)?;
+        run.latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        for (name, ms) in timing {
+            match run.stages.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, all)) => all.push(ms),
+                None => run.stages.push((name, vec![ms])),
+            }
+        }
+        anyhow::ensure!(status == 200, "classify answered {status}");
+        if i % 2 == 1 {
+            run.raw_ms.push(pipeline(j)?);
+        }
+    }
+    server.abort();
+    Ok(run)
 }
 
 /// A 95% bootstrap interval of `median(a) / median(b)`, resampling the pairs `(a[i], b[i])` together (each pair was
@@ -283,21 +326,33 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
     let size = variant.input_size() as u32;
     let raw = FastBackbone::new(&w, variant, threads)?;
     raw.run(&fovea_vision::to_input(&photos[0], size), 1)?;
-    let dir = tempfile::tempdir()?;
+    let dir = super::scratch::folder(args.data_dir.as_deref())?;
     let rt = runtime()?;
-    let app = rt.block_on(fresh_app(home, variant, threads, dir.path()))?;
+    // The same run with the app's data on tmpfs, where fsync returns at once (see `scratch`): what durable writes
+    // to this disk cost a bulk run.
+    let memory = super::scratch::memory_folder(dir.path())
+        .map(|m| tempfile::Builder::new().prefix("fovea-bench-").tempdir_in(m))
+        .transpose()?;
+    let mut apps = vec![rt.block_on(fresh_app(home, variant, threads, dir.path()))?];
+    if let Some(m) = &memory {
+        apps.push(rt.block_on(fresh_app(home, variant, threads, m.path()))?);
+    }
     // Warmed like the raw network above, with an image no round repeats: the first round must not carry the app's
     // first pass and first commit alone.
     let warm = distinct_jpegs(&photos, 1, 9).remove(0);
-    rt.block_on(app.classify(warm.into(), "bench"))?;
+    for app in &apps {
+        rt.block_on(app.classify(warm.clone().into(), "bench"))?;
+    }
     // Rounds alternate the two, each on images never seen before, so a noisy neighbour hurts both alike.
     // CPU time beside wall time: on a machine whose cores the bulk run fills, the ratio is what each image costs the
     // CPU, so this says whether a shortfall is work the app adds or cores left idle.
-    let (mut raw_cpu, mut app_cpu) = (0.0, 0.0);
+    let mut raw_cpu = 0.0;
+    let mut app_cpu = vec![0.0; apps.len()];
     let cpu = || super::process_cpu_seconds().unwrap_or(f64::NAN);
-    // Each round's two times, for an interval: on a shared 2-core VM the whole-run ratio of one binary ranged
+    // Each round's times, for an interval: on a shared 2-core VM the whole-run ratio of one binary ranged
     // 0.71-0.86x over five runs of three rounds.
-    let (mut raw_rounds, mut app_rounds) = (Vec::new(), Vec::new());
+    let mut raw_rounds = Vec::new();
+    let mut app_rounds = vec![Vec::new(); apps.len()];
     const ROUNDS: u32 = 6;
     for round in 0..ROUNDS {
         // Raw embed: read, decode and preprocess each file, then the network in batches of 16 — what a script
@@ -319,21 +374,23 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
         raw_rounds.push(t.elapsed().as_secs_f64());
         raw_cpu += cpu() - cpu0;
         // The same as `fovea identify DIR`: a collection walked, stored, embedded, predicted, logged and committed.
-        let folder = dir.path().join(format!("collection{round}"));
-        write_files(&folder, &distinct_jpegs(&photos, n, 20 + round))?;
-        let (t, cpu0) = (Instant::now(), cpu());
-        let done = rt.block_on(async {
-            let c = app.create_collection(None, &folder, None, "bench").await?;
-            app.run_collection(c.id, |_| {}, Default::default()).await
-        })?;
-        app_rounds.push(t.elapsed().as_secs_f64());
-        app_cpu += cpu() - cpu0;
-        anyhow::ensure!(done.failed == 0 && done.processed == n as u64, "identify: {done:?}");
+        for (a, app) in apps.iter().enumerate() {
+            let folder = dir.path().join(format!("collection{round}-{a}"));
+            write_files(&folder, &distinct_jpegs(&photos, n, 20 + round))?;
+            let (t, cpu0) = (Instant::now(), cpu());
+            let done = rt.block_on(async {
+                let c = app.create_collection(None, &folder, None, "bench").await?;
+                app.run_collection(c.id, |_| {}, Default::default()).await
+            })?;
+            app_rounds[a].push(t.elapsed().as_secs_f64());
+            app_cpu[a] += cpu() - cpu0;
+            anyhow::ensure!(done.failed == 0 && done.processed == n as u64, "identify: {done:?}");
+        }
     }
     let total = (n as u32 * ROUNDS) as f64;
-    let (raw_s, app_s): (f64, f64) = (raw_rounds.iter().sum(), app_rounds.iter().sum());
+    let (raw_s, app_s): (f64, f64) = (raw_rounds.iter().sum(), app_rounds[0].iter().sum());
     let (rate, raw_rate) = (total / app_s, total / raw_s);
-    let (low, high) = median_ratio_interval(&raw_rounds, &app_rounds);
+    let (low, high) = median_ratio_interval(&raw_rounds, &app_rounds[0]);
     println!(
         "bulk identify of {} new JPEG files as collections: {rate:.1} img/s (stored, embedded, predicted, logged, \
          committed); raw read + decode + embed {raw_rate:.1} img/s; ratio {:.2}x (rounds' median 95% interval \
@@ -343,11 +400,23 @@ pub fn identify(home: &Path, variant: Variant, threads: usize, args: &BenchArgs)
     );
     println!(
         "  CPU per image (all threads): identify {:.2} ms, raw {:.2} ms; cores busy: identify {:.2}, raw {:.2}",
-        app_cpu * 1e3 / total,
+        app_cpu[0] * 1e3 / total,
         raw_cpu * 1e3 / total,
-        app_cpu / app_s,
+        app_cpu[0] / app_s,
         raw_cpu / raw_s
     );
+    if let (Some(m), Some(rounds)) = (&memory, app_rounds.get(1)) {
+        let (low, high) = median_ratio_interval(&raw_rounds, rounds);
+        println!(
+            "  the same with the data folder on tmpfs ({}: fsync returns at once, so the difference is what durable \
+             writes to this disk cost; serving always syncs): {:.1} img/s, ratio {:.2}x (rounds' median 95% interval \
+             {low:.2}-{high:.2}x); CPU per image {:.2} ms",
+            m.path().parent().unwrap_or(m.path()).display(),
+            total / rounds.iter().sum::<f64>(),
+            raw_s / rounds.iter().sum::<f64>(),
+            app_cpu[1] * 1e3 / total
+        );
+    }
     Ok(())
 }
 
